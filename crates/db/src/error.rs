@@ -1,0 +1,61 @@
+use napiatke_domain::DomainError;
+
+/// What the persistence layer can fail with. apps/web maps these to HTTP once:
+/// `NotFound` to 404, `Unavailable` to 503, `InvalidUrl` stops start-up, the rest 500.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// DATABASE_URL names no engine we speak or is malformed.
+    #[error("invalid DATABASE_URL {url:?}: {reason}")]
+    InvalidUrl {
+        /// The URL with any password masked.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The server cannot be reached or refused us (also: pool timed out).
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// A row that was asked for by key does not exist.
+    #[error("not found")]
+    NotFound,
+    /// Applying migrations failed; nothing after the failing one ran.
+    #[error("migration failed: {0}")]
+    Migration(String),
+    /// `seed` was asked to fill a database that already holds data.
+    #[error("the database already holds {users} users; rerun with --force to replace all data")]
+    NotEmpty {
+        /// Users found.
+        users: i64,
+    },
+    /// A stored value the domain rejects (a status outside the CHECK list, say).
+    #[error("corrupt row: {0}")]
+    Corrupt(#[from] DomainError),
+    /// Password hashing failed (never on valid parameters; kept typed all the same).
+    #[error("password hashing failed: {0}")]
+    Hash(String),
+    /// Any other database error.
+    #[error(transparent)]
+    Query(diesel::result::Error),
+}
+
+impl From<diesel::result::Error> for DbError {
+    fn from(e: diesel::result::Error) -> Self {
+        match e {
+            diesel::result::Error::NotFound => DbError::NotFound,
+            diesel::result::Error::DatabaseError(
+                diesel::result::DatabaseErrorKind::ClosedConnection,
+                info,
+            ) => DbError::Unavailable(info.message().to_owned()),
+            other => DbError::Query(other),
+        }
+    }
+}
+
+impl From<r2d2::Error> for DbError {
+    fn from(e: r2d2::Error) -> Self {
+        DbError::Unavailable(e.to_string())
+    }
+}
+
+/// Shorthand for this crate's results.
+pub type DbResult<T> = Result<T, DbError>;

@@ -1,0 +1,138 @@
+//! The r2d2 pool over [`DbConn`], with connection set-up in one place.
+
+use std::time::Duration;
+
+use diesel::connection::SimpleConnection;
+use diesel::r2d2::R2D2Connection;
+use diesel::Connection;
+
+use crate::{DatabaseUrl, DbConn, DbError, DbResult, Engine, StatementTracer};
+
+/// A pooled connection.
+pub type PooledConn = r2d2::PooledConnection<Manager>;
+
+/// Pool sizing and timeouts. The defaults suit one app process on 2 cores.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolOptions {
+    /// Most connections open at once.
+    pub max_size: u32,
+    /// How long a request waits for a free connection before [`DbError::Unavailable`].
+    pub checkout_timeout: Duration,
+}
+
+impl Default for PoolOptions {
+    fn default() -> Self {
+        PoolOptions {
+            max_size: 16,
+            checkout_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Opens connections for r2d2: establishes, applies the SQLite PRAGMAs, installs the
+/// [`StatementTracer`]. Connections are not tested on checkout: a `SELECT 1` per request
+/// would cost a round trip and show up in every statement count; a broken connection is
+/// noticed by its failing query and dropped by `has_broken`.
+#[derive(Debug)]
+pub struct Manager {
+    url: DatabaseUrl,
+}
+
+impl r2d2::ManageConnection for Manager {
+    type Connection = DbConn;
+    type Error = DbError;
+
+    fn connect(&self) -> Result<DbConn, DbError> {
+        let mut conn = self.url.establish()?;
+        conn.set_instrumentation(StatementTracer::default());
+        Ok(conn)
+    }
+
+    fn is_valid(&self, conn: &mut DbConn) -> Result<(), DbError> {
+        conn.batch_execute("SELECT 1").map_err(DbError::from)
+    }
+
+    fn has_broken(&self, conn: &mut DbConn) -> bool {
+        conn.is_broken()
+    }
+}
+
+/// The database handle the app and the CLI share: a pool plus the engine it speaks.
+///
+/// ```
+/// let db = napiatke_db::Db::open("sqlite::memory:", Default::default())?;
+/// napiatke_db::migrate::run(&mut *db.get()?)?;
+/// # Ok::<(), napiatke_db::DbError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Db {
+    pool: r2d2::Pool<Manager>,
+    engine: Engine,
+    url: DatabaseUrl,
+}
+
+impl Db {
+    /// Parses `url`, connects once to fail fast with the driver's own message, turns on
+    /// WAL for a SQLite file, then builds the pool.
+    pub fn open(url: &str, options: PoolOptions) -> DbResult<Db> {
+        Self::connect(&DatabaseUrl::parse(url)?, options)
+    }
+
+    /// As [`Db::open`], from a parsed URL.
+    pub fn connect(url: &DatabaseUrl, options: PoolOptions) -> DbResult<Db> {
+        let mut first = url.establish()?;
+        if url.sqlite_path().is_some() {
+            // WAL is a property of the file: set once, readers then never block the writer.
+            first.batch_execute("PRAGMA journal_mode = WAL;")?;
+        }
+        drop(first);
+        let builder = r2d2::Pool::builder()
+            .test_on_check_out(false)
+            .connection_timeout(options.checkout_timeout);
+        let manager = Manager { url: url.clone() };
+        let pool = if url.engine() == Engine::Sqlite && url.sqlite_path().is_none() {
+            // An in-memory SQLite database lives and dies with its one connection: keep
+            // exactly one, forever.
+            builder
+                .max_size(1)
+                .min_idle(Some(1))
+                .idle_timeout(None)
+                .max_lifetime(None)
+                .build(manager)?
+        } else {
+            builder
+                .max_size(options.max_size.max(1))
+                .min_idle(Some(0))
+                .build_unchecked(manager)
+        };
+        Ok(Db {
+            pool,
+            engine: url.engine(),
+            url: url.clone(),
+        })
+    }
+
+    /// A connection, waiting at most the checkout timeout.
+    pub fn get(&self) -> DbResult<PooledConn> {
+        self.pool.get().map_err(DbError::from)
+    }
+
+    /// The engine behind the pool.
+    #[must_use]
+    pub fn engine(&self) -> Engine {
+        self.engine
+    }
+
+    /// The URL, for messages (use [`DatabaseUrl::redacted`]).
+    #[must_use]
+    pub fn url(&self) -> &DatabaseUrl {
+        &self.url
+    }
+
+    /// Pool figures: (connections open, of which idle).
+    #[must_use]
+    pub fn pool_state(&self) -> (u32, u32) {
+        let s = self.pool.state();
+        (s.connections, s.idle_connections)
+    }
+}

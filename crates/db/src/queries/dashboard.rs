@@ -1,0 +1,266 @@
+//! Dashboard figures: the school's (admin) and a tutor's or student's own. Each is one
+//! statement of scalar subqueries, so the dashboard costs the same on 10 rows or 10
+//! million.
+
+use chrono::{Datelike, Days, Months, NaiveDate, NaiveDateTime};
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Date, Timestamp};
+use napiatke_domain::{AttendanceRate, Money, UserId};
+
+use super::count_where;
+use crate::{DbConn, DbResult, Engine};
+
+/// The school's figures for the admin dashboard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GlobalStats {
+    /// Active students.
+    pub active_students: i64,
+    /// Active tutors.
+    pub active_tutors: i64,
+    /// Lessons starting today by status.
+    pub today: TodayLessons,
+    /// Sum of PAID invoices issued this calendar month.
+    pub month_revenue: Money,
+}
+
+/// Today's lessons by status.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TodayLessons {
+    /// Not started.
+    pub scheduled: i64,
+    /// Under way.
+    pub ongoing: i64,
+    /// Done.
+    pub completed: i64,
+}
+
+impl TodayLessons {
+    /// Scheduled, ongoing and completed together (cancelled ones are not counted).
+    #[must_use]
+    pub fn total(&self) -> i64 {
+        self.scheduled + self.ongoing + self.completed
+    }
+}
+
+/// A tutor's own figures.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TutorStats {
+    /// SCHEDULED lessons after now.
+    pub upcoming: i64,
+    /// Lessons starting today, cancelled ones left out.
+    pub today: i64,
+    /// Lessons COMPLETED this calendar month.
+    pub completed_this_month: i64,
+    /// Different students in any of their lessons.
+    pub students: i64,
+    /// PRESENT out of marked places in their lessons.
+    pub attendance: AttendanceRate,
+}
+
+/// A student's own figures.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StudentStats {
+    /// Their SCHEDULED lessons after now.
+    pub upcoming: i64,
+    /// Their COMPLETED lessons.
+    pub completed: i64,
+    /// PRESENT out of their marked lessons.
+    pub attendance: AttendanceRate,
+    /// Sum of their ISSUED and OVERDUE invoices.
+    pub unpaid: Money,
+}
+
+#[derive(QueryableByName)]
+struct Six {
+    #[diesel(sql_type = BigInt)]
+    a: i64,
+    #[diesel(sql_type = BigInt)]
+    b: i64,
+    #[diesel(sql_type = BigInt)]
+    c: i64,
+    #[diesel(sql_type = BigInt)]
+    d: i64,
+    #[diesel(sql_type = BigInt)]
+    e: i64,
+    #[diesel(sql_type = BigInt)]
+    f: i64,
+}
+
+/// Midnight today and midnight tomorrow.
+fn day_bounds(now: NaiveDateTime) -> (NaiveDateTime, NaiveDateTime) {
+    let start = now.date().and_time(chrono::NaiveTime::MIN);
+    (start, start + Days::new(1))
+}
+
+/// First day of `day`'s month and of the next.
+pub(crate) fn month_bounds(day: NaiveDate) -> (NaiveDate, NaiveDate) {
+    let first = day.with_day(1).unwrap_or(day);
+    (first, first + Months::new(1))
+}
+
+/// Rewrites `?` placeholders as `$1, $2, ...` for PostgreSQL. Only for the fixed SQL
+/// in this module, which has no `?` inside literals.
+pub(crate) fn placeholders(engine: Engine, sql: &str) -> String {
+    if engine == Engine::Sqlite {
+        return sql.to_owned();
+    }
+    let mut out = String::with_capacity(sql.len() + 16);
+    let mut n = 0;
+    for c in sql.chars() {
+        if c == '?' {
+            n += 1;
+            out.push('$');
+            out.push_str(&n.to_string());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The admin dashboard's figures at `now`. One statement.
+pub fn global_stats(conn: &mut DbConn, now: NaiveDateTime) -> DbResult<GlobalStats> {
+    let (day0, day1) = day_bounds(now);
+    let (month0, month1) = month_bounds(now.date());
+    let sql = format!(
+        "SELECT \
+         (SELECT COUNT(*) FROM users WHERE role = 'STUDENT' AND is_active = TRUE) AS a, \
+         (SELECT COUNT(*) FROM users WHERE role = 'TUTOR' AND is_active = TRUE) AS b, \
+         (SELECT {sched} FROM lessons WHERE start_time >= ? AND start_time < ?) AS c, \
+         (SELECT {ongoing} FROM lessons WHERE start_time >= ? AND start_time < ?) AS d, \
+         (SELECT {done} FROM lessons WHERE start_time >= ? AND start_time < ?) AS e, \
+         (SELECT CAST(COALESCE(SUM(total_amount), 0) AS BIGINT) FROM invoices \
+          WHERE status = 'PAID' AND issued_date >= ? AND issued_date < ?) AS f",
+        sched = count_where("status = 'SCHEDULED'"),
+        ongoing = count_where("status = 'ONGOING'"),
+        done = count_where("status = 'COMPLETED'"),
+    );
+    let row: Six = diesel::sql_query(placeholders(conn.engine(), &sql))
+        .bind::<Timestamp, _>(day0)
+        .bind::<Timestamp, _>(day1)
+        .bind::<Timestamp, _>(day0)
+        .bind::<Timestamp, _>(day1)
+        .bind::<Timestamp, _>(day0)
+        .bind::<Timestamp, _>(day1)
+        .bind::<Date, _>(month0)
+        .bind::<Date, _>(month1)
+        .get_result(conn)?;
+    Ok(GlobalStats {
+        active_students: row.a,
+        active_tutors: row.b,
+        today: TodayLessons {
+            scheduled: row.c,
+            ongoing: row.d,
+            completed: row.e,
+        },
+        month_revenue: Money::from_minor(row.f),
+    })
+}
+
+/// A tutor's own figures at `now`. One statement.
+pub fn tutor_stats(conn: &mut DbConn, tutor: UserId, now: NaiveDateTime) -> DbResult<TutorStats> {
+    let (day0, day1) = day_bounds(now);
+    let (month0, month1) = month_bounds(now.date());
+    let month0 = month0.and_time(chrono::NaiveTime::MIN);
+    let month1 = month1.and_time(chrono::NaiveTime::MIN);
+    let marks = "FROM attendance JOIN lesson_students ON lesson_students.id = attendance.lesson_student_id \
+                 JOIN lessons ON lessons.id = lesson_students.lesson_id WHERE lessons.tutor_id = ?";
+    let sql = format!(
+        "SELECT \
+         (SELECT COUNT(*) FROM lessons WHERE tutor_id = ? AND status = 'SCHEDULED' AND start_time > ?) AS a, \
+         (SELECT COUNT(*) FROM lessons WHERE tutor_id = ? AND start_time >= ? AND start_time < ? \
+          AND status <> 'CANCELLED') AS b, \
+         (SELECT COUNT(*) FROM lessons WHERE tutor_id = ? AND status = 'COMPLETED' \
+          AND start_time >= ? AND start_time < ?) AS c, \
+         (SELECT COUNT(DISTINCT lesson_students.student_id) FROM lesson_students \
+          JOIN lessons ON lessons.id = lesson_students.lesson_id WHERE lessons.tutor_id = ?) AS d, \
+         (SELECT {present} {marks}) AS e, \
+         (SELECT COUNT(*) {marks}) AS f",
+        present = count_where("attendance.status = 'PRESENT'"),
+    );
+    let t = tutor.get();
+    let row: Six = diesel::sql_query(placeholders(conn.engine(), &sql))
+        .bind::<BigInt, _>(t)
+        .bind::<Timestamp, _>(now)
+        .bind::<BigInt, _>(t)
+        .bind::<Timestamp, _>(day0)
+        .bind::<Timestamp, _>(day1)
+        .bind::<BigInt, _>(t)
+        .bind::<Timestamp, _>(month0)
+        .bind::<Timestamp, _>(month1)
+        .bind::<BigInt, _>(t)
+        .bind::<BigInt, _>(t)
+        .bind::<BigInt, _>(t)
+        .get_result(conn)?;
+    Ok(TutorStats {
+        upcoming: row.a,
+        today: row.b,
+        completed_this_month: row.c,
+        students: row.d,
+        attendance: AttendanceRate::new(row.e, row.f),
+    })
+}
+
+/// A student's own figures at `now`. One statement.
+pub fn student_stats(
+    conn: &mut DbConn,
+    student: UserId,
+    now: NaiveDateTime,
+) -> DbResult<StudentStats> {
+    let theirs = "FROM lesson_students JOIN lessons ON lessons.id = lesson_students.lesson_id \
+                  WHERE lesson_students.student_id = ?";
+    let marks = "FROM attendance JOIN lesson_students ON lesson_students.id = attendance.lesson_student_id \
+                 WHERE lesson_students.student_id = ?";
+    let sql = format!(
+        "SELECT \
+         (SELECT COUNT(*) {theirs} AND lessons.status = 'SCHEDULED' AND lessons.start_time > ?) AS a, \
+         (SELECT COUNT(*) {theirs} AND lessons.status = 'COMPLETED') AS b, \
+         (SELECT {present} {marks}) AS c, \
+         (SELECT COUNT(*) {marks}) AS d, \
+         (SELECT CAST(COALESCE(SUM(total_amount), 0) AS BIGINT) FROM invoices \
+          WHERE student_id = ? AND status IN ('ISSUED', 'OVERDUE')) AS e, \
+         CAST(0 AS BIGINT) AS f",
+        present = count_where("attendance.status = 'PRESENT'"),
+    );
+    let s = student.get();
+    let row: Six = diesel::sql_query(placeholders(conn.engine(), &sql))
+        .bind::<BigInt, _>(s)
+        .bind::<Timestamp, _>(now)
+        .bind::<BigInt, _>(s)
+        .bind::<BigInt, _>(s)
+        .bind::<BigInt, _>(s)
+        .bind::<BigInt, _>(s)
+        .get_result(conn)?;
+    Ok(StudentStats {
+        upcoming: row.a,
+        completed: row.b,
+        attendance: AttendanceRate::new(row.c, row.d),
+        unpaid: Money::from_minor(row.e),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_numbered_for_postgres_only() {
+        assert_eq!(
+            placeholders(Engine::Postgres, "a = ? AND b = ?"),
+            "a = $1 AND b = $2"
+        );
+        assert_eq!(placeholders(Engine::Sqlite, "a = ?"), "a = ?");
+    }
+
+    #[test]
+    fn month_bounds_cross_the_year() {
+        let d = NaiveDate::from_ymd_opt(2026, 12, 31).unwrap_or_default();
+        assert_eq!(
+            month_bounds(d),
+            (
+                NaiveDate::from_ymd_opt(2026, 12, 1).unwrap_or_default(),
+                NaiveDate::from_ymd_opt(2027, 1, 1).unwrap_or_default()
+            )
+        );
+    }
+}

@@ -1,0 +1,278 @@
+//! SPEC.md's demo data set, deterministic from a seed and a "now": the same seed and
+//! now give the same rows, ids included, on both engines.
+//!
+//! Written in one transaction, so a failure leaves the database as it was: COPY
+//! (binary) on PostgreSQL, chunked multi-row prepared INSERTs on SQLite.
+
+mod generate;
+mod rng;
+
+use std::time::{Duration, Instant};
+
+use argon2::password_hash::{PasswordHasher, SaltString};
+use chrono::NaiveDateTime;
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use diesel::{PgConnection, SqliteConnection};
+
+use self::generate::{generate, DemoData};
+use crate::schema::{
+    attendance, invoices, lesson_students, lessons, rooms, student_profiles, subjects,
+    tutor_profiles, users, TABLES,
+};
+use crate::{DbConn, DbError, DbResult};
+
+/// How much data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scale {
+    /// 3 tutors, 24 students, 4 weeks: for tests that want the real shape quickly.
+    Tiny,
+    /// SPEC's standard set: 40 tutors, 1,200 students, 26 weeks (about 20,800 lessons).
+    Standard,
+    /// Ten times the tutors, students and lessons.
+    Large,
+}
+
+impl std::str::FromStr for Scale {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "tiny" => Ok(Scale::Tiny),
+            "standard" => Ok(Scale::Standard),
+            "large" => Ok(Scale::Large),
+            other => Err(format!(
+                "unknown scale {other:?}; expected tiny, standard or large"
+            )),
+        }
+    }
+}
+
+/// What to seed.
+#[derive(Debug, Clone, Copy)]
+pub struct SeedOptions {
+    /// How much.
+    pub scale: Scale,
+    /// Same seed, same rows.
+    pub seed: u64,
+    /// The moment the set is centred on: lessons before it are past (COMPLETED or
+    /// CANCELLED, with attendance), after it SCHEDULED.
+    pub now: NaiveDateTime,
+    /// Replace existing data instead of refusing.
+    pub force: bool,
+}
+
+impl SeedOptions {
+    /// Seed `scale` from `seed` around `now`, refusing a non-empty database.
+    #[must_use]
+    pub fn new(scale: Scale, seed: u64, now: NaiveDateTime) -> Self {
+        SeedOptions {
+            scale,
+            seed,
+            now,
+            force: false,
+        }
+    }
+}
+
+/// Where seeding is, for a progress bar.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    /// The table being written.
+    pub table: &'static str,
+    /// Rows written so far, all tables.
+    pub done: u64,
+    /// Rows to write, all tables.
+    pub total: u64,
+}
+
+/// What seeding wrote.
+#[derive(Debug, Clone)]
+pub struct SeedReport {
+    /// Rows per table, in insertion order.
+    pub rows: Vec<(&'static str, u64)>,
+    /// Building the set in memory (hashing included).
+    pub generate: Duration,
+    /// Writing it, commit included.
+    pub write: Duration,
+}
+
+impl SeedReport {
+    /// Rows of one table.
+    #[must_use]
+    pub fn count(&self, table: &str) -> u64 {
+        self.rows
+            .iter()
+            .find(|(t, _)| *t == table)
+            .map_or(0, |(_, n)| *n)
+    }
+}
+
+/// Seeds the demo set. Refuses a database that holds any user unless
+/// `options.force`, in which case all rows are replaced, in the same transaction.
+pub fn run(
+    conn: &mut DbConn,
+    options: &SeedOptions,
+    mut progress: impl FnMut(Progress),
+) -> DbResult<SeedReport> {
+    if !options.force {
+        refuse_non_empty(conn)?;
+    }
+    let t0 = Instant::now();
+    let data = generate(options, hash_password)?;
+    let generated = t0.elapsed();
+    let rows = vec![
+        ("users", data.users.len() as u64),
+        ("tutor_profiles", data.tutor_profiles.len() as u64),
+        ("student_profiles", data.student_profiles.len() as u64),
+        ("subjects", data.subjects.len() as u64),
+        ("rooms", data.rooms.len() as u64),
+        ("lessons", data.lessons.len() as u64),
+        ("lesson_students", data.lesson_students.len() as u64),
+        ("attendance", data.attendance.len() as u64),
+        ("invoices", data.invoices.len() as u64),
+    ];
+    let total = rows.iter().map(|(_, n)| n).sum();
+    let mut tracker = Tracker {
+        done: 0,
+        total,
+        report: &mut progress,
+    };
+    let t1 = Instant::now();
+    conn.transaction::<_, DbError, _>(|conn| {
+        if options.force {
+            empty_all(conn)?;
+        } else {
+            // Checked again inside the transaction: another seeder may have won the race.
+            refuse_non_empty(conn)?;
+        }
+        match conn {
+            DbConn::Pg(pg) => write_pg(pg, &data, &mut tracker),
+            DbConn::Sqlite(lite) => write_sqlite(lite, &data, &mut tracker),
+        }
+    })?;
+    Ok(SeedReport {
+        rows,
+        generate: generated,
+        write: t1.elapsed(),
+    })
+}
+
+/// The argon2id hash (PHC string, argon2's default parameters) of `password`.
+pub fn hash_password(password: &str, salt: &[u8; 16]) -> DbResult<String> {
+    let salt = SaltString::encode_b64(salt).map_err(|e| DbError::Hash(e.to_string()))?;
+    argon2::Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| DbError::Hash(e.to_string()))
+}
+
+fn refuse_non_empty(conn: &mut DbConn) -> DbResult<()> {
+    let users = crate::queries::users::count_all(conn)?;
+    if users > 0 {
+        return Err(DbError::NotEmpty { users });
+    }
+    Ok(())
+}
+
+fn empty_all(conn: &mut DbConn) -> DbResult<()> {
+    match conn {
+        DbConn::Pg(pg) => {
+            pg.batch_execute(&format!(
+                "TRUNCATE {} RESTART IDENTITY CASCADE",
+                TABLES.join(", ")
+            ))?;
+        }
+        DbConn::Sqlite(lite) => {
+            for table in TABLES.iter().rev() {
+                lite.batch_execute(&format!("DELETE FROM {table}"))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+struct Tracker<'a> {
+    done: u64,
+    total: u64,
+    report: &'a mut dyn FnMut(Progress),
+}
+
+impl Tracker<'_> {
+    fn advance(&mut self, table: &'static str, rows: usize) {
+        self.done += rows as u64;
+        (self.report)(Progress {
+            table,
+            done: self.done,
+            total: self.total,
+        });
+    }
+}
+
+fn write_pg(conn: &mut PgConnection, d: &DemoData, t: &mut Tracker<'_>) -> DbResult<()> {
+    macro_rules! copy {
+        ($table:ident, $rows:expr) => {{
+            diesel::copy_from($table::table)
+                .from_insertable($rows)
+                .execute(conn)?;
+            t.advance(stringify!($table), $rows.len());
+        }};
+    }
+    copy!(users, &d.users);
+    copy!(tutor_profiles, &d.tutor_profiles);
+    copy!(student_profiles, &d.student_profiles);
+    copy!(subjects, &d.subjects);
+    copy!(rooms, &d.rooms);
+    copy!(lessons, &d.lessons);
+    copy!(lesson_students, &d.lesson_students);
+    copy!(attendance, &d.attendance);
+    copy!(invoices, &d.invoices);
+    // COPY wrote explicit ids; move each identity past them so new rows don't collide.
+    let mut reset = String::new();
+    for table in [
+        "users",
+        "subjects",
+        "rooms",
+        "lessons",
+        "lesson_students",
+        "attendance",
+        "invoices",
+    ] {
+        reset.push_str(&format!(
+            "SELECT setval(pg_get_serial_sequence('{table}', 'id'), \
+             COALESCE((SELECT MAX(id) FROM {table}), 0) + 1, false);"
+        ));
+    }
+    conn.batch_execute(&reset)?;
+    // Fresh statistics, so the first queries after seeding get good plans.
+    conn.batch_execute(&format!("ANALYZE {}", TABLES.join(", ")))?;
+    Ok(())
+}
+
+/// Rows per multi-row INSERT: 500 rows of at most 8 columns stays far below SQLite's
+/// 32,766 bind parameters, and equal chunks reuse one prepared statement.
+const SQLITE_CHUNK: usize = 500;
+
+fn write_sqlite(conn: &mut SqliteConnection, d: &DemoData, t: &mut Tracker<'_>) -> DbResult<()> {
+    macro_rules! insert {
+        ($table:ident, $rows:expr) => {{
+            for chunk in $rows.chunks(SQLITE_CHUNK) {
+                diesel::insert_into($table::table)
+                    .values(chunk)
+                    .execute(conn)?;
+                t.advance(stringify!($table), chunk.len());
+            }
+        }};
+    }
+    insert!(users, &d.users);
+    insert!(tutor_profiles, &d.tutor_profiles);
+    insert!(student_profiles, &d.student_profiles);
+    insert!(subjects, &d.subjects);
+    insert!(rooms, &d.rooms);
+    insert!(lessons, &d.lessons);
+    insert!(lesson_students, &d.lesson_students);
+    insert!(attendance, &d.attendance);
+    insert!(invoices, &d.invoices);
+    conn.batch_execute("ANALYZE")?;
+    Ok(())
+}

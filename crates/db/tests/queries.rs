@@ -1,0 +1,279 @@
+//! Every query module against the hand-built fixture, on SQLite and PostgreSQL.
+
+mod common;
+
+use common::{add_bulk, conn, date, fixture, now, ts};
+use napiatke_db::queries::lessons::{self, LessonCounts, LessonFilter};
+use napiatke_db::queries::{catalog, dashboard, invoices, students, users, PageRequest, Scope};
+use napiatke_db::testing::count_statements;
+use napiatke_db::{DbError, Engine};
+use napiatke_domain::{
+    AttendanceRate, AttendanceStatus, Email, LessonId, LessonStatus, Money, SubjectId, UserId,
+};
+
+const SARA: UserId = UserId(4);
+const BOB: UserId = UserId(5);
+const DAN: UserId = UserId(7);
+const TINA: UserId = UserId(2);
+const TOM: UserId = UserId(3);
+
+fn ids(items: &[lessons::LessonDetail]) -> Vec<i64> {
+    items.iter().map(|d| d.card.lesson.id.get()).collect()
+}
+
+fn ok<T>(r: Result<T, DbError>) -> T {
+    r.unwrap_or_else(|e| panic!("query failed: {e}"))
+}
+
+/// Runs a list over 10 and over 1,000 parents: the statement counts must be equal
+/// and at most 3 (count, page, one prefetch).
+fn same_count_for_10_and_1000(
+    what: &str,
+    c: &mut napiatke_db::PooledConn,
+    mut run: impl FnMut(&mut napiatke_db::PooledConn, u32),
+) {
+    let (_, small) = count_statements(|| run(c, 10));
+    let (_, large) = count_statements(|| run(c, 1_000));
+    assert_eq!(small.len(), large.len(), "{what}: {small:?} vs {large:?}");
+    assert!(large.len() <= 3, "{what}: {large:?}");
+    assert!(!large.is_empty(), "{what}: no statement seen");
+}
+
+both_engines! {
+    dashboard_global_stats_match_the_fixture => |engine: Engine| {
+        let t = fixture(engine);
+        let mut c = conn(&t);
+        let s = ok(dashboard::global_stats(&mut c, now()));
+        assert_eq!(s.active_students, 3, "Sara, Bob, Dan (Cleo is inactive)");
+        assert_eq!(s.active_tutors, 2, "Tina, Tom (Ivy is inactive)");
+        assert_eq!((s.today.scheduled, s.today.ongoing, s.today.completed), (1, 1, 1));
+        assert_eq!(s.today.total(), 3);
+        assert_eq!(s.month_revenue, Money::from_minor(10_000 + 5_050));
+    };
+
+    tutor_and_student_stats_match_the_fixture => |engine: Engine| {
+        let t = fixture(engine);
+        let mut c = conn(&t);
+        let tina = ok(dashboard::tutor_stats(&mut c, TINA, now()));
+        assert_eq!(tina.upcoming, 2, "lessons 4 and 7");
+        assert_eq!(tina.today, 1, "lesson 2");
+        assert_eq!(tina.completed_this_month, 2, "lessons 1 and 2");
+        assert_eq!(tina.students, 3, "Sara, Bob, Dan");
+        assert_eq!(tina.attendance, AttendanceRate::new(1, 3));
+        let tom = ok(dashboard::tutor_stats(&mut c, TOM, now()));
+        assert_eq!((tom.upcoming, tom.today, tom.completed_this_month, tom.students), (1, 2, 0, 2));
+        assert_eq!(tom.attendance.percent(), None);
+
+        let sara = ok(dashboard::student_stats(&mut c, SARA, now()));
+        assert_eq!((sara.upcoming, sara.completed), (1, 2));
+        assert_eq!(sara.attendance.to_string(), "50.0%");
+        assert_eq!(sara.unpaid, Money::ZERO);
+        let bob = ok(dashboard::student_stats(&mut c, BOB, now()));
+        assert_eq!((bob.upcoming, bob.completed), (1, 1));
+        assert_eq!(bob.attendance, AttendanceRate::new(0, 1));
+        assert_eq!(bob.unpaid, Money::from_minor(3_000));
+        assert_eq!(ok(dashboard::student_stats(&mut c, DAN, now())).unpaid, Money::from_minor(2_000));
+    };
+
+    invoices_sum_paid_revenue_per_month => |engine: Engine| {
+        let t = fixture(engine);
+        let mut c = conn(&t);
+        assert_eq!(ok(invoices::month_paid_revenue(&mut c, date(2026, 11, 30))), Money::from_minor(15_050));
+        assert_eq!(ok(invoices::month_paid_revenue(&mut c, date(2026, 10, 1))), Money::from_minor(7_000));
+        assert_eq!(ok(invoices::month_paid_revenue(&mut c, date(2026, 9, 1))), Money::ZERO);
+        assert_eq!(
+            ok(invoices::paid_revenue(&mut c, date(2026, 10, 1), date(2026, 12, 1))),
+            Money::from_minor(22_050)
+        );
+    };
+
+    lesson_list_pages_newest_first_with_related_rows => |engine: Engine| {
+        let t = fixture(engine);
+        let mut c = conn(&t);
+        let all = LessonFilter::default();
+        let p1 = ok(lessons::list(&mut c, &all, PageRequest::new(1, 3)));
+        assert_eq!(p1.total, 7);
+        assert_eq!(p1.total_pages(), 3);
+        assert_eq!(ids(&p1.items), vec![7, 4, 5]);
+        let l4 = &p1.items[1];
+        assert_eq!(l4.card.tutor.full_name(), "Tina Tutor");
+        assert_eq!(l4.card.subject.name, "Math");
+        assert_eq!(l4.card.subject.color.as_str(), "#112233");
+        assert_eq!(l4.card.room.as_ref().map(|r| r.name.as_str()), Some("Room A"));
+        assert_eq!((l4.student_count(), l4.present_count()), (3, 0));
+        let names: Vec<String> = l4.students.iter().map(|s| s.student.full_name()).collect();
+        assert_eq!(names, ["Sara Adams", "Bob Brown", "Dan Dunn"]);
+        assert!(p1.items[0].students.is_empty(), "lesson 7 has nobody");
+
+        let p2 = ok(lessons::list(&mut c, &all, PageRequest::new(2, 3)));
+        assert_eq!(ids(&p2.items), vec![3, 2, 1]);
+        let l2 = &p2.items[1];
+        assert_eq!(l2.card.room, None);
+        assert_eq!(l2.students[0].attendance, Some(AttendanceStatus::Late));
+        let l1 = &p2.items[2];
+        assert_eq!((l1.student_count(), l1.present_count()), (2, 1));
+        assert_eq!(l1.students[1].class_name.as_deref(), Some("8B"));
+        let p3 = ok(lessons::list(&mut c, &all, PageRequest::new(3, 3)));
+        assert_eq!(ids(&p3.items), vec![6]);
+        assert!(!p3.has_next());
+        let past_end = ok(lessons::list(&mut c, &all, PageRequest::new(9, 3)));
+        assert!(past_end.items.is_empty());
+        assert_eq!(past_end.total, 7);
+    };
+
+    lesson_list_filters_by_status_subject_and_scope => |engine: Engine| {
+        let t = fixture(engine);
+        let mut c = conn(&t);
+        let page = PageRequest::new(1, 50);
+        let mut list = |f: LessonFilter| {
+            let p = ok(lessons::list(&mut c, &f, page));
+            assert_eq!(p.total, p.items.len() as i64);
+            ids(&p.items)
+        };
+        assert_eq!(list(LessonFilter { status: Some(LessonStatus::Completed), ..Default::default() }), vec![2, 1]);
+        assert_eq!(list(LessonFilter { subject: Some(SubjectId(2)), ..Default::default() }), vec![5, 2]);
+        assert_eq!(list(LessonFilter { scope: Scope::Student(SARA), ..Default::default() }), vec![4, 2, 1, 6]);
+        assert_eq!(list(LessonFilter { scope: Scope::Tutor(TOM), ..Default::default() }), vec![5, 3]);
+        assert_eq!(
+            list(LessonFilter { status: Some(LessonStatus::Scheduled), subject: Some(SubjectId(1)), scope: Scope::Student(DAN) }),
+            vec![4]
+        );
+        assert_eq!(list(LessonFilter { subject: Some(SubjectId(99)), ..Default::default() }), Vec::<i64>::new());
+    };
+
+    lesson_detail_respects_scope => |engine: Engine| {
+        let t = fixture(engine);
+        let mut c = conn(&t);
+        let l1 = ok(lessons::get(&mut c, LessonId(1), Scope::All));
+        assert_eq!(l1.card.lesson.title, "Math 1");
+        assert_eq!(l1.card.lesson.start_time, ts(2026, 11, 20, 10, 0));
+        assert_eq!(l1.card.lesson.status, LessonStatus::Completed);
+        let marks: Vec<_> = l1.students.iter().map(|s| (s.student.id, s.attendance)).collect();
+        assert_eq!(marks, vec![(SARA, Some(AttendanceStatus::Present)), (BOB, Some(AttendanceStatus::Absent))]);
+        assert!(ok(lessons::get(&mut c, LessonId(1), Scope::Student(BOB))).students.len() == 2);
+        assert!(matches!(lessons::get(&mut c, LessonId(1), Scope::Student(DAN)), Err(DbError::NotFound)));
+        assert!(matches!(lessons::get(&mut c, LessonId(1), Scope::Tutor(TOM)), Err(DbError::NotFound)));
+        assert!(matches!(lessons::get(&mut c, LessonId(999), Scope::All), Err(DbError::NotFound)));
+    };
+
+    upcoming_lessons_are_scheduled_after_now_soonest_first => |engine: Engine| {
+        let t = fixture(engine);
+        let mut c = conn(&t);
+        let ids = |v: Vec<lessons::LessonCard>| v.iter().map(|l| l.lesson.id.get()).collect::<Vec<_>>();
+        assert_eq!(ids(ok(lessons::upcoming(&mut c, now(), Scope::All, 10))), vec![5, 4, 7]);
+        assert_eq!(ids(ok(lessons::upcoming(&mut c, now(), Scope::All, 2))), vec![5, 4]);
+        assert_eq!(ids(ok(lessons::upcoming(&mut c, now(), Scope::Student(SARA), 10))), vec![4]);
+        assert_eq!(ids(ok(lessons::upcoming(&mut c, now(), Scope::Tutor(TOM), 10))), vec![5]);
+        let next = ok(lessons::upcoming(&mut c, now(), Scope::All, 1));
+        assert_eq!(next[0].tutor.full_name(), "Tom Teacher");
+        assert_eq!(next[0].subject.name, "Physics");
+        assert_eq!(next[0].room, None);
+    };
+
+    calendar_week_loads_the_lessons_inside_it => |engine: Engine| {
+        let t = fixture(engine);
+        let mut c = conn(&t);
+        let week = ok(lessons::for_calendar(&mut c, ts(2026, 11, 23, 0, 0), ts(2026, 11, 30, 0, 0), Scope::All));
+        let got: Vec<(i64, &str)> = week.iter().map(|e| (e.id.get(), e.subject_name.as_str())).collect();
+        assert_eq!(got, vec![(2, "Physics"), (3, "Math"), (5, "Physics"), (4, "Math")]);
+        assert_eq!(week[1].tutor_last_name, "Teacher");
+        assert_eq!(week[1].room_name.as_deref(), Some("Room A"));
+        assert_eq!(week[1].status, LessonStatus::Ongoing);
+        assert_eq!(week[0].subject_color.as_str(), "#AABBCC");
+        let dans = ok(lessons::for_calendar(&mut c, ts(2026, 11, 23, 0, 0), ts(2026, 11, 30, 0, 0), Scope::Student(DAN)));
+        assert_eq!(dans.iter().map(|e| e.id.get()).collect::<Vec<_>>(), vec![3, 5, 4]);
+        assert!(ok(lessons::for_calendar(&mut c, ts(2030, 1, 7, 0, 0), ts(2030, 1, 14, 0, 0), Scope::All)).is_empty());
+    };
+
+    student_and_present_counts_per_lesson => |engine: Engine| {
+        let t = fixture(engine);
+        let mut c = conn(&t);
+        let counts = ok(lessons::student_counts(&mut c, &[LessonId(1), LessonId(4), LessonId(7)]));
+        assert_eq!(counts.get(&LessonId(1)), Some(&LessonCounts { students: 2, present: 1 }));
+        assert_eq!(counts.get(&LessonId(4)), Some(&LessonCounts { students: 3, present: 0 }));
+        assert_eq!(counts.get(&LessonId(7)), Some(&LessonCounts::default()));
+        assert!(ok(lessons::student_counts(&mut c, &[])).is_empty());
+    };
+
+    student_list_has_lesson_stats_and_search => |engine: Engine| {
+        let t = fixture(engine);
+        let mut c = conn(&t);
+        let p = ok(students::list(&mut c, None, PageRequest::new(1, 50)));
+        assert_eq!(p.total, 3);
+        let rows: Vec<(&str, Option<&str>, i64, i64, String)> = p
+            .items
+            .iter()
+            .map(|s| (s.last_name.as_str(), s.class_name.as_deref(), s.stats.total, s.stats.completed, s.stats.attendance.to_string()))
+            .collect();
+        assert_eq!(
+            rows,
+            vec![
+                ("Adams", Some("7A"), 4, 2, "50.0%".to_owned()),
+                ("Brown", Some("8B"), 3, 1, "0.0%".to_owned()),
+                ("Dunn", Some("7A"), 3, 0, "—".to_owned()),
+            ]
+        );
+        assert_eq!(p.items[0].email, "sara@napiatke.local");
+        let names = |q: &str, c: &mut napiatke_db::PooledConn| {
+            ok(students::list(c, Some(q), PageRequest::new(1, 50)))
+                .items
+                .into_iter()
+                .map(|s| s.first_name)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names("bRo", &mut c), ["Bob"]);
+        assert_eq!(names("7a", &mut c), ["Sara", "Dan"], "class match; Cleo is inactive");
+        assert_eq!(names("sara adams", &mut c), ["Sara"]);
+        assert_eq!(names("DAN@", &mut c), ["Dan"]);
+        assert_eq!(names("%", &mut c), Vec::<String>::new(), "a typed % is literal");
+        assert_eq!(names("   ", &mut c).len(), 3, "blank search lists everyone");
+        let p2 = ok(students::list(&mut c, None, PageRequest::new(2, 2)));
+        assert_eq!((p2.total, p2.items.len()), (3, 1));
+        assert_eq!(ok(students::active_count(&mut c)), 3);
+        let stats = ok(students::lesson_stats(&mut c, &[UserId(6)]));
+        assert!(stats.is_empty(), "Cleo has no lessons");
+    };
+
+    users_and_catalogues_load => |engine: Engine| {
+        let t = fixture(engine);
+        let mut c = conn(&t);
+        let email = Email::parse("SARA@napiatke.local").unwrap_or_else(|e| panic!("{e}"));
+        let found = ok(users::credentials(&mut c, &email));
+        assert_eq!(found.map(|(u, h)| (u.id, u.full_name(), h)), Some((SARA, "Sara Adams".to_owned(), "x".to_owned())));
+        let nobody = Email::parse("nobody@napiatke.local").unwrap_or_else(|e| panic!("{e}"));
+        assert!(ok(users::credentials(&mut c, &nobody)).is_none());
+        assert_eq!(ok(users::get(&mut c, TOM)).role, napiatke_domain::Role::Tutor);
+        assert!(matches!(users::get(&mut c, UserId(404)), Err(DbError::NotFound)));
+        assert_eq!(ok(users::count_active(&mut c, napiatke_domain::Role::Tutor)), 2);
+        let subjects: Vec<String> = ok(catalog::subjects(&mut c)).into_iter().map(|s| s.name).collect();
+        assert_eq!(subjects, ["Math", "Physics"]);
+        assert_eq!(ok(catalog::rooms(&mut c)).len(), 1);
+    };
+
+    list_statement_counts_do_not_grow_with_rows => |engine: Engine| {
+        let t = fixture(engine);
+        let mut c = conn(&t);
+        add_bulk(&mut c, 1_000);
+        same_count_for_10_and_1000("lessons", &mut c, |c, n| {
+            let p = ok(lessons::list(c, &LessonFilter::default(), PageRequest::new(1, n)));
+            assert_eq!(p.items.len(), n as usize);
+            assert!(p.items.iter().all(|l| l.student_count() >= 1 || l.card.lesson.id.get() == 7));
+        });
+        same_count_for_10_and_1000("students", &mut c, |c, n| {
+            let p = ok(students::list(c, None, PageRequest::new(1, n)));
+            assert_eq!(p.items.len(), n as usize);
+        });
+        same_count_for_10_and_1000("upcoming", &mut c, |c, n| {
+            assert_eq!(ok(lessons::upcoming(c, now(), Scope::All, i64::from(n))).len(), n as usize);
+        });
+        // The calendar over a week holding 1,000 lessons: still one statement.
+        let (week, sql) = count_statements(|| ok(lessons::for_calendar(&mut c, ts(2027, 1, 1, 0, 0), ts(2027, 1, 2, 0, 0), Scope::All)));
+        assert_eq!((week.len(), sql.len()), (1_000, 1));
+        let ids: Vec<LessonId> = (1000..2000).map(LessonId).collect();
+        let (counts, sql) = count_statements(|| ok(lessons::student_counts(&mut c, &ids)));
+        assert_eq!((counts.len(), sql.len()), (1_000, 1));
+        assert!(counts.values().all(|c| c.students == 2));
+        let (_, sql) = count_statements(|| ok(dashboard::global_stats(&mut c, now())));
+        assert_eq!(sql.len(), 1);
+    };
+}

@@ -1,0 +1,9 @@
+DROP TABLE invoices;
+DROP TABLE attendance;
+DROP TABLE lesson_students;
+DROP TABLE lessons;
+DROP TABLE rooms;
+DROP TABLE subjects;
+DROP TABLE student_profiles;
+DROP TABLE tutor_profiles;
+DROP TABLE users;
