@@ -1,0 +1,211 @@
+//! Subcommands. Each builds what it needs from [`Settings`] and reports one line per
+//! fact; errors come back typed and `main` prints them on one line.
+
+use std::time::Instant;
+
+use chrono::{NaiveDateTime, Timelike, Utc};
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use napiatke_db::queries::dashboard;
+use napiatke_db::seed::{self, Scale, SeedOptions, SeedReport};
+use napiatke_db::{Db, DbError, PoolOptions};
+
+use crate::config::{ConfigError, Settings};
+
+/// napiatke: a fast, inspectable tutoring-school web app.
+#[derive(Debug, Parser)]
+#[command(name = "napiatke", version, about)]
+pub struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Migrate, seed the standard demo set if the database is empty, print the stats
+    /// and the demo logins (what `napiatke` with no subcommand does).
+    Demo,
+    /// Apply pending migrations.
+    Migrate,
+    /// Write the deterministic demo data set (SPEC.md) in one transaction.
+    Seed {
+        /// tiny, standard or large.
+        #[arg(long, default_value = "standard")]
+        scale: Scale,
+        /// Same seed, same rows.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Replace existing data instead of refusing a non-empty database.
+        #[arg(long)]
+        force: bool,
+        /// Centre the data on this UTC moment (YYYY-MM-DDTHH:MM) instead of now.
+        #[arg(long, value_parser = parse_now)]
+        now: Option<NaiveDateTime>,
+    },
+    /// Print the admin dashboard's global figures.
+    Stats,
+    /// Print the effective settings (secrets hidden).
+    Config,
+}
+
+/// What a subcommand can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// A setting is unusable.
+    #[error("configuration: {0}")]
+    Config(#[from] ConfigError),
+    /// The database refused or failed.
+    #[error("{0}")]
+    Db(#[from] DbError),
+}
+
+fn parse_now(s: &str) -> Result<NaiveDateTime, String> {
+    NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M")
+        .map_err(|e| format!("{s:?} is not YYYY-MM-DDTHH:MM: {e}"))
+}
+
+/// Now in UTC to the minute: seeding twice in one minute gives identical rows.
+fn now_minute() -> NaiveDateTime {
+    let now = Utc::now().naive_utc();
+    now.with_second(0)
+        .and_then(|t| t.with_nanosecond(0))
+        .unwrap_or(now)
+}
+
+/// Runs the chosen subcommand.
+pub fn run(args: Args) -> Result<(), CliError> {
+    let settings = Settings::from_env()?;
+    match args.command.unwrap_or(Command::Demo) {
+        Command::Demo => demo(&settings),
+        Command::Migrate => {
+            let db = open(&settings)?;
+            let applied = napiatke_db::migrate::run(&mut *db.get()?)?;
+            if applied.is_empty() {
+                println!("database is up to date ({})", db.url().redacted());
+            } else {
+                println!(
+                    "applied {} migration(s): {}",
+                    applied.len(),
+                    applied.join(", ")
+                );
+            }
+            Ok(())
+        }
+        Command::Seed {
+            scale,
+            seed: seed_value,
+            force,
+            now,
+        } => {
+            let db = open(&settings)?;
+            let mut conn = db.get()?;
+            napiatke_db::migrate::run(&mut conn)?;
+            let options = SeedOptions {
+                force,
+                ..SeedOptions::new(scale, seed_value, now.unwrap_or_else(now_minute))
+            };
+            let report = seed_with_progress(&mut conn, &options)?;
+            print_report(&report, db.engine());
+            Ok(())
+        }
+        Command::Config => {
+            for line in settings.describe() {
+                println!("{line}");
+            }
+            Ok(())
+        }
+        Command::Stats => {
+            let db = open(&settings)?;
+            let mut conn = db.get()?;
+            print_stats(&dashboard::global_stats(&mut conn, now_minute())?);
+            Ok(())
+        }
+    }
+}
+
+fn open(settings: &Settings) -> Result<Db, DbError> {
+    Db::open(
+        &settings.database_url,
+        PoolOptions {
+            max_size: settings.database_pool_size,
+            ..PoolOptions::default()
+        },
+    )
+}
+
+fn demo(settings: &Settings) -> Result<(), CliError> {
+    let db = open(settings)?;
+    let mut conn = db.get()?;
+    napiatke_db::migrate::run(&mut conn)?;
+    if napiatke_db::queries::users::count_all(&mut conn)? == 0 {
+        let options = SeedOptions::new(Scale::Standard, 42, now_minute());
+        let report = seed_with_progress(&mut conn, &options)?;
+        print_report(&report, db.engine());
+    } else {
+        println!(
+            "database already holds data; not seeding ({})",
+            db.url().redacted()
+        );
+    }
+    print_stats(&dashboard::global_stats(&mut conn, now_minute())?);
+    println!();
+    println!(
+        "napiatke will serve http://{} (web shell: next issue)",
+        settings.bind
+    );
+    println!("demo logins:");
+    println!("  admin@napiatke.local    / admin");
+    println!("  tutor1@napiatke.local   / tutor    (tutor1 … tutor40)");
+    println!("  student1@napiatke.local / student  (student1 … student1200)");
+    Ok(())
+}
+
+fn seed_with_progress(
+    conn: &mut napiatke_db::DbConn,
+    options: &SeedOptions,
+) -> Result<SeedReport, DbError> {
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("seeding {msg:16} [{bar:40}] {pos}/{len} rows")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    let started = Instant::now();
+    let report = seed::run(conn, options, |p| {
+        bar.set_length(p.total);
+        bar.set_position(p.done);
+        bar.set_message(p.table);
+    });
+    bar.finish_and_clear();
+    let report = report?;
+    tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "seeded");
+    Ok(report)
+}
+
+fn print_report(report: &SeedReport, engine: napiatke_db::Engine) {
+    let rows: Vec<String> = report
+        .rows
+        .iter()
+        .map(|(table, n)| format!("{table} {n}"))
+        .collect();
+    println!(
+        "seeded {engine} in {:.2} s (generate {:.2} s, write {:.2} s): {}",
+        (report.generate + report.write).as_secs_f64(),
+        report.generate.as_secs_f64(),
+        report.write.as_secs_f64(),
+        rows.join(", ")
+    );
+}
+
+fn print_stats(s: &dashboard::GlobalStats) {
+    println!("active students        {}", s.active_students);
+    println!("active tutors          {}", s.active_tutors);
+    println!(
+        "today's lessons        {} (scheduled {}, ongoing {}, completed {})",
+        s.today.total(),
+        s.today.scheduled,
+        s.today.ongoing,
+        s.today.completed
+    );
+    println!("paid revenue, month    {}", s.month_revenue);
+}

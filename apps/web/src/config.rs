@@ -1,0 +1,285 @@
+//! Settings: built once at start from the environment over working defaults, passed
+//! down explicitly. Libraries never read the environment themselves.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Whether this is a developer's machine or a deployment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Environment {
+    /// Debug aids on (X-Query-Count, the debug toolbar, template errors shown).
+    Development,
+    /// Secure cookies, no internals in responses.
+    Production,
+}
+
+/// A value that must never be printed (a DSN with a key in it, say).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Whether a value is set (without showing it).
+    pub fn describe(&self) -> &'static str {
+        if self.0.is_empty() {
+            "(empty)"
+        } else {
+            "(set, hidden)"
+        }
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// TTL classes of the cache (DESIGN.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheTtls {
+    /// Subjects, rooms and other rarely changing data.
+    pub static_data: Duration,
+    /// A user's own figures and sessions.
+    pub user: Duration,
+    /// The admin dashboard.
+    pub dashboard: Duration,
+    /// Calendar weeks.
+    pub calendar: Duration,
+}
+
+/// Every setting, with its environment variable in docs/operations.md.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// BIND: where to listen.
+    pub bind: SocketAddr,
+    /// DATABASE_URL: `sqlite://PATH` or `postgres://...`.
+    pub database_url: String,
+    /// DATABASE_POOL_SIZE: most connections per process.
+    pub database_pool_size: u32,
+    /// REDIS_URL: the shared cache tier; unset means in-process only.
+    pub redis_url: Option<Secret>,
+    /// NAPIATKE_ENV.
+    pub environment: Environment,
+    /// STATIC_ROOT: where collectstatic writes.
+    pub static_root: PathBuf,
+    /// MEDIA_ROOT: uploaded images and their variants.
+    pub media_root: PathBuf,
+    /// SENTRY_DSN: error reporting; unset means off.
+    pub sentry_dsn: Option<Secret>,
+    /// OTEL_EXPORTER_OTLP_ENDPOINT: trace export; unset means off.
+    pub otlp_endpoint: Option<String>,
+    /// SLOW_REQUEST_THRESHOLD (milliseconds): requests slower than this are logged.
+    pub slow_request_threshold: Duration,
+    /// CACHE_TTL_STATIC, CACHE_TTL_USER, CACHE_TTL_DASHBOARD, CACHE_TTL_CALENDAR (s).
+    pub cache_ttls: CacheTtls,
+}
+
+/// A setting that could not be used; the message names the variable.
+#[derive(Debug, thiserror::Error)]
+#[error("{var}: {reason}")]
+pub struct ConfigError {
+    /// The environment variable.
+    pub var: &'static str,
+    /// Why it cannot be used, quoting the value unless it may hold a secret.
+    pub reason: String,
+}
+
+impl Settings {
+    /// From the process environment.
+    pub fn from_env() -> Result<Settings, ConfigError> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// From any lookup (tests pass a map). Empty values count as unset.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Settings, ConfigError> {
+        let get = |k: &str| get(k).filter(|v| !v.trim().is_empty());
+        let bad = |var: &'static str, value: &str, reason: &str| ConfigError {
+            var,
+            reason: format!("{value:?} is invalid: {reason}"),
+        };
+        let parse_secs = |var: &'static str, default: u64| -> Result<Duration, ConfigError> {
+            match get(var) {
+                None => Ok(Duration::from_secs(default)),
+                Some(v) => v
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|s| *s > 0)
+                    .map(Duration::from_secs)
+                    .ok_or_else(|| bad(var, &v, "expected a whole number of seconds above 0")),
+            }
+        };
+        let bind = match get("BIND") {
+            None => SocketAddr::from(([127, 0, 0, 1], 8000)),
+            Some(v) => v
+                .trim()
+                .parse()
+                .map_err(|_| bad("BIND", &v, "expected HOST:PORT, e.g. 127.0.0.1:8000"))?,
+        };
+        let environment = match get("NAPIATKE_ENV").as_deref().map(str::trim) {
+            None | Some("development") => Environment::Development,
+            Some("production") => Environment::Production,
+            Some(v) => return Err(bad("NAPIATKE_ENV", v, "expected development or production")),
+        };
+        let database_url =
+            get("DATABASE_URL").unwrap_or_else(|| "sqlite://data/napiatke.sqlite3".to_owned());
+        napiatke_db::DatabaseUrl::parse(&database_url).map_err(|e| ConfigError {
+            var: "DATABASE_URL",
+            reason: e.to_string(),
+        })?;
+        let database_pool_size = match get("DATABASE_POOL_SIZE") {
+            None => 16,
+            Some(v) => v
+                .trim()
+                .parse::<u32>()
+                .ok()
+                .filter(|n| (1..=1000).contains(n))
+                .ok_or_else(|| bad("DATABASE_POOL_SIZE", &v, "expected a number from 1 to 1000"))?,
+        };
+        let redis_url = match get("REDIS_URL") {
+            None => None,
+            Some(v) if v.starts_with("redis://") || v.starts_with("rediss://") => Some(Secret(v)),
+            Some(_) => {
+                return Err(ConfigError {
+                    var: "REDIS_URL",
+                    reason: "expected redis://HOST:PORT or rediss://... (value not shown: it may hold a password)".to_owned(),
+                })
+            }
+        };
+        let slow_request_threshold = match get("SLOW_REQUEST_THRESHOLD") {
+            None => Duration::from_millis(500),
+            Some(v) => v
+                .trim()
+                .trim_end_matches("ms")
+                .parse::<u64>()
+                .map(Duration::from_millis)
+                .map_err(|_| {
+                    bad(
+                        "SLOW_REQUEST_THRESHOLD",
+                        &v,
+                        "expected milliseconds, e.g. 500",
+                    )
+                })?,
+        };
+        Ok(Settings {
+            bind,
+            database_url,
+            database_pool_size,
+            redis_url,
+            environment,
+            static_root: get("STATIC_ROOT")
+                .map_or_else(|| PathBuf::from("staticfiles"), PathBuf::from),
+            media_root: get("MEDIA_ROOT").map_or_else(|| PathBuf::from("media"), PathBuf::from),
+            sentry_dsn: get("SENTRY_DSN").map(Secret),
+            otlp_endpoint: get("OTEL_EXPORTER_OTLP_ENDPOINT"),
+            slow_request_threshold,
+            cache_ttls: CacheTtls {
+                static_data: parse_secs("CACHE_TTL_STATIC", 3600)?,
+                user: parse_secs("CACHE_TTL_USER", 300)?,
+                dashboard: parse_secs("CACHE_TTL_DASHBOARD", 60)?,
+                calendar: parse_secs("CACHE_TTL_CALENDAR", 120)?,
+            },
+        })
+    }
+}
+
+impl Settings {
+    /// The effective settings, one `VARIABLE=value` line each, secrets hidden: what
+    /// `napiatke config` prints.
+    pub fn describe(&self) -> Vec<String> {
+        let opt = |v: &Option<Secret>| v.as_ref().map_or("(unset)", Secret::describe);
+        let db = napiatke_db::DatabaseUrl::parse(&self.database_url)
+            .map_or_else(|_| "(invalid)".to_owned(), |u| u.redacted());
+        vec![
+            format!("BIND={}", self.bind),
+            format!("DATABASE_URL={db}"),
+            format!("DATABASE_POOL_SIZE={}", self.database_pool_size),
+            format!("REDIS_URL={}", opt(&self.redis_url)),
+            format!(
+                "NAPIATKE_ENV={}",
+                match self.environment {
+                    Environment::Development => "development",
+                    Environment::Production => "production",
+                }
+            ),
+            format!("STATIC_ROOT={}", self.static_root.display()),
+            format!("MEDIA_ROOT={}", self.media_root.display()),
+            format!("SENTRY_DSN={}", opt(&self.sentry_dsn)),
+            format!(
+                "OTEL_EXPORTER_OTLP_ENDPOINT={}",
+                self.otlp_endpoint.as_deref().unwrap_or("(unset)")
+            ),
+            format!(
+                "SLOW_REQUEST_THRESHOLD={}",
+                self.slow_request_threshold.as_millis()
+            ),
+            format!("CACHE_TTL_STATIC={}", self.cache_ttls.static_data.as_secs()),
+            format!("CACHE_TTL_USER={}", self.cache_ttls.user.as_secs()),
+            format!(
+                "CACHE_TTL_DASHBOARD={}",
+                self.cache_ttls.dashboard.as_secs()
+            ),
+            format!("CACHE_TTL_CALENDAR={}", self.cache_ttls.calendar.as_secs()),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn with(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Settings::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_serve_the_demo() {
+        let s = with(&[]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.bind.to_string(), "127.0.0.1:8000");
+        assert_eq!(s.database_url, "sqlite://data/napiatke.sqlite3");
+        assert_eq!(s.environment, Environment::Development);
+        assert!(s.redis_url.is_none());
+        assert_eq!(s.cache_ttls.static_data, Duration::from_secs(3600));
+        assert_eq!(s.cache_ttls.user, Duration::from_secs(300));
+        assert_eq!(s.cache_ttls.dashboard, Duration::from_secs(60));
+        assert_eq!(s.cache_ttls.calendar, Duration::from_secs(120));
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        for (var, value) in [
+            ("BIND", "localhost"),
+            ("NAPIATKE_ENV", "staging"),
+            ("DATABASE_URL", "mysql://x/y"),
+            ("DATABASE_POOL_SIZE", "0"),
+            ("REDIS_URL", "localhost:6379"),
+            ("SLOW_REQUEST_THRESHOLD", "fast"),
+            ("CACHE_TTL_USER", "-5"),
+            ("CACHE_TTL_CALENDAR", "0"),
+        ] {
+            let err = with(&[(var, value)]).err().map(|e| e.to_string());
+            assert!(
+                err.as_deref()
+                    .is_some_and(|e| e.starts_with(&format!("{var}: "))),
+                "{var}={value} gave {err:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        let s = with(&[("SENTRY_DSN", "https://key@sentry.example/1")])
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(!format!("{s:?}").contains("key@"));
+        let lines = s.describe();
+        assert!(lines.contains(&"SENTRY_DSN=(set, hidden)".to_owned()));
+        assert!(lines.iter().all(|l| !l.contains("key@")));
+        assert_eq!(lines.len(), 14);
+    }
+}
