@@ -8,7 +8,7 @@ use crate::DomainError;
 ///
 /// ```
 /// use napiatke_domain::Money;
-/// let m = Money::from_minor(250_00) + Money::from_minor(99);
+/// let m = Money::from_minor(25_000) + Money::from_minor(99);
 /// assert_eq!(m.minor(), 25_099);
 /// assert_eq!(m.to_string(), "250.99 PLN");
 /// ```
@@ -201,7 +201,7 @@ mod tests {
     fn money_formats_with_grouping_and_sign() {
         assert_eq!(Money::from_minor(0).to_string(), "0.00 PLN");
         assert_eq!(Money::from_minor(5).to_string(), "0.05 PLN");
-        assert_eq!(Money::from_minor(100_000_00).to_string(), "100,000.00 PLN");
+        assert_eq!(Money::from_minor(10_000_000).to_string(), "100,000.00 PLN");
         assert_eq!(Money::from_minor(-1_234_567).to_string(), "-12,345.67 PLN");
         assert_eq!(
             [1, 2, 3].into_iter().map(Money::from_minor).sum::<Money>(),

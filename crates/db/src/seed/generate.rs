@@ -329,8 +329,8 @@ pub(crate) fn generate(
     // Each tutor teaches one or two subjects.
     let mut tutor_subjects: Vec<Vec<usize>> = Vec::with_capacity(sizes.tutors);
     for (n, &id) in tutor_ids.iter().enumerate() {
-        let first = *rng.pick(FIRST_NAMES);
-        let last = *rng.pick(LAST_NAMES);
+        let first = rng.pick(FIRST_NAMES);
+        let last = rng.pick(LAST_NAMES);
         let main = n % SUBJECTS.len();
         let mut subs = vec![main];
         if rng.percent(50) {
@@ -362,8 +362,8 @@ pub(crate) fn generate(
         data.users.push(NewUser {
             id,
             email: format!("student{}@napiatke.local", n + 1),
-            first_name: *rng.pick(FIRST_NAMES),
-            last_name: *rng.pick(LAST_NAMES),
+            first_name: rng.pick(FIRST_NAMES),
+            last_name: rng.pick(LAST_NAMES),
             role: Role::Student.as_str(),
             is_active: true,
             password_hash: student_hash.clone(),
@@ -403,7 +403,7 @@ pub(crate) fn generate(
                         .and_time(NaiveTime::from_hms_opt(hour, 0, 0).unwrap_or(NaiveTime::MIN));
                     let minutes = if rng.percent(50) { 45 } else { 60 };
                     let end = start + chrono::Duration::minutes(minutes);
-                    let subject = *rng.pick(&tutor_subjects[t]);
+                    let subject = rng.pick(&tutor_subjects[t]);
                     let status = if end <= now {
                         if rng.percent(3) {
                             LessonStatus::Cancelled
@@ -434,7 +434,7 @@ pub(crate) fn generate(
                     let n_students = 1 + rng.index(6);
                     let mut chosen: Vec<i64> = Vec::with_capacity(n_students);
                     while chosen.len() < n_students.min(student_ids.len()) {
-                        let s = *rng.pick(&student_ids);
+                        let s = rng.pick(&student_ids);
                         if !chosen.contains(&s) {
                             chosen.push(s);
                         }
