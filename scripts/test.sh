@@ -6,9 +6,9 @@ bash scripts/deps.sh
 bash scripts/ensure-postgres.sh
 export NAPIATKE_TEST_PG_URL="${NAPIATKE_TEST_PG_URL:-postgres://postgres:postgres@127.0.0.1:5432/postgres}"
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --workspace --all-targets --no-fail-fast
+  cargo nextest run --workspace --no-fail-fast
 else
-  cargo test --workspace --all-targets --no-fail-fast
+  cargo test --workspace --lib --bins --tests --no-fail-fast
 fi
 # nextest does not run doctests: the examples in the API docs are tests too.
 cargo test --workspace --doc --quiet

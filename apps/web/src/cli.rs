@@ -22,8 +22,10 @@ pub struct Args {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Migrate, seed the standard demo set if the database is empty, print the stats
-    /// and the demo logins (what `napiatke` with no subcommand does).
+    /// Migrate, seed the standard demo set if the database is empty, print the URL
+    /// and the demo logins, and serve the app (what `napiatke` alone does).
+    Serve,
+    /// As serve, without serving: migrate, seed if empty, print the figures.
     Demo,
     /// Apply pending migrations.
     Migrate,
@@ -57,6 +59,12 @@ pub enum CliError {
     /// The database refused or failed.
     #[error("{0}")]
     Db(#[from] DbError),
+    /// The web app could not start.
+    #[error("{0}")]
+    App(#[from] crate::AppError),
+    /// The server could not bind or stopped with an error.
+    #[error("server: {0}")]
+    Server(#[from] std::io::Error),
 }
 
 fn parse_now(s: &str) -> Result<NaiveDateTime, String> {
@@ -75,8 +83,9 @@ fn now_minute() -> NaiveDateTime {
 /// Runs the chosen subcommand.
 pub fn run(args: Args) -> Result<(), CliError> {
     let settings = Settings::from_env()?;
-    match args.command.unwrap_or(Command::Demo) {
-        Command::Demo => demo(&settings),
+    match args.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(&settings),
+        Command::Demo => demo(&settings).map(|_| ()),
         Command::Migrate => {
             let db = open(&settings)?;
             let applied = napiatke_db::migrate::run(&mut *db.get()?)?;
@@ -133,7 +142,8 @@ fn open(settings: &Settings) -> Result<Db, DbError> {
     )
 }
 
-fn demo(settings: &Settings) -> Result<(), CliError> {
+/// Migrates, seeds the standard set into an empty database, prints the figures.
+fn demo(settings: &Settings) -> Result<Db, CliError> {
     let db = open(settings)?;
     let mut conn = db.get()?;
     napiatke_db::migrate::run(&mut conn)?;
@@ -148,15 +158,23 @@ fn demo(settings: &Settings) -> Result<(), CliError> {
         );
     }
     print_stats(&dashboard::global_stats(&mut conn, now_minute())?);
+    drop(conn);
+    Ok(db)
+}
+
+fn serve(settings: &Settings) -> Result<(), CliError> {
+    let db = demo(settings)?;
+    let state = crate::build_state(settings, db, napiatke_services::SystemClock)?;
     println!();
     println!(
-        "napiatke will serve http://{} (web shell: next issue)",
+        "napiatke is serving http://{}  (Ctrl-C stops it)",
         settings.bind
     );
     println!("demo logins:");
     println!("  admin@napiatke.local    / admin");
     println!("  tutor1@napiatke.local   / tutor    (tutor1 … tutor40)");
     println!("  student1@napiatke.local / student  (student1 … student1200)");
+    actix_web::rt::System::new().block_on(crate::app::serve(settings, state))?;
     Ok(())
 }
 

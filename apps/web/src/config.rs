@@ -69,6 +69,9 @@ pub struct Settings {
     pub sentry_dsn: Option<Secret>,
     /// OTEL_EXPORTER_OTLP_ENDPOINT: trace export; unset means off.
     pub otlp_endpoint: Option<String>,
+    /// EXPOSE_QUERY_COUNT: send X-Query-Count and Server-Timing (default: on in
+    /// development, off in production).
+    pub expose_query_count: bool,
     /// SLOW_REQUEST_THRESHOLD (milliseconds): requests slower than this are logged.
     pub slow_request_threshold: Duration,
     /// CACHE_TTL_STATIC, CACHE_TTL_USER, CACHE_TTL_DASHBOARD, CACHE_TTL_CALENDAR (s).
@@ -162,8 +165,15 @@ impl Settings {
                     )
                 })?,
         };
+        let expose_query_count = match get("EXPOSE_QUERY_COUNT").as_deref().map(str::trim) {
+            None => environment == Environment::Development,
+            Some("1" | "true" | "yes" | "on") => true,
+            Some("0" | "false" | "no" | "off") => false,
+            Some(v) => return Err(bad("EXPOSE_QUERY_COUNT", v, "expected true or false")),
+        };
         Ok(Settings {
             bind,
+            expose_query_count,
             database_url,
             database_pool_size,
             redis_url,
@@ -210,6 +220,7 @@ impl Settings {
                 "OTEL_EXPORTER_OTLP_ENDPOINT={}",
                 self.otlp_endpoint.as_deref().unwrap_or("(unset)")
             ),
+            format!("EXPOSE_QUERY_COUNT={}", self.expose_query_count),
             format!(
                 "SLOW_REQUEST_THRESHOLD={}",
                 self.slow_request_threshold.as_millis()
@@ -262,6 +273,7 @@ mod tests {
             ("SLOW_REQUEST_THRESHOLD", "fast"),
             ("CACHE_TTL_USER", "-5"),
             ("CACHE_TTL_CALENDAR", "0"),
+            ("EXPOSE_QUERY_COUNT", "maybe"),
         ] {
             let err = with(&[(var, value)]).err().map(|e| e.to_string());
             assert!(
@@ -280,6 +292,6 @@ mod tests {
         let lines = s.describe();
         assert!(lines.contains(&"SENTRY_DSN=(set, hidden)".to_owned()));
         assert!(lines.iter().all(|l| !l.contains("key@")));
-        assert_eq!(lines.len(), 14);
+        assert_eq!(lines.len(), 15);
     }
 }

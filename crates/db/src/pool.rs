@@ -117,6 +117,12 @@ impl Db {
         self.pool.get().map_err(DbError::from)
     }
 
+    /// Checks out a connection and runs `SELECT 1` (health checks). One statement.
+    pub fn ping(&self) -> DbResult<()> {
+        let mut conn = self.get()?;
+        conn.batch_execute("SELECT 1").map_err(DbError::from)
+    }
+
     /// The engine behind the pool.
     #[must_use]
     pub fn engine(&self) -> Engine {

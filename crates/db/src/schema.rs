@@ -88,7 +88,18 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    sessions (id) {
+        id -> Text,
+        user_id -> BigInt,
+        csrf_token -> Text,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(tutor_profiles -> users (user_id));
+diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(student_profiles -> users (user_id));
 diesel::joinable!(lessons -> users (tutor_id));
 diesel::joinable!(lessons -> subjects (subject_id));
@@ -108,6 +119,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     lesson_students,
     attendance,
     invoices,
+    sessions,
 );
 
 /// Every table, parents before children: the order to insert in (and to empty in reverse).
@@ -121,4 +133,5 @@ pub const TABLES: &[&str] = &[
     "lesson_students",
     "attendance",
     "invoices",
+    "sessions",
 ];

@@ -94,6 +94,7 @@ fn schema_matches(engine: Engine) {
         ("lesson_students", declared_columns(lesson_students::table)),
         ("attendance", declared_columns(attendance::table)),
         ("invoices", declared_columns(invoices::table)),
+        ("sessions", declared_columns(sessions::table)),
     ];
     assert_eq!(declared.len(), TABLES.len());
     for (table, columns) in declared {

@@ -53,6 +53,14 @@ impl std::iter::Sum for Money {
     }
 }
 
+/// Serialised as its display text ("1,234.56 PLN"): templates show money, never
+/// compute with it.
+impl serde::Serialize for Money {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 impl fmt::Display for Money {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let sign = if self.0 < 0 { "-" } else { "" };
@@ -109,6 +117,12 @@ impl Email {
     }
 }
 
+impl serde::Serialize for Email {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
 impl fmt::Display for Email {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -142,6 +156,12 @@ impl Color {
     #[must_use]
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+impl serde::Serialize for Color {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
     }
 }
 
@@ -181,6 +201,13 @@ impl AttendanceRate {
     pub fn percent(self) -> Option<f64> {
         // Counts of lessons stay far below 2^52, so the casts are exact.
         (self.marked > 0).then(|| self.present as f64 * 100.0 / self.marked as f64)
+    }
+}
+
+/// Serialised as its display text ("85.0%" or "—").
+impl serde::Serialize for AttendanceRate {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
     }
 }
 

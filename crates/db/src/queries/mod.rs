@@ -2,10 +2,12 @@
 //! dashboard, invoices) plus the small catalogues and user look-ups. Every function
 //! runs a fixed number of statements whatever the data size; each says how many.
 
+pub mod attendance;
 pub mod catalog;
 pub mod dashboard;
 pub mod invoices;
 pub mod lessons;
+pub mod sessions;
 pub mod students;
 pub mod users;
 
@@ -25,7 +27,7 @@ pub enum Scope {
 }
 
 /// Which page of a list, 1-based.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct PageRequest {
     /// 1 is the first page.
     pub number: u32,
@@ -53,7 +55,7 @@ impl PageRequest {
 }
 
 /// One page of a list and where it stands in the whole.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Page<T> {
     /// The rows of this page.
     pub items: Vec<T>,
@@ -81,7 +83,7 @@ impl<T> Page<T> {
 }
 
 /// A person's id and name, the part of a user lists show.
-#[derive(Debug, Clone, PartialEq, Eq, diesel::Queryable)]
+#[derive(Debug, Clone, PartialEq, Eq, diesel::Queryable, serde::Serialize)]
 pub struct PersonName {
     /// The user.
     #[diesel(deserialize_as = i64)]

@@ -7,9 +7,9 @@ use napiatke_domain::{Email, Role, User, UserId};
 use crate::schema::users;
 use crate::{DbConn, DbError, DbResult};
 
-type Row = (i64, String, String, String, String, bool, NaiveDateTime);
+pub(crate) type Row = (i64, String, String, String, String, bool, NaiveDateTime);
 
-fn user_from(
+pub(crate) fn user_from(
     (id, email, first_name, last_name, role, is_active, created_at): Row,
 ) -> DbResult<User> {
     Ok(User {
@@ -23,7 +23,7 @@ fn user_from(
     })
 }
 
-const COLUMNS: (
+pub(crate) const COLUMNS: (
     users::id,
     users::email,
     users::first_name,

@@ -228,6 +228,16 @@ fn write_pg(conn: &mut PgConnection, d: &DemoData, t: &mut Tracker<'_>) -> DbRes
     copy!(attendance, &d.attendance);
     copy!(invoices, &d.invoices);
     // COPY wrote explicit ids; move each identity past them so new rows don't collide.
+    reset_identities(conn)?;
+    // Fresh statistics, so the first queries after seeding get good plans.
+    conn.batch_execute(&format!("ANALYZE {}", TABLES.join(", ")))?;
+    Ok(())
+}
+
+/// Moves every PostgreSQL identity past the largest id present, after rows were
+/// written with explicit ids (COPY, fixtures). SQLite needs nothing: its rowids follow
+/// the largest key by themselves.
+pub fn reset_identities(conn: &mut PgConnection) -> DbResult<()> {
     let mut reset = String::new();
     for table in [
         "users",
@@ -244,8 +254,6 @@ fn write_pg(conn: &mut PgConnection, d: &DemoData, t: &mut Tracker<'_>) -> DbRes
         ));
     }
     conn.batch_execute(&reset)?;
-    // Fresh statistics, so the first queries after seeding get good plans.
-    conn.batch_execute(&format!("ANALYZE {}", TABLES.join(", ")))?;
     Ok(())
 }
 

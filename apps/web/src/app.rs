@@ -1,0 +1,133 @@
+//! The app: state, the route table and the middleware order, each in one place.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::middleware::{from_fn, DefaultHeaders};
+use actix_web::{web, App, HttpServer};
+use napiatke_htmx::Templates;
+use napiatke_services::{Clock, Services};
+
+use crate::config::{Environment, Settings};
+use crate::{handlers, middleware, AppError};
+
+/// What every handler can reach.
+#[derive(Debug)]
+pub struct AppState {
+    /// The use cases.
+    pub services: Services,
+    /// The templates (embedded at build time).
+    pub templates: Arc<Templates>,
+    /// Secure cookies (production).
+    pub secure_cookies: bool,
+    /// Send X-Query-Count and Server-Timing.
+    pub expose_query_count: bool,
+    /// Requests slower than this are logged.
+    pub slow_request_threshold: Duration,
+}
+
+/// Builds the state from settings, a database pool and a clock.
+pub fn build_state(
+    settings: &Settings,
+    db: napiatke_db::Db,
+    clock: impl Clock,
+) -> Result<web::Data<AppState>, AppError> {
+    let templates = Templates::from_sources(crate::embedded::TEMPLATES)?;
+    Ok(web::Data::new(AppState {
+        services: Services::new(db, clock),
+        templates: Arc::new(templates),
+        secure_cookies: settings.environment == Environment::Production,
+        expose_query_count: settings.expose_query_count,
+        slow_request_threshold: settings.slow_request_threshold,
+    }))
+}
+
+/// The route table.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/", web::get().to(handlers::index))
+        .route("/healthz", web::get().to(handlers::healthz))
+        .route("/login", web::get().to(handlers::login_form))
+        .route("/login", web::post().to(handlers::login))
+        .route("/logout", web::post().to(handlers::logout))
+        .route("/dashboard/", web::get().to(handlers::dashboard))
+        .route("/lessons/", web::get().to(handlers::lessons))
+        .route("/lessons/{id}/", web::get().to(handlers::lesson))
+        .route(
+            "/lessons/{id}/attendance",
+            web::post().to(handlers::attendance),
+        )
+        .route("/calendar/", web::get().to(handlers::calendar))
+        .route("/students/", web::get().to(handlers::students))
+        .route("/admin/cache-stats/", web::get().to(handlers::cache_stats))
+        .default_service(web::to(handlers::not_found));
+}
+
+/// The whole app with its middleware, outermost first: accounting (so the span
+/// covers everything), then security headers.
+pub fn app(
+    state: web::Data<AppState>,
+) -> App<
+    impl actix_web::dev::ServiceFactory<
+        actix_web::dev::ServiceRequest,
+        Config = (),
+        Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    App::new()
+        .app_data(state)
+        .app_data(
+            web::FormConfig::default()
+                .limit(16 * 1024)
+                .error_handler(|e, _| {
+                    AppError::BadRequest(format!("the form could not be read: {e}")).into()
+                }),
+        )
+        .app_data(
+            web::PathConfig::default()
+                .error_handler(|_, _| AppError::NotFound("no such page".to_owned()).into()),
+        )
+        .configure(routes)
+        .wrap(
+            DefaultHeaders::new()
+                .add(("X-Content-Type-Options", "nosniff"))
+                .add(("X-Frame-Options", "DENY"))
+                .add(("Referrer-Policy", "same-origin")),
+        )
+        .wrap(from_fn(middleware::accounting))
+}
+
+/// Serves until stopped.
+pub async fn serve(settings: &Settings, state: web::Data<AppState>) -> std::io::Result<()> {
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    HttpServer::new(move || app(state.clone()))
+        // Off by default in actix: any response sent in two writes then stalls about
+        // 40 ms on Nagle meeting delayed ACK (DESIGN.md, measured).
+        .tcp_nodelay(true)
+        .workers(workers)
+        .bind(settings.bind)?
+        .run()
+        .await
+}
+
+/// Logging to stderr (filtered by RUST_LOG, default `warn`) plus the per-request
+/// accounting layer, which sees statement events whatever the log filter says.
+pub fn init_tracing() {
+    use tracing_subscriber::filter::{filter_fn, EnvFilter};
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
+    let log_filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    let accounting = napiatke_telemetry::AccountingLayer::default().with_filter(filter_fn(|m| {
+        m.is_span() || m.target() == napiatke_telemetry::STATEMENT_TARGET
+    }));
+    let _ = tracing_subscriber::registry()
+        .with(accounting)
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_filter(log_filter),
+        )
+        .try_init();
+}

@@ -1,0 +1,169 @@
+//! The one place errors become HTTP: bad input 400, login needed 303 (or 401 with
+//! HX-Redirect for htmx), forbidden 403, missing 404, overload 503 with Retry-After,
+//! everything else 500 with the details in the log, not the page.
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use napiatke_services::ServiceError;
+
+/// What a request can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// 400, with a message a person can act on.
+    #[error("{0}")]
+    BadRequest(String),
+    /// No session: go to the login page, then come back to `next`.
+    #[error("login required")]
+    LoginRequired {
+        /// Where to return after login.
+        next: String,
+        /// Whether htmx asked (it gets 401 + HX-Redirect instead of a 303).
+        htmx: bool,
+    },
+    /// 403.
+    #[error("{0}")]
+    Forbidden(String),
+    /// 404.
+    #[error("{0}")]
+    NotFound(String),
+    /// 503 with Retry-After.
+    #[error("{0}")]
+    Unavailable(String),
+    /// 500; the message is logged, never shown.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<ServiceError> for AppError {
+    fn from(e: ServiceError) -> Self {
+        match e {
+            ServiceError::NotFound(m) => AppError::NotFound(m),
+            ServiceError::Forbidden(m) => AppError::Forbidden(m),
+            ServiceError::BadInput(m) => AppError::BadRequest(m),
+            ServiceError::Unavailable(m) => AppError::Unavailable(m),
+            ServiceError::Internal(m) => AppError::Internal(m),
+        }
+    }
+}
+
+impl From<napiatke_htmx::HtmxError> for AppError {
+    fn from(e: napiatke_htmx::HtmxError) -> Self {
+        AppError::Internal(e.to_string())
+    }
+}
+
+impl ResponseError for AppError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            AppError::LoginRequired { htmx: true, .. } => StatusCode::UNAUTHORIZED,
+            AppError::LoginRequired { .. } => StatusCode::SEE_OTHER,
+            AppError::Forbidden(_) => StatusCode::FORBIDDEN,
+            AppError::NotFound(_) => StatusCode::NOT_FOUND,
+            AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.status_code();
+        if let AppError::LoginRequired { next, .. } = self {
+            let to = format!("/login?next={}", encode_query(next));
+            let mut res = HttpResponse::build(status);
+            match self.status_code() {
+                StatusCode::UNAUTHORIZED => res.insert_header(("HX-Redirect", to)),
+                _ => res.insert_header((header::LOCATION, to)),
+            };
+            return res.finish();
+        }
+        let shown = match self {
+            AppError::Internal(detail) => {
+                tracing::error!(error = %detail, "request failed");
+                "Something went wrong on our side. It has been logged.".to_owned()
+            }
+            AppError::Unavailable(detail) => {
+                tracing::warn!(error = %detail, "service unavailable");
+                "The service is busy or a part of it is down. Please retry in a moment.".to_owned()
+            }
+            other => other.to_string(),
+        };
+        let mut res = napiatke_htmx::html(status, error_page(status, &shown));
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
+        res.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        res
+    }
+}
+
+/// A self-contained page: error pages must render even when templates cannot.
+fn error_page(status: StatusCode, message: &str) -> String {
+    let title = format!(
+        "{} {}",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("Error")
+    );
+    format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t} · napiatke</title>\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"></head>\
+         <body style=\"font-family:system-ui,sans-serif;max-width:40rem;margin:4rem auto;padding:0 1rem\">\
+         <h1>{t}</h1><p class=\"error-message\">{m}</p><p><a href=\"/dashboard/\">Back to the dashboard</a></p></body></html>",
+        t = escape(&title),
+        m = escape(message)
+    )
+}
+
+pub(crate) fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#x27;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Percent-encodes a query value (RFC 3986 unreserved characters and `/` kept).
+pub(crate) fn encode_query(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_are_escaped_and_internals_hidden() {
+        let page = error_page(StatusCode::BAD_REQUEST, "<script>alert(1)</script>");
+        assert!(page.contains("&lt;script&gt;"));
+        let res = AppError::Internal("password=hunter2 at db.rs:12".into()).error_response();
+        assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let res = AppError::Unavailable("pool".into()).error_response();
+        assert_eq!(
+            res.headers()
+                .get(header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok()),
+            Some("5")
+        );
+        assert_eq!(
+            encode_query("/lessons/?page=2&x=ą"),
+            "/lessons/%3Fpage%3D2%26x%3D%C4%85"
+        );
+    }
+}

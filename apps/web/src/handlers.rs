@@ -1,0 +1,494 @@
+//! Thin handlers: extract and check input, call a service on the blocking pool,
+//! render.
+
+use std::collections::HashMap;
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::NaiveDate;
+use napiatke_domain::{AttendanceStatus, LessonId, LessonStatus, Role, SubjectId, UserId};
+use napiatke_htmx::Hx;
+use napiatke_services::{LessonQuery, StudentQuery};
+use serde::Serialize;
+
+use crate::error::encode_query;
+use crate::session::{
+    login_csrf_cookie, removal, safe_next, session_cookie, tokens_match, Auth, LOGIN_CSRF_COOKIE,
+    SESSION_COOKIE,
+};
+use crate::{blocking, AppError, AppState};
+
+type State = web::Data<AppState>;
+type Form = web::Form<HashMap<String, String>>;
+
+/// Query parameters of a GET, or 400 naming what could not be read.
+fn query(req: &HttpRequest) -> Result<HashMap<String, String>, AppError> {
+    web::Query::<HashMap<String, String>>::from_query(req.query_string())
+        .map(web::Query::into_inner)
+        .map_err(|e| AppError::BadRequest(format!("the address's query could not be read: {e}")))
+}
+
+/// A non-empty parameter, trimmed.
+fn param<'a>(q: &'a HashMap<String, String>, name: &str) -> Option<&'a str> {
+    q.get(name).map(|s| s.trim()).filter(|s| !s.is_empty())
+}
+
+fn page_number(q: &HashMap<String, String>) -> Result<u32, AppError> {
+    match param(q, "page") {
+        None => Ok(1),
+        Some(p) => p.parse::<u32>().ok().filter(|n| *n >= 1).ok_or_else(|| {
+            AppError::BadRequest(format!("page must be a whole number from 1 up; got {p:?}"))
+        }),
+    }
+}
+
+/// A page past the last one is missing, like any other address that names nothing.
+fn check_page_exists(number: u32, total_pages: u32) -> Result<(), AppError> {
+    if number > total_pages {
+        return Err(AppError::NotFound(format!(
+            "page {number} does not exist; the last page is {total_pages}"
+        )));
+    }
+    Ok(())
+}
+
+/// What every page template gets: the user and the CSRF token for forms and htmx.
+fn base_context(auth: &Auth, nav: &str) -> tera::Context {
+    let mut ctx = tera::Context::new();
+    ctx.insert("user", &auth.session.user);
+    ctx.insert("csrf_token", &auth.session.csrf_token);
+    ctx.insert("nav", nav);
+    ctx
+}
+
+/// Pagination links, keeping the other filters.
+#[derive(Serialize)]
+struct Pager {
+    number: u32,
+    total_pages: u32,
+    total: i64,
+    previous: Option<String>,
+    next: Option<String>,
+}
+
+fn pager(
+    number: u32,
+    total_pages: u32,
+    total: i64,
+    base: &str,
+    keep: &[(&str, Option<String>)],
+) -> Pager {
+    let link = |n: u32| {
+        let mut parts: Vec<String> = keep
+            .iter()
+            .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={}", encode_query(v))))
+            .collect();
+        parts.push(format!("page={n}"));
+        format!("{base}?{}", parts.join("&"))
+    };
+    Pager {
+        number,
+        total_pages,
+        total,
+        previous: (number > 1).then(|| link(number - 1)),
+        next: (number < total_pages).then(|| link(number + 1)),
+    }
+}
+
+fn see_other(to: &str) -> HttpResponse {
+    HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, to.to_owned()))
+        .finish()
+}
+
+fn no_store(mut res: HttpResponse) -> HttpResponse {
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
+}
+
+pub async fn index() -> HttpResponse {
+    see_other("/dashboard/")
+}
+
+pub async fn not_found() -> Result<HttpResponse, AppError> {
+    Err(AppError::NotFound(
+        "there is nothing at this address".to_owned(),
+    ))
+}
+
+pub async fn healthz(state: State) -> HttpResponse {
+    let services = state.services.clone();
+    match blocking(move || services.healthy()).await {
+        Ok(()) => HttpResponse::Ok()
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .content_type("text/plain; charset=utf-8")
+            .body("ok\n"),
+        Err(e) => {
+            tracing::warn!(error = %e, "health check failed");
+            HttpResponse::ServiceUnavailable()
+                .insert_header((header::RETRY_AFTER, "5"))
+                .insert_header((header::CACHE_CONTROL, "no-store"))
+                .content_type("text/plain; charset=utf-8")
+                .body("database unavailable\n")
+        }
+    }
+}
+
+fn login_page(
+    state: &AppState,
+    status: StatusCode,
+    csrf: &str,
+    next: &str,
+    email: &str,
+    error: Option<&str>,
+) -> Result<HttpResponse, AppError> {
+    let mut ctx = tera::Context::new();
+    ctx.insert("login_csrf", csrf);
+    ctx.insert("next", next);
+    ctx.insert("email", email);
+    ctx.insert("error", &error);
+    let res = state
+        .templates
+        .respond(status, Hx::default(), "login.html", None, &ctx)?;
+    Ok(no_store(res))
+}
+
+pub async fn login_form(state: State, req: HttpRequest) -> Result<HttpResponse, AppError> {
+    let q = query(&req)?;
+    let next = safe_next(param(&q, "next"));
+    let existing = req.cookie(LOGIN_CSRF_COOKIE).map(|c| c.value().to_owned());
+    let csrf = match existing.filter(|t| t.len() == 64) {
+        Some(t) => t,
+        None => new_token()?,
+    };
+    let mut res = login_page(&state, StatusCode::OK, &csrf, &next, "", None)?;
+    res.add_cookie(&login_csrf_cookie(csrf, state.secure_cookies))
+        .map_err(|e| AppError::Internal(e.to_string()))?;
+    Ok(res)
+}
+
+fn new_token() -> Result<String, AppError> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| AppError::Internal(format!("no randomness: {e}")))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+pub async fn login(state: State, req: HttpRequest, form: Form) -> Result<HttpResponse, AppError> {
+    let cookie = req.cookie(LOGIN_CSRF_COOKIE).map(|c| c.value().to_owned());
+    let sent = form
+        .get("csrf_token")
+        .map(String::as_str)
+        .unwrap_or_default();
+    if !cookie.as_deref().is_some_and(|c| tokens_match(sent, c)) {
+        return Err(AppError::Forbidden(
+            "the login form's security token is missing or out of date; reload the page and try again".to_owned(),
+        ));
+    }
+    let email = form.get("email").cloned().unwrap_or_default();
+    let password = form.get("password").cloned().unwrap_or_default();
+    let next = safe_next(form.get("next").map(String::as_str));
+    if email.trim().is_empty() || password.is_empty() {
+        let csrf = cookie.unwrap_or_default();
+        return login_page(
+            &state,
+            StatusCode::BAD_REQUEST,
+            &csrf,
+            &next,
+            &email,
+            Some("Enter your e-mail and password."),
+        );
+    }
+    let services = state.services.clone();
+    let previous = req.cookie(SESSION_COOKIE).map(|c| c.value().to_owned());
+    let attempt_email = email.clone();
+    let outcome = blocking(move || {
+        let outcome = services.login(&attempt_email, &password)?;
+        // Rotation: whatever session the browser had before is ended, not reused.
+        if let (Some(_), Some(old)) = (&outcome, previous) {
+            services.sessions().destroy(&old)?;
+        }
+        Ok(outcome)
+    })
+    .await?;
+    match outcome {
+        Some((user, session)) => {
+            tracing::info!(user_id = user.id.get(), "login");
+            let mut res = see_other(&next);
+            res.add_cookie(&session_cookie(session.token, state.secure_cookies))
+                .and_then(|()| {
+                    res.add_cookie(&removal(LOGIN_CSRF_COOKIE, "/login", state.secure_cookies))
+                })
+                .map_err(|e| AppError::Internal(e.to_string()))?;
+            Ok(no_store(res))
+        }
+        None => {
+            let csrf = cookie.unwrap_or_default();
+            login_page(
+                &state,
+                StatusCode::UNAUTHORIZED,
+                &csrf,
+                &next,
+                &email,
+                Some("Wrong e-mail or password."),
+            )
+        }
+    }
+}
+
+pub async fn logout(
+    state: State,
+    req: HttpRequest,
+    auth: Auth,
+    form: Form,
+) -> Result<HttpResponse, AppError> {
+    auth.check_csrf(&req, form.get("csrf_token").map(String::as_str))?;
+    let services = state.services.clone();
+    let token = auth.token.clone();
+    blocking(move || services.sessions().destroy(&token)).await?;
+    let mut res = see_other("/login");
+    res.add_cookie(&removal(SESSION_COOKIE, "/", state.secure_cookies))
+        .map_err(|e| AppError::Internal(e.to_string()))?;
+    Ok(no_store(res))
+}
+
+pub async fn dashboard(state: State, auth: Auth, hx: Hx) -> Result<HttpResponse, AppError> {
+    let services = state.services.clone();
+    let user = auth.user().clone();
+    let dashboard = blocking(move || services.dashboard(&user)).await?;
+    let mut ctx = base_context(&auth, "dashboard");
+    ctx.insert("dashboard", &dashboard);
+    Ok(no_store(state.templates.respond(
+        StatusCode::OK,
+        hx,
+        "dashboard.html",
+        None,
+        &ctx,
+    )?))
+}
+
+pub async fn lessons(
+    state: State,
+    req: HttpRequest,
+    auth: Auth,
+    hx: Hx,
+) -> Result<HttpResponse, AppError> {
+    let q = query(&req)?;
+    let page = page_number(&q)?;
+    let status = match param(&q, "status") {
+        None => None,
+        Some(s) => Some(
+            s.to_ascii_uppercase()
+                .parse::<LessonStatus>()
+                .map_err(|e| AppError::BadRequest(e.to_string()))?,
+        ),
+    };
+    let subject = match param(&q, "subject") {
+        None => None,
+        Some(s) => Some(s.parse::<SubjectId>().map_err(|_| {
+            AppError::BadRequest(format!("subject must be a subject's number; got {s:?}"))
+        })?),
+    };
+    let services = state.services.clone();
+    let user = auth.user().clone();
+    let result = blocking(move || {
+        services.lessons(
+            &user,
+            LessonQuery {
+                page,
+                status,
+                subject,
+            },
+        )
+    })
+    .await?;
+    let total_pages = result.lessons.total_pages();
+    check_page_exists(page, total_pages)?;
+    let mut ctx = base_context(&auth, "lessons");
+    ctx.insert("lessons", &result.lessons.items);
+    ctx.insert("subjects", &result.subjects);
+    ctx.insert("statuses", LessonStatus::ALL);
+    ctx.insert("status", &status);
+    ctx.insert("subject", &subject);
+    ctx.insert(
+        "pager",
+        &pager(
+            page,
+            total_pages,
+            result.lessons.total,
+            "/lessons/",
+            &[
+                ("status", status.map(|s| s.as_str().to_owned())),
+                ("subject", subject.map(|s| s.to_string())),
+            ],
+        ),
+    );
+    Ok(no_store(state.templates.respond(
+        StatusCode::OK,
+        hx,
+        "lessons.html",
+        Some("rows"),
+        &ctx,
+    )?))
+}
+
+fn lesson_id(raw: &str) -> Result<LessonId, AppError> {
+    raw.parse::<LessonId>()
+        .ok()
+        .filter(|id| id.get() > 0)
+        .ok_or_else(|| AppError::NotFound(format!("there is no lesson {raw:?}")))
+}
+
+pub async fn lesson(
+    state: State,
+    auth: Auth,
+    hx: Hx,
+    path: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
+    let id = lesson_id(&path)?;
+    let services = state.services.clone();
+    let user = auth.user().clone();
+    let detail = blocking(move || services.lesson(&user, id)).await?;
+    let mut ctx = base_context(&auth, "lessons");
+    ctx.insert("can_mark", &can_mark(&auth, &detail));
+    ctx.insert("lesson", &detail);
+    ctx.insert("marks", AttendanceStatus::ALL);
+    Ok(no_store(state.templates.respond(
+        StatusCode::OK,
+        hx,
+        "lesson.html",
+        Some("students"),
+        &ctx,
+    )?))
+}
+
+fn can_mark(auth: &Auth, detail: &napiatke_db::queries::lessons::LessonDetail) -> bool {
+    let user = auth.user();
+    user.role == Role::Admin || (user.role == Role::Tutor && detail.card.tutor.id == user.id)
+}
+
+pub async fn attendance(
+    state: State,
+    req: HttpRequest,
+    auth: Auth,
+    hx: Hx,
+    path: web::Path<String>,
+    form: Form,
+) -> Result<HttpResponse, AppError> {
+    auth.check_csrf(&req, form.get("csrf_token").map(String::as_str))?;
+    let id = lesson_id(&path)?;
+    let student = form
+        .get("student_id")
+        .and_then(|s| s.trim().parse::<UserId>().ok())
+        .ok_or_else(|| AppError::BadRequest("student_id must be a student's number".to_owned()))?;
+    let raw_status = form
+        .get("status")
+        .map(|s| s.trim().to_ascii_uppercase())
+        .unwrap_or_default();
+    let status = raw_status
+        .parse::<AttendanceStatus>()
+        .map_err(|e| AppError::BadRequest(e.to_string()))?;
+    let services = state.services.clone();
+    let user = auth.user().clone();
+    let change = blocking(move || services.mark_attendance(&user, id, student, status)).await?;
+    if !hx.request {
+        return Ok(see_other(&format!("/lessons/{id}/")));
+    }
+    let mut ctx = base_context(&auth, "lessons");
+    ctx.insert("can_mark", &can_mark(&auth, &change.lesson));
+    ctx.insert("lesson", &change.lesson);
+    ctx.insert("marks", AttendanceStatus::ALL);
+    Ok(no_store(state.templates.respond(
+        StatusCode::OK,
+        hx,
+        "lesson.html",
+        Some("students"),
+        &ctx,
+    )?))
+}
+
+pub async fn calendar(
+    state: State,
+    req: HttpRequest,
+    auth: Auth,
+    hx: Hx,
+) -> Result<HttpResponse, AppError> {
+    let q = query(&req)?;
+    let start = match param(&q, "start") {
+        None => None,
+        Some(s) => Some(NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| {
+            AppError::BadRequest(format!("start must be a date like 2026-11-23; got {s:?}"))
+        })?),
+    };
+    let services = state.services.clone();
+    let user = auth.user().clone();
+    let week = blocking(move || services.calendar(&user, start)).await?;
+    let mut ctx = base_context(&auth, "calendar");
+    ctx.insert("week", &week);
+    Ok(no_store(state.templates.respond(
+        StatusCode::OK,
+        hx,
+        "calendar.html",
+        Some("week"),
+        &ctx,
+    )?))
+}
+
+pub async fn students(
+    state: State,
+    req: HttpRequest,
+    auth: Auth,
+    hx: Hx,
+) -> Result<HttpResponse, AppError> {
+    auth.require(&[Role::Admin, Role::Tutor])?;
+    let q = query(&req)?;
+    let page = page_number(&q)?;
+    let search = param(&q, "q").map(str::to_owned);
+    if search.as_ref().is_some_and(|s| s.chars().count() > 100) {
+        return Err(AppError::BadRequest(
+            "the search may be at most 100 characters".to_owned(),
+        ));
+    }
+    let services = state.services.clone();
+    let user = auth.user().clone();
+    let query = StudentQuery {
+        page,
+        q: search.clone(),
+    };
+    let result = blocking(move || services.students(&user, &query)).await?;
+    let total_pages = result.total_pages();
+    check_page_exists(page, total_pages)?;
+    let mut ctx = base_context(&auth, "students");
+    ctx.insert("students", &result.items);
+    ctx.insert("q", &search);
+    ctx.insert(
+        "pager",
+        &pager(
+            page,
+            total_pages,
+            result.total,
+            "/students/",
+            &[("q", search.clone())],
+        ),
+    );
+    Ok(no_store(state.templates.respond(
+        StatusCode::OK,
+        hx,
+        "students.html",
+        Some("rows"),
+        &ctx,
+    )?))
+}
+
+pub async fn cache_stats(state: State, auth: Auth) -> Result<HttpResponse, AppError> {
+    auth.require(&[Role::Admin])?;
+    let ctx = base_context(&auth, "admin");
+    Ok(no_store(state.templates.respond(
+        StatusCode::OK,
+        Hx::default(),
+        "cache_stats.html",
+        None,
+        &ctx,
+    )?))
+}

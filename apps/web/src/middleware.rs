@@ -1,0 +1,70 @@
+//! Per-request accounting: a span per request, the statement count and database time
+//! it cost (added up by napiatke-telemetry from db's events), exposed as
+//! `X-Query-Count` and `Server-Timing`, and warnings for heavy or slow requests.
+
+use std::time::Instant;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::web;
+use napiatke_telemetry::{attach, RequestCost};
+use tracing::Instrument;
+
+use crate::AppState;
+
+/// A request running more statements than this is logged as a warning: it is
+/// probably looping over rows.
+pub const STATEMENT_WARNING: u64 = 20;
+
+/// The accounting middleware (see the module docs).
+pub async fn accounting(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let (expose, slow) = req
+        .app_data::<web::Data<AppState>>()
+        .map_or((false, std::time::Duration::MAX), |s| {
+            (s.expose_query_count, s.slow_request_threshold)
+        });
+    let span = tracing::info_span!(
+        "request",
+        method = %req.method(),
+        path = %req.path(),
+        status = tracing::field::Empty,
+    );
+    let cost = RequestCost::default();
+    attach(&span, cost.clone());
+    let started = Instant::now();
+    // Handlers and extractors are created inside `call`: enter the span for that too.
+    let fut = {
+        let _entered = span.enter();
+        next.call(req)
+    };
+    let mut res = fut.instrument(span.clone()).await?;
+    let elapsed = started.elapsed();
+    let statements = cost.statements();
+    span.record("status", res.status().as_u16());
+    if statements > STATEMENT_WARNING {
+        tracing::warn!(parent: &span, statements, "request ran more than {STATEMENT_WARNING} statements");
+    }
+    if elapsed > slow {
+        tracing::warn!(parent: &span, elapsed_ms = elapsed.as_millis() as u64, statements, "slow request");
+    }
+    if expose {
+        let headers = res.headers_mut();
+        if let Ok(v) = HeaderValue::from_str(&statements.to_string()) {
+            headers.insert(HeaderName::from_static("x-query-count"), v);
+        }
+        let timing = format!(
+            "db;dur={:.3};desc=\"{statements} statements\", total;dur={:.3}",
+            cost.db_micros() as f64 / 1000.0,
+            elapsed.as_secs_f64() * 1000.0
+        );
+        if let Ok(v) = HeaderValue::from_str(&timing) {
+            headers.insert(HeaderName::from_static("server-timing"), v);
+        }
+    }
+    Ok(res)
+}

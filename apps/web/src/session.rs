@@ -1,0 +1,178 @@
+//! Sessions and CSRF at the HTTP edge: the cookie, the extractor that loads the
+//! logged-in user, and token checks.
+
+use actix_web::cookie::{time::Duration as CookieDuration, Cookie, SameSite};
+use actix_web::dev::Payload;
+use actix_web::{web, FromRequest, HttpRequest};
+use napiatke_domain::{Role, User};
+use napiatke_services::{Session, SESSION_TTL};
+use subtle::ConstantTimeEq;
+
+use crate::{blocking, AppError, AppState};
+
+/// The session cookie: a random token whose hash keys the `sessions` row.
+pub const SESSION_COOKIE: &str = "napiatke_session";
+/// The pre-login CSRF cookie (double submit): the login form has no session yet.
+pub const LOGIN_CSRF_COOKIE: &str = "napiatke_csrf";
+/// The header htmx sends the CSRF token in (set from a meta tag by `hx-headers`).
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// The logged-in user. Extracting it from a request without a live session fails
+/// with [`AppError::LoginRequired`].
+#[derive(Debug, Clone)]
+pub struct Auth {
+    /// The session.
+    pub session: Session,
+    /// The cookie token (to end the session on logout).
+    pub token: String,
+}
+
+impl Auth {
+    /// The user.
+    pub fn user(&self) -> &User {
+        &self.session.user
+    }
+
+    /// 403 unless the user has one of `roles`.
+    pub fn require(&self, roles: &[Role]) -> Result<(), AppError> {
+        if roles.contains(&self.session.user.role) {
+            Ok(())
+        } else {
+            Err(AppError::Forbidden(format!(
+                "this page is for {}",
+                roles
+                    .iter()
+                    .map(|r| r.as_str().to_lowercase() + "s")
+                    .collect::<Vec<_>>()
+                    .join(" and ")
+            )))
+        }
+    }
+
+    /// 403 unless `sent` (form field or header) is this session's CSRF token.
+    pub fn check_csrf(&self, req: &HttpRequest, form_token: Option<&str>) -> Result<(), AppError> {
+        let sent = req
+            .headers()
+            .get(CSRF_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .or(form_token)
+            .unwrap_or_default();
+        if tokens_match(sent, &self.session.csrf_token) {
+            Ok(())
+        } else {
+            Err(AppError::Forbidden(
+                "the form's security token is missing or out of date; reload the page and try again".to_owned(),
+            ))
+        }
+    }
+}
+
+/// Constant-time comparison; an empty token never matches.
+pub fn tokens_match(sent: &str, expected: &str) -> bool {
+    !expected.is_empty() && bool::from(sent.as_bytes().ct_eq(expected.as_bytes()))
+}
+
+impl FromRequest for Auth {
+    type Error = AppError;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self, AppError>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let state = req.app_data::<web::Data<AppState>>().cloned();
+        let token = req.cookie(SESSION_COOKIE).map(|c| c.value().to_owned());
+        let login_required = AppError::LoginRequired {
+            next: req
+                .uri()
+                .path_and_query()
+                .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned()),
+            htmx: napiatke_htmx::Hx::from_headers(req.headers()).request,
+        };
+        Box::pin(async move {
+            let (Some(state), Some(token)) = (state, token) else {
+                return Err(login_required);
+            };
+            let services = state.services.clone();
+            let lookup = token.clone();
+            match blocking(move || services.sessions().load(&lookup)).await? {
+                Some(session) => Ok(Auth { session, token }),
+                None => Err(login_required),
+            }
+        })
+    }
+}
+
+/// The session cookie for a new login.
+pub fn session_cookie(token: String, secure: bool) -> Cookie<'static> {
+    let ttl = i64::try_from(SESSION_TTL.as_secs()).unwrap_or(i64::MAX);
+    Cookie::build(SESSION_COOKIE, token)
+        .path("/")
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .secure(secure)
+        .max_age(CookieDuration::seconds(ttl))
+        .finish()
+}
+
+/// A cookie that removes `name` (set on `path`: a removal must match it).
+pub fn removal(name: &'static str, path: &'static str, secure: bool) -> Cookie<'static> {
+    let mut c = Cookie::build(name, "")
+        .path(path)
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .secure(secure)
+        .finish();
+    c.make_removal();
+    c
+}
+
+/// The pre-login CSRF cookie.
+pub fn login_csrf_cookie(token: String, secure: bool) -> Cookie<'static> {
+    Cookie::build(LOGIN_CSRF_COOKIE, token)
+        .path("/login")
+        .http_only(true)
+        .same_site(SameSite::Strict)
+        .secure(secure)
+        .finish()
+}
+
+/// `next` only ever points inside this site: a path, not `//host` or a URL.
+pub fn safe_next(next: Option<&str>) -> String {
+    match next {
+        Some(n)
+            if n.starts_with('/')
+                && !n.starts_with("//")
+                && !n.contains('\\')
+                && !n.starts_with("/login") =>
+        {
+            n.to_owned()
+        }
+        _ => "/dashboard/".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_never_leaves_the_site() {
+        assert_eq!(safe_next(Some("/lessons/?page=2")), "/lessons/?page=2");
+        for bad in [
+            "//evil.example",
+            "https://evil.example",
+            "/\\evil",
+            "evil",
+            "/login",
+        ] {
+            assert_eq!(safe_next(Some(bad)), "/dashboard/", "{bad}");
+        }
+        assert_eq!(safe_next(None), "/dashboard/");
+    }
+
+    #[test]
+    fn tokens_compare_exactly() {
+        assert!(tokens_match("abc", "abc"));
+        assert!(!tokens_match("abd", "abc"));
+        assert!(!tokens_match("", ""));
+        assert!(!tokens_match("ab", "abc"));
+    }
+}

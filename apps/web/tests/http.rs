@@ -1,0 +1,864 @@
+//! The app over HTTP (actix's in-process test server), on SQLite and PostgreSQL,
+//! against the hand-built fixture (napiatke_db::testing::FIXTURE_SQL, now = Thursday
+//! 2026-11-26 12:00 UTC) and, for statement budgets, the standard demo set.
+
+use std::collections::HashMap;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{Service, ServiceResponse};
+use actix_web::http::StatusCode;
+use actix_web::test::{self, TestRequest};
+use actix_web::web;
+use chrono::{NaiveDate, NaiveDateTime};
+use napiatke_db::testing::{TestDb, FIXTURE_PASSWORD};
+use napiatke_db::Engine;
+use napiatke_services::FixedClock;
+use napiatke_web::config::Settings;
+use napiatke_web::AppState;
+
+fn now() -> NaiveDateTime {
+    NaiveDate::from_ymd_opt(2026, 11, 26)
+        .and_then(|d| d.and_hms_opt(12, 0, 0))
+        .unwrap_or_default()
+}
+
+fn settings(production: bool) -> Settings {
+    let env = if production {
+        "production"
+    } else {
+        "development"
+    };
+    let mut s = Settings::from_lookup(|k| (k == "NAPIATKE_ENV").then(|| env.to_owned()))
+        .unwrap_or_else(|e| panic!("{e}"));
+    s.expose_query_count = true;
+    s
+}
+
+fn state(t: &TestDb, production: bool) -> web::Data<AppState> {
+    napiatke_web::init_tracing();
+    napiatke_web::build_state(&settings(production), t.db.clone(), FixedClock(now()))
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn fixture(engine: Engine) -> TestDb {
+    let t = TestDb::new(engine).unwrap_or_else(|e| panic!("{e}"));
+    t.load_fixture().unwrap_or_else(|e| panic!("{e}"));
+    t
+}
+
+/// A response read whole.
+struct Page {
+    status: StatusCode,
+    headers: actix_web::http::header::HeaderMap,
+    body: String,
+}
+
+impl Page {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+    fn queries(&self) -> u64 {
+        self.header("x-query-count")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no X-Query-Count"))
+    }
+    /// The value of a Set-Cookie for `name`.
+    fn cookie(&self, name: &str) -> Option<String> {
+        self.headers
+            .get_all("set-cookie")
+            .filter_map(|v| v.to_str().ok())
+            .find(|c| c.starts_with(&format!("{name}=")))
+            .map(str::to_owned)
+    }
+}
+
+async fn read<B: MessageBody>(res: ServiceResponse<B>) -> Page {
+    let status = res.status();
+    let headers = res.headers().clone();
+    let bytes = test::read_body(res).await;
+    Page {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&bytes).into_owned(),
+    }
+}
+
+async fn send<S, B>(app: &S, req: TestRequest) -> Page
+where
+    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody,
+{
+    match app.call(req.to_request()).await {
+        Ok(res) => read(res).await,
+        Err(e) => {
+            let res = e.error_response();
+            let status = res.status();
+            let headers = res.headers().clone();
+            let bytes = actix_web::body::to_bytes(res.into_body())
+                .await
+                .ok()
+                .unwrap_or_default();
+            Page {
+                status,
+                headers,
+                body: String::from_utf8_lossy(&bytes).into_owned(),
+            }
+        }
+    }
+}
+
+/// The value of `name="csrf_token" value="..."` in a page.
+fn form_token(body: &str) -> String {
+    body.split("name=\"csrf_token\" value=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn cookie_value(set_cookie: &str) -> String {
+    set_cookie
+        .split(';')
+        .next()
+        .and_then(|kv| kv.split_once('='))
+        .map(|(_, v)| v.to_owned())
+        .unwrap_or_default()
+}
+
+/// A browser with a session: the cookie and the page CSRF token.
+#[derive(Clone, Default)]
+struct Browser {
+    session: Option<String>,
+    csrf: String,
+}
+
+impl Browser {
+    fn get(&self, path: &str) -> TestRequest {
+        let mut r = TestRequest::get().uri(path);
+        if let Some(s) = &self.session {
+            r = r.cookie(actix_web::cookie::Cookie::new(
+                "napiatke_session",
+                s.clone(),
+            ));
+        }
+        r
+    }
+    fn post(&self, path: &str, form: &[(&str, &str)]) -> TestRequest {
+        let mut r = TestRequest::post()
+            .uri(path)
+            .set_form(form.iter().copied().collect::<HashMap<_, _>>());
+        if let Some(s) = &self.session {
+            r = r.cookie(actix_web::cookie::Cookie::new(
+                "napiatke_session",
+                s.clone(),
+            ));
+        }
+        r
+    }
+}
+
+async fn login<S, B>(app: &S, email: &str, password: &str) -> (Page, Browser)
+where
+    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody,
+{
+    login_as(app, &Browser::default(), email, password).await
+}
+
+async fn login_as<S, B>(app: &S, before: &Browser, email: &str, password: &str) -> (Page, Browser)
+where
+    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody,
+{
+    let form_page = send(app, before.get("/login?next=/lessons/")).await;
+    assert_eq!(form_page.status, StatusCode::OK);
+    let csrf_cookie = form_page
+        .cookie("napiatke_csrf")
+        .map(|c| cookie_value(&c))
+        .unwrap_or_default();
+    let token = form_token(&form_page.body);
+    assert_eq!(token, csrf_cookie, "the form carries the cookie's token");
+    let req = before
+        .post(
+            "/login",
+            &[
+                ("email", email),
+                ("password", password),
+                ("csrf_token", &token),
+                ("next", "/lessons/"),
+            ],
+        )
+        .cookie(actix_web::cookie::Cookie::new("napiatke_csrf", csrf_cookie));
+    let res = send(app, req).await;
+    let mut browser = before.clone();
+    if let Some(c) = res.cookie("napiatke_session") {
+        browser.session = Some(cookie_value(&c));
+        let page = send(app, browser.get("/dashboard/")).await;
+        browser.csrf = form_token(&page.body);
+    }
+    (res, browser)
+}
+
+macro_rules! both_engines {
+    ($($name:ident => $body:ident;)+) => {
+        mod sqlite {
+            $(#[actix_web::test] async fn $name() { super::$body(napiatke_db::Engine::Sqlite).await })+
+        }
+        mod postgres {
+            $(#[actix_web::test] async fn $name() { super::$body(napiatke_db::Engine::Postgres).await })+
+        }
+    };
+}
+
+both_engines! {
+    login_rotates_the_session_and_logout_ends_it => login_flow;
+    pages_show_the_fixture => page_content;
+    every_route_checks_its_roles => role_table;
+    posts_without_the_csrf_token_are_refused => csrf;
+    marking_attendance_changes_what_pages_show => attendance_changes_pages;
+    bad_input_gets_a_clear_4xx => bad_input;
+    htmx_gets_fragments_that_vary_on_hx_request => fragments;
+    health_and_errors => health_and_errors;
+}
+
+async fn login_flow(engine: Engine) {
+    let t = fixture(engine);
+    let app = test::init_service(napiatke_web::app::app(state(&t, false))).await;
+
+    let anon = send(&app, TestRequest::get().uri("/dashboard/")).await;
+    assert_eq!(anon.status, StatusCode::SEE_OTHER);
+    assert_eq!(anon.header("location"), Some("/login?next=/dashboard/"));
+
+    let (wrong, b) = login(&app, "admin@napiatke.local", "not-it").await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    assert!(wrong.body.contains("Wrong e-mail or password."));
+    assert!(
+        wrong.body.contains("value=\"admin@napiatke.local\""),
+        "the e-mail is kept"
+    );
+    assert!(b.session.is_none());
+    let (unknown, _) = login(&app, "nobody@napiatke.local", FIXTURE_PASSWORD).await;
+    assert_eq!(unknown.status, StatusCode::UNAUTHORIZED);
+    let (inactive, _) = login(&app, "cleo@napiatke.local", FIXTURE_PASSWORD).await;
+    assert_eq!(
+        inactive.status,
+        StatusCode::UNAUTHORIZED,
+        "inactive users cannot log in"
+    );
+
+    let (ok, first) = login(&app, "ADMIN@napiatke.local", FIXTURE_PASSWORD).await;
+    assert_eq!(ok.status, StatusCode::SEE_OTHER);
+    assert_eq!(ok.header("location"), Some("/lessons/"));
+    let set = ok.cookie("napiatke_session").unwrap_or_default();
+    assert!(
+        set.contains("HttpOnly") && set.contains("SameSite=Lax") && set.contains("Path=/"),
+        "{set}"
+    );
+    assert!(
+        !set.contains("Secure"),
+        "no Secure flag over plain HTTP in development"
+    );
+    let dash = send(&app, first.get("/dashboard/")).await;
+    assert_eq!(dash.status, StatusCode::OK);
+    assert!(dash.body.contains("Ada Admin"));
+
+    // Logging in again from the same browser: a new session id, the old one is dead.
+    let (again, second) = login_as(&app, &first, "tina@napiatke.local", FIXTURE_PASSWORD).await;
+    assert_eq!(again.status, StatusCode::SEE_OTHER);
+    assert_ne!(second.session, first.session);
+    assert_eq!(
+        send(&app, first.get("/dashboard/")).await.status,
+        StatusCode::SEE_OTHER
+    );
+    assert!(send(&app, second.get("/dashboard/"))
+        .await
+        .body
+        .contains("Tina Tutor"));
+
+    let out = send(
+        &app,
+        second.post("/logout", &[("csrf_token", &second.csrf)]),
+    )
+    .await;
+    assert_eq!(out.status, StatusCode::SEE_OTHER);
+    assert_eq!(out.header("location"), Some("/login"));
+    assert!(out
+        .cookie("napiatke_session")
+        .is_some_and(|c| c.contains("Max-Age=0")));
+    assert_eq!(
+        send(&app, second.get("/dashboard/")).await.status,
+        StatusCode::SEE_OTHER
+    );
+
+    // A forged cookie is just "not logged in".
+    let forged = Browser {
+        session: Some("f".repeat(64)),
+        csrf: String::new(),
+    };
+    assert_eq!(
+        send(&app, forged.get("/dashboard/")).await.status,
+        StatusCode::SEE_OTHER
+    );
+
+    // Production sets Secure.
+    let prod = test::init_service(napiatke_web::app::app(state(&t, true))).await;
+    let (ok, _) = login(&prod, "admin@napiatke.local", FIXTURE_PASSWORD).await;
+    assert!(ok
+        .cookie("napiatke_session")
+        .is_some_and(|c| c.contains("Secure")));
+}
+
+async fn page_content(engine: Engine) {
+    let t = fixture(engine);
+    let app = test::init_service(napiatke_web::app::app(state(&t, false))).await;
+    let (_, admin) = login(&app, "admin@napiatke.local", FIXTURE_PASSWORD).await;
+
+    let dash = send(&app, admin.get("/dashboard/")).await;
+    assert_eq!(dash.status, StatusCode::OK);
+    for want in [
+        "<b>3</b>active students",
+        "<b>2</b>active tutors",
+        "<b>3</b>lessons today (1 scheduled, 1 ongoing, 1 completed)",
+        "<b>150.50 PLN</b>paid this month",
+    ] {
+        assert!(dash.body.contains(want), "dashboard lacks {want:?}");
+    }
+    let order: Vec<usize> = ["Physics 5", "Math 4", "Math 7"]
+        .iter()
+        .map(|t| dash.body.find(t).unwrap_or(usize::MAX))
+        .collect();
+    assert!(
+        order.windows(2).all(|w| w[0] < w[1]) && order[2] != usize::MAX,
+        "upcoming order {order:?}"
+    );
+    assert!(
+        !dash.body.contains("Math 1<"),
+        "past lessons are not upcoming"
+    );
+
+    let lessons = send(&app, admin.get("/lessons/")).await;
+    assert_eq!(lessons.status, StatusCode::OK);
+    assert_eq!(
+        lessons.body.matches("<tr><td><a href=\"/lessons/").count(),
+        7
+    );
+    let math1 = lessons.body.split("Math 1</a>").nth(1).unwrap_or_default();
+    assert!(
+        math1.contains("<td class=\"student-count\">2</td>")
+            && math1.contains("<td class=\"present-count\">1</td>")
+    );
+    assert!(math1.contains("Sara Adams, Bob Brown"));
+    assert!(
+        lessons.body.contains("background:#112233"),
+        "subject colour"
+    );
+    assert!(lessons.body.contains("Page 1 of 1 · 7 in all"));
+    let completed = send(&app, admin.get("/lessons/?status=completed")).await;
+    assert_eq!(
+        completed
+            .body
+            .matches("<tr><td><a href=\"/lessons/")
+            .count(),
+        2
+    );
+    let physics = send(&app, admin.get("/lessons/?subject=2")).await;
+    assert!(
+        physics.body.contains("Physics 5")
+            && physics.body.contains("Physics 2")
+            && !physics.body.contains("Math 4")
+    );
+
+    let one = send(&app, admin.get("/lessons/1/")).await;
+    assert_eq!(one.status, StatusCode::OK);
+    assert!(
+        one.body.contains("Sara Adams") && one.body.contains("<td class=\"mark\">present</td>")
+    );
+    assert!(one.body.contains("<td class=\"mark\">absent</td>"));
+    assert!(one.body.contains("2 students, 1 present"));
+
+    let week = send(&app, admin.get("/calendar/?start=2026-11-23")).await;
+    assert_eq!(week.status, StatusCode::OK);
+    assert!(week.body.contains("Week from 23 Nov 2026 · 4 lessons"));
+    assert_eq!(week.body.matches("class=\"entry\"").count(), 4);
+    assert!(week.body.contains("?start=2026-11-16") && week.body.contains("?start=2026-11-30"));
+
+    let students = send(&app, admin.get("/students/")).await;
+    assert_eq!(students.status, StatusCode::OK);
+    let row = |name: &str| {
+        students
+            .body
+            .split(name)
+            .nth(1)
+            .and_then(|s| s.split("</tr>").next())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let sara = row("Sara Adams");
+    assert!(
+        sara.contains("<td class=\"total\">4</td>")
+            && sara.contains("<td class=\"completed\">2</td>")
+            && sara.contains("<td class=\"rate\">50.0%</td>"),
+        "{sara}"
+    );
+    assert!(row("Bob Brown").contains("<td class=\"rate\">0.0%</td>"));
+    assert!(row("Dan Dunn").contains("<td class=\"rate\">—</td>"));
+    assert!(
+        !students.body.contains("Cleo"),
+        "inactive students are not listed"
+    );
+    let search = send(&app, admin.get("/students/?q=bro")).await;
+    assert!(search.body.contains("Bob Brown") && !search.body.contains("Sara Adams"));
+
+    // A student sees only their own.
+    let (_, sara) = login(&app, "sara@napiatke.local", FIXTURE_PASSWORD).await;
+    let dash = send(&app, sara.get("/dashboard/")).await;
+    assert!(
+        dash.body.contains("<b>50.0%</b>attendance")
+            && dash.body.contains("<b>1</b>upcoming lessons")
+    );
+    assert!(dash.body.contains("Math 4") && !dash.body.contains("Physics 5"));
+    let mine = send(&app, sara.get("/lessons/")).await;
+    assert_eq!(mine.body.matches("<tr><td><a href=\"/lessons/").count(), 4);
+    assert!(!mine.body.contains("Math 3"));
+    assert_eq!(
+        send(&app, sara.get("/lessons/3/")).await.status,
+        StatusCode::NOT_FOUND
+    );
+    let cal = send(&app, sara.get("/calendar/?start=2026-11-23")).await;
+    assert!(
+        cal.body.contains("· 2 lessons"),
+        "Sara has lessons 2 and 4 that week"
+    );
+
+    let (_, tina) = login(&app, "tina@napiatke.local", FIXTURE_PASSWORD).await;
+    let dash = send(&app, tina.get("/dashboard/")).await;
+    assert!(
+        dash.body.contains("<b>2</b>upcoming lessons")
+            && dash.body.contains("<b>33.3%</b>attendance")
+    );
+}
+
+async fn role_table(engine: Engine) {
+    let t = fixture(engine);
+    let app = test::init_service(napiatke_web::app::app(state(&t, false))).await;
+    let (_, admin) = login(&app, "admin@napiatke.local", FIXTURE_PASSWORD).await;
+    let (_, tutor) = login(&app, "tina@napiatke.local", FIXTURE_PASSWORD).await;
+    let (_, student) = login(&app, "sara@napiatke.local", FIXTURE_PASSWORD).await;
+    let anon = Browser::default();
+    let ok = StatusCode::OK;
+    let login_page = StatusCode::SEE_OTHER;
+    let forbidden = StatusCode::FORBIDDEN;
+    // route: admin, tutor, student, logged out
+    let table = [
+        ("/dashboard/", [ok, ok, ok, login_page]),
+        ("/lessons/", [ok, ok, ok, login_page]),
+        ("/lessons/1/", [ok, ok, ok, login_page]),
+        ("/calendar/", [ok, ok, ok, login_page]),
+        ("/students/", [ok, ok, forbidden, login_page]),
+        (
+            "/admin/cache-stats/",
+            [ok, forbidden, forbidden, login_page],
+        ),
+        ("/healthz", [ok, ok, ok, ok]),
+        ("/login", [ok, ok, ok, ok]),
+    ];
+    for (route, expected) in table {
+        for (who, browser, want) in [
+            ("admin", &admin, expected[0]),
+            ("tutor", &tutor, expected[1]),
+            ("student", &student, expected[2]),
+            ("anonymous", &anon, expected[3]),
+        ] {
+            let got = send(&app, browser.get(route)).await;
+            assert_eq!(got.status, want, "{route} as {who}");
+            if want == login_page {
+                assert_eq!(
+                    got.header("location"),
+                    Some(format!("/login?next={}", route).as_str())
+                );
+            }
+        }
+    }
+    // Writes: attendance on Tina's lesson 1.
+    let mark = |b: &Browser| {
+        b.post(
+            "/lessons/1/attendance",
+            &[
+                ("student_id", "5"),
+                ("status", "LATE"),
+                ("csrf_token", &b.csrf),
+            ],
+        )
+    };
+    assert_eq!(send(&app, mark(&admin)).await.status, StatusCode::SEE_OTHER);
+    assert_eq!(send(&app, mark(&tutor)).await.status, StatusCode::SEE_OTHER);
+    assert_eq!(send(&app, mark(&student)).await.status, forbidden);
+    assert_eq!(send(&app, mark(&anon)).await.status, login_page);
+    let (_, tom) = login(&app, "tom@napiatke.local", FIXTURE_PASSWORD).await;
+    assert_eq!(
+        send(&app, mark(&tom)).await.status,
+        forbidden,
+        "not Tom's lesson"
+    );
+    // htmx without a session is told where to go instead of being redirected.
+    let hx = send(
+        &app,
+        anon.get("/lessons/").insert_header(("HX-Request", "true")),
+    )
+    .await;
+    assert_eq!(hx.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(hx.header("hx-redirect"), Some("/login?next=/lessons/"));
+}
+
+async fn csrf(engine: Engine) {
+    let t = fixture(engine);
+    let app = test::init_service(napiatke_web::app::app(state(&t, false))).await;
+    let (_, admin) = login(&app, "admin@napiatke.local", FIXTURE_PASSWORD).await;
+    let no_token = send(&app, admin.post("/logout", &[])).await;
+    assert_eq!(no_token.status, StatusCode::FORBIDDEN);
+    assert!(no_token.body.contains("security token"));
+    let wrong = send(
+        &app,
+        admin.post(
+            "/lessons/1/attendance",
+            &[
+                ("student_id", "4"),
+                ("status", "ABSENT"),
+                ("csrf_token", &"0".repeat(64)),
+            ],
+        ),
+    )
+    .await;
+    assert_eq!(wrong.status, StatusCode::FORBIDDEN);
+    let still = send(&app, admin.get("/lessons/1/")).await;
+    assert!(
+        still.body.contains("<td class=\"mark\">present</td>"),
+        "a refused POST changes nothing"
+    );
+    // The header htmx sends is accepted in place of the form field.
+    let via_header = send(
+        &app,
+        admin
+            .post(
+                "/lessons/1/attendance",
+                &[("student_id", "4"), ("status", "ABSENT")],
+            )
+            .insert_header(("X-CSRF-Token", admin.csrf.as_str())),
+    )
+    .await;
+    assert_eq!(via_header.status, StatusCode::SEE_OTHER);
+    // Another session's token is not this session's.
+    let (_, other) = login(&app, "tina@napiatke.local", FIXTURE_PASSWORD).await;
+    let crossed = send(&app, admin.post("/logout", &[("csrf_token", &other.csrf)])).await;
+    assert_eq!(crossed.status, StatusCode::FORBIDDEN);
+    // Login needs the double-submit cookie.
+    let bare = send(
+        &app,
+        TestRequest::post().uri("/login").set_form(
+            [
+                ("email", "admin@napiatke.local"),
+                ("password", FIXTURE_PASSWORD),
+                ("csrf_token", "abc"),
+            ]
+            .into_iter()
+            .collect::<HashMap<_, _>>(),
+        ),
+    )
+    .await;
+    assert_eq!(bare.status, StatusCode::FORBIDDEN);
+    assert!(bare.cookie("napiatke_session").is_none());
+}
+
+async fn attendance_changes_pages(engine: Engine) {
+    let t = fixture(engine);
+    let app = test::init_service(napiatke_web::app::app(state(&t, false))).await;
+    let (_, admin) = login(&app, "admin@napiatke.local", FIXTURE_PASSWORD).await;
+    let before = send(&app, admin.get("/students/?q=dunn")).await;
+    assert!(before.body.contains("<td class=\"rate\">—</td>"));
+    // Dan in lesson 4: first mark inserts.
+    let res = send(
+        &app,
+        admin.post(
+            "/lessons/4/attendance",
+            &[
+                ("student_id", "7"),
+                ("status", "present"),
+                ("csrf_token", &admin.csrf),
+            ],
+        ),
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER);
+    assert_eq!(res.header("location"), Some("/lessons/4/"));
+    let lesson = send(&app, admin.get("/lessons/4/")).await;
+    let dan = lesson
+        .body
+        .split("Dan Dunn")
+        .nth(1)
+        .and_then(|r| r.split("</tr>").next())
+        .unwrap_or_default();
+    assert!(dan.contains("<td class=\"mark\">present</td>"), "{dan}");
+    assert!(lesson.body.contains("3 students, 1 present"));
+    let after = send(&app, admin.get("/students/?q=dunn")).await;
+    assert!(
+        after.body.contains("<td class=\"rate\">100.0%</td>"),
+        "Dan's rate follows the mark"
+    );
+    // htmx: the second mark updates in place and answers with the fragment alone.
+    let hx = send(
+        &app,
+        admin
+            .post(
+                "/lessons/4/attendance",
+                &[
+                    ("student_id", "7"),
+                    ("status", "ABSENT"),
+                    ("csrf_token", &admin.csrf),
+                ],
+            )
+            .insert_header(("HX-Request", "true")),
+    )
+    .await;
+    assert_eq!(hx.status, StatusCode::OK);
+    assert!(!hx.body.contains("<html") && hx.body.contains("<td class=\"mark\">absent</td>"));
+    assert!(hx.body.contains("3 students, 0 present"));
+    let after = send(&app, admin.get("/students/?q=dunn")).await;
+    assert!(after.body.contains("<td class=\"rate\">0.0%</td>"));
+    let dash = send(&app, admin.get("/lessons/?status=scheduled")).await;
+    assert!(dash.body.contains("Math 4"));
+}
+
+async fn bad_input(engine: Engine) {
+    let t = fixture(engine);
+    let app = test::init_service(napiatke_web::app::app(state(&t, false))).await;
+    let (_, admin) = login(&app, "admin@napiatke.local", FIXTURE_PASSWORD).await;
+    for (path, status, message) in [
+        (
+            "/lessons/?page=0",
+            400,
+            "page must be a whole number from 1 up",
+        ),
+        (
+            "/lessons/?page=abc",
+            400,
+            "page must be a whole number from 1 up",
+        ),
+        ("/lessons/?page=-1", 400, "page must be a whole number"),
+        (
+            "/lessons/?page=99",
+            404,
+            "page 99 does not exist; the last page is 1",
+        ),
+        (
+            "/lessons/?status=LOST",
+            400,
+            "unknown lesson status &quot;LOST&quot;",
+        ),
+        (
+            "/lessons/?subject=99",
+            400,
+            "there is no subject with id 99",
+        ),
+        (
+            "/lessons/?subject=maths",
+            400,
+            "subject must be a subject&#x27;s number",
+        ),
+        (
+            "/calendar/?start=not-a-date",
+            400,
+            "start must be a date like 2026-11-23",
+        ),
+        ("/calendar/?start=2026-02-30", 400, "start must be a date"),
+        ("/lessons/999/", 404, "there is no lesson 999"),
+        ("/lessons/abc/", 404, "there is no lesson"),
+        ("/students/?page=x", 400, "page must be"),
+        ("/nowhere", 404, "there is nothing at this address"),
+        ("/lessons/?page=%ZZ", 400, "page must be a whole number"),
+    ] {
+        let got = send(&app, admin.get(path)).await;
+        assert_eq!(got.status.as_u16(), status, "{path}: {}", got.body);
+        assert!(got.body.contains(message), "{path}: {}", got.body);
+        assert!(!got.body.contains("diesel") && !got.body.contains("panicked"));
+    }
+    let long = format!("/students/?q={}", "a".repeat(101));
+    assert_eq!(
+        send(&app, admin.get(&long)).await.status,
+        StatusCode::BAD_REQUEST
+    );
+    for (form, message) in [
+        (
+            vec![("student_id", "6"), ("status", "PRESENT")],
+            "student 6 is not in lesson 1",
+        ),
+        (
+            vec![("student_id", "4"), ("status", "LOST")],
+            "unknown attendance status",
+        ),
+        (
+            vec![("student_id", "x"), ("status", "PRESENT")],
+            "student_id must be a student&#x27;s number",
+        ),
+        (vec![("status", "PRESENT")], "student_id must be"),
+    ] {
+        let mut f = form.clone();
+        f.push(("csrf_token", &admin.csrf));
+        let got = send(&app, admin.post("/lessons/1/attendance", &f)).await;
+        assert_eq!(got.status, StatusCode::BAD_REQUEST, "{form:?}");
+        assert!(got.body.contains(message), "{form:?}: {}", got.body);
+    }
+    let missing = send(
+        &app,
+        admin.post(
+            "/lessons/999/attendance",
+            &[
+                ("student_id", "4"),
+                ("status", "PRESENT"),
+                ("csrf_token", &admin.csrf),
+            ],
+        ),
+    )
+    .await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    // Nothing was lost: lesson 1 is as the fixture has it.
+    let one = send(&app, admin.get("/lessons/1/")).await;
+    assert!(one.body.contains("2 students, 1 present"));
+}
+
+async fn fragments(engine: Engine) {
+    let t = fixture(engine);
+    let app = test::init_service(napiatke_web::app::app(state(&t, false))).await;
+    let (_, admin) = login(&app, "admin@napiatke.local", FIXTURE_PASSWORD).await;
+    for (path, marker) in [
+        ("/lessons/", "Math 1"),
+        ("/students/?q=a", "Sara Adams"),
+        ("/calendar/?start=2026-11-23", "Physics"),
+    ] {
+        let full = send(&app, admin.get(path)).await;
+        let part = send(&app, admin.get(path).insert_header(("HX-Request", "true"))).await;
+        let restore = send(
+            &app,
+            admin
+                .get(path)
+                .insert_header(("HX-Request", "true"))
+                .insert_header(("HX-History-Restore-Request", "true")),
+        )
+        .await;
+        for p in [&full, &part, &restore] {
+            assert_eq!(p.status, StatusCode::OK, "{path}");
+            assert_eq!(p.header("vary"), Some("HX-Request"), "{path}");
+            assert!(p.body.contains(marker), "{path}");
+        }
+        assert!(
+            full.body.starts_with("<!doctype html>") && restore.body.starts_with("<!doctype html>")
+        );
+        assert!(
+            !part.body.contains("<html") && !part.body.contains("<header"),
+            "{path}: {}",
+            &part.body[..part.body.len().min(200)]
+        );
+        assert!(
+            part.body.len() * 2 < full.body.len() || path.starts_with("/calendar"),
+            "{path}: the fragment is smaller"
+        );
+    }
+}
+
+async fn health_and_errors(engine: Engine) {
+    let t = fixture(engine);
+    let app = test::init_service(napiatke_web::app::app(state(&t, false))).await;
+    let h = send(&app, TestRequest::get().uri("/healthz")).await;
+    assert_eq!((h.status, h.body.as_str()), (StatusCode::OK, "ok\n"));
+    assert_eq!(h.header("x-content-type-options"), Some("nosniff"));
+    assert_eq!(h.header("x-query-count"), Some("1"));
+}
+
+/// Every page's statement count on the fixture equals its count on the standard
+/// demo set, and stays within 6. (The pages compared return rows on both sides: a
+/// list with no rows skips its prefetch statement, which only ever lowers the count.)
+async fn statement_budget(engine: Engine) {
+    let small = fixture(engine);
+    let big = TestDb::new(engine).unwrap_or_else(|e| panic!("{e}"));
+    {
+        let mut conn = big.db.get().unwrap_or_else(|e| panic!("{e}"));
+        napiatke_db::seed::run(
+            &mut conn,
+            &napiatke_db::seed::SeedOptions::new(napiatke_db::seed::Scale::Standard, 42, now()),
+            |_| {},
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let small_app = test::init_service(napiatke_web::app::app(state(&small, false))).await;
+    let big_app = test::init_service(napiatke_web::app::app(state(&big, false))).await;
+    let pages = [
+        "/dashboard/",
+        "/lessons/",
+        "/lessons/?status=completed",
+        "/lessons/1/",
+        "/calendar/",
+        "/calendar/?start=2026-11-23",
+        "/students/",
+        "/students/?q=a",
+        "/admin/cache-stats/",
+    ];
+    for (small_login, big_login, role) in [
+        (
+            ("admin@napiatke.local", FIXTURE_PASSWORD),
+            ("admin@napiatke.local", "admin"),
+            "admin",
+        ),
+        (
+            ("tina@napiatke.local", FIXTURE_PASSWORD),
+            ("tutor1@napiatke.local", "tutor"),
+            "tutor",
+        ),
+        (
+            ("sara@napiatke.local", FIXTURE_PASSWORD),
+            ("student1@napiatke.local", "student"),
+            "student",
+        ),
+    ] {
+        let (_, s) = login(&small_app, small_login.0, small_login.1).await;
+        let (_, b) = login(&big_app, big_login.0, big_login.1).await;
+        for page in pages {
+            let sp = send(&small_app, s.get(page)).await;
+            let bp = send(&big_app, b.get(page)).await;
+            if sp.status != StatusCode::OK || bp.status != StatusCode::OK {
+                // Lesson 1 need not be student1's in the demo set; any other refusal
+                // (a student's /students/) must be the same on both sides.
+                if page != "/lessons/1/" {
+                    assert_eq!(sp.status, bp.status, "{page} as {role}");
+                }
+                continue;
+            }
+            assert_eq!(
+                sp.queries(),
+                bp.queries(),
+                "{page} as {role}: fixture vs standard set"
+            );
+            assert!(
+                bp.queries() <= 6,
+                "{page} as {role}: {} statements",
+                bp.queries()
+            );
+        }
+    }
+}
+
+#[actix_web::test]
+async fn statement_budget_on_sqlite() {
+    statement_budget(Engine::Sqlite).await;
+}
+
+#[actix_web::test]
+async fn statement_budget_on_postgres() {
+    statement_budget(Engine::Postgres).await;
+}
+
+#[test]
+fn telemetry_listens_on_the_target_db_reports_on() {
+    assert_eq!(
+        napiatke_telemetry::STATEMENT_TARGET,
+        napiatke_db::STATEMENT_TARGET
+    );
+}

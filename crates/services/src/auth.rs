@@ -1,0 +1,190 @@
+//! Logging in and sessions.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use argon2::password_hash::{PasswordHash, PasswordVerifier};
+use napiatke_db::queries::{sessions, users};
+use napiatke_db::Db;
+use napiatke_domain::{Email, User, UserId};
+use sha2::{Digest, Sha256};
+
+use crate::{Clock, ServiceError, ServiceResult, Services};
+
+/// How long a session lasts from login.
+pub const SESSION_TTL: Duration = Duration::from_secs(14 * 24 * 3600);
+
+/// A live session: who, and the token their forms must carry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Session {
+    /// The logged-in user.
+    pub user: User,
+    /// The CSRF token tied to this session.
+    pub csrf_token: String,
+}
+
+/// What login hands the browser.
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    /// The cookie value (random, 256 bits); only its hash is stored.
+    pub token: String,
+    /// The session's CSRF token.
+    pub csrf_token: String,
+}
+
+/// Where sessions live. The database store is the source of truth; the cache issue
+/// adds a cached store in front of it.
+pub trait SessionStore: Send + Sync + 'static {
+    /// Starts a session for `user`.
+    fn create(&self, user: UserId) -> ServiceResult<NewSession>;
+    /// The live session behind a cookie token, if any.
+    fn load(&self, token: &str) -> ServiceResult<Option<Session>>;
+    /// Ends the session behind a cookie token (no error if there is none).
+    fn destroy(&self, token: &str) -> ServiceResult<()>;
+}
+
+/// Sessions in the `sessions` table, keyed by SHA-256 of the token.
+#[derive(Clone)]
+pub struct DbSessionStore {
+    db: Db,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for DbSessionStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DbSessionStore").finish_non_exhaustive()
+    }
+}
+
+impl DbSessionStore {
+    /// Over a pool and a clock.
+    pub fn new(db: Db, clock: Arc<dyn Clock>) -> Self {
+        DbSessionStore { db, clock }
+    }
+}
+
+/// 256 random bits as 64 hex digits.
+pub(crate) fn random_token() -> ServiceResult<String> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes)
+        .map_err(|e| ServiceError::Internal(format!("no randomness: {e}")))?;
+    Ok(hex(&bytes))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
+/// What the database stores for a token.
+pub(crate) fn token_hash(token: &str) -> String {
+    hex(&Sha256::digest(token.as_bytes()))
+}
+
+impl SessionStore for DbSessionStore {
+    fn create(&self, user: UserId) -> ServiceResult<NewSession> {
+        let token = random_token()?;
+        let csrf_token = random_token()?;
+        let now = self.clock.now();
+        let ttl = chrono::Duration::from_std(SESSION_TTL).unwrap_or(chrono::Duration::days(14));
+        let mut conn = self.db.get()?;
+        sessions::insert(
+            &mut conn,
+            &token_hash(&token),
+            user,
+            &csrf_token,
+            now,
+            now + ttl,
+        )?;
+        Ok(NewSession { token, csrf_token })
+    }
+
+    fn load(&self, token: &str) -> ServiceResult<Option<Session>> {
+        // A cookie that cannot be one of ours is not looked up at all.
+        if token.len() != 64 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Ok(None);
+        }
+        let mut conn = self.db.get()?;
+        Ok(
+            sessions::find(&mut conn, &token_hash(token), self.clock.now())?.map(|s| Session {
+                user: s.user,
+                csrf_token: s.csrf_token,
+            }),
+        )
+    }
+
+    fn destroy(&self, token: &str) -> ServiceResult<()> {
+        let mut conn = self.db.get()?;
+        sessions::delete(&mut conn, &token_hash(token))?;
+        Ok(())
+    }
+}
+
+/// A hash to verify against when the e-mail is unknown, so a wrong e-mail costs the
+/// same time as a wrong password and does not reveal which accounts exist.
+fn decoy_hash() -> &'static str {
+    static DECOY: OnceLock<String> = OnceLock::new();
+    DECOY.get_or_init(|| {
+        napiatke_db::seed::hash_password("decoy password", b"napiatke-decoy!!").unwrap_or_default()
+    })
+}
+
+impl Services {
+    /// The active user with this e-mail and password, or `None`. Runs argon2 (tens of
+    /// milliseconds of CPU) whether or not the e-mail exists.
+    pub fn authenticate(&self, email: &str, password: &str) -> ServiceResult<Option<User>> {
+        let Ok(email) = Email::parse(email) else {
+            return Ok(None);
+        };
+        let found = users::credentials(&mut *self.conn()?, &email)?;
+        let (user, hash) = match &found {
+            Some((user, hash)) => (Some(user), hash.as_str()),
+            None => (None, decoy_hash()),
+        };
+        let ok = PasswordHash::new(hash)
+            .map(|parsed| {
+                argon2::Argon2::default()
+                    .verify_password(password.as_bytes(), &parsed)
+                    .is_ok()
+            })
+            .unwrap_or(false);
+        Ok(match user {
+            Some(u) if ok && u.is_active => Some(u.clone()),
+            _ => None,
+        })
+    }
+
+    /// Logs in: checks the credentials and starts a fresh session (never reusing one
+    /// the browser already had, so a planted session id is worthless).
+    pub fn login(&self, email: &str, password: &str) -> ServiceResult<Option<(User, NewSession)>> {
+        match self.authenticate(email, password)? {
+            Some(user) => {
+                let session = self.sessions().create(user.id)?;
+                Ok(Some((user, session)))
+            }
+            None => Ok(None),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_random_hex_and_hashed() {
+        let a = random_token().unwrap_or_default();
+        let b = random_token().unwrap_or_default();
+        assert_eq!(a.len(), 64);
+        assert_ne!(a, b);
+        assert_eq!(
+            token_hash("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+}

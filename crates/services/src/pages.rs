@@ -1,0 +1,283 @@
+//! The reads and writes behind each page, with their authorisation.
+
+use chrono::{Datelike, Days, NaiveDate, NaiveTime};
+use napiatke_db::queries::dashboard::{self, GlobalStats, StudentStats, TutorStats};
+use napiatke_db::queries::lessons::{self, CalendarEntry, LessonCard, LessonDetail, LessonFilter};
+use napiatke_db::queries::students::{self, StudentListItem};
+use napiatke_db::queries::{attendance, catalog, Page, PageRequest, Scope};
+use napiatke_domain::{
+    AttendanceStatus, LessonId, LessonStatus, Role, Subject, SubjectId, User, UserId,
+};
+use serde::Serialize;
+
+use crate::{ServiceError, ServiceResult, Services};
+
+/// Rows per list page (SPEC).
+pub const PAGE_SIZE: u32 = 50;
+
+/// The dashboard of one user, by role.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "role", rename_all = "UPPERCASE")]
+pub enum Dashboard {
+    /// The school's figures and the next lessons.
+    Admin {
+        /// Figures.
+        stats: GlobalStats,
+        /// Next 10 lessons.
+        upcoming: Vec<LessonCard>,
+    },
+    /// A tutor's own figures and next lessons.
+    Tutor {
+        /// Figures.
+        stats: TutorStats,
+        /// Their next 10 lessons.
+        upcoming: Vec<LessonCard>,
+    },
+    /// A student's own figures and next lessons.
+    Student {
+        /// Figures.
+        stats: StudentStats,
+        /// Their next 10 lessons.
+        upcoming: Vec<LessonCard>,
+    },
+}
+
+/// Filters and page of the lesson list, already parsed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LessonQuery {
+    /// 1-based page.
+    pub page: u32,
+    /// Only this status.
+    pub status: Option<LessonStatus>,
+    /// Only this subject (must exist).
+    pub subject: Option<SubjectId>,
+}
+
+/// The lesson list page: lessons and what the filter form offers.
+#[derive(Debug, Clone, Serialize)]
+pub struct LessonsPage {
+    /// The page of lessons.
+    pub lessons: Page<LessonDetail>,
+    /// Every subject, for the filter.
+    pub subjects: Vec<Subject>,
+}
+
+/// Search and page of the student list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StudentQuery {
+    /// 1-based page.
+    pub page: u32,
+    /// Free-text search.
+    pub q: Option<String>,
+}
+
+/// One day of the calendar.
+#[derive(Debug, Clone, Serialize)]
+pub struct CalendarDay {
+    /// The date.
+    pub date: NaiveDate,
+    /// Its lessons in time order.
+    pub lessons: Vec<CalendarEntry>,
+}
+
+/// Seven days from a start date.
+#[derive(Debug, Clone, Serialize)]
+pub struct CalendarWeek {
+    /// First day shown.
+    pub start: NaiveDate,
+    /// The seven days.
+    pub days: Vec<CalendarDay>,
+    /// Start of the week before (for navigation).
+    pub previous: NaiveDate,
+    /// Start of the week after.
+    pub next: NaiveDate,
+    /// Lessons in the week.
+    pub total: usize,
+}
+
+/// What marking attendance changed, so the caller (and the cache issue) knows exactly
+/// what to refresh: that lesson, its calendar week, the dashboard figures and that
+/// student's figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct AttendanceChange {
+    /// The lesson as it is now.
+    pub lesson: LessonDetail,
+    /// The student whose mark changed.
+    pub student: UserId,
+    /// The new mark.
+    pub status: AttendanceStatus,
+}
+
+fn scope_of(user: &User) -> Scope {
+    match user.role {
+        Role::Admin => Scope::All,
+        Role::Tutor => Scope::Tutor(user.id),
+        Role::Student => Scope::Student(user.id),
+    }
+}
+
+/// Tutors read every lesson (they cover for each other); students only theirs.
+fn lesson_read_scope(user: &User) -> Scope {
+    match user.role {
+        Role::Student => Scope::Student(user.id),
+        Role::Admin | Role::Tutor => Scope::All,
+    }
+}
+
+impl Services {
+    /// The dashboard for `user`. Two statements.
+    pub fn dashboard(&self, user: &User) -> ServiceResult<Dashboard> {
+        let now = self.now();
+        let mut conn = self.conn()?;
+        let upcoming = lessons::upcoming(&mut conn, now, scope_of(user), 10)?;
+        Ok(match user.role {
+            Role::Admin => Dashboard::Admin {
+                stats: dashboard::global_stats(&mut conn, now)?,
+                upcoming,
+            },
+            Role::Tutor => Dashboard::Tutor {
+                stats: dashboard::tutor_stats(&mut conn, user.id, now)?,
+                upcoming,
+            },
+            Role::Student => Dashboard::Student {
+                stats: dashboard::student_stats(&mut conn, user.id, now)?,
+                upcoming,
+            },
+        })
+    }
+
+    /// The lesson list. Four statements: subjects, then count, page and students.
+    pub fn lessons(&self, user: &User, query: LessonQuery) -> ServiceResult<LessonsPage> {
+        let mut conn = self.conn()?;
+        let subjects = catalog::subjects(&mut conn)?;
+        if let Some(id) = query.subject {
+            if !subjects.iter().any(|s| s.id == id) {
+                return Err(ServiceError::BadInput(format!(
+                    "there is no subject with id {id}"
+                )));
+            }
+        }
+        let filter = LessonFilter {
+            status: query.status,
+            subject: query.subject,
+            scope: lesson_read_scope(user),
+        };
+        let lessons = lessons::list(&mut conn, &filter, PageRequest::new(query.page, PAGE_SIZE))?;
+        Ok(LessonsPage { lessons, subjects })
+    }
+
+    /// One lesson with its students and marks. Two statements. A lesson the caller
+    /// may not see is reported as missing, not forbidden, so ids reveal nothing.
+    pub fn lesson(&self, user: &User, id: LessonId) -> ServiceResult<LessonDetail> {
+        lessons::get(&mut *self.conn()?, id, lesson_read_scope(user)).map_err(|e| match e {
+            napiatke_db::DbError::NotFound => {
+                ServiceError::NotFound(format!("there is no lesson {id}"))
+            }
+            other => other.into(),
+        })
+    }
+
+    /// Marks a student's attendance in a lesson (admins, or the lesson's tutor).
+    pub fn mark_attendance(
+        &self,
+        user: &User,
+        lesson: LessonId,
+        student: UserId,
+        status: AttendanceStatus,
+    ) -> ServiceResult<AttendanceChange> {
+        if user.role == Role::Student {
+            return Err(ServiceError::Forbidden(
+                "students cannot mark attendance".to_owned(),
+            ));
+        }
+        let mut conn = self.conn()?;
+        let detail = lessons::get(&mut conn, lesson, Scope::All).map_err(|e| match e {
+            napiatke_db::DbError::NotFound => {
+                ServiceError::NotFound(format!("there is no lesson {lesson}"))
+            }
+            other => other.into(),
+        })?;
+        if user.role == Role::Tutor && detail.card.tutor.id != user.id {
+            return Err(ServiceError::Forbidden(
+                "only the lesson's tutor or an admin can mark its attendance".to_owned(),
+            ));
+        }
+        let Some(place) = detail
+            .students
+            .iter()
+            .find(|s| s.student.id == student)
+            .map(|s| s.lesson_student_id)
+        else {
+            return Err(ServiceError::BadInput(format!(
+                "student {student} is not in lesson {lesson}"
+            )));
+        };
+        attendance::mark(&mut conn, place, status, self.now())?;
+        // Invalidation point for the cache issue: this lesson, its calendar week, the
+        // dashboard figures and this student's figures change here, after the commit.
+        let lesson = lessons::get(&mut conn, lesson, Scope::All)?;
+        Ok(AttendanceChange {
+            lesson,
+            student,
+            status,
+        })
+    }
+
+    /// Seven days from `start` (default: this week's Monday). One statement.
+    pub fn calendar(&self, user: &User, start: Option<NaiveDate>) -> ServiceResult<CalendarWeek> {
+        let today = self.now().date();
+        let start = start.unwrap_or_else(|| {
+            today - Days::new(u64::from(today.weekday().num_days_from_monday()))
+        });
+        let end = start
+            .checked_add_days(Days::new(7))
+            .ok_or_else(|| ServiceError::BadInput(format!("{start} is too far in the future")))?;
+        let previous = start
+            .checked_sub_days(Days::new(7))
+            .ok_or_else(|| ServiceError::BadInput(format!("{start} is too far in the past")))?;
+        let entries = lessons::for_calendar(
+            &mut *self.conn()?,
+            start.and_time(NaiveTime::MIN),
+            end.and_time(NaiveTime::MIN),
+            scope_of(user),
+        )?;
+        let total = entries.len();
+        let mut days: Vec<CalendarDay> = (0..7)
+            .map(|i| CalendarDay {
+                date: start + Days::new(i),
+                lessons: Vec::new(),
+            })
+            .collect();
+        for e in entries {
+            let offset = (e.start_time.date() - start).num_days();
+            if let Some(day) = usize::try_from(offset).ok().and_then(|i| days.get_mut(i)) {
+                day.lessons.push(e);
+            }
+        }
+        Ok(CalendarWeek {
+            start,
+            days,
+            previous,
+            next: end,
+            total,
+        })
+    }
+
+    /// The student list with search (admins and tutors). Three statements.
+    pub fn students(
+        &self,
+        user: &User,
+        query: &StudentQuery,
+    ) -> ServiceResult<Page<StudentListItem>> {
+        if user.role == Role::Student {
+            return Err(ServiceError::Forbidden(
+                "the student list is for staff".to_owned(),
+            ));
+        }
+        Ok(students::list(
+            &mut *self.conn()?,
+            query.q.as_deref(),
+            PageRequest::new(query.page, PAGE_SIZE),
+        )?)
+    }
+}
