@@ -23,6 +23,10 @@ seed scale="standard":
 bench *args:
     cargo bench -p napiatke-benches {{args}}
 
+# Load run for every page (wrk, 32 connections): sqlite or postgres.
+load engine="sqlite":
+    bash scripts/load.sh {{engine}}
+
 fmt:
     cargo fmt --all
 

@@ -93,6 +93,9 @@ impl SessionStore for DbSessionStore {
         let now = self.clock.now();
         let ttl = chrono::Duration::from_std(SESSION_TTL).unwrap_or(chrono::Duration::days(14));
         let mut conn = self.db.get()?;
+        // Logins are rare next to page views: a good moment to sweep expired rows
+        // (an index range delete), so the table never grows without bound.
+        sessions::delete_expired(&mut conn, now)?;
         sessions::insert(
             &mut conn,
             &token_hash(&token),
