@@ -140,6 +140,27 @@ fn a_failing_seed_leaves_nothing_behind(engine: Engine) {
         assert_eq!(count(&mut c, table), 0, "{table} was half-written");
     }
     assert_eq!(count(&mut c, "rooms"), 1);
+    // The constraints and indexes seeding set aside for speed are back.
+    let orphan = c.batch_execute(
+        "INSERT INTO lesson_students (id, lesson_id, student_id) VALUES (1, 999, 999)",
+    );
+    assert!(orphan.is_err(), "foreign keys must still be enforced");
+    let seeded_ok = seed::run(
+        &mut c,
+        &SeedOptions {
+            force: true,
+            ..SeedOptions::new(Scale::Tiny, 42, now())
+        },
+        |_| {},
+    );
+    assert!(seeded_ok.is_ok(), "{seeded_ok:?}");
+    let orphan = c.batch_execute(
+        "INSERT INTO lesson_students (id, lesson_id, student_id) VALUES (999999, 999999, 2)",
+    );
+    assert!(
+        orphan.is_err(),
+        "foreign keys are restored after a successful seed too"
+    );
 }
 
 fn demo_logins_verify(engine: Engine) {
