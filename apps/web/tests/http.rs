@@ -771,6 +771,22 @@ async fn health_and_errors(engine: Engine) {
     assert_eq!((h.status, h.body.as_str()), (StatusCode::OK, "ok\n"));
     assert_eq!(h.header("x-content-type-options"), Some("nosniff"));
     assert_eq!(h.header("x-query-count"), Some("1"));
+    assert!(h
+        .header("server-timing")
+        .is_some_and(|v| v.starts_with("db;dur=")));
+
+    // Production keeps its statement counts to itself unless EXPOSE_QUERY_COUNT says so.
+    let prod_settings =
+        Settings::from_lookup(|k| (k == "NAPIATKE_ENV").then(|| "production".to_owned()))
+            .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!prod_settings.expose_query_count);
+    let prod_state = napiatke_web::build_state(&prod_settings, t.db.clone(), FixedClock(now()))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let prod = test::init_service(napiatke_web::app::app(prod_state)).await;
+    let h = send(&prod, TestRequest::get().uri("/healthz")).await;
+    assert_eq!(h.status, StatusCode::OK);
+    assert_eq!(h.header("x-query-count"), None);
+    assert_eq!(h.header("server-timing"), None);
 }
 
 /// Every page's statement count on the fixture equals its count on the standard

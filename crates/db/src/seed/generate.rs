@@ -17,7 +17,7 @@ pub(crate) struct NewUser {
     pub id: i64,
     pub email: String,
     pub first_name: &'static str,
-    pub last_name: &'static str,
+    pub last_name: String,
     pub role: &'static str,
     pub is_active: bool,
     pub password_hash: String,
@@ -246,7 +246,7 @@ pub(crate) const SUBJECTS: &[(&str, &str, &str)] = &[
     ("History", "#6D4C41", "secondary"),
     ("Geography", "#00897B", "primary"),
     ("Computer Science", "#3949AB", "matura"),
-    ("German", "#FDD835", "primary"),
+    ("German", "#B07D00", "primary"),
     ("Spanish", "#FB8C00", "primary"),
     ("Mathematics (extended)", "#0D47A1", "matura"),
 ];
@@ -263,6 +263,20 @@ const TOPICS: &[&str] = &[
 ];
 
 const ROOMS: usize = 15;
+
+/// Polish family names in -ski/-cki/-dzki agree with the person: Anna Kowalska,
+/// Piotr Kowalski. Every female name in FIRST_NAMES ends in "a", no male one does.
+fn surname(first: &str, last: &str) -> String {
+    let female = first.ends_with('a');
+    match last.strip_suffix("ki") {
+        Some(stem)
+            if female && (stem.ends_with('s') || stem.ends_with('c') || stem.ends_with("dz")) =>
+        {
+            format!("{stem}ka")
+        }
+        _ => last.to_owned(),
+    }
+}
 
 /// Lesson start hours: 08:00 to 19:00, so a 60-minute lesson ends by 20:00.
 const HOURS: [u32; 12] = [8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19];
@@ -295,7 +309,7 @@ pub(crate) fn generate(
         id: 1,
         email: "admin@napiatke.local".into(),
         first_name: "Ada",
-        last_name: "Administratorka",
+        last_name: "Administratorka".to_owned(),
         role: Role::Admin.as_str(),
         is_active: true,
         password_hash: admin_hash,
@@ -344,7 +358,7 @@ pub(crate) fn generate(
             id,
             email: format!("tutor{}@napiatke.local", n + 1),
             first_name: first,
-            last_name: last,
+            last_name: surname(first, last),
             role: Role::Tutor.as_str(),
             is_active: true,
             password_hash: tutor_hash.clone(),
@@ -359,11 +373,13 @@ pub(crate) fn generate(
     }
 
     for (n, &id) in student_ids.iter().enumerate() {
+        let first = rng.pick(FIRST_NAMES);
+        let last = rng.pick(LAST_NAMES);
         data.users.push(NewUser {
             id,
             email: format!("student{}@napiatke.local", n + 1),
-            first_name: rng.pick(FIRST_NAMES),
-            last_name: rng.pick(LAST_NAMES),
+            first_name: first,
+            last_name: surname(first, last),
             role: Role::Student.as_str(),
             is_active: true,
             password_hash: student_hash.clone(),
@@ -496,4 +512,100 @@ pub(crate) fn generate(
         }
     }
     Ok(data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{Timelike, Weekday};
+
+    #[test]
+    fn surnames_agree_with_the_first_name() {
+        assert_eq!(surname("Anna", "Kowalski"), "Kowalska");
+        assert_eq!(surname("Julia", "Nowicki"), "Nowicka");
+        assert_eq!(surname("Zofia", "Zieliński"), "Zielińska");
+        assert_eq!(surname("Piotr", "Kowalski"), "Kowalski");
+        assert_eq!(surname("Maria", "Nowak"), "Nowak");
+        assert!(FIRST_NAMES
+            .iter()
+            .filter(|n| n.ends_with('a'))
+            .all(|n| !["Piotr", "Jan", "Adam"].contains(n)));
+    }
+
+    /// The standard set has SPEC.md's shape (generation only, no database).
+    #[test]
+    fn the_standard_set_matches_spec() {
+        let now = NaiveDate::from_ymd_opt(2026, 11, 26)
+            .and_then(|d| d.and_hms_opt(12, 0, 0))
+            .unwrap_or_default();
+        let opts = SeedOptions::new(Scale::Standard, 42, now);
+        let d = generate(&opts, |_, _| Ok("hash".to_owned())).unwrap_or_default();
+        let by_role = |r: Role| d.users.iter().filter(|u| u.role == r.as_str()).count();
+        assert_eq!(
+            (
+                by_role(Role::Admin),
+                by_role(Role::Tutor),
+                by_role(Role::Student)
+            ),
+            (1, 40, 1_200)
+        );
+        assert_eq!((d.subjects.len(), d.rooms.len()), (12, 15));
+        assert_eq!(d.lessons.len(), 20_800);
+        assert!(
+            (70_000..76_000).contains(&d.lesson_students.len()),
+            "{}",
+            d.lesson_students.len()
+        );
+        assert_eq!(d.invoices.len(), 7_200);
+        let weeks = (d.lessons.iter().map(|l| l.start_time).max().unwrap_or(now)
+            - d.lessons.iter().map(|l| l.start_time).min().unwrap_or(now))
+        .num_days();
+        assert!(
+            (178..=182).contains(&weeks),
+            "spread over 26 weeks: {weeks} days"
+        );
+        for l in &d.lessons {
+            assert!(!matches!(
+                l.start_time.weekday(),
+                Weekday::Sat | Weekday::Sun
+            ));
+            assert!(
+                l.start_time.hour() >= 8 && l.end_time.hour() * 60 + l.end_time.minute() <= 20 * 60
+            );
+            assert!(matches!((l.end_time - l.start_time).num_minutes(), 45 | 60));
+            let expected_past = l.end_time <= now;
+            let past = matches!(l.status, "COMPLETED" | "CANCELLED");
+            assert_eq!(past, expected_past, "{l:?}");
+        }
+        let past = d.lessons.iter().filter(|l| l.end_time <= now).count();
+        let cancelled = d.lessons.iter().filter(|l| l.status == "CANCELLED").count();
+        let share = |n: usize, of: usize| n as f64 * 100.0 / of as f64;
+        assert!(
+            (2.0..4.0).contains(&share(cancelled, past)),
+            "cancelled {}",
+            share(cancelled, past)
+        );
+        let present = d
+            .attendance
+            .iter()
+            .filter(|a| a.status == "PRESENT")
+            .count();
+        let absent = d.attendance.iter().filter(|a| a.status == "ABSENT").count();
+        let n = d.attendance.len();
+        assert!(
+            (83.0..87.0).contains(&share(present, n)) && (8.5..11.5).contains(&share(absent, n))
+        );
+        let paid = d.invoices.iter().filter(|i| i.status == "PAID").count();
+        assert!((68.0..72.0).contains(&share(paid, d.invoices.len())));
+        let mut per_lesson = std::collections::HashMap::new();
+        for p in &d.lesson_students {
+            *per_lesson.entry(p.lesson_id).or_insert(0) += 1;
+        }
+        assert!(per_lesson.values().all(|n| (1..=6).contains(n)));
+        assert_eq!(
+            per_lesson.len(),
+            d.lessons.len(),
+            "every lesson has students"
+        );
+    }
 }
