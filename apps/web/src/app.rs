@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use actix_web::middleware::{from_fn, DefaultHeaders};
 use actix_web::{web, App, HttpServer};
-use napiatke_htmx::Templates;
+use napiatke_assets::StaticFiles;
+use napiatke_htmx::{StaticUrls, Templates};
 use napiatke_services::{Clock, Services};
 
 use crate::config::{Environment, Settings};
@@ -18,6 +19,8 @@ pub struct AppState {
     pub services: Services,
     /// The templates (embedded at build time).
     pub templates: Arc<Templates>,
+    /// The collected static files, held in memory.
+    pub static_files: Arc<StaticFiles>,
     /// Secure cookies (production).
     pub secure_cookies: bool,
     /// Send X-Query-Count and Server-Timing.
@@ -26,16 +29,24 @@ pub struct AppState {
     pub slow_request_threshold: Duration,
 }
 
-/// Builds the state from settings, a database pool and a clock.
+/// Builds the state from settings, a database pool, a clock and the static files
+/// (loaded from STATIC_ROOT by [`load_static_files`]).
 pub fn build_state(
     settings: &Settings,
     db: napiatke_db::Db,
     clock: impl Clock,
+    static_files: Arc<StaticFiles>,
 ) -> Result<web::Data<AppState>, AppError> {
-    let templates = Templates::from_sources(crate::embedded::TEMPLATES)?;
+    let files = Arc::clone(&static_files);
+    let urls = StaticUrls {
+        resolve: Arc::new(move |name: &str| files.url(name)),
+        strict: settings.environment == Environment::Development,
+    };
+    let templates = Templates::from_sources_with(crate::embedded::TEMPLATES, Some(urls))?;
     Ok(web::Data::new(AppState {
         services: Services::new(db, clock),
         templates: Arc::new(templates),
+        static_files,
         secure_cookies: settings.environment == Environment::Production,
         expose_query_count: settings.expose_query_count,
         slow_request_threshold: settings.slow_request_threshold,
@@ -46,6 +57,7 @@ pub fn build_state(
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/", web::get().to(handlers::index))
         .route("/healthz", web::get().to(handlers::healthz))
+        .route("/static/{tail:.*}", web::to(handlers::static_file))
         .route("/login", web::get().to(handlers::login_form))
         .route("/login", web::post().to(handlers::login))
         .route("/logout", web::post().to(handlers::logout))
@@ -96,6 +108,18 @@ pub fn app(
                 .add(("Referrer-Policy", "same-origin")),
         )
         .wrap(from_fn(middleware::accounting))
+}
+
+/// Collects ASSETS_DIR into STATIC_ROOT when asked to (`collect`: development, where
+/// the sources sit beside the binary), then loads STATIC_ROOT into memory.
+pub fn load_static_files(settings: &Settings, collect: bool) -> Result<Arc<StaticFiles>, AppError> {
+    if collect && settings.assets_dir.is_dir() {
+        napiatke_assets::collect(&settings.assets_dir, &settings.static_root)
+            .map_err(|e| AppError::Internal(format!("collectstatic: {e}")))?;
+    }
+    StaticFiles::load(&settings.static_root)
+        .map(Arc::new)
+        .map_err(|e| AppError::Internal(format!("static files: {e}")))
 }
 
 /// Serves until stopped.

@@ -48,6 +48,8 @@ enum Command {
     Stats,
     /// Print the effective settings (secrets hidden).
     Config,
+    /// Copy ASSETS_DIR into STATIC_ROOT: hashed names, manifest, .br and .gz.
+    Collectstatic,
 }
 
 /// What a subcommand can fail with.
@@ -59,6 +61,9 @@ pub enum CliError {
     /// The database refused or failed.
     #[error("{0}")]
     Db(#[from] DbError),
+    /// collectstatic failed.
+    #[error("collectstatic: {0}")]
+    Assets(#[from] napiatke_assets::AssetsError),
     /// The web app could not start.
     #[error("{0}")]
     App(#[from] crate::AppError),
@@ -117,6 +122,18 @@ pub fn run(args: Args) -> Result<(), CliError> {
             print_report(&report, db.engine());
             Ok(())
         }
+        Command::Collectstatic => {
+            let report = napiatke_assets::collect(&settings.assets_dir, &settings.static_root)?;
+            println!(
+                "collected {} files from {} into {} ({} compressed variants written, {} files unchanged)",
+                report.files,
+                settings.assets_dir.display(),
+                settings.static_root.display(),
+                report.compressed,
+                report.reused
+            );
+            Ok(())
+        }
         Command::Config => {
             for line in settings.describe() {
                 println!("{line}");
@@ -164,7 +181,12 @@ fn demo(settings: &Settings) -> Result<Db, CliError> {
 
 fn serve(settings: &Settings) -> Result<(), CliError> {
     let db = demo(settings)?;
-    let state = crate::build_state(settings, db, napiatke_services::SystemClock)?;
+    // Development collects the sources beside the binary at every start (incremental:
+    // only changed files are compressed again); production serves what the deploy's
+    // `napiatke collectstatic` wrote.
+    let development = settings.environment == crate::config::Environment::Development;
+    let statics = crate::app::load_static_files(settings, development)?;
+    let state = crate::build_state(settings, db, napiatke_services::SystemClock, statics)?;
     println!();
     println!(
         "napiatke is serving http://{}  (Ctrl-C stops it)",

@@ -61,8 +61,10 @@ pub struct Settings {
     pub redis_url: Option<Secret>,
     /// NAPIATKE_ENV.
     pub environment: Environment,
-    /// STATIC_ROOT: where collectstatic writes.
+    /// STATIC_ROOT: where collectstatic writes and /static/ serves from.
     pub static_root: PathBuf,
+    /// ASSETS_DIR: the source static files collectstatic reads.
+    pub assets_dir: PathBuf,
     /// MEDIA_ROOT: uploaded images and their variants.
     pub media_root: PathBuf,
     /// SENTRY_DSN: error reporting; unset means off.
@@ -180,6 +182,7 @@ impl Settings {
             environment,
             static_root: get("STATIC_ROOT")
                 .map_or_else(|| PathBuf::from("staticfiles"), PathBuf::from),
+            assets_dir: get("ASSETS_DIR").map_or_else(|| PathBuf::from("assets"), PathBuf::from),
             media_root: get("MEDIA_ROOT").map_or_else(|| PathBuf::from("media"), PathBuf::from),
             sentry_dsn: get("SENTRY_DSN").map(Secret),
             otlp_endpoint: get("OTEL_EXPORTER_OTLP_ENDPOINT"),
@@ -214,6 +217,7 @@ impl Settings {
                 }
             ),
             format!("STATIC_ROOT={}", self.static_root.display()),
+            format!("ASSETS_DIR={}", self.assets_dir.display()),
             format!("MEDIA_ROOT={}", self.media_root.display()),
             format!("SENTRY_DSN={}", opt(&self.sentry_dsn)),
             format!(
@@ -292,6 +296,6 @@ mod tests {
         let lines = s.describe();
         assert!(lines.contains(&"SENTRY_DSN=(set, hidden)".to_owned()));
         assert!(lines.iter().all(|l| !l.contains("key@")));
-        assert_eq!(lines.len(), 15);
+        assert_eq!(lines.len(), 16);
     }
 }

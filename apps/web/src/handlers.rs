@@ -492,3 +492,39 @@ pub async fn cache_stats(state: State, auth: Auth) -> Result<HttpResponse, AppEr
         &ctx,
     )?))
 }
+
+/// `/static/...`: the assets crate's policy, answered from memory.
+pub async fn static_file(state: State, req: HttpRequest) -> HttpResponse {
+    let header = |name: header::HeaderName| req.headers().get(name).and_then(|v| v.to_str().ok());
+    let method = match *req.method() {
+        actix_web::http::Method::GET => napiatke_assets::Method::Get,
+        actix_web::http::Method::HEAD => napiatke_assets::Method::Head,
+        _ => napiatke_assets::Method::Other,
+    };
+    // The raw path, not the decoded one: an encoded `..` must not become a real one.
+    let path = req
+        .uri()
+        .path()
+        .strip_prefix("/static/")
+        .unwrap_or_default();
+    let res = state.static_files.respond(&napiatke_assets::Request {
+        method,
+        path,
+        accept_encoding: header(header::ACCEPT_ENCODING),
+        if_none_match: header(header::IF_NONE_MATCH),
+        if_modified_since: header(header::IF_MODIFIED_SINCE),
+        range: header(header::RANGE),
+        if_range: header(header::IF_RANGE),
+    });
+    let status = StatusCode::from_u16(res.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut out = HttpResponse::build(status);
+    for (name, value) in res.headers {
+        out.insert_header((name, value));
+    }
+    // For HEAD the body is still attached: actix's HTTP/1 encoder sends its length as
+    // Content-Length and drops the bytes (tests/static_files.rs checks it on the wire).
+    match res.body {
+        napiatke_assets::Body::Bytes(bytes) => out.body(bytes),
+        napiatke_assets::Body::Empty => out.finish(),
+    }
+}

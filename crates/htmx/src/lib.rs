@@ -125,6 +125,27 @@ impl Templates {
 
     /// From `(name, source)` pairs (tests, embedded templates).
     pub fn from_sources(sources: &[(&str, &str)]) -> Result<Templates, HtmxError> {
+        Self::from_sources_with(sources, None)
+    }
+
+    /// As [`Templates::from_sources`], with the `static(name="css/app.css")` function
+    /// answering from `statics`.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use napiatke_htmx::{StaticUrls, Templates};
+    /// let urls = StaticUrls {
+    ///     resolve: Arc::new(|name: &str| (name == "app.css").then(|| "/static/app.0123.css".to_owned())),
+    ///     strict: true,
+    /// };
+    /// let t = Templates::from_sources_with(&[("p.html", "{{ static(name='app.css') }}")], Some(urls))?;
+    /// assert_eq!(t.render("p.html", &tera::Context::new())?, "/static/app.0123.css");
+    /// # Ok::<(), napiatke_htmx::HtmxError>(())
+    /// ```
+    pub fn from_sources_with(
+        sources: &[(&str, &str)],
+        statics: Option<StaticUrls>,
+    ) -> Result<Templates, HtmxError> {
         let mut all: Vec<(String, String)> = Vec::new();
         for (name, source) in sources {
             all.push(((*name).to_owned(), (*source).to_owned()));
@@ -134,6 +155,9 @@ impl Templates {
         }
         let mut tera = tera::Tera::default();
         tera.register_filter("date", date_filter);
+        if let Some(urls) = statics {
+            tera.register_function("static", urls);
+        }
         tera.add_raw_templates(all)?;
         // Every template is HTML, fragments (`page.html#rows`) included.
         tera.autoescape_on(vec![""]);
@@ -172,6 +196,60 @@ impl Templates {
                 .insert(header::VARY, HeaderValue::from_static("HX-Request"));
         }
         Ok(res)
+    }
+}
+
+/// `css/app.css` -> `/static/css/app.0123456789ab.css`, or `None` if unknown.
+pub type ResolveStatic = std::sync::Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+/// Resolves logical static names to their hashed URLs for the `static()` template
+/// function.
+#[derive(Clone)]
+pub struct StaticUrls {
+    /// The resolver (napiatke's is `StaticFiles::url`).
+    pub resolve: ResolveStatic,
+    /// Unknown names: an error at render (development) or a logged warning and the
+    /// unhashed URL (production), never a silent broken link.
+    pub strict: bool,
+}
+
+impl std::fmt::Debug for StaticUrls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StaticUrls")
+            .field("strict", &self.strict)
+            .finish_non_exhaustive()
+    }
+}
+
+impl tera::Function for StaticUrls {
+    fn call(
+        &self,
+        args: &std::collections::HashMap<String, tera::Value>,
+    ) -> tera::Result<tera::Value> {
+        let name = args
+            .get("name")
+            .and_then(tera::Value::as_str)
+            .ok_or_else(|| tera::Error::msg("static() needs name=\"path/in/assets\""))?;
+        match (self.resolve)(name) {
+            Some(url) => Ok(tera::Value::String(url)),
+            None if self.strict => Err(tera::Error::msg(format!(
+                "static(): {name:?} is not in the static files manifest (run collectstatic?)"
+            ))),
+            None => {
+                tracing::error!(
+                    name,
+                    "static(): unknown static file; linking the unhashed name"
+                );
+                Ok(tera::Value::String(format!(
+                    "/static/{}",
+                    name.trim_start_matches('/')
+                )))
+            }
+        }
+    }
+
+    fn is_safe(&self) -> bool {
+        true
     }
 }
 
@@ -365,6 +443,32 @@ mod tests {
         assert_eq!(
             t.render("d.html", &c).unwrap_or_default(),
             "Thu 26 Nov 09:05|23.11.2026"
+        );
+    }
+
+    #[test]
+    fn unknown_static_names_fail_in_development_and_fall_back_in_production() {
+        let urls = |strict| StaticUrls {
+            resolve: std::sync::Arc::new(|_: &str| None),
+            strict,
+        };
+        let src = [(
+            "p.html",
+            "<link href=\"{{ static(name='css/gone.css') }}\">",
+        )];
+        let dev =
+            Templates::from_sources_with(&src, Some(urls(true))).unwrap_or_else(|e| panic!("{e}"));
+        let err = dev
+            .render("p.html", &tera::Context::new())
+            .err()
+            .map(|e| e.to_string());
+        assert!(err.as_deref().is_some_and(|e| e.contains("\"css/gone.css\" is not in the static files manifest")), "{err:?}");
+        let prod =
+            Templates::from_sources_with(&src, Some(urls(false))).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            prod.render("p.html", &tera::Context::new())
+                .unwrap_or_default(),
+            "<link href=\"/static/css/gone.css\">"
         );
     }
 

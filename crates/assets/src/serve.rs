@@ -1,0 +1,488 @@
+//! The serving policy, over files held in memory.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+
+use crate::collect::read_manifest;
+use crate::{compressible, content_type, io_err, AssetsError, MANIFEST};
+
+/// Hashed names never change: cache them for a year, never revalidate.
+const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+/// Unhashed names may change with a deploy: cache briefly, revalidate with the ETag.
+const SHORT: &str = "public, max-age=60";
+
+/// The request method, as far as static files care.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Method {
+    /// GET.
+    #[default]
+    Get,
+    /// HEAD: the GET headers, no body.
+    Head,
+    /// Anything else (405).
+    Other,
+}
+
+/// The parts of a request the policy reads. `path` is the part after the static
+/// prefix, as sent (not percent-decoded).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Request<'a> {
+    /// GET, HEAD or other.
+    pub method: Method,
+    /// `css/app.0123456789ab.css`.
+    pub path: &'a str,
+    /// `Accept-Encoding`.
+    pub accept_encoding: Option<&'a str>,
+    /// `If-None-Match`.
+    pub if_none_match: Option<&'a str>,
+    /// `If-Modified-Since`.
+    pub if_modified_since: Option<&'a str>,
+    /// `Range`.
+    pub range: Option<&'a str>,
+    /// `If-Range`.
+    pub if_range: Option<&'a str>,
+}
+
+/// A response body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Body {
+    /// No body (304, 404, 405, 416).
+    Empty,
+    /// These bytes (a refcounted view into the file held in memory).
+    Bytes(Bytes),
+}
+
+/// What to send. For HEAD the body is the GET body: HTTP servers (actix's included)
+/// send its length and drop it.
+#[derive(Debug, Clone)]
+pub struct Response {
+    /// Status code.
+    pub status: u16,
+    /// Header names (lower case) and values. Content-Length is the framework's job.
+    pub headers: Vec<(&'static str, String)>,
+    /// The body; for HEAD the framework sends the headers of this body without it.
+    pub body: Body,
+}
+
+impl Response {
+    /// A header's value.
+    #[must_use]
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn bare(status: u16) -> Response {
+        Response {
+            status,
+            headers: Vec::new(),
+            body: Body::Empty,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Variant {
+    bytes: Bytes,
+    etag: String,
+}
+
+#[derive(Debug)]
+struct Asset {
+    identity: Variant,
+    br: Option<Variant>,
+    gz: Option<Variant>,
+    content_type: &'static str,
+    cache_control: &'static str,
+    last_modified: SystemTime,
+    last_modified_text: String,
+    vary: bool,
+}
+
+/// The static root, indexed and held in memory.
+#[derive(Debug)]
+pub struct StaticFiles {
+    assets: HashMap<String, Asset>,
+    manifest: HashMap<String, String>,
+    prefix: String,
+}
+
+impl StaticFiles {
+    /// Loads `root` (a collectstatic output) with URLs under `/static/`.
+    pub fn load(root: &Path) -> Result<StaticFiles, AssetsError> {
+        Self::load_with_prefix(root, "/static/")
+    }
+
+    /// Loads `root` with URLs under `prefix` (ending in `/`).
+    pub fn load_with_prefix(root: &Path, prefix: &str) -> Result<StaticFiles, AssetsError> {
+        let manifest = read_manifest(root)?;
+        let hashed: HashSet<&String> = manifest.paths.values().collect();
+        let mut files = Vec::new();
+        list(root, root, &mut files)?;
+        let names: HashSet<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+        let mut assets = HashMap::new();
+        for (name, path) in &files {
+            if name == MANIFEST
+                || name.ends_with(".br") && names.contains(&name[..name.len() - 3])
+                || name.ends_with(".gz") && names.contains(&name[..name.len() - 3])
+                || name.ends_with(".tmp~")
+            {
+                continue;
+            }
+            let bytes = Bytes::from(std::fs::read(path).map_err(io_err(path))?);
+            let tag: String = Sha256::digest(&bytes)
+                .iter()
+                .take(8)
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            let variant = |suffix: &str| -> Result<Option<Variant>, AssetsError> {
+                let p = root.join(format!("{name}.{suffix}"));
+                if !p.is_file() {
+                    return Ok(None);
+                }
+                Ok(Some(Variant {
+                    bytes: Bytes::from(std::fs::read(&p).map_err(io_err(&p))?),
+                    etag: format!("\"{tag}-{suffix}\""),
+                }))
+            };
+            let modified = std::fs::metadata(path)
+                .and_then(|m| m.modified())
+                .unwrap_or(SystemTime::UNIX_EPOCH);
+            let asset = Asset {
+                br: variant("br")?,
+                gz: variant("gz")?,
+                identity: Variant {
+                    bytes,
+                    etag: format!("\"{tag}\""),
+                },
+                content_type: content_type(name),
+                cache_control: if hashed.contains(name) {
+                    IMMUTABLE
+                } else {
+                    SHORT
+                },
+                last_modified: modified,
+                last_modified_text: httpdate::fmt_http_date(modified),
+                vary: compressible(name),
+            };
+            assets.insert(name.clone(), asset);
+        }
+        Ok(StaticFiles {
+            assets,
+            manifest: manifest.paths.into_iter().collect(),
+            prefix: prefix.to_owned(),
+        })
+    }
+
+    /// The URL of a logical name (`css/app.css` -> `/static/css/app.0123456789ab.css`),
+    /// or `None` when the manifest does not know it.
+    #[must_use]
+    pub fn url(&self, name: &str) -> Option<String> {
+        self.manifest
+            .get(name.trim_start_matches('/'))
+            .map(|hashed| format!("{}{hashed}", self.prefix))
+    }
+
+    /// Files held.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.assets.len()
+    }
+
+    /// Whether no file is held.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.assets.is_empty()
+    }
+
+    /// Answers one request.
+    #[must_use]
+    pub fn respond(&self, req: &Request<'_>) -> Response {
+        if req.method == Method::Other {
+            let mut res = Response::bare(405);
+            res.headers.push(("allow", "GET, HEAD".to_owned()));
+            return res;
+        }
+        let Some(asset) = safe_name(req.path).and_then(|p| self.assets.get(p)) else {
+            return Response::bare(404);
+        };
+        let accept = AcceptEncoding::parse(req.accept_encoding);
+        let (variant, encoding) = match (&asset.br, &asset.gz) {
+            (Some(br), _) if accept.allows("br") => (br, Some("br")),
+            (_, Some(gz)) if accept.allows("gzip") => (gz, Some("gzip")),
+            _ if accept.allows("identity") => (&asset.identity, None),
+            _ => {
+                let mut res = Response::bare(406);
+                if asset.vary {
+                    res.headers.push(("vary", "Accept-Encoding".to_owned()));
+                }
+                return res;
+            }
+        };
+        let mut headers: Vec<(&'static str, String)> = Vec::with_capacity(8);
+        headers.push(("cache-control", asset.cache_control.to_owned()));
+        headers.push(("etag", variant.etag.clone()));
+        headers.push(("last-modified", asset.last_modified_text.clone()));
+        if asset.vary {
+            headers.push(("vary", "Accept-Encoding".to_owned()));
+        }
+        if not_modified(req, asset, &variant.etag) {
+            return Response {
+                status: 304,
+                headers,
+                body: Body::Empty,
+            };
+        }
+        headers.push(("content-type", asset.content_type.to_owned()));
+        if let Some(e) = encoding {
+            headers.push(("content-encoding", e.to_owned()));
+            return Response {
+                status: 200,
+                headers,
+                body: Body::Bytes(variant.bytes.clone()),
+            };
+        }
+        headers.push(("accept-ranges", "bytes".to_owned()));
+        let len = variant.bytes.len();
+        let range = req.range.filter(|_| req.method == Method::Get).filter(|_| {
+            req.if_range
+                .is_none_or(|r| r.trim() == variant.etag || r.trim() == asset.last_modified_text)
+        });
+        match range.map(|r| parse_range(r, len)) {
+            Some(RangeSpec::Satisfiable(start, end)) => {
+                headers.push(("content-range", format!("bytes {start}-{end}/{len}")));
+                Response {
+                    status: 206,
+                    headers,
+                    body: Body::Bytes(variant.bytes.slice(start..=end)),
+                }
+            }
+            Some(RangeSpec::Unsatisfiable) => {
+                headers.retain(|(n, _)| *n != "content-type");
+                headers.push(("content-range", format!("bytes */{len}")));
+                Response {
+                    status: 416,
+                    headers,
+                    body: Body::Empty,
+                }
+            }
+            Some(RangeSpec::Ignore) | None => Response {
+                status: 200,
+                headers,
+                body: Body::Bytes(variant.bytes.clone()),
+            },
+        }
+    }
+}
+
+/// The path if it can only name a file inside the root: no `..` or `.` segments, no
+/// empty segments, no backslashes, NUL or percent-escapes, nothing absolute. (Only
+/// indexed names are served anyway; this keeps odd paths from even being looked up.)
+fn safe_name(path: &str) -> Option<&str> {
+    let ok = !path.is_empty()
+        && !path.starts_with('/')
+        && !path.contains(['\\', '\0', '%', ':'])
+        && path
+            .split('/')
+            .all(|seg| !seg.is_empty() && seg != "." && seg != "..");
+    ok.then_some(path)
+}
+
+fn not_modified(req: &Request<'_>, asset: &Asset, etag: &str) -> bool {
+    if let Some(inm) = req.if_none_match {
+        return inm
+            .split(',')
+            .map(str::trim)
+            .any(|t| t == "*" || t.strip_prefix("W/").unwrap_or(t) == etag);
+    }
+    req.if_modified_since
+        .and_then(|s| httpdate::parse_http_date(s.trim()).ok())
+        .is_some_and(|since| {
+            // HTTP dates have whole seconds; compare at that precision.
+            let secs = |t: SystemTime| {
+                t.duration_since(SystemTime::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs())
+            };
+            secs(asset.last_modified) <= secs(since)
+        })
+}
+
+/// `Accept-Encoding` with q-values (RFC 9110 §12.5.3).
+struct AcceptEncoding<'a> {
+    entries: Vec<(&'a str, f32)>,
+    present: bool,
+}
+
+impl<'a> AcceptEncoding<'a> {
+    fn parse(header: Option<&'a str>) -> Self {
+        let entries = header
+            .unwrap_or_default()
+            .split(',')
+            .filter_map(|part| {
+                let mut pieces = part.split(';');
+                let coding = pieces.next()?.trim();
+                if coding.is_empty() {
+                    return None;
+                }
+                let q = pieces
+                    .find_map(|p| {
+                        p.trim()
+                            .strip_prefix("q=")
+                            .or_else(|| p.trim().strip_prefix("Q="))
+                    })
+                    .map_or(Some(1.0), |q| q.trim().parse::<f32>().ok())?;
+                Some((coding, q))
+            })
+            .collect();
+        AcceptEncoding {
+            entries,
+            present: header.is_some(),
+        }
+    }
+
+    fn q(&self, coding: &str) -> Option<f32> {
+        self.entries
+            .iter()
+            .find(|(c, _)| c.eq_ignore_ascii_case(coding))
+            .map(|(_, q)| *q)
+    }
+
+    fn allows(&self, coding: &str) -> bool {
+        if let Some(q) = self.q(coding) {
+            return q > 0.0;
+        }
+        if coding == "identity" {
+            // Identity is acceptable unless refused by name or by `*;q=0`.
+            return self.q("*").is_none_or(|q| q > 0.0);
+        }
+        // No header: the client takes identity only; `*` admits every coding.
+        self.present && self.q("*").is_some_and(|q| q > 0.0)
+    }
+}
+
+enum RangeSpec {
+    Satisfiable(usize, usize),
+    Unsatisfiable,
+    /// Malformed or multiple ranges: answer with the whole file.
+    Ignore,
+}
+
+fn parse_range(header: &str, len: usize) -> RangeSpec {
+    let Some(spec) = header.trim().strip_prefix("bytes=") else {
+        return RangeSpec::Ignore;
+    };
+    if spec.contains(',') {
+        return RangeSpec::Ignore;
+    }
+    let Some((a, b)) = spec.trim().split_once('-') else {
+        return RangeSpec::Ignore;
+    };
+    let (a, b) = (a.trim(), b.trim());
+    match (a.parse::<usize>(), b.parse::<usize>()) {
+        (Ok(start), Ok(end)) if start <= end => {
+            if start >= len {
+                RangeSpec::Unsatisfiable
+            } else {
+                RangeSpec::Satisfiable(start, end.min(len - 1))
+            }
+        }
+        (Ok(start), Err(_)) if b.is_empty() => {
+            if start >= len {
+                RangeSpec::Unsatisfiable
+            } else {
+                RangeSpec::Satisfiable(start, len - 1)
+            }
+        }
+        (Err(_), Ok(suffix)) if a.is_empty() => {
+            if suffix == 0 || len == 0 {
+                RangeSpec::Unsatisfiable
+            } else {
+                RangeSpec::Satisfiable(len.saturating_sub(suffix), len - 1)
+            }
+        }
+        _ => RangeSpec::Ignore,
+    }
+}
+
+fn list(
+    root: &Path,
+    dir: &Path,
+    out: &mut Vec<(String, std::path::PathBuf)>,
+) -> Result<(), AssetsError> {
+    for entry in std::fs::read_dir(dir).map_err(io_err(dir))? {
+        let path = entry.map_err(io_err(dir))?.path();
+        if path.is_dir() {
+            list(root, &path, out)?;
+        } else {
+            let name = path
+                .strip_prefix(root)
+                .unwrap_or(&path)
+                .to_string_lossy()
+                .replace('\\', "/");
+            out.push((name, path));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_encoding_honours_q_values() {
+        let a = AcceptEncoding::parse(Some("gzip;q=0.5, br;q=0, *;q=0.1"));
+        assert!(a.allows("gzip") && !a.allows("br") && a.allows("identity") && a.allows("zstd"));
+        let none = AcceptEncoding::parse(None);
+        assert!(!none.allows("br") && !none.allows("gzip") && none.allows("identity"));
+        let no_identity = AcceptEncoding::parse(Some("br, identity;q=0"));
+        assert!(no_identity.allows("br") && !no_identity.allows("identity"));
+        let star_zero = AcceptEncoding::parse(Some("*;q=0"));
+        assert!(!star_zero.allows("identity") && !star_zero.allows("gzip"));
+        let bad_q = AcceptEncoding::parse(Some("br;q=x, gzip"));
+        assert!(!bad_q.allows("br") && bad_q.allows("gzip"));
+    }
+
+    #[test]
+    fn ranges_parse_like_rfc_9110() {
+        let s = |h: &str, len| match parse_range(h, len) {
+            RangeSpec::Satisfiable(a, b) => format!("{a}-{b}"),
+            RangeSpec::Unsatisfiable => "416".to_owned(),
+            RangeSpec::Ignore => "all".to_owned(),
+        };
+        assert_eq!(s("bytes=0-9", 100), "0-9");
+        assert_eq!(s("bytes=90-", 100), "90-99");
+        assert_eq!(s("bytes=-10", 100), "90-99");
+        assert_eq!(s("bytes=95-200", 100), "95-99");
+        assert_eq!(s("bytes=100-", 100), "416");
+        assert_eq!(s("bytes=-0", 100), "416");
+        assert_eq!(s("bytes=0-1,5-6", 100), "all");
+        assert_eq!(s("items=0-1", 100), "all");
+        assert_eq!(s("bytes=5-1", 100), "all");
+    }
+
+    #[test]
+    fn unsafe_paths_are_refused() {
+        for bad in [
+            "",
+            "../x",
+            "a/../../x",
+            "/etc/passwd",
+            "a//b",
+            "a\\b",
+            "a\0",
+            "%2e%2e/x",
+            "./a",
+            "C:/x",
+        ] {
+            assert!(safe_name(bad).is_none(), "{bad:?}");
+        }
+        assert_eq!(safe_name("css/app.css"), Some("css/app.css"));
+    }
+}
