@@ -74,8 +74,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .default_service(web::to(handlers::not_found));
 }
 
-/// The whole app with its middleware, outermost first: accounting (so the span
-/// covers everything), then security headers.
+/// The whole app with its middleware, outermost first: static files (answered from
+/// memory before anything else runs), accounting (so the span covers everything
+/// else), then security headers.
 pub fn app(
     state: web::Data<AppState>,
 ) -> App<
@@ -108,6 +109,7 @@ pub fn app(
                 .add(("Referrer-Policy", "same-origin")),
         )
         .wrap(from_fn(middleware::accounting))
+        .wrap(from_fn(middleware::static_files))
 }
 
 /// Collects ASSETS_DIR into STATIC_ROOT when asked to (`collect`: development, where

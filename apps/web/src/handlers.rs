@@ -493,8 +493,14 @@ pub async fn cache_stats(state: State, auth: Auth) -> Result<HttpResponse, AppEr
     )?))
 }
 
-/// `/static/...`: the assets crate's policy, answered from memory.
+/// `/static/...` when reached through the router (the static middleware answers
+/// first in the app; this keeps the route meaningful on its own).
 pub async fn static_file(state: State, req: HttpRequest) -> HttpResponse {
+    serve_static(&state, &req)
+}
+
+/// The assets crate's policy for one request, answered from memory.
+pub fn serve_static(state: &AppState, req: &HttpRequest) -> HttpResponse {
     let header = |name: header::HeaderName| req.headers().get(name).and_then(|v| v.to_str().ok());
     let method = match *req.method() {
         actix_web::http::Method::GET => napiatke_assets::Method::Get,
@@ -518,8 +524,16 @@ pub async fn static_file(state: State, req: HttpRequest) -> HttpResponse {
     });
     let status = StatusCode::from_u16(res.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut out = HttpResponse::build(status);
+    // This path skips the DefaultHeaders middleware; nosniff matters most here.
+    out.insert_header((
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    ));
     for (name, value) in res.headers {
-        out.insert_header((name, value));
+        // Shares the precomputed bytes: no copy, no allocation per header.
+        if let Ok(v) = header::HeaderValue::from_maybe_shared(value.bytes()) {
+            out.insert_header((header::HeaderName::from_static(name), v));
+        }
     }
     // For HEAD the body is still attached: actix's HTTP/1 encoder sends its length as
     // Content-Length and drops the bytes (tests/static_files.rs checks it on the wire).

@@ -23,10 +23,6 @@ pub async fn accounting(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    // Static files run no statements and are the hottest path: no span, no headers.
-    if req.path().starts_with("/static/") {
-        return next.call(req).await;
-    }
     let (expose, slow) = req
         .app_data::<web::Data<AppState>>()
         .map_or((false, std::time::Duration::MAX), |s| {
@@ -71,4 +67,20 @@ pub async fn accounting(
         }
     }
     Ok(res)
+}
+
+/// The outermost layer, WhiteNoise-style: `/static/` is answered here from memory,
+/// before routing, other middleware and extractors, since it is the hottest path and
+/// needs none of them. Everything else goes on down the stack.
+pub async fn static_files(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<actix_web::body::EitherBody<impl MessageBody>>, actix_web::Error> {
+    if req.path().starts_with("/static/") {
+        if let Some(state) = req.app_data::<web::Data<AppState>>().cloned() {
+            let res = crate::handlers::serve_static(&state, req.request());
+            return Ok(req.into_response(res).map_into_right_body());
+        }
+    }
+    Ok(next.call(req).await?.map_into_left_body())
 }

@@ -108,6 +108,7 @@ async fn hashed_files_are_negotiated_and_cached_forever() {
         br.h("x-query-count").is_none(),
         "static files skip request accounting"
     );
+    assert_eq!(br.h("x-content-type-options"), Some("nosniff"));
 
     let gz = get!(
         app,

@@ -63,7 +63,7 @@ pub struct Response {
     /// Status code.
     pub status: u16,
     /// Header names (lower case) and values. Content-Length is the framework's job.
-    pub headers: Vec<(&'static str, String)>,
+    pub headers: Vec<(&'static str, HeaderText)>,
     /// The body; for HEAD the framework sends the headers of this body without it.
     pub body: Body,
 }
@@ -87,10 +87,37 @@ impl Response {
     }
 }
 
+/// A header value, shared rather than copied: static text or bytes made once at load
+/// (adapters hand the `Bytes` to their HTTP library without copying).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderText(Bytes);
+
+impl HeaderText {
+    fn from_static(s: &'static str) -> Self {
+        HeaderText(Bytes::from_static(s.as_bytes()))
+    }
+
+    fn from_string(s: String) -> Self {
+        HeaderText(Bytes::from(s))
+    }
+
+    /// The value as text (always ASCII).
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+
+    /// The value's bytes, for `HeaderValue::from_maybe_shared` and the like.
+    #[must_use]
+    pub fn bytes(&self) -> Bytes {
+        self.0.clone()
+    }
+}
+
 #[derive(Debug)]
 struct Variant {
     bytes: Bytes,
-    etag: String,
+    etag: HeaderText,
 }
 
 #[derive(Debug)]
@@ -101,7 +128,7 @@ struct Asset {
     content_type: &'static str,
     cache_control: &'static str,
     last_modified: SystemTime,
-    last_modified_text: String,
+    last_modified_text: HeaderText,
     vary: bool,
 }
 
@@ -148,7 +175,7 @@ impl StaticFiles {
                 }
                 Ok(Some(Variant {
                     bytes: Bytes::from(std::fs::read(&p).map_err(io_err(&p))?),
-                    etag: format!("\"{tag}-{suffix}\""),
+                    etag: HeaderText::from_string(format!("\"{tag}-{suffix}\"")),
                 }))
             };
             let modified = std::fs::metadata(path)
@@ -159,7 +186,7 @@ impl StaticFiles {
                 gz: variant("gz")?,
                 identity: Variant {
                     bytes,
-                    etag: format!("\"{tag}\""),
+                    etag: HeaderText::from_string(format!("\"{tag}\"")),
                 },
                 content_type: content_type(name),
                 cache_control: if hashed.contains(name) {
@@ -168,7 +195,7 @@ impl StaticFiles {
                     SHORT
                 },
                 last_modified: modified,
-                last_modified_text: httpdate::fmt_http_date(modified),
+                last_modified_text: HeaderText::from_string(httpdate::fmt_http_date(modified)),
                 vary: compressible(name),
             };
             assets.insert(name.clone(), asset);
@@ -206,7 +233,8 @@ impl StaticFiles {
     pub fn respond(&self, req: &Request<'_>) -> Response {
         if req.method == Method::Other {
             let mut res = Response::bare(405);
-            res.headers.push(("allow", "GET, HEAD".to_owned()));
+            res.headers
+                .push(("allow", HeaderText::from_static("GET, HEAD")));
             return res;
         }
         let Some(asset) = safe_name(req.path).and_then(|p| self.assets.get(p)) else {
@@ -220,43 +248,51 @@ impl StaticFiles {
             _ => {
                 let mut res = Response::bare(406);
                 if asset.vary {
-                    res.headers.push(("vary", "Accept-Encoding".to_owned()));
+                    res.headers
+                        .push(("vary", HeaderText::from_static("Accept-Encoding")));
                 }
                 return res;
             }
         };
-        let mut headers: Vec<(&'static str, String)> = Vec::with_capacity(8);
-        headers.push(("cache-control", asset.cache_control.to_owned()));
+        let mut headers: Vec<(&'static str, HeaderText)> = Vec::with_capacity(8);
+        headers.push((
+            "cache-control",
+            HeaderText::from_static(asset.cache_control),
+        ));
         headers.push(("etag", variant.etag.clone()));
         headers.push(("last-modified", asset.last_modified_text.clone()));
         if asset.vary {
-            headers.push(("vary", "Accept-Encoding".to_owned()));
+            headers.push(("vary", HeaderText::from_static("Accept-Encoding")));
         }
-        if not_modified(req, asset, &variant.etag) {
+        if not_modified(req, asset, variant.etag.as_str()) {
             return Response {
                 status: 304,
                 headers,
                 body: Body::Empty,
             };
         }
-        headers.push(("content-type", asset.content_type.to_owned()));
+        headers.push(("content-type", HeaderText::from_static(asset.content_type)));
         if let Some(e) = encoding {
-            headers.push(("content-encoding", e.to_owned()));
+            headers.push(("content-encoding", HeaderText::from_static(e)));
             return Response {
                 status: 200,
                 headers,
                 body: Body::Bytes(variant.bytes.clone()),
             };
         }
-        headers.push(("accept-ranges", "bytes".to_owned()));
+        headers.push(("accept-ranges", HeaderText::from_static("bytes")));
         let len = variant.bytes.len();
         let range = req.range.filter(|_| req.method == Method::Get).filter(|_| {
-            req.if_range
-                .is_none_or(|r| r.trim() == variant.etag || r.trim() == asset.last_modified_text)
+            req.if_range.is_none_or(|r| {
+                r.trim() == variant.etag.as_str() || r.trim() == asset.last_modified_text.as_str()
+            })
         });
         match range.map(|r| parse_range(r, len)) {
             Some(RangeSpec::Satisfiable(start, end)) => {
-                headers.push(("content-range", format!("bytes {start}-{end}/{len}")));
+                headers.push((
+                    "content-range",
+                    HeaderText::from_string(format!("bytes {start}-{end}/{len}")),
+                ));
                 Response {
                     status: 206,
                     headers,
@@ -265,7 +301,10 @@ impl StaticFiles {
             }
             Some(RangeSpec::Unsatisfiable) => {
                 headers.retain(|(n, _)| *n != "content-type");
-                headers.push(("content-range", format!("bytes */{len}")));
+                headers.push((
+                    "content-range",
+                    HeaderText::from_string(format!("bytes */{len}")),
+                ));
                 Response {
                     status: 416,
                     headers,
