@@ -96,6 +96,24 @@ fn pager(
     }
 }
 
+/// A 200 page (or its `fragment` block for htmx) that no shared cache may keep: every
+/// page is personal.
+fn render_page(
+    state: &AppState,
+    hx: Hx,
+    template: &str,
+    fragment: Option<&str>,
+    ctx: &tera::Context,
+) -> Result<HttpResponse, AppError> {
+    Ok(no_store(state.templates.respond(
+        StatusCode::OK,
+        hx,
+        template,
+        fragment,
+        ctx,
+    )?))
+}
+
 fn see_other(to: &str) -> HttpResponse {
     HttpResponse::SeeOther()
         .insert_header((header::LOCATION, to.to_owned()))
@@ -259,13 +277,7 @@ pub async fn dashboard(state: State, auth: Auth, hx: Hx) -> Result<HttpResponse,
     let dashboard = blocking(move || services.dashboard(&user)).await?;
     let mut ctx = base_context(&auth, "dashboard");
     ctx.insert("dashboard", &dashboard);
-    Ok(no_store(state.templates.respond(
-        StatusCode::OK,
-        hx,
-        "dashboard.html",
-        None,
-        &ctx,
-    )?))
+    render_page(&state, hx, "dashboard.html", None, &ctx)
 }
 
 pub async fn lessons(
@@ -324,13 +336,7 @@ pub async fn lessons(
             ],
         ),
     );
-    Ok(no_store(state.templates.respond(
-        StatusCode::OK,
-        hx,
-        "lessons.html",
-        Some("rows"),
-        &ctx,
-    )?))
+    render_page(&state, hx, "lessons.html", Some("rows"), &ctx)
 }
 
 fn lesson_id(raw: &str) -> Result<LessonId, AppError> {
@@ -350,17 +356,21 @@ pub async fn lesson(
     let services = state.services.clone();
     let user = auth.user().clone();
     let detail = blocking(move || services.lesson(&user, id)).await?;
-    let mut ctx = base_context(&auth, "lessons");
-    ctx.insert("can_mark", &can_mark(&auth, &detail));
-    ctx.insert("lesson", &detail);
+    render_lesson(&state, &auth, hx, &detail)
+}
+
+/// The lesson page, or its students block for htmx.
+fn render_lesson(
+    state: &AppState,
+    auth: &Auth,
+    hx: Hx,
+    detail: &napiatke_db::queries::lessons::LessonDetail,
+) -> Result<HttpResponse, AppError> {
+    let mut ctx = base_context(auth, "lessons");
+    ctx.insert("can_mark", &can_mark(auth, detail));
+    ctx.insert("lesson", detail);
     ctx.insert("marks", AttendanceStatus::ALL);
-    Ok(no_store(state.templates.respond(
-        StatusCode::OK,
-        hx,
-        "lesson.html",
-        Some("students"),
-        &ctx,
-    )?))
+    render_page(state, hx, "lesson.html", Some("students"), &ctx)
 }
 
 fn can_mark(auth: &Auth, detail: &napiatke_db::queries::lessons::LessonDetail) -> bool {
@@ -395,17 +405,7 @@ pub async fn attendance(
     if !hx.request {
         return Ok(see_other(&format!("/lessons/{id}/")));
     }
-    let mut ctx = base_context(&auth, "lessons");
-    ctx.insert("can_mark", &can_mark(&auth, &change.lesson));
-    ctx.insert("lesson", &change.lesson);
-    ctx.insert("marks", AttendanceStatus::ALL);
-    Ok(no_store(state.templates.respond(
-        StatusCode::OK,
-        hx,
-        "lesson.html",
-        Some("students"),
-        &ctx,
-    )?))
+    render_lesson(&state, &auth, hx, &change.lesson)
 }
 
 pub async fn calendar(
@@ -426,13 +426,7 @@ pub async fn calendar(
     let week = blocking(move || services.calendar(&user, start)).await?;
     let mut ctx = base_context(&auth, "calendar");
     ctx.insert("week", &week);
-    Ok(no_store(state.templates.respond(
-        StatusCode::OK,
-        hx,
-        "calendar.html",
-        Some("week"),
-        &ctx,
-    )?))
+    render_page(&state, hx, "calendar.html", Some("week"), &ctx)
 }
 
 pub async fn students(
@@ -472,25 +466,13 @@ pub async fn students(
             &[("q", search.clone())],
         ),
     );
-    Ok(no_store(state.templates.respond(
-        StatusCode::OK,
-        hx,
-        "students.html",
-        Some("rows"),
-        &ctx,
-    )?))
+    render_page(&state, hx, "students.html", Some("rows"), &ctx)
 }
 
 pub async fn cache_stats(state: State, auth: Auth) -> Result<HttpResponse, AppError> {
     auth.require(&[Role::Admin])?;
     let ctx = base_context(&auth, "admin");
-    Ok(no_store(state.templates.respond(
-        StatusCode::OK,
-        Hx::default(),
-        "cache_stats.html",
-        None,
-        &ctx,
-    )?))
+    render_page(&state, Hx::default(), "cache_stats.html", None, &ctx)
 }
 
 /// `/static/...` when reached through the router (the static middleware answers

@@ -56,8 +56,9 @@ struct Collector<'a> {
 /// Collects `src` into `root` (see the crate docs). Idempotent: a second run with no
 /// source change writes nothing and compresses nothing.
 pub fn collect(src: &Path, root: &Path) -> Result<CollectReport, AssetsError> {
-    let mut files = BTreeMap::new();
-    walk(src, src, &mut files)?;
+    let mut listed = Vec::new();
+    files_under(src, src, &mut listed)?;
+    let files: BTreeMap<String, PathBuf> = listed.into_iter().collect();
     let mut c = Collector {
         src,
         files,
@@ -293,7 +294,13 @@ fn hashed_name(name: &str, content: &[u8]) -> String {
     }
 }
 
-fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, PathBuf>) -> Result<(), AssetsError> {
+/// Every file below `dir` as (name relative to `root` with `/` separators, path),
+/// skipping hidden files and folders (`.README.md`, editor droppings).
+pub(crate) fn files_under(
+    root: &Path,
+    dir: &Path,
+    out: &mut Vec<(String, PathBuf)>,
+) -> Result<(), AssetsError> {
     for entry in std::fs::read_dir(dir).map_err(io_err(dir))? {
         let path = entry.map_err(io_err(dir))?.path();
         let file_name = path
@@ -304,14 +311,14 @@ fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, PathBuf>) -> Result<
             continue;
         }
         if path.is_dir() {
-            walk(root, &path, out)?;
+            files_under(root, &path, out)?;
         } else {
             let name = path
                 .strip_prefix(root)
                 .unwrap_or(&path)
                 .to_string_lossy()
                 .replace('\\', "/");
-            out.insert(name, path);
+            out.push((name, path));
         }
     }
     Ok(())

@@ -151,7 +151,7 @@ impl StaticFiles {
         let manifest = read_manifest(root)?;
         let hashed: HashSet<&String> = manifest.paths.values().collect();
         let mut files = Vec::new();
-        list(root, root, &mut files)?;
+        crate::collect::files_under(root, root, &mut files)?;
         let names: HashSet<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
         let mut assets = HashMap::new();
         for (name, path) in &files {
@@ -447,27 +447,6 @@ fn parse_range(header: &str, len: usize) -> RangeSpec {
         }
         _ => RangeSpec::Ignore,
     }
-}
-
-fn list(
-    root: &Path,
-    dir: &Path,
-    out: &mut Vec<(String, std::path::PathBuf)>,
-) -> Result<(), AssetsError> {
-    for entry in std::fs::read_dir(dir).map_err(io_err(dir))? {
-        let path = entry.map_err(io_err(dir))?.path();
-        if path.is_dir() {
-            list(root, &path, out)?;
-        } else {
-            let name = path
-                .strip_prefix(root)
-                .unwrap_or(&path)
-                .to_string_lossy()
-                .replace('\\', "/");
-            out.push((name, path));
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
