@@ -179,18 +179,12 @@ pub async fn login_form(state: State, req: HttpRequest) -> Result<HttpResponse, 
     let existing = req.cookie(LOGIN_CSRF_COOKIE).map(|c| c.value().to_owned());
     let csrf = match existing.filter(|t| t.len() == 64) {
         Some(t) => t,
-        None => new_token()?,
+        None => napiatke_services::random_token()?,
     };
     let mut res = login_page(&state, StatusCode::OK, &csrf, &next, "", None)?;
     res.add_cookie(&login_csrf_cookie(csrf, state.secure_cookies))
         .map_err(|e| AppError::Internal(e.to_string()))?;
     Ok(res)
-}
-
-fn new_token() -> Result<String, AppError> {
-    let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).map_err(|e| AppError::Internal(format!("no randomness: {e}")))?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 pub async fn login(state: State, req: HttpRequest, form: Form) -> Result<HttpResponse, AppError> {

@@ -1,7 +1,7 @@
 //! One connection type for both engines, and the URL that picks one.
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use diesel::connection::SimpleConnection;
 use diesel::{Connection, PgConnection, SqliteConnection};
@@ -178,14 +178,6 @@ impl DatabaseUrl {
                 Ok(DbConn::Sqlite(conn))
             }
         }
-    }
-
-    /// The directory holding the SQLite file (for tests and tools).
-    #[must_use]
-    pub fn sqlite_dir(&self) -> Option<PathBuf> {
-        self.sqlite_path()
-            .and_then(Path::parent)
-            .map(Path::to_path_buf)
     }
 }
 

@@ -134,11 +134,4 @@ impl Db {
     pub fn url(&self) -> &DatabaseUrl {
         &self.url
     }
-
-    /// Pool figures: (connections open, of which idle).
-    #[must_use]
-    pub fn pool_state(&self) -> (u32, u32) {
-        let s = self.pool.state();
-        (s.connections, s.idle_connections)
-    }
 }

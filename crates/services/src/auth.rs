@@ -63,8 +63,8 @@ impl DbSessionStore {
     }
 }
 
-/// 256 random bits as 64 hex digits.
-pub(crate) fn random_token() -> ServiceResult<String> {
+/// 256 random bits as 64 hex digits: session, CSRF and login-form tokens.
+pub fn random_token() -> ServiceResult<String> {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes)
         .map_err(|e| ServiceError::Internal(format!("no randomness: {e}")))?;

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use chrono::NaiveDateTime;
 use napiatke_db::{Db, DbError};
 
-pub use auth::{DbSessionStore, NewSession, Session, SessionStore, SESSION_TTL};
+pub use auth::{random_token, DbSessionStore, NewSession, Session, SessionStore, SESSION_TTL};
 pub use pages::{
     AttendanceChange, CalendarDay, CalendarWeek, Dashboard, LessonQuery, LessonsPage, StudentQuery,
 };

@@ -116,6 +116,16 @@ fn scope_of(user: &User) -> Scope {
     }
 }
 
+/// A lesson that is missing, or not the caller's to see, is reported the same way.
+fn no_lesson(id: LessonId) -> impl FnOnce(napiatke_db::DbError) -> ServiceError {
+    move |e| match e {
+        napiatke_db::DbError::NotFound => {
+            ServiceError::NotFound(format!("there is no lesson {id}"))
+        }
+        other => other.into(),
+    }
+}
+
 /// Tutors read every lesson (they cover for each other); students only theirs.
 fn lesson_read_scope(user: &User) -> Scope {
     match user.role {
@@ -169,12 +179,7 @@ impl Services {
     /// One lesson with its students and marks. Two statements. A lesson the caller
     /// may not see is reported as missing, not forbidden, so ids reveal nothing.
     pub fn lesson(&self, user: &User, id: LessonId) -> ServiceResult<LessonDetail> {
-        lessons::get(&mut *self.conn()?, id, lesson_read_scope(user)).map_err(|e| match e {
-            napiatke_db::DbError::NotFound => {
-                ServiceError::NotFound(format!("there is no lesson {id}"))
-            }
-            other => other.into(),
-        })
+        lessons::get(&mut *self.conn()?, id, lesson_read_scope(user)).map_err(no_lesson(id))
     }
 
     /// Marks a student's attendance in a lesson (admins, or the lesson's tutor).
@@ -191,12 +196,7 @@ impl Services {
             ));
         }
         let mut conn = self.conn()?;
-        let detail = lessons::get(&mut conn, lesson, Scope::All).map_err(|e| match e {
-            napiatke_db::DbError::NotFound => {
-                ServiceError::NotFound(format!("there is no lesson {lesson}"))
-            }
-            other => other.into(),
-        })?;
+        let detail = lessons::get(&mut conn, lesson, Scope::All).map_err(no_lesson(lesson))?;
         if user.role == Role::Tutor && detail.card.tutor.id != user.id {
             return Err(ServiceError::Forbidden(
                 "only the lesson's tutor or an admin can mark its attendance".to_owned(),

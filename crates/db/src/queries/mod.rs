@@ -83,10 +83,9 @@ impl<T> Page<T> {
 }
 
 /// A person's id and name, the part of a user lists show.
-#[derive(Debug, Clone, PartialEq, Eq, diesel::Queryable, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct PersonName {
     /// The user.
-    #[diesel(deserialize_as = i64)]
     pub id: UserId,
     /// Given name.
     pub first_name: String,

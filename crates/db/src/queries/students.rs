@@ -165,11 +165,7 @@ fn stats_for(conn: &mut DbConn, ids: &[i64]) -> DbResult<Vec<(i64, LessonStats)>
 
 /// Active students. One statement.
 pub fn active_count(conn: &mut DbConn) -> DbResult<i64> {
-    Ok(users::table
-        .filter(users::role.eq(Role::Student.as_str()))
-        .filter(users::is_active.eq(true))
-        .count()
-        .get_result(conn)?)
+    super::users::count_active(conn, Role::Student)
 }
 
 /// `%` and `_` typed by a user match themselves, not any text.

@@ -209,6 +209,7 @@ impl Tracker<'_> {
     }
 }
 
+/// A statement that sets a constraint or index aside, and the one that puts it back.
 #[derive(QueryableByName)]
 struct Ddl {
     #[diesel(sql_type = diesel::sql_types::Text)]
@@ -223,11 +224,7 @@ struct Ddl {
 /// the indexes and validating each constraint once afterwards is a few set operations.
 /// Runs inside the seeding transaction, so a failure restores everything.
 fn defer_constraints(conn: &mut PgConnection) -> DbResult<Vec<String>> {
-    let tables = TABLES
-        .iter()
-        .map(|t| format!("'{t}'"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let tables = quoted_tables();
     let foreign_keys: Vec<Ddl> = diesel::sql_query(format!(
         "SELECT format('ALTER TABLE %I DROP CONSTRAINT %I', cl.relname, co.conname) AS drop_sql, \
                 format('ALTER TABLE %I ADD CONSTRAINT %I %s', cl.relname, co.conname, \
@@ -311,31 +308,29 @@ pub fn reset_identities(conn: &mut PgConnection) -> DbResult<()> {
 /// 32,766 bind parameters, and equal chunks reuse one prepared statement.
 const SQLITE_CHUNK: usize = 500;
 
-#[derive(QueryableByName)]
-struct IndexDef {
-    #[diesel(sql_type = diesel::sql_types::Text)]
-    name: String,
-    #[diesel(sql_type = diesel::sql_types::Text)]
-    sql: String,
-}
-
 /// SQLite's counterpart of [`defer_constraints`]: secondary indexes are dropped and
 /// rebuilt after the rows are in (a sort instead of a B-tree insert per row).
 fn defer_indexes(conn: &mut SqliteConnection) -> DbResult<Vec<String>> {
-    let tables = TABLES
-        .iter()
-        .map(|t| format!("'{t}'"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let indexes: Vec<IndexDef> = diesel::sql_query(format!(
-        "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL \
-         AND tbl_name IN ({tables}) ORDER BY name"
+    let indexes: Vec<Ddl> = diesel::sql_query(format!(
+        "SELECT 'DROP INDEX \"' || name || '\"' AS drop_sql, sql AS restore_sql \
+         FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL \
+         AND tbl_name IN ({}) ORDER BY name",
+        quoted_tables()
     ))
     .load(conn)?;
     for index in &indexes {
-        conn.batch_execute(&format!("DROP INDEX \"{}\"", index.name))?;
+        conn.batch_execute(&index.drop_sql)?;
     }
-    Ok(indexes.into_iter().map(|i| i.sql).collect())
+    Ok(indexes.into_iter().map(|i| i.restore_sql).collect())
+}
+
+/// Our tables as an SQL list: `'users', 'tutor_profiles', ...`.
+fn quoted_tables() -> String {
+    TABLES
+        .iter()
+        .map(|t| format!("'{t}'"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn write_sqlite(conn: &mut SqliteConnection, d: &DemoData, t: &mut Tracker<'_>) -> DbResult<()> {
