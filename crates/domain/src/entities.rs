@@ -9,7 +9,7 @@ use crate::{
 };
 
 /// A person who can log in.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct User {
     /// Key.
     pub id: UserId,
@@ -36,7 +36,7 @@ impl User {
 }
 
 /// What a tutor adds to their user.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TutorProfile {
     /// The tutor (one profile each).
     pub user_id: UserId,
@@ -47,7 +47,7 @@ pub struct TutorProfile {
 }
 
 /// What a student adds to their user.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct StudentProfile {
     /// The student (one profile each).
     pub user_id: UserId,
@@ -58,7 +58,7 @@ pub struct StudentProfile {
 }
 
 /// Something taught.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Subject {
     /// Key.
     pub id: SubjectId,
@@ -71,7 +71,7 @@ pub struct Subject {
 }
 
 /// A place lessons happen.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Room {
     /// Key.
     pub id: RoomId,
@@ -82,7 +82,7 @@ pub struct Room {
 }
 
 /// One lesson: a tutor, a subject, maybe a room, a time.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Lesson {
     /// Key.
     pub id: LessonId,
@@ -103,7 +103,7 @@ pub struct Lesson {
 }
 
 /// A student's place in a lesson.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LessonStudent {
     /// Key.
     pub id: LessonStudentId,
@@ -114,7 +114,7 @@ pub struct LessonStudent {
 }
 
 /// How a student attended; at most one per [`LessonStudent`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Attendance {
     /// Key.
     pub id: AttendanceId,
@@ -127,7 +127,7 @@ pub struct Attendance {
 }
 
 /// A bill to a student.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Invoice {
     /// Key.
     pub id: InvoiceId,

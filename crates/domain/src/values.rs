@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use serde::{Deserialize, Serialize};
+
 use crate::DomainError;
 
 /// An amount of Polish złoty in grosze (integer minor units: no float ever touches money).
@@ -53,11 +55,23 @@ impl std::iter::Sum for Money {
     }
 }
 
-/// Serialised as its display text ("1,234.56 PLN"): templates show money, never
-/// compute with it.
+/// Serialised as its display text ("1,234.56 PLN") for templates and JSON, which show
+/// money and never compute with it; as the integer grosze in binary formats (the
+/// cache), so it reads back exactly.
 impl serde::Serialize for Money {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
+        if s.is_human_readable() {
+            s.collect_str(self)
+        } else {
+            s.serialize_i64(self.0)
+        }
+    }
+}
+
+/// Reads the integer grosze (what binary formats hold).
+impl<'de> serde::Deserialize<'de> for Money {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        i64::deserialize(d).map(Money)
     }
 }
 
@@ -123,6 +137,13 @@ impl serde::Serialize for Email {
     }
 }
 
+impl<'de> serde::Deserialize<'de> for Email {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Email::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
 impl fmt::Display for Email {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -165,6 +186,13 @@ impl serde::Serialize for Color {
     }
 }
 
+impl<'de> serde::Deserialize<'de> for Color {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Color::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
 impl fmt::Display for Color {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -204,10 +232,22 @@ impl AttendanceRate {
     }
 }
 
-/// Serialised as its display text ("85.0%" or "—").
+/// Serialised as its display text ("85.0%" or "—") for templates; as the two counts
+/// in binary formats (the cache), so nothing is lost.
 impl serde::Serialize for AttendanceRate {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
+        if s.is_human_readable() {
+            s.collect_str(self)
+        } else {
+            (self.present, self.marked).serialize(s)
+        }
+    }
+}
+
+/// Reads the two counts (what binary formats hold).
+impl<'de> serde::Deserialize<'de> for AttendanceRate {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        <(i64, i64)>::deserialize(d).map(|(present, marked)| AttendanceRate { present, marked })
     }
 }
 

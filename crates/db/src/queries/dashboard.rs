@@ -11,7 +11,7 @@ use super::count_where;
 use crate::{DbConn, DbResult, Engine};
 
 /// The school's figures for the admin dashboard.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct GlobalStats {
     /// Active students.
     pub active_students: i64,
@@ -24,7 +24,7 @@ pub struct GlobalStats {
 }
 
 /// Today's lessons by status.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TodayLessons {
     /// Not started.
     pub scheduled: i64,
@@ -43,7 +43,7 @@ impl TodayLessons {
 }
 
 /// A tutor's own figures.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TutorStats {
     /// SCHEDULED lessons after now.
     pub upcoming: i64,
@@ -58,7 +58,7 @@ pub struct TutorStats {
 }
 
 /// A student's own figures.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StudentStats {
     /// Their SCHEDULED lessons after now.
     pub upcoming: i64,

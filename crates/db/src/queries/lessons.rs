@@ -52,7 +52,7 @@ impl TryFrom<LessonRow> for Lesson {
 }
 
 /// A subject as lists show it: a coloured badge.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SubjectBadge {
     /// The subject.
     pub id: SubjectId,
@@ -63,7 +63,7 @@ pub struct SubjectBadge {
 }
 
 /// A room as lists show it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RoomRef {
     /// The room.
     pub id: RoomId,
@@ -72,7 +72,7 @@ pub struct RoomRef {
 }
 
 /// A lesson with its tutor, subject and room (Django's `select_related`): one join.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LessonCard {
     /// The lesson itself.
     pub lesson: Lesson,
@@ -85,7 +85,7 @@ pub struct LessonCard {
 }
 
 /// A student's place in a lesson, with the attendance mark if any.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct EnrolledStudent {
     /// The `lesson_students` row.
     pub lesson_student_id: LessonStudentId,
@@ -98,7 +98,7 @@ pub struct EnrolledStudent {
 }
 
 /// A lesson with everything the lesson list and lesson page show.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LessonDetail {
     /// Lesson, tutor, subject, room.
     pub card: LessonCard,
@@ -135,7 +135,7 @@ pub struct LessonFilter {
 }
 
 /// Student and present counts of one lesson (Django's `with_student_counts`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LessonCounts {
     /// Students in the lesson.
     pub students: i64,
@@ -144,7 +144,7 @@ pub struct LessonCounts {
 }
 
 /// What the calendar draws for a lesson, and nothing more (Django's `.only(...)`).
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct CalendarEntry {
     /// The lesson.
     pub id: LessonId,

@@ -27,7 +27,7 @@ pub enum Scope {
 }
 
 /// Which page of a list, 1-based.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PageRequest {
     /// 1 is the first page.
     pub number: u32,
@@ -55,7 +55,7 @@ impl PageRequest {
 }
 
 /// One page of a list and where it stands in the whole.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Page<T> {
     /// The rows of this page.
     pub items: Vec<T>,
@@ -83,7 +83,7 @@ impl<T> Page<T> {
 }
 
 /// A person's id and name, the part of a user lists show.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PersonName {
     /// The user.
     pub id: UserId,

@@ -9,7 +9,7 @@ use crate::{DbConn, DbResult};
 use napiatke_domain::{User, UserId};
 
 /// A stored session.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct StoredSession {
     /// Who is logged in.
     pub user: User,

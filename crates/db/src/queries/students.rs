@@ -17,7 +17,7 @@ diesel::define_sql_function! {
 }
 
 /// A student's lesson figures (Django's `with_lesson_stats`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LessonStats {
     /// Lessons the student is in, any status.
     pub total: i64,
@@ -29,7 +29,7 @@ pub struct LessonStats {
 }
 
 /// A row of the student list (Django's `for_list().with_lesson_stats()`).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StudentListItem {
     /// The student.
     pub id: UserId,

@@ -1,0 +1,503 @@
+//! The cache against a real Redis (NAPIATKE_TEST_REDIS_URL, default
+//! redis://127.0.0.1:6379/0); every test has its own key prefix, so they run in
+//! parallel. Outage tests start their own redis-server on a free port.
+
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::Arc;
+use std::time::Duration;
+
+use napiatke_cache::{Cache, CacheConfig, Namespace};
+
+fn redis_url() -> String {
+    std::env::var("NAPIATKE_TEST_REDIS_URL")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379/0".to_owned())
+}
+
+fn prefix(test: &str) -> String {
+    format!("napiatke-test-{test}-{:x}", fastrand::u64(..))
+}
+
+async fn with_redis(test: &str) -> Cache {
+    with_url(&prefix(test), Some(redis_url())).await
+}
+
+async fn with_url(prefix: &str, url: Option<String>) -> Cache {
+    let cache = Cache::try_new(CacheConfig {
+        redis_url: url,
+        prefix: prefix.to_owned(),
+        ..CacheConfig::default()
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    cache
+}
+
+async fn local() -> Cache {
+    with_url("local", None).await
+}
+
+const MIN: Duration = Duration::from_secs(60);
+
+/// A loader that counts its runs.
+#[derive(Clone, Default)]
+struct Counter(Arc<AtomicUsize>);
+
+impl Counter {
+    fn runs(&self) -> usize {
+        self.0.load(SeqCst)
+    }
+
+    async fn load<T>(&self, v: T) -> Result<T, String> {
+        self.0.fetch_add(1, SeqCst);
+        Ok(v)
+    }
+}
+
+async fn compute(cache: &Cache, ns: &Namespace, key: &str, counter: &Counter, v: u64) -> u64 {
+    *cache
+        .get_or_compute(ns, key, || counter.load(v))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[tokio::test]
+async fn l1_only_get_set_delete_and_compute_once() {
+    let cache = local().await;
+    assert!(!cache.has_redis());
+    let ns = cache.namespace("things", 1, MIN);
+    assert_eq!(cache.get::<u64>(&ns, "a").await, None);
+    cache.set(&ns, "a", 7u64).await;
+    assert_eq!(cache.get::<u64>(&ns, "a").await.as_deref(), Some(&7));
+    cache.delete(&ns, "a").await;
+    assert_eq!(cache.get::<u64>(&ns, "a").await, None);
+
+    let counter = Counter::default();
+    assert_eq!(compute(&cache, &ns, "b", &counter, 1).await, 1);
+    assert_eq!(
+        compute(&cache, &ns, "b", &counter, 2).await,
+        1,
+        "second call is a hit"
+    );
+    assert_eq!(counter.runs(), 1);
+    let stats = cache.stats();
+    assert!(!stats.redis_configured);
+    let things = &stats.namespaces[0];
+    assert_eq!((things.name.as_str(), things.loads), ("things", 1));
+    assert_eq!(things.l1.hits, 2, "get after set and the second compute");
+}
+
+#[tokio::test]
+async fn absent_results_are_cached_too() {
+    let cache = local().await;
+    let ns = cache.namespace("maybe", 1, MIN);
+    let counter = Counter::default();
+    for _ in 0..3 {
+        let v = cache
+            .get_or_compute(&ns, "none", || counter.load(None::<u64>))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(*v, None);
+        let empty = cache
+            .get_or_compute(&ns, "empty", || counter.load(Vec::<String>::new()))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(empty.is_empty());
+    }
+    assert_eq!(
+        counter.runs(),
+        2,
+        "one load for None, one for the empty list"
+    );
+}
+
+#[tokio::test]
+async fn loader_errors_are_returned_and_not_cached() {
+    let cache = local().await;
+    let ns = cache.namespace("flaky", 1, MIN);
+    let failed = cache
+        .get_or_compute(&ns, "k", || async {
+            Err::<u64, _>("database down".to_owned())
+        })
+        .await;
+    assert_eq!(failed.err().as_deref(), Some("database down"));
+    let counter = Counter::default();
+    assert_eq!(compute(&cache, &ns, "k", &counter, 5).await, 5);
+    assert_eq!(counter.runs(), 1);
+}
+
+#[tokio::test]
+async fn entries_expire_after_their_ttl() {
+    let cache = local().await;
+    let ns = cache.namespace("short", 1, Duration::from_millis(100));
+    let counter = Counter::default();
+    compute(&cache, &ns, "k", &counter, 1).await;
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    compute(&cache, &ns, "k", &counter, 2).await;
+    assert_eq!(counter.runs(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_misses_compute_once() {
+    for cache in [local().await, with_redis("flight").await] {
+        let ns = cache.namespace("flight", 1, MIN);
+        let counter = Counter::default();
+        let tasks: Vec<_> = (0..16)
+            .map(|_| {
+                let (cache, ns, counter) = (cache.clone(), ns.clone(), counter.clone());
+                tokio::spawn(async move {
+                    *cache
+                        .get_or_compute(&ns, "slow", || async {
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            counter.load(42u64).await
+                        })
+                        .await
+                        .unwrap_or_else(|e| panic!("{e}"))
+                })
+            })
+            .collect();
+        for t in tasks {
+            assert_eq!(t.await.unwrap_or_else(|e| panic!("{e}")), 42);
+        }
+        assert_eq!(counter.runs(), 1, "16 concurrent misses, one load");
+    }
+}
+
+#[tokio::test]
+async fn early_refresh_recomputes_before_expiry() {
+    let cache = local().await;
+    let ns = cache.namespace("hot", 1, Duration::from_millis(400));
+    let counter = Counter::default();
+    let slow = |v: u64| {
+        let counter = counter.clone();
+        move || async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            counter.load(v).await
+        }
+    };
+    cache
+        .get_or_compute(&ns, "k", slow(1))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    // Inside the last compute-time of the TTL, each read refreshes with probability
+    // e^(-left/delta) >= e^-1; 50 reads all declining would be (1-e^-1)^50 < 1e-9.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut fresh = false;
+    for _ in 0..50 {
+        let v = cache
+            .get_or_compute(&ns, "k", slow(2))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        if *v == 2 {
+            fresh = true;
+            break;
+        }
+    }
+    assert!(fresh, "a read before expiry recomputed the value");
+    assert_eq!(cache.stats().namespaces[0].early_refreshes, 1);
+    assert_eq!(counter.runs(), 2);
+}
+
+#[tokio::test]
+async fn namespace_invalidation_drops_every_key() {
+    for cache in [local().await, with_redis("ns").await] {
+        let ns = cache.namespace("weeks", 1, MIN);
+        let other = cache.namespace("rooms", 1, MIN);
+        let counter = Counter::default();
+        for k in ["a", "b", "c"] {
+            compute(&cache, &ns, k, &counter, 1).await;
+        }
+        compute(&cache, &other, "a", &counter, 1).await;
+        cache.invalidate_namespace(&ns).await;
+        for k in ["a", "b", "c"] {
+            assert_eq!(compute(&cache, &ns, k, &counter, 2).await, 2);
+        }
+        assert_eq!(
+            compute(&cache, &other, "a", &counter, 2).await,
+            1,
+            "other namespace kept"
+        );
+        assert_eq!(counter.runs(), 7);
+    }
+}
+
+#[tokio::test]
+async fn l2_answers_after_l1_is_cleared() {
+    let cache = with_redis("l2hit").await;
+    let ns = cache.namespace("v", 1, MIN);
+    let counter = Counter::default();
+    compute(&cache, &ns, "k", &counter, 9).await;
+    cache.clear_local();
+    assert_eq!(compute(&cache, &ns, "k", &counter, 10).await, 9);
+    assert_eq!(counter.runs(), 1);
+    let s = cache.stats();
+    assert_eq!((s.l1.misses, s.l2.hits, s.l2.misses), (2, 1, 1));
+    assert!(s.l2_latency.count >= 3, "get, set, get timed");
+}
+
+#[tokio::test]
+async fn a_changed_type_reads_old_entries_as_misses() {
+    #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
+    struct Old {
+        a: u32,
+    }
+    #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
+    struct New {
+        a: u32,
+        b: String,
+    }
+    let p = prefix("types");
+    let old_deploy = with_url(&p, Some(redis_url())).await;
+    let ns = old_deploy.namespace("shape", 1, MIN);
+    old_deploy.set(&ns, "k", Old { a: 1 }).await;
+    // A new build reads the same key with another type: the tag differs, so it is a
+    // miss and the loader answers.
+    let new_deploy = with_url(&p, Some(redis_url())).await;
+    let ns_new = new_deploy.namespace("shape", 1, MIN);
+    let v = new_deploy
+        .get_or_compute(&ns_new, "k", || async {
+            Ok::<_, String>(New {
+                a: 2,
+                b: "x".into(),
+            })
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        *v,
+        New {
+            a: 2,
+            b: "x".into()
+        }
+    );
+    assert_eq!(new_deploy.stats().l2.misses, 1);
+}
+
+#[tokio::test]
+async fn an_l1_copy_never_outlives_the_redis_entry() {
+    let p = prefix("outlive");
+    let writer = with_url(&p, Some(redis_url())).await;
+    let short = writer.namespace("n", 1, Duration::from_millis(300));
+    writer.set(&short, "k", 1u64).await;
+    // A process configured with a long TTL reads it: its L1 copy takes the shorter
+    // remaining life of the Redis entry.
+    let reader = with_url(&p, Some(redis_url())).await;
+    let long = reader.namespace("n", 1, MIN);
+    assert_eq!(reader.get::<u64>(&long, "k").await.as_deref(), Some(&1));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(reader.get::<u64>(&long, "k").await, None);
+}
+
+#[tokio::test]
+async fn two_processes_never_read_stale_after_a_write_on_the_other() {
+    let p = prefix("twins");
+    let a = with_url(&p, Some(redis_url())).await;
+    let b = with_url(&p, Some(redis_url())).await;
+    assert!(a.subscribed() && b.subscribed());
+    let (na, nb) = (a.namespace("n", 1, MIN), b.namespace("n", 1, MIN));
+    let counter = Counter::default();
+    for round in 0..20u64 {
+        // b holds the value in L1...
+        assert_eq!(compute(&b, &nb, "k", &counter, round).await, round);
+        assert_eq!(b.get::<u64>(&nb, "k").await.as_deref(), Some(&round));
+        // ...a writes; b's very next read sees it.
+        match round % 3 {
+            0 => {
+                a.set(&na, "k", round + 1).await;
+                assert_eq!(b.get::<u64>(&nb, "k").await.as_deref(), Some(&(round + 1)));
+                a.delete(&na, "k").await;
+            }
+            1 => a.delete(&na, "k").await,
+            _ => a.invalidate_namespace(&na).await,
+        }
+        assert_eq!(b.get::<u64>(&nb, "k").await, None, "round {round}");
+    }
+    assert!(b.stats().invalidations_received >= 20);
+}
+
+/// A redis-server of our own on a free port, so stopping it affects only this test.
+struct OwnRedis {
+    port: u16,
+    child: Option<std::process::Child>,
+    dir: std::path::PathBuf,
+}
+
+impl OwnRedis {
+    fn start(port: Option<u16>) -> OwnRedis {
+        let port = port.unwrap_or_else(|| {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map(|a| a.port())
+                .unwrap_or_else(|e| panic!("no free port: {e}"))
+        });
+        let dir = std::env::temp_dir().join(format!("napiatke-redis-{port}"));
+        let _ = std::fs::create_dir_all(&dir);
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .current_dir(&dir)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("redis-server could not start ({e}); scripts/test.sh installs it")
+            });
+        let r = OwnRedis {
+            port,
+            child: Some(child),
+            dir,
+        };
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return r;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("redis-server on {port} did not come up")
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_down_serves_from_l1_and_loader_then_comes_back() {
+    let mut redis = OwnRedis::start(None);
+    let cache = with_url(&prefix("outage"), Some(redis.url())).await;
+    let ns = cache.namespace("n", 1, MIN);
+    let counter = Counter::default();
+    assert_eq!(compute(&cache, &ns, "warm", &counter, 1).await, 1);
+
+    redis.stop();
+    let during = tokio::time::timeout(Duration::from_secs(10), async {
+        // Cached keys come from L1; new keys from the loader; writes do not fail.
+        for i in 0..30u64 {
+            assert_eq!(compute(&cache, &ns, "warm", &counter, 99).await, 1);
+            assert_eq!(
+                compute(&cache, &ns, &format!("cold{i}"), &counter, i).await,
+                i
+            );
+        }
+        cache.set(&ns, "written", 5u64).await;
+        assert_eq!(cache.get::<u64>(&ns, "written").await.as_deref(), Some(&5));
+    })
+    .await;
+    assert!(during.is_ok(), "requests did not hang on a dead Redis");
+    let s = cache.stats();
+    assert!(s.l2_errors + s.l2_timeouts >= 3, "failures counted: {s:?}");
+    assert!(s.l2_skipped > 0, "the breaker stopped trying: {s:?}");
+
+    // Same port again: the breaker lets a request through, the pool dials anew.
+    let redis = OwnRedis::start(Some(redis.port));
+    let back = tokio::time::timeout(Duration::from_secs(15), async {
+        loop {
+            cache.clear_local();
+            compute(&cache, &ns, "after", &counter, 7).await;
+            if cache.stats().l2.hits > 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    assert!(
+        back.is_ok(),
+        "L2 used again after Redis came back: {:?}",
+        cache.stats()
+    );
+    drop(redis);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_that_never_answers_costs_one_timeout_per_operation_at_most() {
+    // Accepts connections and reads, never replies: a hung server.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+    let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in listener.incoming().flatten() {
+            held.push(s);
+        }
+    });
+    let cache = with_url(&prefix("hung"), Some(format!("redis://127.0.0.1:{port}/0"))).await;
+    let ns = cache.namespace("n", 1, MIN);
+    let counter = Counter::default();
+    let served = tokio::time::timeout(Duration::from_secs(10), async {
+        for i in 0..20u64 {
+            assert_eq!(compute(&cache, &ns, &format!("k{i}"), &counter, i).await, i);
+        }
+    })
+    .await;
+    assert!(served.is_ok());
+    let s = cache.stats();
+    assert!(s.l2_timeouts >= 3 && s.l2_skipped > 0, "{s:?}");
+    assert_eq!(counter.runs(), 20);
+}
+
+#[tokio::test]
+async fn a_malformed_url_is_refused_or_runs_l1_only() {
+    let bad = CacheConfig {
+        redis_url: Some("http://nope".to_owned()),
+        ..CacheConfig::default()
+    };
+    assert!(Cache::try_new(bad.clone()).await.is_err());
+    let cache = Cache::new(bad).await;
+    assert!(!cache.has_redis());
+}
+
+#[tokio::test]
+async fn redis_figures_and_key_counts_per_namespace() {
+    let cache = with_redis("figures").await;
+    let (a, b) = (
+        cache.namespace("alpha", 1, MIN),
+        cache.namespace("beta", 1, MIN),
+    );
+    let counter = Counter::default();
+    for i in 0..5 {
+        compute(&cache, &a, &i.to_string(), &counter, 1).await;
+    }
+    compute(&cache, &b, "x", &counter, 1).await;
+    cache.invalidate_namespace(&b).await;
+    let counts = cache
+        .key_counts(10_000)
+        .await
+        .unwrap_or_else(|| panic!("redis configured"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(counts.complete);
+    assert_eq!(
+        counts.per_namespace,
+        vec![
+            ("alpha".to_owned(), 5),
+            ("beta".to_owned(), 1),
+            ("gen".to_owned(), 1)
+        ]
+    );
+    let info = cache
+        .redis_info()
+        .await
+        .unwrap_or_else(|| panic!("redis configured"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(info.keys >= 7 && info.connected_clients >= 1 && !info.used_memory.is_empty());
+    assert!(local().await.redis_info().await.is_none());
+}
