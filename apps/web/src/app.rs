@@ -6,6 +6,7 @@ use std::time::Duration;
 use actix_web::middleware::{from_fn, DefaultHeaders};
 use actix_web::{web, App, HttpServer};
 use napiatke_assets::StaticFiles;
+use napiatke_cache::{Cache, CacheConfig};
 use napiatke_htmx::{StaticUrls, Templates};
 use napiatke_services::{Clock, Services};
 
@@ -29,13 +30,28 @@ pub struct AppState {
     pub slow_request_threshold: Duration,
 }
 
-/// Builds the state from settings, a database pool, a clock and the static files
-/// (loaded from STATIC_ROOT by [`load_static_files`]).
+/// The cache for these settings: L1 + Redis when REDIS_URL is set, L1 alone when
+/// not. Never waits on Redis: if it is down, pages are served without it until it
+/// answers. Call it on the runtime that will serve (it starts the invalidation
+/// listener there).
+pub async fn connect_cache(settings: &Settings) -> Cache {
+    Cache::new(CacheConfig {
+        redis_url: settings.redis_url.as_ref().map(|s| s.expose().to_owned()),
+        prefix: settings.cache_prefix.clone(),
+        ..CacheConfig::default()
+    })
+    .await
+}
+
+/// Builds the state from settings, a database pool, a clock, the static files
+/// (loaded from STATIC_ROOT by [`load_static_files`]) and the cache (from
+/// [`connect_cache`]).
 pub fn build_state(
     settings: &Settings,
     db: napiatke_db::Db,
     clock: impl Clock,
     static_files: Arc<StaticFiles>,
+    cache: Cache,
 ) -> Result<web::Data<AppState>, AppError> {
     let files = Arc::clone(&static_files);
     let urls = StaticUrls {
@@ -44,7 +60,7 @@ pub fn build_state(
     };
     let templates = Templates::from_sources_with(crate::embedded::TEMPLATES, Some(urls))?;
     Ok(web::Data::new(AppState {
-        services: Services::new(db, clock),
+        services: Services::new(db, clock).with_cache(cache, &settings.cache_ttls),
         templates: Arc::new(templates),
         static_files,
         secure_cookies: settings.environment == Environment::Production,

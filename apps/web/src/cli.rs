@@ -186,7 +186,6 @@ fn serve(settings: &Settings) -> Result<(), CliError> {
     // `napiatke collectstatic` wrote.
     let development = settings.environment == crate::config::Environment::Development;
     let statics = crate::app::load_static_files(settings, development)?;
-    let state = crate::build_state(settings, db, napiatke_services::SystemClock, statics)?;
     println!();
     println!(
         "napiatke is serving http://{}  (Ctrl-C stops it)",
@@ -196,7 +195,14 @@ fn serve(settings: &Settings) -> Result<(), CliError> {
     println!("  admin@napiatke.local    / admin");
     println!("  tutor1@napiatke.local   / tutor    (tutor1 … tutor40)");
     println!("  student1@napiatke.local / student  (student1 … student1200)");
-    actix_web::rt::System::new().block_on(crate::app::serve(settings, state))?;
+    actix_web::rt::System::new().block_on(async {
+        let cache = crate::app::connect_cache(settings).await;
+        if cache.has_redis() && !cache.subscribed() {
+            eprintln!("warning: Redis (REDIS_URL) is not answering; serving from the in-process cache until it does");
+        }
+        let state = crate::build_state(settings, db, napiatke_services::SystemClock, statics, cache)?;
+        crate::app::serve(settings, state).await.map_err(CliError::from)
+    })?;
     Ok(())
 }
 

@@ -27,6 +27,11 @@ impl Secret {
             "(set, hidden)"
         }
     }
+
+    /// The value itself, for the one place that uses it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
 }
 
 impl std::fmt::Debug for Secret {
@@ -35,18 +40,7 @@ impl std::fmt::Debug for Secret {
     }
 }
 
-/// TTL classes of the cache (DESIGN.md).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CacheTtls {
-    /// Subjects, rooms and other rarely changing data.
-    pub static_data: Duration,
-    /// A user's own figures and sessions.
-    pub user: Duration,
-    /// The admin dashboard.
-    pub dashboard: Duration,
-    /// Calendar weeks.
-    pub calendar: Duration,
-}
+pub use napiatke_services::CacheTtls;
 
 /// Every setting, with its environment variable in docs/operations.md.
 #[derive(Debug, Clone)]
@@ -78,6 +72,9 @@ pub struct Settings {
     pub slow_request_threshold: Duration,
     /// CACHE_TTL_STATIC, CACHE_TTL_USER, CACHE_TTL_DASHBOARD, CACHE_TTL_CALENDAR (s).
     pub cache_ttls: CacheTtls,
+    /// CACHE_PREFIX: before every Redis key and channel, so deployments sharing one
+    /// Redis stay apart (default `napiatke`).
+    pub cache_prefix: String,
 }
 
 /// A setting that could not be used; the message names the variable.
@@ -173,8 +170,22 @@ impl Settings {
             Some("0" | "false" | "no" | "off") => false,
             Some(v) => return Err(bad("EXPOSE_QUERY_COUNT", v, "expected true or false")),
         };
+        let cache_prefix = get("CACHE_PREFIX").unwrap_or_else(|| "napiatke".to_owned());
+        if cache_prefix.is_empty()
+            || cache_prefix.len() > 64
+            || !cache_prefix
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        {
+            return Err(bad(
+                "CACHE_PREFIX",
+                &cache_prefix,
+                "expected 1-64 letters, digits, '-', '_' or '.'",
+            ));
+        }
         Ok(Settings {
             bind,
+            cache_prefix,
             expose_query_count,
             database_url,
             database_pool_size,
@@ -236,6 +247,7 @@ impl Settings {
                 self.cache_ttls.dashboard.as_secs()
             ),
             format!("CACHE_TTL_CALENDAR={}", self.cache_ttls.calendar.as_secs()),
+            format!("CACHE_PREFIX={}", self.cache_prefix),
         ]
     }
 }
@@ -296,6 +308,6 @@ mod tests {
         let lines = s.describe();
         assert!(lines.contains(&"SENTRY_DSN=(set, hidden)".to_owned()));
         assert!(lines.iter().all(|l| !l.contains("key@")));
-        assert_eq!(lines.len(), 16);
+        assert_eq!(lines.len(), 17);
     }
 }

@@ -17,7 +17,7 @@ use crate::session::{
     login_csrf_cookie, removal, safe_next, session_cookie, tokens_match, Auth, LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,
 };
-use crate::{blocking, AppError, AppState};
+use crate::{AppError, AppState};
 
 type State = web::Data<AppState>;
 type Form = web::Form<HashMap<String, String>>;
@@ -137,8 +137,7 @@ pub async fn not_found() -> Result<HttpResponse, AppError> {
 }
 
 pub async fn healthz(state: State) -> HttpResponse {
-    let services = state.services.clone();
-    match blocking(move || services.healthy()).await {
+    match state.services.healthy().await {
         Ok(()) => HttpResponse::Ok()
             .insert_header((header::CACHE_CONTROL, "no-store"))
             .content_type("text/plain; charset=utf-8")
@@ -212,18 +211,12 @@ pub async fn login(state: State, req: HttpRequest, form: Form) -> Result<HttpRes
             Some("Enter your e-mail and password."),
         );
     }
-    let services = state.services.clone();
     let previous = req.cookie(SESSION_COOKIE).map(|c| c.value().to_owned());
-    let attempt_email = email.clone();
-    let outcome = blocking(move || {
-        let outcome = services.login(&attempt_email, &password)?;
-        // Rotation: whatever session the browser had before is ended, not reused.
-        if let (Some(_), Some(old)) = (&outcome, previous) {
-            services.sessions().destroy(&old)?;
-        }
-        Ok(outcome)
-    })
-    .await?;
+    let outcome = state.services.login(&email, &password).await?;
+    // Rotation: whatever session the browser had before is ended, not reused.
+    if let (Some(_), Some(old)) = (&outcome, previous) {
+        state.services.logout(&old).await?;
+    }
     match outcome {
         Some((user, session)) => {
             tracing::info!(user_id = user.id.get(), "login");
@@ -256,9 +249,7 @@ pub async fn logout(
     form: Form,
 ) -> Result<HttpResponse, AppError> {
     auth.check_csrf(&req, form.get("csrf_token").map(String::as_str))?;
-    let services = state.services.clone();
-    let token = auth.token.clone();
-    blocking(move || services.sessions().destroy(&token)).await?;
+    state.services.logout(&auth.token).await?;
     let mut res = see_other("/login");
     res.add_cookie(&removal(SESSION_COOKIE, "/", state.secure_cookies))
         .map_err(|e| AppError::Internal(e.to_string()))?;
@@ -266,9 +257,7 @@ pub async fn logout(
 }
 
 pub async fn dashboard(state: State, auth: Auth, hx: Hx) -> Result<HttpResponse, AppError> {
-    let services = state.services.clone();
-    let user = auth.user().clone();
-    let dashboard = blocking(move || services.dashboard(&user)).await?;
+    let dashboard = state.services.dashboard(auth.user()).await?;
     let mut ctx = base_context(&auth, "dashboard");
     ctx.insert("dashboard", &dashboard);
     render_page(&state, hx, "dashboard.html", None, &ctx)
@@ -296,19 +285,12 @@ pub async fn lessons(
             AppError::BadRequest(format!("subject must be a subject's number; got {s:?}"))
         })?),
     };
-    let services = state.services.clone();
-    let user = auth.user().clone();
-    let result = blocking(move || {
-        services.lessons(
-            &user,
-            LessonQuery {
-                page,
-                status,
-                subject,
-            },
-        )
-    })
-    .await?;
+    let query = LessonQuery {
+        page,
+        status,
+        subject,
+    };
+    let result = state.services.lessons(auth.user(), query).await?;
     let total_pages = result.lessons.total_pages();
     check_page_exists(page, total_pages)?;
     let mut ctx = base_context(&auth, "lessons");
@@ -347,9 +329,7 @@ pub async fn lesson(
     path: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
     let id = lesson_id(&path)?;
-    let services = state.services.clone();
-    let user = auth.user().clone();
-    let detail = blocking(move || services.lesson(&user, id)).await?;
+    let detail = state.services.lesson(auth.user(), id).await?;
     render_lesson(&state, &auth, hx, &detail)
 }
 
@@ -393,9 +373,10 @@ pub async fn attendance(
     let status = raw_status
         .parse::<AttendanceStatus>()
         .map_err(|e| AppError::BadRequest(e.to_string()))?;
-    let services = state.services.clone();
-    let user = auth.user().clone();
-    let change = blocking(move || services.mark_attendance(&user, id, student, status)).await?;
+    let change = state
+        .services
+        .mark_attendance(auth.user(), id, student, status)
+        .await?;
     if !hx.request {
         return Ok(see_other(&format!("/lessons/{id}/")));
     }
@@ -415,11 +396,9 @@ pub async fn calendar(
             AppError::BadRequest(format!("start must be a date like 2026-11-23; got {s:?}"))
         })?),
     };
-    let services = state.services.clone();
-    let user = auth.user().clone();
-    let week = blocking(move || services.calendar(&user, start)).await?;
+    let week = state.services.calendar(auth.user(), start).await?;
     let mut ctx = base_context(&auth, "calendar");
-    ctx.insert("week", &week);
+    ctx.insert("week", week.as_ref());
     render_page(&state, hx, "calendar.html", Some("week"), &ctx)
 }
 
@@ -438,13 +417,11 @@ pub async fn students(
             "the search may be at most 100 characters".to_owned(),
         ));
     }
-    let services = state.services.clone();
-    let user = auth.user().clone();
     let query = StudentQuery {
         page,
         q: search.clone(),
     };
-    let result = blocking(move || services.students(&user, &query)).await?;
+    let result = state.services.students(auth.user(), &query).await?;
     let total_pages = result.total_pages();
     check_page_exists(page, total_pages)?;
     let mut ctx = base_context(&auth, "students");
@@ -465,7 +442,9 @@ pub async fn students(
 
 pub async fn cache_stats(state: State, auth: Auth) -> Result<HttpResponse, AppError> {
     auth.require(&[Role::Admin])?;
-    let ctx = base_context(&auth, "admin");
+    let report = state.services.cache_report().await;
+    let mut ctx = base_context(&auth, "admin");
+    ctx.insert("report", &report);
     render_page(&state, Hx::default(), "cache_stats.html", None, &ctx)
 }
 

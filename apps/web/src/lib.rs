@@ -17,17 +17,3 @@ pub use error::AppError;
 mod embedded {
     include!(concat!(env!("OUT_DIR"), "/templates.rs"));
 }
-
-/// Runs blocking work (database, argon2) on actix's blocking pool inside the current
-/// request span, so statements it runs are counted for this request.
-pub(crate) async fn blocking<T, F>(f: F) -> Result<T, AppError>
-where
-    F: FnOnce() -> Result<T, napiatke_services::ServiceError> + Send + 'static,
-    T: Send + 'static,
-{
-    let span = tracing::Span::current();
-    actix_web::web::block(move || span.in_scope(f))
-        .await
-        .map_err(|e| AppError::Unavailable(format!("worker pool: {e}")))?
-        .map_err(AppError::from)
-}

@@ -8,7 +8,7 @@ use napiatke_domain::{Role, User};
 use napiatke_services::{Session, SESSION_TTL};
 use subtle::ConstantTimeEq;
 
-use crate::{blocking, AppError, AppState};
+use crate::{AppError, AppState};
 
 /// The session cookie: a random token whose hash keys the `sessions` row.
 pub const SESSION_COOKIE: &str = "napiatke_session";
@@ -90,9 +90,7 @@ impl FromRequest for Auth {
             let (Some(state), Some(token)) = (state, token) else {
                 return Err(login_required);
             };
-            let services = state.services.clone();
-            let lookup = token.clone();
-            match blocking(move || services.sessions().load(&lookup)).await? {
+            match state.services.session(&token).await? {
                 Some(session) => Ok(Auth { session, token }),
                 None => Err(login_required),
             }

@@ -52,15 +52,46 @@ fn statics() -> std::sync::Arc<napiatke_assets::StaticFiles> {
         .clone()
 }
 
-fn state(t: &TestDb, production: bool) -> web::Data<AppState> {
+/// The app's state over `t`, with the cache the app would have: L1 plus the real
+/// Redis (NAPIATKE_TEST_REDIS_URL), under a prefix of its own.
+async fn state(t: &TestDb, production: bool) -> web::Data<AppState> {
+    state_with(t, production, &cache_prefix(), Some(redis_url())).await
+}
+
+fn redis_url() -> String {
+    std::env::var("NAPIATKE_TEST_REDIS_URL")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379/0".to_owned())
+}
+
+fn cache_prefix() -> String {
+    format!("napiatke-http-{:016x}", rand_u64())
+}
+
+fn rand_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(std::process::id().into());
+    h.finish()
+}
+
+async fn state_with(
+    t: &TestDb,
+    production: bool,
+    prefix: &str,
+    redis: Option<String>,
+) -> web::Data<AppState> {
     napiatke_web::init_tracing();
-    napiatke_web::build_state(
-        &settings(production),
-        t.db.clone(),
-        FixedClock(now()),
-        statics(),
-    )
-    .unwrap_or_else(|e| panic!("{e}"))
+    let mut settings = settings(production);
+    settings.cache_prefix = prefix.to_owned();
+    let cache = napiatke_cache::Cache::try_new(napiatke_cache::CacheConfig {
+        redis_url: redis,
+        prefix: prefix.to_owned(),
+        ..napiatke_cache::CacheConfig::default()
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    napiatke_web::build_state(&settings, t.db.clone(), FixedClock(now()), statics(), cache)
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn fixture(engine: Engine) -> TestDb {
@@ -242,11 +273,15 @@ both_engines! {
     bad_input_gets_a_clear_4xx => bad_input;
     htmx_gets_fragments_that_vary_on_hx_request => fragments;
     health_and_errors => health_and_errors;
+    no_page_is_stale_after_attendance_in_either_process => no_stale_pages;
+    sessions_survive_a_restart_and_a_redis_flush => sessions_survive;
+    pages_stay_up_and_right_while_redis_is_down => redis_outage;
+    cache_stats_page_shows_both_tiers => cache_stats_page;
 }
 
 async fn login_flow(engine: Engine) {
     let t = fixture(engine);
-    let app = test::init_service(napiatke_web::app::app(state(&t, false))).await;
+    let app = test::init_service(napiatke_web::app::app(state(&t, false).await)).await;
 
     let anon = send(&app, TestRequest::get().uri("/dashboard/")).await;
     assert_eq!(anon.status, StatusCode::SEE_OTHER);
@@ -324,7 +359,7 @@ async fn login_flow(engine: Engine) {
     );
 
     // Production sets Secure.
-    let prod = test::init_service(napiatke_web::app::app(state(&t, true))).await;
+    let prod = test::init_service(napiatke_web::app::app(state(&t, true).await)).await;
     let (ok, _) = login(&prod, "admin@napiatke.local", FIXTURE_PASSWORD).await;
     assert!(ok
         .cookie("napiatke_session")
@@ -333,7 +368,7 @@ async fn login_flow(engine: Engine) {
 
 async fn page_content(engine: Engine) {
     let t = fixture(engine);
-    let app = test::init_service(napiatke_web::app::app(state(&t, false))).await;
+    let app = test::init_service(napiatke_web::app::app(state(&t, false).await)).await;
     let (_, admin) = login(&app, "admin@napiatke.local", FIXTURE_PASSWORD).await;
 
     let dash = send(&app, admin.get("/dashboard/")).await;
@@ -463,7 +498,7 @@ async fn page_content(engine: Engine) {
 
 async fn role_table(engine: Engine) {
     let t = fixture(engine);
-    let app = test::init_service(napiatke_web::app::app(state(&t, false))).await;
+    let app = test::init_service(napiatke_web::app::app(state(&t, false).await)).await;
     let (_, admin) = login(&app, "admin@napiatke.local", FIXTURE_PASSWORD).await;
     let (_, tutor) = login(&app, "tina@napiatke.local", FIXTURE_PASSWORD).await;
     let (_, student) = login(&app, "sara@napiatke.local", FIXTURE_PASSWORD).await;
@@ -535,7 +570,7 @@ async fn role_table(engine: Engine) {
 
 async fn csrf(engine: Engine) {
     let t = fixture(engine);
-    let app = test::init_service(napiatke_web::app::app(state(&t, false))).await;
+    let app = test::init_service(napiatke_web::app::app(state(&t, false).await)).await;
     let (_, admin) = login(&app, "admin@napiatke.local", FIXTURE_PASSWORD).await;
     let no_token = send(&app, admin.post("/logout", &[])).await;
     assert_eq!(no_token.status, StatusCode::FORBIDDEN);
@@ -594,7 +629,7 @@ async fn csrf(engine: Engine) {
 
 async fn attendance_changes_pages(engine: Engine) {
     let t = fixture(engine);
-    let app = test::init_service(napiatke_web::app::app(state(&t, false))).await;
+    let app = test::init_service(napiatke_web::app::app(state(&t, false).await)).await;
     let (_, admin) = login(&app, "admin@napiatke.local", FIXTURE_PASSWORD).await;
     let before = send(&app, admin.get("/students/?q=dunn")).await;
     assert!(before.body.contains("<td class=\"rate\">—</td>"));
@@ -653,7 +688,7 @@ async fn attendance_changes_pages(engine: Engine) {
 
 async fn bad_input(engine: Engine) {
     let t = fixture(engine);
-    let app = test::init_service(napiatke_web::app::app(state(&t, false))).await;
+    let app = test::init_service(napiatke_web::app::app(state(&t, false).await)).await;
     let (_, admin) = login(&app, "admin@napiatke.local", FIXTURE_PASSWORD).await;
     for (path, status, message) in [
         (
@@ -750,7 +785,7 @@ async fn bad_input(engine: Engine) {
 
 async fn fragments(engine: Engine) {
     let t = fixture(engine);
-    let app = test::init_service(napiatke_web::app::app(state(&t, false))).await;
+    let app = test::init_service(napiatke_web::app::app(state(&t, false).await)).await;
     let (_, admin) = login(&app, "admin@napiatke.local", FIXTURE_PASSWORD).await;
     for (path, marker) in [
         ("/lessons/", "Math 1"),
@@ -789,7 +824,7 @@ async fn fragments(engine: Engine) {
 
 async fn health_and_errors(engine: Engine) {
     let t = fixture(engine);
-    let app = test::init_service(napiatke_web::app::app(state(&t, false))).await;
+    let app = test::init_service(napiatke_web::app::app(state(&t, false).await)).await;
     let h = send(&app, TestRequest::get().uri("/healthz")).await;
     assert_eq!((h.status, h.body.as_str()), (StatusCode::OK, "ok\n"));
     assert_eq!(h.header("x-content-type-options"), Some("nosniff"));
@@ -803,9 +838,14 @@ async fn health_and_errors(engine: Engine) {
         Settings::from_lookup(|k| (k == "NAPIATKE_ENV").then(|| "production".to_owned()))
             .unwrap_or_else(|e| panic!("{e}"));
     assert!(!prod_settings.expose_query_count);
-    let prod_state =
-        napiatke_web::build_state(&prod_settings, t.db.clone(), FixedClock(now()), statics())
-            .unwrap_or_else(|e| panic!("{e}"));
+    let prod_state = napiatke_web::build_state(
+        &prod_settings,
+        t.db.clone(),
+        FixedClock(now()),
+        statics(),
+        napiatke_cache::Cache::local(napiatke_cache::CacheConfig::default()),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     let prod = test::init_service(napiatke_web::app::app(prod_state)).await;
     let h = send(&prod, TestRequest::get().uri("/healthz")).await;
     assert_eq!(h.status, StatusCode::OK);
@@ -828,8 +868,8 @@ async fn statement_budget(engine: Engine) {
         )
         .unwrap_or_else(|e| panic!("{e}"));
     }
-    let small_app = test::init_service(napiatke_web::app::app(state(&small, false))).await;
-    let big_app = test::init_service(napiatke_web::app::app(state(&big, false))).await;
+    let small_app = test::init_service(napiatke_web::app::app(state(&small, false).await)).await;
+    let big_app = test::init_service(napiatke_web::app::app(state(&big, false).await)).await;
     let pages = [
         "/dashboard/",
         "/lessons/",
@@ -901,4 +941,284 @@ fn telemetry_listens_on_the_target_db_reports_on() {
         napiatke_telemetry::STATEMENT_TARGET,
         napiatke_db::STATEMENT_TARGET
     );
+}
+
+fn rate_in(body: &str) -> String {
+    body.split("</b>attendance")
+        .next()
+        .and_then(|s| s.rsplit("<b>").next())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Two app processes sharing one Redis (same prefix): every page read on either after
+/// an attendance POST on one shows the new mark, though both had it cached.
+async fn no_stale_pages(engine: Engine) {
+    let t = fixture(engine);
+    let prefix = cache_prefix();
+    let a = test::init_service(napiatke_web::app::app(
+        state_with(&t, false, &prefix, Some(redis_url())).await,
+    ))
+    .await;
+    let b = test::init_service(napiatke_web::app::app(
+        state_with(&t, false, &prefix, Some(redis_url())).await,
+    ))
+    .await;
+    let (_, admin) = login(&a, "admin@napiatke.local", FIXTURE_PASSWORD).await;
+    let (_, sara) = login(&b, "sara@napiatke.local", FIXTURE_PASSWORD).await;
+    let (_, tina) = login(&b, "tina@napiatke.local", FIXTURE_PASSWORD).await;
+    // Warm both processes; the second read of each page costs no statement.
+    for app in [&a, &b] {
+        for (who, page) in [
+            (&sara, "/dashboard/"),
+            (&tina, "/dashboard/"),
+            (&admin, "/lessons/4/"),
+            (&admin, "/dashboard/"),
+            (&admin, "/calendar/?start=2026-11-23"),
+        ] {
+            send(app, who.get(page)).await;
+            let again = send(app, who.get(page)).await;
+            assert_eq!(again.status, StatusCode::OK, "{page}");
+            assert_eq!(again.queries(), 0, "{page} answered from the cache");
+        }
+        assert_eq!(
+            rate_in(&send(app, sara.get("/dashboard/")).await.body),
+            "50.0%"
+        );
+        assert_eq!(
+            rate_in(&send(app, tina.get("/dashboard/")).await.body),
+            "33.3%"
+        );
+        assert!(send(app, admin.get("/lessons/4/"))
+            .await
+            .body
+            .contains("3 students, 0 present"));
+    }
+    // Sara present in Tina's lesson 4, marked through process a.
+    let res = send(
+        &a,
+        admin.post(
+            "/lessons/4/attendance",
+            &[
+                ("student_id", "4"),
+                ("status", "PRESENT"),
+                ("csrf_token", &admin.csrf),
+            ],
+        ),
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER);
+    for (name, app) in [("b", &b), ("a", &a)] {
+        assert_eq!(
+            rate_in(&send(app, sara.get("/dashboard/")).await.body),
+            "66.7%",
+            "Sara's figures in process {name}"
+        );
+        assert_eq!(
+            rate_in(&send(app, tina.get("/dashboard/")).await.body),
+            "50.0%",
+            "Tina's figures in process {name}"
+        );
+        let lesson = send(app, admin.get("/lessons/4/")).await;
+        assert!(
+            lesson.body.contains("3 students, 1 present"),
+            "lesson 4 in process {name}"
+        );
+        let cal = send(app, admin.get("/calendar/?start=2026-11-23")).await;
+        assert!(cal.body.contains("<a href=\"/lessons/4/\">10:00 Math</a>"));
+    }
+    // The other pages' caches were left alone: still no statements for them.
+    let subjects = send(&b, admin.get("/lessons/")).await;
+    assert_eq!(subjects.status, StatusCode::OK);
+}
+
+/// Sessions are written through to the database: a new process with an empty cache
+/// (a restart, or a flushed Redis: a fresh prefix sees no keys) still knows them, and
+/// a logout in one process ends the session in the other at once.
+async fn sessions_survive(engine: Engine) {
+    let t = fixture(engine);
+    let prefix = cache_prefix();
+    let a = test::init_service(napiatke_web::app::app(
+        state_with(&t, false, &prefix, Some(redis_url())).await,
+    ))
+    .await;
+    let (_, admin) = login(&a, "admin@napiatke.local", FIXTURE_PASSWORD).await;
+    let restarted = test::init_service(napiatke_web::app::app(
+        state_with(&t, false, &cache_prefix(), Some(redis_url())).await,
+    ))
+    .await;
+    let page = send(&restarted, admin.get("/dashboard/")).await;
+    assert_eq!(
+        page.status,
+        StatusCode::OK,
+        "still logged in after restart + flush"
+    );
+    assert_eq!(
+        page.queries(),
+        3,
+        "session read from the database, then the dashboard"
+    );
+    let again = send(&restarted, admin.get("/lessons/4/")).await;
+    assert!(again.queries() <= 2, "the session now comes from the cache");
+
+    let b = test::init_service(napiatke_web::app::app(
+        state_with(&t, false, &prefix, Some(redis_url())).await,
+    ))
+    .await;
+    assert_eq!(
+        send(&b, admin.get("/dashboard/")).await.status,
+        StatusCode::OK
+    );
+    let out = send(&a, admin.post("/logout", &[("csrf_token", &admin.csrf)])).await;
+    assert_eq!(out.status, StatusCode::SEE_OTHER);
+    let after = send(&b, admin.get("/dashboard/")).await;
+    assert_eq!(
+        after.status,
+        StatusCode::SEE_OTHER,
+        "logged out in the other process too"
+    );
+    assert!(after
+        .header("location")
+        .is_some_and(|l| l.starts_with("/login")));
+}
+
+/// Redis stopped while the app serves: pages stay 200 with the right figures, writes
+/// work and are seen; when Redis is back the app uses it again.
+async fn redis_outage(engine: Engine) {
+    let t = fixture(engine);
+    let mut redis =
+        napiatke_cache::testing::RedisServer::start(None).unwrap_or_else(|e| panic!("{e}"));
+    let state = state_with(&t, false, &cache_prefix(), Some(redis.url())).await;
+    let app = test::init_service(napiatke_web::app::app(state.clone())).await;
+    let (_, admin) = login(&app, "admin@napiatke.local", FIXTURE_PASSWORD).await;
+    let (_, sara) = login(&app, "sara@napiatke.local", FIXTURE_PASSWORD).await;
+    assert_eq!(
+        rate_in(&send(&app, sara.get("/dashboard/")).await.body),
+        "50.0%"
+    );
+
+    redis.stop();
+    for page in [
+        "/dashboard/",
+        "/lessons/",
+        "/lessons/4/",
+        "/calendar/",
+        "/students/",
+    ] {
+        let got = send(&app, admin.get(page)).await;
+        assert_eq!(got.status, StatusCode::OK, "{page} with Redis down");
+    }
+    assert_eq!(
+        rate_in(&send(&app, sara.get("/dashboard/")).await.body),
+        "50.0%"
+    );
+    let res = send(
+        &app,
+        admin.post(
+            "/lessons/4/attendance",
+            &[
+                ("student_id", "4"),
+                ("status", "PRESENT"),
+                ("csrf_token", &admin.csrf),
+            ],
+        ),
+    )
+    .await;
+    assert_eq!(
+        res.status,
+        StatusCode::SEE_OTHER,
+        "writes go on with Redis down"
+    );
+    assert_eq!(
+        rate_in(&send(&app, sara.get("/dashboard/")).await.body),
+        "66.7%"
+    );
+    let (_, tina) = login(&app, "tina@napiatke.local", FIXTURE_PASSWORD).await;
+    assert_eq!(
+        rate_in(&send(&app, tina.get("/dashboard/")).await.body),
+        "50.0%"
+    );
+    let stats = send(&app, admin.get("/admin/cache-stats/")).await;
+    assert_eq!(stats.status, StatusCode::OK);
+    assert!(
+        stats.body.contains("id=\"redis-down\""),
+        "the page says Redis is not answering"
+    );
+    let cache = state.services.cache();
+    let failures = cache.stats();
+    assert!(
+        failures.l2_errors + failures.l2_timeouts > 0,
+        "{failures:?}"
+    );
+
+    let _redis = napiatke_cache::testing::RedisServer::start(Some(redis.port()))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let before = cache.stats().l2.hits;
+    let mut back = false;
+    for _ in 0..100 {
+        cache.clear_local();
+        let got = send(&app, sara.get("/dashboard/")).await;
+        assert_eq!(got.status, StatusCode::OK);
+        assert_eq!(rate_in(&got.body), "66.7%");
+        if cache.stats().l2.hits > before {
+            back = true;
+            break;
+        }
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        back,
+        "L2 answers again once Redis is back: {:?}",
+        cache.stats()
+    );
+}
+
+async fn cache_stats_page(engine: Engine) {
+    let t = fixture(engine);
+    let app = test::init_service(napiatke_web::app::app(state(&t, false).await)).await;
+    let (_, admin) = login(&app, "admin@napiatke.local", FIXTURE_PASSWORD).await;
+    // login_as read the dashboard once (a miss); this read is an L1 hit.
+    assert_eq!(
+        send(&app, admin.get("/dashboard/")).await.status,
+        StatusCode::OK
+    );
+    let page = send(&app, admin.get("/admin/cache-stats/")).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("id=\"redis-info\"") && page.body.contains("Used memory"));
+    assert!(page.body.contains("Connected clients") && page.body.contains("Keyspace hit rate"));
+    assert!(
+        page.body.contains(
+            "<tr><td>dashboard</td><td>1</td><td>1</td><td>50.0%</td>\n      <td>0</td><td>1</td><td>50.0%</td>\n      <td>1</td>"
+        ),
+        "dashboard: 1 L1 hit, 1 miss, 1 L2 miss, 1 load:\n{}",
+        page.body
+    );
+    let keys = page
+        .body
+        .split("<td>dashboard</td>")
+        .nth(1)
+        .and_then(|r| r.split("</tr>").next())
+        .unwrap_or_default();
+    assert!(
+        keys.trim_end().ends_with("<td>1</td>"),
+        "one dashboard key in Redis: {keys}"
+    );
+    assert!(!page.body.contains("redis-off"));
+
+    let (_, tina) = login(&app, "tina@napiatke.local", FIXTURE_PASSWORD).await;
+    assert_eq!(
+        send(&app, tina.get("/admin/cache-stats/")).await.status,
+        StatusCode::FORBIDDEN
+    );
+
+    let local = test::init_service(napiatke_web::app::app(
+        state_with(&t, false, &cache_prefix(), None).await,
+    ))
+    .await;
+    let (_, admin) = login(&local, "admin@napiatke.local", FIXTURE_PASSWORD).await;
+    let page = send(&local, admin.get("/admin/cache-stats/")).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("Redis is not configured"));
+    assert!(!page.body.contains("redis-info"));
+    assert!(page.body.contains("<tr><td>session</td>"));
 }

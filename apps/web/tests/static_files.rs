@@ -38,6 +38,7 @@ fn fixture() -> Fixture {
         db.db.clone(),
         FixedClock(now),
         Arc::clone(&files),
+        napiatke_cache::Cache::local(napiatke_cache::CacheConfig::default()),
     )
     .unwrap_or_else(|e| panic!("{e}"));
     Fixture {

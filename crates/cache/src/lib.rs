@@ -44,6 +44,8 @@
 pub mod envelope;
 mod l2;
 mod stats;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 use std::any::Any;
 use std::collections::HashMap;

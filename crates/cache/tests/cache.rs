@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::Duration;
 
+use napiatke_cache::testing::RedisServer;
 use napiatke_cache::{Cache, CacheConfig, Namespace};
 
 fn redis_url() -> String {
@@ -314,76 +315,9 @@ async fn two_processes_never_read_stale_after_a_write_on_the_other() {
     assert!(b.stats().invalidations_received >= 20);
 }
 
-/// A redis-server of our own on a free port, so stopping it affects only this test.
-struct OwnRedis {
-    port: u16,
-    child: Option<std::process::Child>,
-    dir: std::path::PathBuf,
-}
-
-impl OwnRedis {
-    fn start(port: Option<u16>) -> OwnRedis {
-        let port = port.unwrap_or_else(|| {
-            std::net::TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .map(|a| a.port())
-                .unwrap_or_else(|e| panic!("no free port: {e}"))
-        });
-        let dir = std::env::temp_dir().join(format!("napiatke-redis-{port}"));
-        let _ = std::fs::create_dir_all(&dir);
-        let child = std::process::Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .current_dir(&dir)
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("redis-server could not start ({e}); scripts/test.sh installs it")
-            });
-        let r = OwnRedis {
-            port,
-            child: Some(child),
-            dir,
-        };
-        for _ in 0..200 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return r;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        panic!("redis-server on {port} did not come up")
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for OwnRedis {
-    fn drop(&mut self) {
-        self.stop();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_down_serves_from_l1_and_loader_then_comes_back() {
-    let mut redis = OwnRedis::start(None);
+    let mut redis = RedisServer::start(None).unwrap_or_else(|e| panic!("{e}"));
     let cache = with_url(&prefix("outage"), Some(redis.url())).await;
     let ns = cache.namespace("n", 1, MIN);
     let counter = Counter::default();
@@ -409,7 +343,7 @@ async fn redis_down_serves_from_l1_and_loader_then_comes_back() {
     assert!(s.l2_skipped > 0, "the breaker stopped trying: {s:?}");
 
     // Same port again: the breaker lets a request through, the pool dials anew.
-    let redis = OwnRedis::start(Some(redis.port));
+    let redis = RedisServer::start(Some(redis.port())).unwrap_or_else(|e| panic!("{e}"));
     let back = tokio::time::timeout(Duration::from_secs(15), async {
         loop {
             cache.clear_local();

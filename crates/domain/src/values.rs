@@ -2,8 +2,6 @@
 
 use std::fmt;
 
-use serde::{Deserialize, Serialize};
-
 use crate::DomainError;
 
 /// An amount of Polish złoty in grosze (integer minor units: no float ever touches money).

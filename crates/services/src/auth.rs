@@ -15,12 +15,14 @@ use crate::{Clock, ServiceError, ServiceResult, Services};
 pub const SESSION_TTL: Duration = Duration::from_secs(14 * 24 * 3600);
 
 /// A live session: who, and the token their forms must carry.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Session {
     /// The logged-in user.
     pub user: User,
     /// The CSRF token tied to this session.
     pub csrf_token: String,
+    /// When it ends (UTC); a cached copy is checked against it too.
+    pub expires_at: chrono::NaiveDateTime,
 }
 
 /// What login hands the browser.
@@ -30,10 +32,13 @@ pub struct NewSession {
     pub token: String,
     /// The session's CSRF token.
     pub csrf_token: String,
+    /// When it ends (UTC).
+    pub expires_at: chrono::NaiveDateTime,
 }
 
-/// Where sessions live. The database store is the source of truth; the cache issue
-/// adds a cached store in front of it.
+/// Where sessions live: the source of truth, written through by
+/// [`Services::login`] and [`Services::logout`] and read on a cache miss by
+/// [`Services::session`].
 pub trait SessionStore: Send + Sync + 'static {
     /// Starts a session for `user`.
     fn create(&self, user: UserId) -> ServiceResult<NewSession>;
@@ -81,6 +86,11 @@ fn hex(bytes: &[u8]) -> String {
         })
 }
 
+/// A cookie that cannot be one of ours is not looked up at all.
+fn looks_like_token(token: &str) -> bool {
+    token.len() == 64 && token.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 /// What the database stores for a token.
 pub(crate) fn token_hash(token: &str) -> String {
     hex(&Sha256::digest(token.as_bytes()))
@@ -92,6 +102,7 @@ impl SessionStore for DbSessionStore {
         let csrf_token = random_token()?;
         let now = self.clock.now();
         let ttl = chrono::Duration::from_std(SESSION_TTL).unwrap_or(chrono::Duration::days(14));
+        let expires_at = now + ttl;
         let mut conn = self.db.get()?;
         // Logins are rare next to page views: a good moment to sweep expired rows
         // (an index range delete), so the table never grows without bound.
@@ -102,14 +113,17 @@ impl SessionStore for DbSessionStore {
             user,
             &csrf_token,
             now,
-            now + ttl,
+            expires_at,
         )?;
-        Ok(NewSession { token, csrf_token })
+        Ok(NewSession {
+            token,
+            csrf_token,
+            expires_at,
+        })
     }
 
     fn load(&self, token: &str) -> ServiceResult<Option<Session>> {
-        // A cookie that cannot be one of ours is not looked up at all.
-        if token.len() != 64 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
+        if !looks_like_token(token) {
             return Ok(None);
         }
         let mut conn = self.db.get()?;
@@ -117,6 +131,7 @@ impl SessionStore for DbSessionStore {
             sessions::find(&mut conn, &token_hash(token), self.clock.now())?.map(|s| Session {
                 user: s.user,
                 csrf_token: s.csrf_token,
+                expires_at: s.expires_at,
             }),
         )
     }
@@ -139,39 +154,86 @@ fn decoy_hash() -> &'static str {
 
 impl Services {
     /// The active user with this e-mail and password, or `None`. Runs argon2 (tens of
-    /// milliseconds of CPU) whether or not the e-mail exists.
-    pub fn authenticate(&self, email: &str, password: &str) -> ServiceResult<Option<User>> {
+    /// milliseconds of CPU, on the blocking pool) whether or not the e-mail exists.
+    pub async fn authenticate(&self, email: &str, password: &str) -> ServiceResult<Option<User>> {
         let Ok(email) = Email::parse(email) else {
             return Ok(None);
         };
-        let found = users::credentials(&mut *self.conn()?, &email)?;
-        let (user, hash) = match &found {
-            Some((user, hash)) => (Some(user), hash.as_str()),
-            None => (None, decoy_hash()),
-        };
-        let ok = PasswordHash::new(hash)
-            .map(|parsed| {
-                argon2::Argon2::default()
-                    .verify_password(password.as_bytes(), &parsed)
-                    .is_ok()
+        let password = password.to_owned();
+        self.blocking(move |s| {
+            let found = users::credentials(&mut *s.conn()?, &email)?;
+            let (user, hash) = match &found {
+                Some((user, hash)) => (Some(user), hash.as_str()),
+                None => (None, decoy_hash()),
+            };
+            let ok = PasswordHash::new(hash)
+                .map(|parsed| {
+                    argon2::Argon2::default()
+                        .verify_password(password.as_bytes(), &parsed)
+                        .is_ok()
+                })
+                .unwrap_or(false);
+            Ok(match user {
+                Some(u) if ok && u.is_active => Some(u.clone()),
+                _ => None,
             })
-            .unwrap_or(false);
-        Ok(match user {
-            Some(u) if ok && u.is_active => Some(u.clone()),
-            _ => None,
         })
+        .await
     }
 
     /// Logs in: checks the credentials and starts a fresh session (never reusing one
-    /// the browser already had, so a planted session id is worthless).
-    pub fn login(&self, email: &str, password: &str) -> ServiceResult<Option<(User, NewSession)>> {
-        match self.authenticate(email, password)? {
-            Some(user) => {
-                let session = self.sessions().create(user.id)?;
-                Ok(Some((user, session)))
-            }
-            None => Ok(None),
+    /// the browser already had, so a planted session id is worthless), written to the
+    /// database and then to the cache.
+    pub async fn login(
+        &self,
+        email: &str,
+        password: &str,
+    ) -> ServiceResult<Option<(User, NewSession)>> {
+        let Some(user) = self.authenticate(email, password).await? else {
+            return Ok(None);
+        };
+        let id = user.id;
+        let new = self.blocking(move |s| s.sessions().create(id)).await?;
+        let session = Session {
+            user: user.clone(),
+            csrf_token: new.csrf_token.clone(),
+            expires_at: new.expires_at,
+        };
+        self.cache
+            .set(&self.ns.session, &token_hash(&new.token), Some(session))
+            .await;
+        Ok(Some((user, new)))
+    }
+
+    /// The live session behind a cookie token: from the cache, else the database (and
+    /// then cached, absent ones too). A Redis flush or a restart only costs a lookup.
+    pub async fn session(&self, token: &str) -> ServiceResult<Option<Session>> {
+        if !looks_like_token(token) {
+            return Ok(None);
         }
+        let owned = token.to_owned();
+        let cached = self
+            .cache
+            .get_or_compute(&self.ns.session, &token_hash(token), || {
+                self.blocking(move |s| s.sessions().load(&owned))
+            })
+            .await?;
+        let now = self.now();
+        Ok(cached
+            .as_ref()
+            .as_ref()
+            .filter(|s| s.expires_at > now)
+            .cloned())
+    }
+
+    /// Ends the session behind a cookie token, in the database and the cache.
+    pub async fn logout(&self, token: &str) -> ServiceResult<()> {
+        let owned = token.to_owned();
+        self.blocking(move |s| s.sessions().destroy(&owned)).await?;
+        self.cache
+            .delete(&self.ns.session, &token_hash(token))
+            .await;
+        Ok(())
     }
 }
 

@@ -1,28 +1,36 @@
-//! The use cases behind napiatke's pages. Functions here are synchronous and do
-//! blocking database work: callers on an async runtime run them on a blocking pool
-//! inside the request's span.
+//! The use cases behind napiatke's pages, async for their callers: cached reads are
+//! answered without leaving the async runtime, and database work (and argon2) runs on
+//! tokio's blocking pool inside the caller's span, so the statements it runs are
+//! counted for the request.
 //!
 //! Authorisation lives here, next to the data it guards: a student only ever gets
 //! their own lessons and figures, `/students/` is for admins and tutors, attendance is
-//! marked by an admin or the lesson's tutor.
+//! marked by an admin or the lesson's tutor. So does caching: [`cached`] names every
+//! cached value and the one function that says which write invalidates which keys.
 //!
 //! ```
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 //! use napiatke_services::{FixedClock, Services};
 //! let db = napiatke_db::Db::open("sqlite::memory:", Default::default())?;
 //! napiatke_db::migrate::run(&mut *db.get()?)?;
 //! let now = chrono::NaiveDate::from_ymd_opt(2026, 11, 26).unwrap().and_hms_opt(12, 0, 0).unwrap();
-//! let services = Services::new(db, FixedClock(now));
-//! assert!(services.authenticate("nobody@napiatke.local", "x")?.is_none());
+//! let services = Services::new(db, FixedClock(now)); // L1-only cache
+//! assert!(services.authenticate("nobody@napiatke.local", "x").await?.is_none());
 //! # Ok::<(), napiatke_services::ServiceError>(())
+//! # }).unwrap();
 //! ```
 
 mod auth;
+pub mod cached;
 mod pages;
 
 use std::sync::Arc;
 
 use chrono::NaiveDateTime;
+use napiatke_cache::Cache;
 use napiatke_db::{Db, DbError};
+
+pub use cached::{CacheReport, CacheTtls, NamespaceLine};
 
 pub use auth::{random_token, DbSessionStore, NewSession, Session, SessionStore, SESSION_TTL};
 pub use pages::{
@@ -30,7 +38,7 @@ pub use pages::{
 };
 
 /// What a use case can fail with; apps/web maps each to an HTTP status once.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ServiceError {
     /// The thing asked for does not exist, or is not the caller's to see.
     #[error("{0}")]
@@ -88,42 +96,58 @@ impl Clock for FixedClock {
     }
 }
 
-/// The use cases, over a database pool, a clock and a session store.
+/// The use cases, over a database pool, a clock, a session store and the cache.
 #[derive(Clone)]
 pub struct Services {
     db: Db,
     clock: Arc<dyn Clock>,
     sessions: Arc<dyn SessionStore>,
+    cache: Cache,
+    ns: Arc<cached::Namespaces>,
 }
 
 impl std::fmt::Debug for Services {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Services")
             .field("db", &self.db)
+            .field("cache", &self.cache)
             .finish_non_exhaustive()
     }
 }
 
 impl Services {
-    /// Services with database-backed sessions.
+    /// Services with database-backed sessions and an in-process (L1-only) cache with
+    /// the default TTL classes.
     pub fn new(db: Db, clock: impl Clock) -> Services {
         let clock: Arc<dyn Clock> = Arc::new(clock);
         let sessions = Arc::new(DbSessionStore::new(db.clone(), Arc::clone(&clock)));
+        let cache = Cache::local(napiatke_cache::CacheConfig::default());
+        let ns = Arc::new(cached::Namespaces::new(&cache, &CacheTtls::default()));
         Services {
             db,
             clock,
             sessions,
+            cache,
+            ns,
         }
     }
 
-    /// Replaces the session store (the cache issue puts one in front of the database).
+    /// Uses `cache` (L1 + Redis, or L1 only) with these TTL classes.
     #[must_use]
-    pub fn with_sessions(mut self, sessions: Arc<dyn SessionStore>) -> Services {
-        self.sessions = sessions;
+    pub fn with_cache(mut self, cache: Cache, ttls: &CacheTtls) -> Services {
+        self.ns = Arc::new(cached::Namespaces::new(&cache, ttls));
+        self.cache = cache;
         self
     }
 
-    /// The session store.
+    /// The cache (for its statistics page).
+    #[must_use]
+    pub fn cache(&self) -> &Cache {
+        &self.cache
+    }
+
+    /// The session store: the database, the source of truth. Requests read sessions
+    /// through [`Services::session`], which answers from the cache.
     #[must_use]
     pub fn sessions(&self) -> &dyn SessionStore {
         self.sessions.as_ref()
@@ -136,13 +160,29 @@ impl Services {
     }
 
     /// Whether the database answers (for /healthz). One statement.
-    pub fn healthy(&self) -> ServiceResult<()> {
-        self.db
-            .ping()
-            .map_err(|e| ServiceError::Unavailable(e.to_string()))
+    pub async fn healthy(&self) -> ServiceResult<()> {
+        self.blocking(|s| {
+            s.db.ping()
+                .map_err(|e| ServiceError::Unavailable(e.to_string()))
+        })
+        .await
     }
 
     fn conn(&self) -> ServiceResult<napiatke_db::PooledConn> {
         Ok(self.db.get()?)
+    }
+
+    /// Runs blocking work (database, argon2) on tokio's blocking pool inside the
+    /// current span, so the statements it runs are counted for this request.
+    pub(crate) async fn blocking<T, F>(&self, f: F) -> ServiceResult<T>
+    where
+        F: FnOnce(&Services) -> ServiceResult<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let span = tracing::Span::current();
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || span.in_scope(|| f(&this)))
+            .await
+            .map_err(|e| ServiceError::Unavailable(format!("worker pool: {e}")))?
     }
 }

@@ -6,10 +6,12 @@ use napiatke_db::queries::lessons::{self, CalendarEntry, LessonCard, LessonDetai
 use napiatke_db::queries::students::{self, StudentListItem};
 use napiatke_db::queries::{attendance, catalog, Page, PageRequest, Scope};
 use napiatke_domain::{
-    AttendanceStatus, LessonId, LessonStatus, Role, Subject, SubjectId, User, UserId,
+    AttendanceStatus, LessonId, LessonStatus, Role, Room, Subject, SubjectId, User, UserId,
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
+use crate::cached::{admin_dashboard_key, calendar_key, lesson_key, student_key, tutor_key};
 use crate::{ServiceError, ServiceResult, Services};
 
 /// Rows per list page (SPEC).
@@ -72,7 +74,7 @@ pub struct StudentQuery {
 }
 
 /// One day of the calendar.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CalendarDay {
     /// The date.
     pub date: NaiveDate,
@@ -81,7 +83,7 @@ pub struct CalendarDay {
 }
 
 /// Seven days from a start date.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CalendarWeek {
     /// First day shown.
     pub start: NaiveDate,
@@ -95,9 +97,7 @@ pub struct CalendarWeek {
     pub total: usize,
 }
 
-/// What marking attendance changed, so the caller (and the cache issue) knows exactly
-/// what to refresh: that lesson, its calendar week, the dashboard figures and that
-/// student's figures.
+/// What marking attendance changed: the lesson as it is now, whose mark and which.
 #[derive(Debug, Clone, Serialize)]
 pub struct AttendanceChange {
     /// The lesson as it is now.
@@ -135,31 +135,93 @@ fn lesson_read_scope(user: &User) -> Scope {
 }
 
 impl Services {
-    /// The dashboard for `user`. Two statements.
-    pub fn dashboard(&self, user: &User) -> ServiceResult<Dashboard> {
+    /// The dashboard for `user`: figures and next lessons, cached per user (admins
+    /// share the school's) and per day. Two statements on a miss.
+    pub async fn dashboard(&self, user: &User) -> ServiceResult<Dashboard> {
         let now = self.now();
-        let mut conn = self.conn()?;
-        let upcoming = lessons::upcoming(&mut conn, now, scope_of(user), 10)?;
+        let today = now.date();
+        let scope = scope_of(user);
+        let id = user.id;
         Ok(match user.role {
-            Role::Admin => Dashboard::Admin {
-                stats: dashboard::global_stats(&mut conn, now)?,
-                upcoming,
-            },
-            Role::Tutor => Dashboard::Tutor {
-                stats: dashboard::tutor_stats(&mut conn, user.id, now)?,
-                upcoming,
-            },
-            Role::Student => Dashboard::Student {
-                stats: dashboard::student_stats(&mut conn, user.id, now)?,
-                upcoming,
-            },
+            Role::Admin => {
+                let v = self
+                    .cache
+                    .get_or_compute(&self.ns.dashboard, &admin_dashboard_key(today), || {
+                        self.blocking(move |s| {
+                            let mut conn = s.conn()?;
+                            Ok((
+                                dashboard::global_stats(&mut conn, now)?,
+                                lessons::upcoming(&mut conn, now, scope, 10)?,
+                            ))
+                        })
+                    })
+                    .await?;
+                Dashboard::Admin {
+                    stats: v.0,
+                    upcoming: v.1.clone(),
+                }
+            }
+            Role::Tutor => {
+                let v = self
+                    .cache
+                    .get_or_compute(&self.ns.user, &tutor_key(id, today), || {
+                        self.blocking(move |s| {
+                            let mut conn = s.conn()?;
+                            Ok((
+                                dashboard::tutor_stats(&mut conn, id, now)?,
+                                lessons::upcoming(&mut conn, now, scope, 10)?,
+                            ))
+                        })
+                    })
+                    .await?;
+                Dashboard::Tutor {
+                    stats: v.0,
+                    upcoming: v.1.clone(),
+                }
+            }
+            Role::Student => {
+                let v = self
+                    .cache
+                    .get_or_compute(&self.ns.user, &student_key(id, today), || {
+                        self.blocking(move |s| {
+                            let mut conn = s.conn()?;
+                            Ok((
+                                dashboard::student_stats(&mut conn, id, now)?,
+                                lessons::upcoming(&mut conn, now, scope, 10)?,
+                            ))
+                        })
+                    })
+                    .await?;
+                Dashboard::Student {
+                    stats: v.0,
+                    upcoming: v.1.clone(),
+                }
+            }
         })
     }
 
-    /// The lesson list. Four statements: subjects, then count, page and students.
-    pub fn lessons(&self, user: &User, query: LessonQuery) -> ServiceResult<LessonsPage> {
-        let mut conn = self.conn()?;
-        let subjects = catalog::subjects(&mut conn)?;
+    /// Every subject (cached, static class).
+    pub async fn subjects(&self) -> ServiceResult<Arc<Vec<Subject>>> {
+        self.cache
+            .get_or_compute(&self.ns.catalog, "subjects", || {
+                self.blocking(|s| Ok(catalog::subjects(&mut *s.conn()?)?))
+            })
+            .await
+    }
+
+    /// Every room (cached, static class).
+    pub async fn rooms(&self) -> ServiceResult<Arc<Vec<Room>>> {
+        self.cache
+            .get_or_compute(&self.ns.catalog, "rooms", || {
+                self.blocking(|s| Ok(catalog::rooms(&mut *s.conn()?)?))
+            })
+            .await
+    }
+
+    /// The lesson list. Three statements (count, page, students) and the cached
+    /// subjects.
+    pub async fn lessons(&self, user: &User, query: LessonQuery) -> ServiceResult<LessonsPage> {
+        let subjects = self.subjects().await?;
         if let Some(id) = query.subject {
             if !subjects.iter().any(|s| s.id == id) {
                 return Err(ServiceError::BadInput(format!(
@@ -172,18 +234,49 @@ impl Services {
             subject: query.subject,
             scope: lesson_read_scope(user),
         };
-        let lessons = lessons::list(&mut conn, &filter, PageRequest::new(query.page, PAGE_SIZE))?;
-        Ok(LessonsPage { lessons, subjects })
+        let lessons = self
+            .blocking(move |s| {
+                Ok(lessons::list(
+                    &mut *s.conn()?,
+                    &filter,
+                    PageRequest::new(query.page, PAGE_SIZE),
+                )?)
+            })
+            .await?;
+        Ok(LessonsPage {
+            lessons,
+            subjects: subjects.as_ref().clone(),
+        })
     }
 
-    /// One lesson with its students and marks. Two statements. A lesson the caller
-    /// may not see is reported as missing, not forbidden, so ids reveal nothing.
-    pub fn lesson(&self, user: &User, id: LessonId) -> ServiceResult<LessonDetail> {
-        lessons::get(&mut *self.conn()?, id, lesson_read_scope(user)).map_err(no_lesson(id))
+    /// One lesson with its students and marks (cached; two statements on a miss). A
+    /// lesson the caller may not see is reported as missing, not forbidden, so ids
+    /// reveal nothing.
+    pub async fn lesson(&self, user: &User, id: LessonId) -> ServiceResult<LessonDetail> {
+        let cached = self
+            .cache
+            .get_or_compute(&self.ns.lesson, &lesson_key(id), || {
+                self.blocking(
+                    move |s| match lessons::get(&mut *s.conn()?, id, Scope::All) {
+                        Ok(detail) => Ok(Some(detail)),
+                        Err(napiatke_db::DbError::NotFound) => Ok(None),
+                        Err(e) => Err(e.into()),
+                    },
+                )
+            })
+            .await?;
+        let visible = cached.as_ref().as_ref().filter(|d| match user.role {
+            Role::Student => d.students.iter().any(|s| s.student.id == user.id),
+            Role::Admin | Role::Tutor => true,
+        });
+        visible
+            .cloned()
+            .ok_or_else(|| ServiceError::NotFound(format!("there is no lesson {id}")))
     }
 
-    /// Marks a student's attendance in a lesson (admins, or the lesson's tutor).
-    pub fn mark_attendance(
+    /// Marks a student's attendance in a lesson (admins, or the lesson's tutor), then
+    /// invalidates what that changes (see [`crate::cached`]).
+    pub async fn mark_attendance(
         &self,
         user: &User,
         lesson: LessonId,
@@ -195,36 +288,48 @@ impl Services {
                 "students cannot mark attendance".to_owned(),
             ));
         }
-        let mut conn = self.conn()?;
-        let detail = lessons::get(&mut conn, lesson, Scope::All).map_err(no_lesson(lesson))?;
-        if user.role == Role::Tutor && detail.card.tutor.id != user.id {
-            return Err(ServiceError::Forbidden(
-                "only the lesson's tutor or an admin can mark its attendance".to_owned(),
-            ));
-        }
-        let Some(place) = detail
-            .students
-            .iter()
-            .find(|s| s.student.id == student)
-            .map(|s| s.lesson_student_id)
-        else {
-            return Err(ServiceError::BadInput(format!(
-                "student {student} is not in lesson {lesson}"
-            )));
-        };
-        attendance::mark(&mut conn, place, status, self.now())?;
-        // Invalidation point for the cache issue: this lesson, its calendar week, the
-        // dashboard figures and this student's figures change here, after the commit.
-        let lesson = lessons::get(&mut conn, lesson, Scope::All)?;
-        Ok(AttendanceChange {
-            lesson,
-            student,
-            status,
-        })
+        let user = user.clone();
+        let change = self
+            .blocking(move |s| {
+                let mut conn = s.conn()?;
+                let detail =
+                    lessons::get(&mut conn, lesson, Scope::All).map_err(no_lesson(lesson))?;
+                if user.role == Role::Tutor && detail.card.tutor.id != user.id {
+                    return Err(ServiceError::Forbidden(
+                        "only the lesson's tutor or an admin can mark its attendance".to_owned(),
+                    ));
+                }
+                let Some(place) = detail
+                    .students
+                    .iter()
+                    .find(|s| s.student.id == student)
+                    .map(|s| s.lesson_student_id)
+                else {
+                    return Err(ServiceError::BadInput(format!(
+                        "student {student} is not in lesson {lesson}"
+                    )));
+                };
+                attendance::mark(&mut conn, place, status, s.now())?;
+                let lesson = lessons::get(&mut conn, lesson, Scope::All)?;
+                Ok(AttendanceChange {
+                    lesson,
+                    student,
+                    status,
+                })
+            })
+            .await?;
+        // The mark is committed: now nothing can cache the old figures again.
+        self.attendance_changed(&change).await;
+        Ok(change)
     }
 
-    /// Seven days from `start` (default: this week's Monday). One statement.
-    pub fn calendar(&self, user: &User, start: Option<NaiveDate>) -> ServiceResult<CalendarWeek> {
+    /// Seven days from `start` (default: this week's Monday), cached per viewer scope
+    /// and start date. One statement on a miss.
+    pub async fn calendar(
+        &self,
+        user: &User,
+        start: Option<NaiveDate>,
+    ) -> ServiceResult<Arc<CalendarWeek>> {
         let today = self.now().date();
         let start = start.unwrap_or_else(|| {
             today - Days::new(u64::from(today.weekday().num_days_from_monday()))
@@ -235,36 +340,24 @@ impl Services {
         let previous = start
             .checked_sub_days(Days::new(7))
             .ok_or_else(|| ServiceError::BadInput(format!("{start} is too far in the past")))?;
-        let entries = lessons::for_calendar(
-            &mut *self.conn()?,
-            start.and_time(NaiveTime::MIN),
-            end.and_time(NaiveTime::MIN),
-            scope_of(user),
-        )?;
-        let total = entries.len();
-        let mut days: Vec<CalendarDay> = (0..7)
-            .map(|i| CalendarDay {
-                date: start + Days::new(i),
-                lessons: Vec::new(),
+        let scope = scope_of(user);
+        self.cache
+            .get_or_compute(&self.ns.calendar, &calendar_key(scope, start), || {
+                self.blocking(move |s| {
+                    let entries = lessons::for_calendar(
+                        &mut *s.conn()?,
+                        start.and_time(NaiveTime::MIN),
+                        end.and_time(NaiveTime::MIN),
+                        scope,
+                    )?;
+                    Ok(week_of(start, previous, end, entries))
+                })
             })
-            .collect();
-        for e in entries {
-            let offset = (e.start_time.date() - start).num_days();
-            if let Some(day) = usize::try_from(offset).ok().and_then(|i| days.get_mut(i)) {
-                day.lessons.push(e);
-            }
-        }
-        Ok(CalendarWeek {
-            start,
-            days,
-            previous,
-            next: end,
-            total,
-        })
+            .await
     }
 
     /// The student list with search (admins and tutors). Three statements.
-    pub fn students(
+    pub async fn students(
         &self,
         user: &User,
         query: &StudentQuery,
@@ -274,10 +367,42 @@ impl Services {
                 "the student list is for staff".to_owned(),
             ));
         }
-        Ok(students::list(
-            &mut *self.conn()?,
-            query.q.as_deref(),
-            PageRequest::new(query.page, PAGE_SIZE),
-        )?)
+        let query = query.clone();
+        self.blocking(move |s| {
+            Ok(students::list(
+                &mut *s.conn()?,
+                query.q.as_deref(),
+                PageRequest::new(query.page, PAGE_SIZE),
+            )?)
+        })
+        .await
+    }
+}
+
+fn week_of(
+    start: NaiveDate,
+    previous: NaiveDate,
+    next: NaiveDate,
+    entries: Vec<CalendarEntry>,
+) -> CalendarWeek {
+    let total = entries.len();
+    let mut days: Vec<CalendarDay> = (0..7)
+        .map(|i| CalendarDay {
+            date: start + Days::new(i),
+            lessons: Vec::new(),
+        })
+        .collect();
+    for e in entries {
+        let offset = (e.start_time.date() - start).num_days();
+        if let Some(day) = usize::try_from(offset).ok().and_then(|i| days.get_mut(i)) {
+            day.lessons.push(e);
+        }
+    }
+    CalendarWeek {
+        start,
+        days,
+        previous,
+        next,
+        total,
     }
 }

@@ -11,12 +11,13 @@ fn now() -> NaiveDateTime {
         .unwrap_or_default()
 }
 
-fn sessions_expire_and_end(engine: Engine) {
+async fn sessions_expire_and_end(engine: Engine) {
     let t = TestDb::new(engine).unwrap_or_else(|e| panic!("{e}"));
     t.load_fixture().unwrap_or_else(|e| panic!("{e}"));
     let today = Services::new(t.db.clone(), FixedClock(now()));
     let (user, session) = today
         .login("tina@napiatke.local", FIXTURE_PASSWORD)
+        .await
         .unwrap_or_else(|e| panic!("{e}"))
         .unwrap_or_else(|| panic!("login failed"));
     assert_eq!(user.first_name, "Tina");
@@ -46,6 +47,7 @@ fn sessions_expire_and_end(engine: Engine) {
     // A login fifteen days on sweeps the expired row.
     let (_, fresh) = later(15)
         .login("sara@napiatke.local", FIXTURE_PASSWORD)
+        .await
         .ok()
         .flatten()
         .unwrap_or_else(|| panic!("login failed"));
@@ -73,22 +75,24 @@ fn sessions_expire_and_end(engine: Engine) {
         .is_none());
     assert!(today
         .login("tina@napiatke.local", "wrong")
+        .await
         .ok()
         .flatten()
         .is_none());
     assert!(today
         .login("not an e-mail", FIXTURE_PASSWORD)
+        .await
         .ok()
         .flatten()
         .is_none());
 }
 
-#[test]
-fn sessions_expire_and_end_on_sqlite() {
-    sessions_expire_and_end(Engine::Sqlite);
+#[tokio::test]
+async fn sessions_expire_and_end_on_sqlite() {
+    sessions_expire_and_end(Engine::Sqlite).await;
 }
 
-#[test]
-fn sessions_expire_and_end_on_postgres() {
-    sessions_expire_and_end(Engine::Postgres);
+#[tokio::test]
+async fn sessions_expire_and_end_on_postgres() {
+    sessions_expire_and_end(Engine::Postgres).await;
 }

@@ -1,0 +1,257 @@
+//! What is cached, under which key, for how long, and which write invalidates it. The
+//! one place that knows: handlers and the cache crate never build keys.
+//!
+//! | namespace  | TTL class | key                         | value                        |
+//! |------------|-----------|-----------------------------|------------------------------|
+//! | `session`  | user      | SHA-256 of the cookie token | `Option<Session>`            |
+//! | `dashboard`| dashboard | `admin:{date}`               | school figures + next lessons|
+//! | `user`     | user      | `tutor:{id}:{date}`, `student:{id}:{date}` | own figures + next lessons |
+//! | `catalog`  | static    | `subjects`, `rooms`          | every subject / room         |
+//! | `calendar` | calendar  | `{scope}:{start}`            | one week's entries            |
+//! | `lesson`   | user      | `{id}`                       | `Option<LessonDetail>`       |
+//!
+//! Figures that depend on "today" carry the date in their key, so none survives
+//! midnight. Scopes are `all`, `t{tutor}` and `s{student}`.
+
+use std::time::Duration;
+
+use chrono::{Days, NaiveDate};
+use napiatke_cache::{Cache, Namespace};
+use napiatke_db::queries::Scope;
+use napiatke_domain::{LessonId, UserId};
+
+use crate::{AttendanceChange, Services};
+
+/// The TTL classes (configuration: CACHE_TTL_STATIC, _USER, _DASHBOARD, _CALENDAR).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheTtls {
+    /// Reference data that almost never changes (subjects, rooms): 3600 s.
+    pub static_data: Duration,
+    /// One user's data (sessions, own figures, lessons): 300 s.
+    pub user: Duration,
+    /// The school-wide dashboard figures: 60 s.
+    pub dashboard: Duration,
+    /// Calendar weeks: 120 s.
+    pub calendar: Duration,
+}
+
+impl Default for CacheTtls {
+    fn default() -> Self {
+        CacheTtls {
+            static_data: Duration::from_secs(3600),
+            user: Duration::from_secs(300),
+            dashboard: Duration::from_secs(60),
+            calendar: Duration::from_secs(120),
+        }
+    }
+}
+
+/// Bump a version when the type cached in its namespace changes shape: old entries
+/// then read as misses (the envelope's type tag includes it).
+pub(crate) struct Namespaces {
+    pub session: Namespace,
+    pub dashboard: Namespace,
+    pub user: Namespace,
+    pub catalog: Namespace,
+    pub calendar: Namespace,
+    pub lesson: Namespace,
+}
+
+impl Namespaces {
+    pub fn new(cache: &Cache, ttl: &CacheTtls) -> Namespaces {
+        Namespaces {
+            session: cache.namespace("session", 1, ttl.user),
+            dashboard: cache.namespace("dashboard", 1, ttl.dashboard),
+            user: cache.namespace("user", 1, ttl.user),
+            catalog: cache.namespace("catalog", 1, ttl.static_data),
+            calendar: cache.namespace("calendar", 1, ttl.calendar),
+            lesson: cache.namespace("lesson", 1, ttl.user),
+        }
+    }
+}
+
+pub(crate) fn scope_key(scope: Scope) -> String {
+    match scope {
+        Scope::All => "all".to_owned(),
+        Scope::Tutor(id) => format!("t{id}"),
+        Scope::Student(id) => format!("s{id}"),
+    }
+}
+
+pub(crate) fn admin_dashboard_key(today: NaiveDate) -> String {
+    format!("admin:{today}")
+}
+
+pub(crate) fn tutor_key(id: UserId, today: NaiveDate) -> String {
+    format!("tutor:{id}:{today}")
+}
+
+pub(crate) fn student_key(id: UserId, today: NaiveDate) -> String {
+    format!("student:{id}:{today}")
+}
+
+pub(crate) fn calendar_key(scope: Scope, start: NaiveDate) -> String {
+    format!("{}:{start}", scope_key(scope))
+}
+
+pub(crate) fn lesson_key(id: LessonId) -> String {
+    id.to_string()
+}
+
+impl Services {
+    /// Everything a changed attendance mark makes stale, invalidated after the commit
+    /// (so no reader can cache the old row again): that lesson, its calendar week for
+    /// everyone who sees it, the school's dashboard, and the tutor's and the student's
+    /// own figures.
+    pub(crate) async fn attendance_changed(&self, change: &AttendanceChange) {
+        let ns = &self.ns;
+        let today = self.now().date();
+        let card = &change.lesson.card;
+        self.cache
+            .delete(&ns.lesson, &lesson_key(card.lesson.id))
+            .await;
+
+        // A week starting on any of the six days before the lesson, or on its day,
+        // shows it (weeks may start on any date), for the school, its tutor and each
+        // of its students.
+        let day = card.lesson.start_time.date();
+        let mut scopes = vec![Scope::All, Scope::Tutor(card.tutor.id)];
+        scopes.extend(
+            change
+                .lesson
+                .students
+                .iter()
+                .map(|s| Scope::Student(s.student.id)),
+        );
+        let weeks: Vec<String> = (0..7u64)
+            .filter_map(|back| day.checked_sub_days(Days::new(back)))
+            .flat_map(|start| scopes.iter().map(move |&s| calendar_key(s, start)))
+            .collect();
+        self.cache.delete_many(&ns.calendar, &weeks).await;
+
+        self.cache
+            .delete(&ns.dashboard, &admin_dashboard_key(today))
+            .await;
+        self.cache
+            .delete_many(
+                &ns.user,
+                &[
+                    tutor_key(card.tutor.id, today),
+                    student_key(change.student, today),
+                ],
+            )
+            .await;
+    }
+}
+
+/// One namespace's line on the statistics page.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct NamespaceLine {
+    /// The namespace (key prefix).
+    pub name: String,
+    /// Figures kept by this process.
+    pub stats: napiatke_cache::NamespaceStats,
+    /// L1 hit rate, "97.3%" or "—".
+    pub l1_rate: String,
+    /// L2 hit rate (of L1 misses).
+    pub l2_rate: String,
+    /// Either tier.
+    pub overall_rate: String,
+    /// Keys in Redis under it (from a bounded SCAN), if known.
+    pub redis_keys: Option<u64>,
+}
+
+/// Everything the cache statistics page shows.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CacheReport {
+    /// Totals and per-namespace counters of this process.
+    pub stats: napiatke_cache::CacheStats,
+    /// One line per namespace.
+    pub namespaces: Vec<NamespaceLine>,
+    /// L1, L2 and overall hit rates as text.
+    pub l1_rate: String,
+    /// L2 hit rate as text.
+    pub l2_rate: String,
+    /// Overall hit rate as text.
+    pub overall_rate: String,
+    /// Redis's own figures, when configured and reachable.
+    pub redis: Option<napiatke_cache::RedisInfo>,
+    /// Redis's keyspace hit rate as text.
+    pub redis_hit_rate: String,
+    /// Why Redis figures are missing, when configured.
+    pub redis_error: Option<String>,
+    /// Whether the key counts cover the whole keyspace (else they are lower bounds).
+    pub keys_complete: bool,
+    /// Generation counters stored in Redis.
+    pub generation_keys: u64,
+    /// L1 weight and capacity as text ("1.2 MiB of 64.0 MiB").
+    pub l1_size: String,
+    /// Mean Redis round trip as text ("85.3").
+    pub l2_mean_us: String,
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+fn rate(r: Option<f64>) -> String {
+    r.map_or_else(|| "—".to_owned(), |r| format!("{:.1}%", r * 100.0))
+}
+
+/// SCAN steps of 1,000 keys the statistics page may take (a bounded cost).
+const MAX_SCAN_STEPS: u32 = 100;
+
+impl Services {
+    /// The cache's figures, with Redis's when it is configured and answers.
+    pub async fn cache_report(&self) -> CacheReport {
+        self.cache.sync_stats().await;
+        let stats = self.cache.stats();
+        let (redis, mut redis_error) = match self.cache.redis_info().await {
+            None => (None, None),
+            Some(Ok(info)) => (Some(info), None),
+            Some(Err(e)) => (None, Some(e.to_string())),
+        };
+        let keys = match self.cache.key_counts(MAX_SCAN_STEPS).await {
+            Some(Ok(k)) => Some(k),
+            Some(Err(e)) => {
+                redis_error.get_or_insert_with(|| e.to_string());
+                None
+            }
+            None => None,
+        };
+        let count = |name: &str| {
+            keys.as_ref().map(|k| {
+                k.per_namespace
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map_or(0, |(_, c)| *c)
+            })
+        };
+        let namespaces = stats
+            .namespaces
+            .iter()
+            .map(|n| NamespaceLine {
+                name: n.name.clone(),
+                l1_rate: rate(n.l1.hit_rate()),
+                l2_rate: rate(n.l2.hit_rate()),
+                overall_rate: rate(n.hit_rate()),
+                redis_keys: count(&n.name),
+                stats: n.clone(),
+            })
+            .collect();
+        CacheReport {
+            l1_rate: rate(stats.l1.hit_rate()),
+            l2_rate: rate(stats.l2.hit_rate()),
+            overall_rate: rate(stats.hit_rate()),
+            redis_hit_rate: rate(redis.as_ref().and_then(|r| r.keyspace_hit_rate)),
+            redis,
+            redis_error,
+            keys_complete: keys.as_ref().is_some_and(|k| k.complete),
+            generation_keys: count("gen").unwrap_or(0),
+            l1_size: format!("{} of {}", mib(stats.l1_bytes), mib(stats.l1_capacity)),
+            l2_mean_us: format!("{:.1}", stats.l2_latency.mean_us),
+            namespaces,
+            stats,
+        }
+    }
+}
