@@ -1,6 +1,11 @@
 #!/usr/bin/env bash
 # Load run for every page (the benchmark behind docs/performance.md): release build,
-# standard demo set, logged in as admin, wrk with 32 connections on loopback.
+# standard demo set, logged in as admin, wrk on loopback. Three servers side by side
+# in one run, each page measured on all three before the next page:
+#   uncached  CACHE_L1_BYTES=0, no REDIS_URL: every read goes to the database
+#   l1        the in-process cache alone (REDIS_URL unset: the embedded default)
+#   l1+redis  moka plus Redis (127.0.0.1:6379, a prefix of its own)
+# then each cached server's hit rate over the run, from /admin/cache-stats/.
 #
 #   bash scripts/load.sh sqlite            # SQLite file under target/load/
 #   bash scripts/load.sh postgres          # database napiatke_load on 127.0.0.1
@@ -8,12 +13,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 engine=${1:-sqlite}
-duration=${DURATION:-10s}
+duration=${DURATION:-8s}
 connections=${CONNECTIONS:-32}
-port=${PORT:-8199}
+base_port=${PORT:-8199}
 command -v wrk >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
 command -v curl >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq curl >/dev/null; }
 bash scripts/deps.sh
+bash scripts/ensure-redis.sh
 cargo build --release -q -p napiatke-web --bin napiatke
 bin=target/release/napiatke
 mkdir -p target/load
@@ -28,26 +34,59 @@ case "$engine" in
     url="postgres://postgres:postgres@127.0.0.1:5432/napiatke_load";;
   *) echo "usage: $0 sqlite|postgres" >&2; exit 2;;
 esac
-export DATABASE_URL=$url BIND=127.0.0.1:$port NAPIATKE_ENV=production EXPOSE_QUERY_COUNT=true RUST_LOG=error
+export DATABASE_URL=$url NAPIATKE_ENV=production EXPOSE_QUERY_COUNT=true RUST_LOG=error
 "$bin" demo >/dev/null
-"$bin" serve >target/load/serve.log 2>&1 &
-server=$!
-trap 'kill $server 2>/dev/null || true' EXIT
-for _ in $(seq 1 50); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.2; done
-jar=target/load/cookies
-rm -f "$jar"
-token=$(curl -s -c "$jar" -b "$jar" "http://127.0.0.1:$port/login" | sed -n 's/.*name="csrf_token" value="\([0-9a-f]*\)".*/\1/p' | head -n 1)
-curl -s -c "$jar" -b "$jar" -o /dev/null -d "csrf_token=$token&email=admin@napiatke.local&password=admin&next=/dashboard/" "http://127.0.0.1:$port/login"
-session=$(awk '$6 == "napiatke_session" {print $7}' "$jar")
-[ -n "$session" ] || { echo "login failed" >&2; exit 1; }
+"$bin" collectstatic >/dev/null
+prefix="napiatke-load-$$"
+names=(uncached l1 l1+redis)
+pids=()
+trap 'kill "${pids[@]}" 2>/dev/null || true; redis-cli --scan --pattern "$prefix:*" | xargs -r redis-cli del >/dev/null' EXIT
+for i in 0 1 2; do
+  port=$((base_port + i))
+  case $i in
+    0) env BIND=127.0.0.1:$port CACHE_L1_BYTES=0 "$bin" serve >target/load/serve-$i.log 2>&1 & ;;
+    1) env BIND=127.0.0.1:$port "$bin" serve >target/load/serve-$i.log 2>&1 & ;;
+    2) env BIND=127.0.0.1:$port REDIS_URL=redis://127.0.0.1:6379/0 CACHE_PREFIX=$prefix "$bin" serve >target/load/serve-$i.log 2>&1 & ;;
+  esac
+  pids+=($!)
+done
+sessions=()
+for i in 0 1 2; do
+  port=$((base_port + i))
+  for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.2; done
+  jar=target/load/cookies-$i
+  rm -f "$jar"
+  token=$(curl -s -c "$jar" -b "$jar" "http://127.0.0.1:$port/login" | sed -n 's/.*name="csrf_token" value="\([0-9a-f]*\)".*/\1/p' | head -n 1)
+  curl -s -c "$jar" -b "$jar" -o /dev/null -d "csrf_token=$token&email=admin@napiatke.local&password=admin&next=/dashboard/" "http://127.0.0.1:$port/login"
+  s=$(awk '$6 == "napiatke_session" {print $7}' "$jar")
+  [ -n "$s" ] || { echo "login failed on ${names[$i]}" >&2; exit 1; }
+  sessions+=("$s")
+done
 week=$(date -u -d "last monday" +%F 2>/dev/null || date -u +%F)
-printf '| page | requests/s | p50 | p99 | statements |\n|---|---|---|---|---|\n'
+measure() { # port session page -> "rps p50 p99 statements(second request)"
+  local q out
+  curl -s -o /dev/null -H "Cookie: napiatke_session=$2" "http://127.0.0.1:$1$3"
+  q=$(curl -s -D - -o /dev/null -H "Cookie: napiatke_session=$2" "http://127.0.0.1:$1$3" | tr -d '\r' | awk -F': ' 'tolower($1)=="x-query-count"{print $2}')
+  out=$(wrk -t2 -c"$connections" -d"$duration" --latency -H "Cookie: napiatke_session=$2" "http://127.0.0.1:$1$3")
+  if grep -q Non-2xx <<<"$out"; then echo "non-2xx answers on $3" >&2; exit 1; fi
+  printf '%s %s %s %s\n' "$(awk '/Requests\/sec/ {printf "%.0f", $2}' <<<"$out")" \
+    "$(awk '$1=="50%" {print $2}' <<<"$out")" "$(awk '$1=="99%" {print $2}' <<<"$out")" "${q:-?}"
+}
+printf '| page | uncached req/s (p50, statements) | L1 req/s (p50, statements) | L1+Redis req/s (p50, statements) | L1 / uncached | L1+Redis / uncached |\n|---|---|---|---|---|---|\n'
 for page in /dashboard/ /lessons/ "/lessons/?page=200" /lessons/100/ "/calendar/?start=$week" /students/ "/students/?q=kow" /healthz; do
-  q=$(curl -s -D - -o /dev/null -H "Cookie: napiatke_session=$session" "http://127.0.0.1:$port$page" | tr -d '\r' | awk -F': ' 'tolower($1)=="x-query-count"{print $2}')
-  out=$(wrk -t2 -c"$connections" -d"$duration" --latency -H "Cookie: napiatke_session=$session" "http://127.0.0.1:$port$page")
-  rps=$(awk '/Requests\/sec/ {printf "%.0f", $2}' <<<"$out")
-  p50=$(awk '$1=="50%" {print $2}' <<<"$out")
-  p99=$(awk '$1=="99%" {print $2}' <<<"$out")
-  non2xx=$(awk '/Non-2xx/ {print $NF}' <<<"$out")
-  printf '| %s | %s | %s | %s | %s |%s\n' "$page" "$rps" "$p50" "$p99" "${q:-?}" "${non2xx:+ non-2xx: $non2xx}"
+  cells=() rps=()
+  for i in 0 1 2; do
+    read -r r p50 _p99 q < <(measure $((base_port + i)) "${sessions[$i]}" "$page")
+    cells+=("$r ($p50, $q)")
+    rps+=("$r")
+  done
+  printf '| %s | %s | %s | %s | %sx | %sx |\n' "$page" "${cells[0]}" "${cells[1]}" "${cells[2]}" \
+    "$(awk -v a="${rps[1]}" -v b="${rps[0]}" 'BEGIN{printf "%.1f", a/b}')" \
+    "$(awk -v a="${rps[2]}" -v b="${rps[0]}" 'BEGIN{printf "%.1f", a/b}')"
+done
+for i in 1 2; do
+  page=$(curl -s -H "Cookie: napiatke_session=${sessions[$i]}" "http://127.0.0.1:$((base_port + i))/admin/cache-stats/")
+  rate=$(sed -n 's/.*id="overall-rate">\([^<]*\)<.*/\1/p' <<<"$page" | head -n 1)
+  l1=$(sed -n 's/.*id="l1-rate">\([^<]*\)<.*/\1/p' <<<"$page" | head -n 1)
+  echo "${names[$i]}: hit rate over the run $rate (L1 $l1)"
 done

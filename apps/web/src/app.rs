@@ -7,7 +7,7 @@ use actix_web::middleware::{from_fn, DefaultHeaders};
 use actix_web::{web, App, HttpServer};
 use napiatke_assets::StaticFiles;
 use napiatke_cache::{Cache, CacheConfig};
-use napiatke_htmx::{StaticUrls, Templates};
+use napiatke_htmx::{FragmentCache, StaticUrls, Templates};
 use napiatke_services::{Clock, Services};
 
 use crate::config::{Environment, Settings};
@@ -20,6 +20,8 @@ pub struct AppState {
     pub services: Services,
     /// The templates (embedded at build time).
     pub templates: Arc<Templates>,
+    /// Rendered data-only fragments (the calendar week), keyed by data version.
+    pub fragments: FragmentCache,
     /// The collected static files, held in memory.
     pub static_files: Arc<StaticFiles>,
     /// Secure cookies (production).
@@ -38,6 +40,7 @@ pub async fn connect_cache(settings: &Settings) -> Cache {
     Cache::new(CacheConfig {
         redis_url: settings.redis_url.as_ref().map(|s| s.expose().to_owned()),
         prefix: settings.cache_prefix.clone(),
+        l1_capacity_bytes: settings.cache_l1_bytes,
         ..CacheConfig::default()
     })
     .await
@@ -60,6 +63,7 @@ pub fn build_state(
     };
     let templates = Templates::from_sources_with(crate::embedded::TEMPLATES, Some(urls))?;
     Ok(web::Data::new(AppState {
+        fragments: FragmentCache::new(&cache, settings.cache_ttls.calendar),
         services: Services::new(db, clock).with_cache(cache, &settings.cache_ttls),
         templates: Arc::new(templates),
         static_files,
@@ -162,7 +166,9 @@ pub fn init_tracing() {
     use tracing_subscriber::Layer;
     let log_filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
     let accounting = napiatke_telemetry::AccountingLayer::default().with_filter(filter_fn(|m| {
-        m.is_span() || m.target() == napiatke_telemetry::STATEMENT_TARGET
+        m.is_span()
+            || m.target() == napiatke_telemetry::STATEMENT_TARGET
+            || m.target() == napiatke_telemetry::CACHE_TARGET
     }));
     let _ = tracing_subscriber::registry()
         .with(accounting)

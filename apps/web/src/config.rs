@@ -75,6 +75,9 @@ pub struct Settings {
     /// CACHE_PREFIX: before every Redis key and channel, so deployments sharing one
     /// Redis stay apart (default `napiatke`).
     pub cache_prefix: String,
+    /// CACHE_L1_BYTES: the in-process tier's bound (default 64 MiB); 0 turns it off
+    /// (with REDIS_URL unset too, nothing is cached: the load baseline).
+    pub cache_l1_bytes: u64,
 }
 
 /// A setting that could not be used; the message names the variable.
@@ -183,9 +186,20 @@ impl Settings {
                 "expected 1-64 letters, digits, '-', '_' or '.'",
             ));
         }
+        let cache_l1_bytes = match get("CACHE_L1_BYTES") {
+            None => 64 * 1024 * 1024,
+            Some(v) => v.trim().parse::<u64>().map_err(|_| {
+                bad(
+                    "CACHE_L1_BYTES",
+                    &v,
+                    "expected a number of bytes (0 turns the in-process cache off)",
+                )
+            })?,
+        };
         Ok(Settings {
             bind,
             cache_prefix,
+            cache_l1_bytes,
             expose_query_count,
             database_url,
             database_pool_size,
@@ -248,6 +262,7 @@ impl Settings {
             ),
             format!("CACHE_TTL_CALENDAR={}", self.cache_ttls.calendar.as_secs()),
             format!("CACHE_PREFIX={}", self.cache_prefix),
+            format!("CACHE_L1_BYTES={}", self.cache_l1_bytes),
         ]
     }
 }
@@ -290,6 +305,8 @@ mod tests {
             ("CACHE_TTL_USER", "-5"),
             ("CACHE_TTL_CALENDAR", "0"),
             ("EXPOSE_QUERY_COUNT", "maybe"),
+            ("CACHE_PREFIX", "has space"),
+            ("CACHE_L1_BYTES", "64MB"),
         ] {
             let err = with(&[(var, value)]).err().map(|e| e.to_string());
             assert!(
@@ -308,6 +325,6 @@ mod tests {
         let lines = s.describe();
         assert!(lines.contains(&"SENTRY_DSN=(set, hidden)".to_owned()));
         assert!(lines.iter().all(|l| !l.contains("key@")));
-        assert_eq!(lines.len(), 17);
+        assert_eq!(lines.len(), 18);
     }
 }

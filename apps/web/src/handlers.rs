@@ -397,8 +397,23 @@ pub async fn calendar(
         })?),
     };
     let week = state.services.calendar(auth.user(), start).await?;
+    // Rendering 800 entries costs more than fetching them: the week's HTML is cached
+    // by the data's version, so it is rendered once per change.
+    let html = state
+        .fragments
+        .render(
+            &state.templates,
+            "calendar_week.html",
+            &week.version,
+            || {
+                let mut ctx = tera::Context::new();
+                ctx.insert("week", week.as_ref());
+                ctx
+            },
+        )
+        .await?;
     let mut ctx = base_context(&auth, "calendar");
-    ctx.insert("week", week.as_ref());
+    ctx.insert("week_html", html.as_str());
     render_page(&state, hx, "calendar.html", Some("week"), &ctx)
 }
 

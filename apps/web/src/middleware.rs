@@ -57,9 +57,15 @@ pub async fn accounting(
         if let Ok(v) = HeaderValue::from_str(&statements.to_string()) {
             headers.insert(HeaderName::from_static("x-query-count"), v);
         }
+        let c = cost.cache();
         let timing = format!(
-            "db;dur={:.3};desc=\"{statements} statements\", total;dur={:.3}",
+            "db;dur={:.3};desc=\"{statements} statements\", cache;dur={:.3};desc=\"L1 {}/{} L2 {}/{} (hits/lookups)\", total;dur={:.3}",
             cost.db_micros() as f64 / 1000.0,
+            c.l2_micros as f64 / 1000.0,
+            c.l1_hits,
+            c.l1_hits + c.l1_misses,
+            c.l2_hits,
+            c.l2_hits + c.l2_misses,
             elapsed.as_secs_f64() * 1000.0
         );
         if let Ok(v) = HeaderValue::from_str(&timing) {

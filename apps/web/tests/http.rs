@@ -1177,10 +1177,15 @@ async fn cache_stats_page(engine: Engine) {
     let t = fixture(engine);
     let app = test::init_service(napiatke_web::app::app(state(&t, false).await)).await;
     let (_, admin) = login(&app, "admin@napiatke.local", FIXTURE_PASSWORD).await;
-    // login_as read the dashboard once (a miss); this read is an L1 hit.
-    assert_eq!(
-        send(&app, admin.get("/dashboard/")).await.status,
-        StatusCode::OK
+    // login_as read the dashboard once (a miss); this read is an L1 hit, and so is
+    // its session.
+    let dash = send(&app, admin.get("/dashboard/")).await;
+    assert_eq!(dash.status, StatusCode::OK);
+    assert!(
+        dash.header("server-timing")
+            .is_some_and(|t| t.contains("desc=\"L1 2/2 L2 0/0 (hits/lookups)\"")),
+        "{:?}",
+        dash.header("server-timing")
     );
     let page = send(&app, admin.get("/admin/cache-stats/")).await;
     assert_eq!(page.status, StatusCode::OK);

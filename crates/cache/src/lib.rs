@@ -66,6 +66,10 @@ use envelope::Header;
 use l2::L2;
 use stats::NsCounters;
 
+/// The target of the per-lookup `tracing` events (fields `ns`, `tier` = "l1" | "l2",
+/// `hit`, `duration_us`), which napiatke-telemetry adds up per request.
+pub const OP_TARGET: &str = "napiatke_cache::op";
+
 /// The longest a Redis operation may take before the request goes on without it.
 pub const MAX_OP_TIMEOUT: Duration = Duration::from_millis(50);
 
@@ -84,7 +88,8 @@ pub struct CacheConfig {
     /// Put before every Redis key and channel, so deployments (and tests) sharing a
     /// Redis never see each other's entries.
     pub prefix: String,
-    /// L1 bound in bytes (encoded value plus key).
+    /// L1 bound in bytes (encoded value plus key); 0 turns L1 off (every read goes
+    /// to Redis: for measuring L2, or processes that must never serve a local copy).
     pub l1_capacity_bytes: u64,
     /// Per-operation Redis timeout; capped at [`MAX_OP_TIMEOUT`].
     pub op_timeout: Duration,
@@ -159,7 +164,20 @@ struct L1Entry {
     refreshing: AtomicBool,
 }
 
-struct PerEntryTtl;
+/// Each entry lives for its own TTL (none at all with L1 turned off).
+struct PerEntryTtl {
+    enabled: bool,
+}
+
+impl PerEntryTtl {
+    fn ttl(&self, value: &L1Entry) -> Duration {
+        if self.enabled {
+            value.ttl
+        } else {
+            Duration::ZERO
+        }
+    }
+}
 
 impl moka::Expiry<String, Arc<L1Entry>> for PerEntryTtl {
     fn expire_after_create(
@@ -168,7 +186,7 @@ impl moka::Expiry<String, Arc<L1Entry>> for PerEntryTtl {
         value: &Arc<L1Entry>,
         _created_at: Instant,
     ) -> Option<Duration> {
-        Some(value.ttl)
+        Some(self.ttl(value))
     }
 
     fn expire_after_update(
@@ -178,7 +196,7 @@ impl moka::Expiry<String, Arc<L1Entry>> for PerEntryTtl {
         _updated_at: Instant,
         _duration_until_expiry: Option<Duration>,
     ) -> Option<Duration> {
-        Some(value.ttl)
+        Some(self.ttl(value))
     }
 }
 
@@ -192,6 +210,8 @@ struct Inner {
     prefix: String,
     l1: moka::future::Cache<String, Arc<L1Entry>>,
     l1_capacity: u64,
+    /// No L1 and no Redis: nothing is kept, loaders run every time (a baseline).
+    off: bool,
     l2: Option<L2>,
     ack_timeout: Duration,
     namespaces: RwLock<HashMap<String, Arc<NsState>>>,
@@ -310,12 +330,14 @@ impl Cache {
 
     fn build(config: CacheConfig, l2: Option<L2>) -> Cache {
         let l1 = moka::future::Cache::builder()
-            .max_capacity(config.l1_capacity_bytes)
+            .max_capacity(config.l1_capacity_bytes.max(1))
             .weigher(|k: &String, v: &Arc<L1Entry>| {
                 v.weight
                     .saturating_add(u32::try_from(k.len()).unwrap_or(u32::MAX))
             })
-            .expire_after(PerEntryTtl)
+            .expire_after(PerEntryTtl {
+                enabled: config.l1_capacity_bytes > 0,
+            })
             .build();
         Cache {
             inner: Arc::new(Inner {
@@ -323,6 +345,7 @@ impl Cache {
                 prefix: config.prefix,
                 l1,
                 l1_capacity: config.l1_capacity_bytes,
+                off: config.l1_capacity_bytes == 0 && l2.is_none(),
                 l2,
                 ack_timeout: config.ack_timeout.min(Duration::from_secs(1)),
                 namespaces: RwLock::new(HashMap::new()),
@@ -434,7 +457,7 @@ impl Cache {
 
     fn trace(ns: &Namespace, tier: &'static str, hit: bool, started: Instant) {
         tracing::debug!(
-            target: "napiatke_cache::op",
+            target: OP_TARGET,
             ns = %ns.state.name,
             tier,
             hit,
@@ -633,6 +656,12 @@ impl Cache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
+        if self.inner.off {
+            // Not even single flight: this mode is the uncached baseline.
+            ns.state.counters.l1.record(false);
+            let (value, _) = self.timed_load(ns, loader).await?;
+            return Ok(value);
+        }
         self.sync_generation(ns).await;
         let full = self.full_key(ns, key);
         let started = Instant::now();
@@ -705,15 +734,28 @@ impl Cache {
         Fut: Future<Output = Result<T, E>>,
     {
         let epoch = self.inner.epoch.load(Relaxed);
+        let (value, delta) = self.timed_load(ns, loader).await?;
+        let keep = self.inner.epoch.load(Relaxed) == epoch;
+        let entry = self.store(ns, full, Arc::clone(&value), delta, keep).await;
+        Ok((value, entry))
+    }
+
+    async fn timed_load<T, E, F, Fut>(
+        &self,
+        ns: &Namespace,
+        loader: F,
+    ) -> Result<(Arc<T>, Duration), E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
         let started = Instant::now();
         let value = Arc::new(loader().await?);
         let delta = started.elapsed();
         let c = &ns.state.counters;
         c.loads.fetch_add(1, Relaxed);
         c.load_us.fetch_add(micros(delta), Relaxed);
-        let keep = self.inner.epoch.load(Relaxed) == epoch;
-        let entry = self.store(ns, full, Arc::clone(&value), delta, keep).await;
-        Ok((value, entry))
+        Ok((value, delta))
     }
 
     /// Removes one key from both tiers and from every process's L1.

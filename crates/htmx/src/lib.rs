@@ -27,7 +27,7 @@ use actix_web::http::StatusCode;
 use actix_web::HttpResponse;
 
 /// What can go wrong loading or rendering templates.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum HtmxError {
     /// A template failed to parse or render; the message walks tera's cause chain.
     #[error("template error: {0}")]
@@ -105,6 +105,7 @@ impl actix_web::FromRequest for Hx {
 #[derive(Debug)]
 pub struct Templates {
     tera: tera::Tera,
+    fingerprint: u64,
 }
 
 impl Templates {
@@ -147,7 +148,12 @@ impl Templates {
         statics: Option<StaticUrls>,
     ) -> Result<Templates, HtmxError> {
         let mut all: Vec<(String, String)> = Vec::new();
+        let mut fingerprint: u64 = 0xcbf2_9ce4_8422_2325;
         for (name, source) in sources {
+            for b in name.bytes().chain([0]).chain(source.bytes()).chain([0]) {
+                fingerprint ^= u64::from(b);
+                fingerprint = fingerprint.wrapping_mul(0x0100_0000_01b3);
+            }
             all.push(((*name).to_owned(), (*source).to_owned()));
             for (block, body) in named_blocks(source) {
                 all.push((format!("{name}#{block}"), with_imports(source, &body)));
@@ -161,13 +167,20 @@ impl Templates {
         tera.add_raw_templates(all)?;
         // Every template is HTML, fragments (`page.html#rows`) included.
         tera.autoescape_on(vec![""]);
-        Ok(Templates { tera })
+        Ok(Templates { tera, fingerprint })
     }
 
     /// Renders a template (`page.html` or `page.html#block`).
     pub fn render(&self, name: &str, ctx: &tera::Context) -> Result<String, HtmxError> {
         let _span = tracing::debug_span!("render", template = name).entered();
         self.tera.render(name, ctx).map_err(HtmxError::from)
+    }
+
+    /// A hash of every template's name and source: part of each cached fragment's key,
+    /// so a deploy that changes a template never serves HTML rendered by the old one.
+    #[must_use]
+    pub fn fingerprint(&self) -> u64 {
+        self.fingerprint
     }
 
     /// Whether a template of that name is loaded.
@@ -485,5 +498,58 @@ mod tests {
             HeaderValue::from_static("true"),
         );
         assert!(!Hx::from_headers(&h).wants_fragment());
+    }
+}
+
+/// Rendered templates kept by the version of the data they show (key-based expiry):
+/// when the data changes, the service that owns it gives it a new version, so a
+/// rendered copy is never stale and never needs invalidating here. The key also holds
+/// the templates' fingerprint. Only data-only fragments belong here: nothing carrying
+/// a CSRF token or another user's data unless that user is in the version.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// use std::time::Duration;
+/// use napiatke_htmx::{FragmentCache, Templates};
+/// let t = Templates::from_sources(&[("n.html", "<b>{{ n }}</b>")])?;
+/// let cache = napiatke_cache::Cache::local(Default::default());
+/// let fragments = FragmentCache::new(&cache, Duration::from_secs(60));
+/// let ctx = || { let mut c = tera::Context::new(); c.insert("n", &7); c };
+/// assert_eq!(*fragments.render(&t, "n.html", "v1", ctx).await?, "<b>7</b>");
+/// // Same version: served from the cache, the context is not even built.
+/// let again = fragments.render(&t, "n.html", "v1", || unreachable!()).await?;
+/// assert_eq!(*again, "<b>7</b>");
+/// # Ok::<(), napiatke_htmx::HtmxError>(())
+/// # }).unwrap();
+/// ```
+#[derive(Debug, Clone)]
+pub struct FragmentCache {
+    cache: napiatke_cache::Cache,
+    ns: napiatke_cache::Namespace,
+}
+
+impl FragmentCache {
+    /// Fragments in `cache`, each kept for `ttl`.
+    #[must_use]
+    pub fn new(cache: &napiatke_cache::Cache, ttl: std::time::Duration) -> FragmentCache {
+        FragmentCache {
+            cache: cache.clone(),
+            ns: cache.namespace("fragment", 1, ttl),
+        }
+    }
+
+    /// `name` rendered with the context `ctx` builds, for data at `version`; the
+    /// context is only built when the fragment is not cached.
+    pub async fn render(
+        &self,
+        templates: &Templates,
+        name: &str,
+        version: &str,
+        ctx: impl FnOnce() -> tera::Context,
+    ) -> Result<std::sync::Arc<String>, HtmxError> {
+        let key = format!("{:016x}:{name}:{version}", templates.fingerprint());
+        self.cache
+            .get_or_compute(&self.ns, &key, || async { templates.render(name, &ctx()) })
+            .await
     }
 }

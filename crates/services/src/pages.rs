@@ -95,6 +95,9 @@ pub struct CalendarWeek {
     pub next: NaiveDate,
     /// Lessons in the week.
     pub total: usize,
+    /// Changes whenever the week is loaded anew (so after every invalidation): what
+    /// rendered copies of it are keyed by.
+    pub version: String,
 }
 
 /// What marking attendance changed: the lesson as it is now, whose mark and which.
@@ -350,7 +353,7 @@ impl Services {
                         end.and_time(NaiveTime::MIN),
                         scope,
                     )?;
-                    Ok(week_of(start, previous, end, entries))
+                    Ok(week_of(start, previous, end, entries, version()?))
                 })
             })
             .await
@@ -384,6 +387,7 @@ fn week_of(
     previous: NaiveDate,
     next: NaiveDate,
     entries: Vec<CalendarEntry>,
+    version: String,
 ) -> CalendarWeek {
     let total = entries.len();
     let mut days: Vec<CalendarDay> = (0..7)
@@ -404,5 +408,11 @@ fn week_of(
         previous,
         next,
         total,
+        version,
     }
+}
+
+/// 64 random bits as hex: a fresh version for freshly loaded data.
+fn version() -> ServiceResult<String> {
+    Ok(crate::random_token()?[..16].to_owned())
 }

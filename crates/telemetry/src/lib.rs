@@ -37,6 +37,11 @@ use tracing_subscriber::Layer;
 /// without depending on db; a test in apps/web checks they agree).
 pub const STATEMENT_TARGET: &str = "napiatke_db::statement";
 
+/// The target of the cache's per-lookup events (fields `tier` = "l1" | "l2", `hit`,
+/// `duration_us`); kept equal to what napiatke-cache emits, checked by a test in
+/// apps/web.
+pub const CACHE_TARGET: &str = "napiatke_cache::op";
+
 /// What one request has cost so far. Cheap to clone; all clones share the counters.
 #[derive(Debug, Clone, Default)]
 pub struct RequestCost(Arc<Counters>);
@@ -45,6 +50,26 @@ pub struct RequestCost(Arc<Counters>);
 struct Counters {
     statements: AtomicU64,
     db_micros: AtomicU64,
+    l1_hits: AtomicU64,
+    l1_misses: AtomicU64,
+    l2_hits: AtomicU64,
+    l2_misses: AtomicU64,
+    cache_micros: AtomicU64,
+}
+
+/// Cache lookups of one request by tier.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheCounts {
+    /// Answered in process.
+    pub l1_hits: u64,
+    /// Not in process.
+    pub l1_misses: u64,
+    /// Answered by Redis.
+    pub l2_hits: u64,
+    /// Not in Redis either (then computed).
+    pub l2_misses: u64,
+    /// Time spent in Redis lookups, microseconds.
+    pub l2_micros: u64,
 }
 
 impl RequestCost {
@@ -58,6 +83,33 @@ impl RequestCost {
     #[must_use]
     pub fn db_micros(&self) -> u64 {
         self.0.db_micros.load(Ordering::Relaxed)
+    }
+
+    /// Cache lookups so far.
+    #[must_use]
+    pub fn cache(&self) -> CacheCounts {
+        let c = &self.0;
+        CacheCounts {
+            l1_hits: c.l1_hits.load(Ordering::Relaxed),
+            l1_misses: c.l1_misses.load(Ordering::Relaxed),
+            l2_hits: c.l2_hits.load(Ordering::Relaxed),
+            l2_misses: c.l2_misses.load(Ordering::Relaxed),
+            l2_micros: c.cache_micros.load(Ordering::Relaxed),
+        }
+    }
+
+    fn add_cache(&self, op: &CacheOp) {
+        let c = &self.0;
+        let counter = match (op.l2, op.hit) {
+            (false, true) => &c.l1_hits,
+            (false, false) => &c.l1_misses,
+            (true, true) => &c.l2_hits,
+            (true, false) => &c.l2_misses,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        if op.l2 {
+            c.cache_micros.fetch_add(op.micros, Ordering::Relaxed);
+        }
     }
 
     fn add_statement(&self, micros: u64) {
@@ -90,7 +142,9 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
-        if event.metadata().target() != STATEMENT_TARGET {
+        let target = event.metadata().target();
+        let statement = target == STATEMENT_TARGET;
+        if !statement && target != CACHE_TARGET {
             return;
         }
         let Some(scope) = ctx.event_scope(event) else {
@@ -98,9 +152,15 @@ where
         };
         for span in scope {
             if let Some(cost) = span.extensions().get::<RequestCost>() {
-                let mut micros = Micros(0);
-                event.record(&mut micros);
-                cost.add_statement(micros.0);
+                if statement {
+                    let mut micros = Micros(0);
+                    event.record(&mut micros);
+                    cost.add_statement(micros.0);
+                } else {
+                    let mut op = CacheOp::default();
+                    event.record(&mut op);
+                    cost.add_cache(&op);
+                }
                 return;
             }
         }
@@ -118,6 +178,32 @@ impl Visit for Micros {
     fn record_i64(&mut self, field: &Field, value: i64) {
         if field.name() == "duration_us" {
             self.0 = u64::try_from(value).unwrap_or(0);
+        }
+    }
+    fn record_debug(&mut self, _: &Field, _: &dyn std::fmt::Debug) {}
+}
+
+#[derive(Default)]
+struct CacheOp {
+    l2: bool,
+    hit: bool,
+    micros: u64,
+}
+
+impl Visit for CacheOp {
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        if field.name() == "hit" {
+            self.hit = value;
+        }
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "tier" {
+            self.l2 = value == "l2";
+        }
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        if field.name() == "duration_us" {
+            self.micros = value;
         }
     }
     fn record_debug(&mut self, _: &Field, _: &dyn std::fmt::Debug) {}
@@ -156,6 +242,21 @@ mod tests {
             .join()
             .ok();
             assert_eq!((cost.statements(), cost.db_micros()), (2, 10));
+            span.in_scope(|| {
+                tracing::debug!(target: CACHE_TARGET, ns = "x", tier = "l1", hit = false, duration_us = 1u64);
+                tracing::debug!(target: CACHE_TARGET, ns = "x", tier = "l2", hit = true, duration_us = 90u64);
+                tracing::debug!(target: CACHE_TARGET, ns = "x", tier = "l1", hit = true, duration_us = 0u64);
+            });
+            assert_eq!(
+                cost.cache(),
+                CacheCounts {
+                    l1_hits: 1,
+                    l1_misses: 1,
+                    l2_hits: 1,
+                    l2_misses: 0,
+                    l2_micros: 90
+                }
+            );
         });
     }
 }
