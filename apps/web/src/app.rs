@@ -22,6 +22,9 @@ pub struct AppState {
     pub templates: Arc<Templates>,
     /// Rendered data-only fragments (the calendar week), keyed by data version.
     pub fragments: FragmentCache,
+    /// Rendered personal pages (the lesson page), keyed by data version and session:
+    /// in this process only, never in Redis, since they hold a CSRF token.
+    pub session_pages: FragmentCache,
     /// The collected static files, held in memory.
     pub static_files: Arc<StaticFiles>,
     /// Secure cookies (production).
@@ -64,6 +67,13 @@ pub fn build_state(
     let templates = Templates::from_sources_with(crate::embedded::TEMPLATES, Some(urls))?;
     Ok(web::Data::new(AppState {
         fragments: FragmentCache::new(&cache, settings.cache_ttls.calendar),
+        session_pages: FragmentCache::new(
+            &Cache::local(CacheConfig {
+                l1_capacity_bytes: settings.cache_l1_bytes / 4,
+                ..CacheConfig::default()
+            }),
+            settings.cache_ttls.user,
+        ),
         services: Services::new(db, clock).with_cache(cache, &settings.cache_ttls),
         templates: Arc::new(templates),
         static_files,

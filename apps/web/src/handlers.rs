@@ -329,8 +329,29 @@ pub async fn lesson(
     path: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
     let id = lesson_id(&path)?;
-    let detail = state.services.lesson(auth.user(), id).await?;
-    render_lesson(&state, &auth, hx, &detail)
+    let view = state.services.lesson(auth.user(), id).await?;
+    // The page is personal (the viewer's name, CSRF token, whether they may mark), so
+    // its HTML is kept per session, in this process only, by the lesson's version.
+    let can_mark = can_mark(&auth, &view.detail);
+    let (name, part) = if hx.wants_fragment() {
+        ("lesson.html#students", "students")
+    } else {
+        ("lesson.html", "page")
+    };
+    let key = format!(
+        "{}:{part}:{can_mark}:{}",
+        view.version, auth.session.csrf_token
+    );
+    let body = state
+        .session_pages
+        .render(&state.templates, name, &key, || {
+            lesson_context(&auth, &view.detail)
+        })
+        .await?;
+    let mut res = no_store(napiatke_htmx::html(StatusCode::OK, body.as_ref().clone()));
+    res.headers_mut()
+        .insert(header::VARY, HeaderValue::from_static("HX-Request"));
+    Ok(res)
 }
 
 /// The lesson page, or its students block for htmx.
@@ -340,11 +361,24 @@ fn render_lesson(
     hx: Hx,
     detail: &napiatke_db::queries::lessons::LessonDetail,
 ) -> Result<HttpResponse, AppError> {
+    render_page(
+        state,
+        hx,
+        "lesson.html",
+        Some("students"),
+        &lesson_context(auth, detail),
+    )
+}
+
+fn lesson_context(
+    auth: &Auth,
+    detail: &napiatke_db::queries::lessons::LessonDetail,
+) -> tera::Context {
     let mut ctx = base_context(auth, "lessons");
     ctx.insert("can_mark", &can_mark(auth, detail));
     ctx.insert("lesson", detail);
     ctx.insert("marks", AttendanceStatus::ALL);
-    render_page(state, hx, "lesson.html", Some("students"), &ctx)
+    ctx
 }
 
 fn can_mark(auth: &Auth, detail: &napiatke_db::queries::lessons::LessonDetail) -> bool {

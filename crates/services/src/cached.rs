@@ -8,7 +8,7 @@
 //! | `user`     | user      | `tutor:{id}:{date}`, `student:{id}:{date}` | own figures + next lessons |
 //! | `catalog`  | static    | `subjects`, `rooms`          | every subject / room         |
 //! | `calendar` | calendar  | `{scope}:{start}`            | one week's entries            |
-//! | `lesson`   | user      | `{id}`                       | `Option<LessonDetail>`       |
+//! | `lesson`   | user      | `{id}`                       | `Option<LessonView>`         |
 //!
 //! Figures that depend on "today" carry the date in their key, so none survives
 //! midnight. Scopes are `all`, `t{tutor}` and `s{student}`.
@@ -65,7 +65,7 @@ impl Namespaces {
             user: cache.namespace("user", 1, ttl.user),
             catalog: cache.namespace("catalog", 1, ttl.static_data),
             calendar: cache.namespace("calendar", 1, ttl.calendar),
-            lesson: cache.namespace("lesson", 1, ttl.user),
+            lesson: cache.namespace("lesson", 2, ttl.user),
         }
     }
 }

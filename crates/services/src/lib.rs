@@ -34,7 +34,8 @@ pub use cached::{CacheReport, CacheTtls, NamespaceLine};
 
 pub use auth::{random_token, DbSessionStore, NewSession, Session, SessionStore, SESSION_TTL};
 pub use pages::{
-    AttendanceChange, CalendarDay, CalendarWeek, Dashboard, LessonQuery, LessonsPage, StudentQuery,
+    AttendanceChange, CalendarDay, CalendarWeek, Dashboard, LessonQuery, LessonView, LessonsPage,
+    StudentQuery,
 };
 
 /// What a use case can fail with; apps/web maps each to an HTTP status once.

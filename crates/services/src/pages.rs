@@ -100,6 +100,16 @@ pub struct CalendarWeek {
     pub version: String,
 }
 
+/// A lesson as the lesson page shows it, with the version of this copy of its data.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LessonView {
+    /// Lesson, tutor, subject, room, students and marks.
+    pub detail: LessonDetail,
+    /// Changes whenever the lesson is loaded anew (so after every invalidation): what
+    /// rendered copies of the page are keyed by.
+    pub version: String,
+}
+
 /// What marking attendance changed: the lesson as it is now, whose mark and which.
 #[derive(Debug, Clone, Serialize)]
 pub struct AttendanceChange {
@@ -255,21 +265,24 @@ impl Services {
     /// One lesson with its students and marks (cached; two statements on a miss). A
     /// lesson the caller may not see is reported as missing, not forbidden, so ids
     /// reveal nothing.
-    pub async fn lesson(&self, user: &User, id: LessonId) -> ServiceResult<LessonDetail> {
+    pub async fn lesson(&self, user: &User, id: LessonId) -> ServiceResult<LessonView> {
         let cached = self
             .cache
             .get_or_compute(&self.ns.lesson, &lesson_key(id), || {
                 self.blocking(
                     move |s| match lessons::get(&mut *s.conn()?, id, Scope::All) {
-                        Ok(detail) => Ok(Some(detail)),
+                        Ok(detail) => Ok(Some(LessonView {
+                            detail,
+                            version: version()?,
+                        })),
                         Err(napiatke_db::DbError::NotFound) => Ok(None),
                         Err(e) => Err(e.into()),
                     },
                 )
             })
             .await?;
-        let visible = cached.as_ref().as_ref().filter(|d| match user.role {
-            Role::Student => d.students.iter().any(|s| s.student.id == user.id),
+        let visible = cached.as_ref().as_ref().filter(|v| match user.role {
+            Role::Student => v.detail.students.iter().any(|s| s.student.id == user.id),
             Role::Admin | Role::Tutor => true,
         });
         visible
