@@ -88,5 +88,6 @@ for i in 1 2; do
   page=$(curl -s -H "Cookie: napiatke_session=${sessions[$i]}" "http://127.0.0.1:$((base_port + i))/admin/cache-stats/")
   rate=$(sed -n 's/.*id="overall-rate">\([^<]*\)<.*/\1/p' <<<"$page" | head -n 1)
   l1=$(sed -n 's/.*id="l1-rate">\([^<]*\)<.*/\1/p' <<<"$page" | head -n 1)
-  echo "${names[$i]}: hit rate over the run $rate (L1 $l1)"
+  counts=$(sed -n 's/.*<p>\([0-9]* of [0-9]* lookups\) since.*/\1/p' <<<"$page" | head -n 1)
+  echo "${names[$i]}: hit rate over the run $rate ($counts; L1 alone $l1)"
 done

@@ -435,3 +435,70 @@ async fn redis_figures_and_key_counts_per_namespace() {
     assert!(info.keys >= 7 && info.connected_clients >= 1 && !info.used_memory.is_empty());
     assert!(local().await.redis_info().await.is_none());
 }
+
+#[tokio::test]
+async fn l1_is_bounded_by_bytes() {
+    let cache = Cache::try_new(CacheConfig {
+        l1_capacity_bytes: 20_000,
+        ..CacheConfig::default()
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let ns = cache.namespace("big", 1, MIN);
+    // 100 values of about 1.3 KB each (large numbers: postcard's varints take 10
+    // bytes each), several times what L1 may hold.
+    for i in 0..100u64 {
+        cache.set(&ns, &i.to_string(), vec![u64::MAX - i; 128]).await;
+    }
+    cache.sync_stats().await;
+    let s = cache.stats();
+    assert!(s.l1_bytes <= 20_000, "{} bytes held", s.l1_bytes);
+    assert!(s.l1_entries >= 10 && s.l1_entries <= 20, "{} entries", s.l1_entries);
+}
+
+/// Counts warnings from the cache.
+#[derive(Clone, Default)]
+struct Warnings(Arc<AtomicUsize>);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Warnings {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        let m = event.metadata();
+        if *m.level() == tracing::Level::WARN && m.target() == "napiatke_cache" {
+            self.0.fetch_add(1, SeqCst);
+        }
+    }
+}
+
+#[test]
+fn a_dead_redis_is_logged_once_per_interval_not_per_request() {
+    use tracing_subscriber::layer::SubscriberExt;
+    let warnings = Warnings::default();
+    let subscriber = tracing_subscriber::registry().with(warnings.clone());
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    rt.block_on(async {
+        // A port nothing listens on: every operation is refused.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let cache = with_url(&prefix("quiet"), Some(format!("redis://127.0.0.1:{port}/0"))).await;
+        let ns = cache.namespace("n", 1, MIN);
+        let counter = Counter::default();
+        for i in 0..50u64 {
+            compute(&cache, &ns, &format!("k{i}"), &counter, i).await;
+            if i % 10 == 0 {
+                // Past the breaker's cool-down, so Redis is tried (and fails) again.
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        }
+        let s = cache.stats();
+        // Three failures open the breaker; the sleeps outlast its cool-downs, so
+        // Redis was tried (and failed) again several times.
+        assert!(s.l2_errors + s.l2_timeouts >= 4, "{s:?}");
+    });
+    assert_eq!(warnings.0.load(SeqCst), 1, "one warning in the 10 s interval");
+}
