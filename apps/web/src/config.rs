@@ -14,6 +14,9 @@ pub enum Environment {
     Production,
 }
 
+/// The longest TTL class accepted: beyond a month a cache entry is a stale copy.
+const MAX_TTL_SECS: u64 = 30 * 24 * 3600;
+
 /// A value that must never be printed (a DSN with a key in it, say).
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -110,9 +113,15 @@ impl Settings {
                     .trim()
                     .parse::<u64>()
                     .ok()
-                    .filter(|s| *s > 0)
+                    .filter(|s| (1..=MAX_TTL_SECS).contains(s))
                     .map(Duration::from_secs)
-                    .ok_or_else(|| bad(var, &v, "expected a whole number of seconds above 0")),
+                    .ok_or_else(|| {
+                        bad(
+                            var,
+                            &v,
+                            "expected a whole number of seconds from 1 to 2592000 (30 days)",
+                        )
+                    }),
             }
         };
         let bind = match get("BIND") {
@@ -304,6 +313,7 @@ mod tests {
             ("SLOW_REQUEST_THRESHOLD", "fast"),
             ("CACHE_TTL_USER", "-5"),
             ("CACHE_TTL_CALENDAR", "0"),
+            ("CACHE_TTL_STATIC", "18446744073709551615"),
             ("EXPOSE_QUERY_COUNT", "maybe"),
             ("CACHE_PREFIX", "has space"),
             ("CACHE_L1_BYTES", "64MB"),

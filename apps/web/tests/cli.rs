@@ -129,6 +129,6 @@ fn bad_settings_stop_start_up() {
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         text(&out.stderr),
-        "error: configuration: CACHE_TTL_USER: \"soon\" is invalid: expected a whole number of seconds above 0\n"
+        "error: configuration: CACHE_TTL_USER: \"soon\" is invalid: expected a whole number of seconds from 1 to 2592000 (30 days)\n"
     );
 }

@@ -211,6 +211,21 @@ impl Browser {
     }
 }
 
+/// POSTs an attendance mark as `who` (without htmx).
+async fn mark<S, B>(app: &S, who: &Browser, lesson: u32, student: &str, status: &str) -> Page
+where
+    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody,
+{
+    let path = format!("/lessons/{lesson}/attendance");
+    let form = [
+        ("student_id", student),
+        ("status", status),
+        ("csrf_token", who.csrf.as_str()),
+    ];
+    send(app, who.post(&path, &form)).await
+}
+
 async fn login<S, B>(app: &S, email: &str, password: &str) -> (Page, Browser)
 where
     S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
@@ -634,18 +649,7 @@ async fn attendance_changes_pages(engine: Engine) {
     let before = send(&app, admin.get("/students/?q=dunn")).await;
     assert!(before.body.contains("<td class=\"rate\">—</td>"));
     // Dan in lesson 4: first mark inserts.
-    let res = send(
-        &app,
-        admin.post(
-            "/lessons/4/attendance",
-            &[
-                ("student_id", "7"),
-                ("status", "present"),
-                ("csrf_token", &admin.csrf),
-            ],
-        ),
-    )
-    .await;
+    let res = mark(&app, &admin, 4, "7", "present").await;
     assert_eq!(res.status, StatusCode::SEE_OTHER);
     assert_eq!(res.header("location"), Some("/lessons/4/"));
     let lesson = send(&app, admin.get("/lessons/4/")).await;
@@ -765,18 +769,7 @@ async fn bad_input(engine: Engine) {
         assert_eq!(got.status, StatusCode::BAD_REQUEST, "{form:?}");
         assert!(got.body.contains(message), "{form:?}: {}", got.body);
     }
-    let missing = send(
-        &app,
-        admin.post(
-            "/lessons/999/attendance",
-            &[
-                ("student_id", "4"),
-                ("status", "PRESENT"),
-                ("csrf_token", &admin.csrf),
-            ],
-        ),
-    )
-    .await;
+    let missing = mark(&app, &admin, 999, "4", "PRESENT").await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
     // Nothing was lost: lesson 1 is as the fixture has it.
     let one = send(&app, admin.get("/lessons/1/")).await;
@@ -995,18 +988,7 @@ async fn no_stale_pages(engine: Engine) {
             .contains("3 students, 0 present"));
     }
     // Sara present in Tina's lesson 4, marked through process a.
-    let res = send(
-        &a,
-        admin.post(
-            "/lessons/4/attendance",
-            &[
-                ("student_id", "4"),
-                ("status", "PRESENT"),
-                ("csrf_token", &admin.csrf),
-            ],
-        ),
-    )
-    .await;
+    let res = mark(&a, &admin, 4, "4", "PRESENT").await;
     assert_eq!(res.status, StatusCode::SEE_OTHER);
     for (name, app) in [("b", &b), ("a", &a)] {
         assert_eq!(
@@ -1112,18 +1094,7 @@ async fn redis_outage(engine: Engine) {
         rate_in(&send(&app, sara.get("/dashboard/")).await.body),
         "50.0%"
     );
-    let res = send(
-        &app,
-        admin.post(
-            "/lessons/4/attendance",
-            &[
-                ("student_id", "4"),
-                ("status", "PRESENT"),
-                ("csrf_token", &admin.csrf),
-            ],
-        ),
-    )
-    .await;
+    let res = mark(&app, &admin, 4, "4", "PRESENT").await;
     assert_eq!(
         res.status,
         StatusCode::SEE_OTHER,
@@ -1176,6 +1147,17 @@ async fn redis_outage(engine: Engine) {
 async fn cache_stats_page(engine: Engine) {
     let t = fixture(engine);
     let app = test::init_service(napiatke_web::app::app(state(&t, false).await)).await;
+    // Made-up session cookies are looked up but never cached: they cannot grow Redis.
+    for _ in 0..3 {
+        let bogus = Browser {
+            session: Some(format!("{:064x}", rand_u64())),
+            ..Browser::default()
+        };
+        assert_eq!(
+            send(&app, bogus.get("/dashboard/")).await.status,
+            StatusCode::SEE_OTHER
+        );
+    }
     let (_, admin) = login(&app, "admin@napiatke.local", FIXTURE_PASSWORD).await;
     // login_as read the dashboard once (a miss); this read is an L1 hit, and so is
     // its session.
@@ -1207,6 +1189,16 @@ async fn cache_stats_page(engine: Engine) {
     assert!(
         keys.trim_end().ends_with("<td>1</td>"),
         "one dashboard key in Redis: {keys}"
+    );
+    let sessions = page
+        .body
+        .split("<td>session</td>")
+        .nth(1)
+        .and_then(|r| r.split("</tr>").next())
+        .unwrap_or_default();
+    assert!(
+        sessions.trim_end().ends_with("<td>1</td>"),
+        "one session key in Redis (the admin's), none for made-up cookies: {sessions}"
     );
     assert!(!page.body.contains("redis-off"));
 

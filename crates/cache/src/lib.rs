@@ -70,6 +70,9 @@ use stats::NsCounters;
 /// `hit`, `duration_us`), which napiatke-telemetry adds up per request.
 pub const OP_TARGET: &str = "napiatke_cache::op";
 
+/// How often the invalidation listener checks its connection.
+const PUBSUB_PING: Duration = Duration::from_secs(5);
+
 /// The longest a Redis operation may take before the request goes on without it.
 pub const MAX_OP_TIMEOUT: Duration = Duration::from_millis(50);
 
@@ -77,8 +80,20 @@ pub const MAX_OP_TIMEOUT: Duration = Duration::from_millis(50);
 /// replaced by bumping every namespace when it is back.
 const MAX_PENDING_KEYS: usize = 10_000;
 
-/// Compute times under this are not worth refreshing early for.
+/// XFetch's beta: 1 is the paper's choice (refresh about one compute time early).
 const EARLY_REFRESH_BETA: f64 = 1.0;
+
+/// What an invalidated key holds in Redis for a while instead of being deleted, so a
+/// load that read the old row before the write cannot store it after the write: the
+/// guarded SET below refuses to overwrite it. Reads take it for a miss (it is no
+/// envelope).
+const TOMBSTONE: &[u8] = b"NPX";
+const TOMBSTONE_TTL_MS: u64 = 5_000;
+
+/// SET unless the key holds a tombstone (KEYS[1]; ARGV: value, PX, tombstone).
+const GUARDED_SET: &str = "if redis.call('STRLEN', KEYS[1]) == string.len(ARGV[3]) \
+and redis.call('GET', KEYS[1]) == ARGV[3] then return 0 end \
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1";
 
 /// How to build a [`Cache`].
 #[derive(Debug, Clone)]
@@ -200,6 +215,28 @@ impl moka::Expiry<String, Arc<L1Entry>> for PerEntryTtl {
     }
 }
 
+/// How a computed or given value goes to Redis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Store {
+    /// A load after a miss: unless an invalidation left a tombstone.
+    Fill,
+    /// An explicit write: always.
+    Overwrite,
+    /// A load that overlapped an invalidation: not at all, and no L1 life.
+    Discard,
+}
+
+struct AckGuard<'a> {
+    l2: &'a L2,
+    seq: u64,
+}
+
+impl Drop for AckGuard<'_> {
+    fn drop(&mut self) {
+        self.l2.forget_acks(self.seq);
+    }
+}
+
 enum Pending {
     Keys(Vec<String>),
     Namespace(String),
@@ -220,6 +257,7 @@ struct Inner {
     epoch: AtomicU64,
     seq: AtomicU64,
     pending: Mutex<(Vec<Pending>, usize, bool)>,
+    has_pending: AtomicBool,
     subscriber: Mutex<Option<tokio::task::AbortHandle>>,
 }
 
@@ -352,6 +390,7 @@ impl Cache {
                 epoch: AtomicU64::new(0),
                 seq: AtomicU64::new(0),
                 pending: Mutex::new((Vec::new(), 0, false)),
+                has_pending: AtomicBool::new(false),
                 subscriber: Mutex::new(None),
             }),
         }
@@ -441,7 +480,7 @@ impl Cache {
             return;
         }
         let key = self.gen_key(&ns.state.name);
-        if let Ok((gen, _)) = l2
+        if let Ok((gen, recovered)) = l2
             .run("get generation", |mut c| async move {
                 redis::cmd("GET")
                     .arg(&key)
@@ -450,8 +489,10 @@ impl Cache {
             })
             .await
         {
-            ns.state.generation.store(gen.unwrap_or(0), Relaxed);
+            // Never backwards: an INCR or a message may have raised it meanwhile.
+            ns.state.generation.fetch_max(gen.unwrap_or(0), Relaxed);
             ns.state.synced.store(true, Relaxed);
+            self.after_success(recovered).await;
         }
     }
 
@@ -495,7 +536,9 @@ impl Cache {
             value,
             weight: u32::try_from(weight + 64).unwrap_or(u32::MAX),
             ttl,
-            expires_at: Instant::now() + ttl,
+            expires_at: Instant::now()
+                .checked_add(ttl)
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(365 * 24 * 3600)),
             delta,
             refreshing: AtomicBool::new(false),
         })
@@ -535,6 +578,7 @@ impl Cache {
     {
         let l2 = self.inner.l2.as_ref()?;
         let started = Instant::now();
+        let epoch = self.inner.epoch.load(Relaxed);
         let key = full.to_owned();
         let bytes = match l2
             .run("get", |mut c| async move {
@@ -546,13 +590,18 @@ impl Cache {
             .await
         {
             Ok((bytes, recovered)) => {
+                self.after_success(recovered).await;
+                // Read before the replay of missed invalidations: not to be trusted.
                 if recovered {
-                    self.after_outage().await;
+                    None
+                } else {
+                    bytes
                 }
-                bytes
             }
             Err(_) => None,
         };
+        // An invalidation seen while the GET was in flight may be of this very key.
+        let fresh = self.inner.epoch.load(Relaxed) == epoch;
         let tag = envelope::type_tag::<T>(ns.state.version);
         let decoded = bytes.as_deref().and_then(|b| {
             let (value, header) = envelope::decode::<T>(b, tag)?;
@@ -561,7 +610,11 @@ impl Cache {
         });
         let entry = decoded.map(|(value, header, len, left)| {
             // Never outlive the Redis copy.
-            let ttl = ns.ttl.min(Duration::from_millis(left));
+            let ttl = if fresh {
+                ns.ttl.min(Duration::from_millis(left))
+            } else {
+                Duration::ZERO
+            };
             Cache::l1_entry(
                 Arc::new(value),
                 len,
@@ -583,23 +636,31 @@ impl Cache {
         self.sync_generation(ns).await;
         let full = self.full_key(ns, key);
         let value = Arc::new(value);
+        // A load racing this write must not store what it read before it.
+        self.inner.epoch.fetch_add(1, Relaxed);
         let entry = self
-            .store(ns, &full, Arc::clone(&value), Duration::ZERO, true)
+            .store(
+                ns,
+                &full,
+                Arc::clone(&value),
+                Duration::ZERO,
+                Store::Overwrite,
+            )
             .await;
         self.inner.l1.insert(full.clone(), entry).await;
         self.publish(Message::Keys(vec![full])).await;
         value
     }
 
-    /// Encodes and writes to Redis; returns the L1 entry to keep. `keep` false gives
-    /// an entry that expires at once (the load overlapped an invalidation).
+    /// Encodes and writes to Redis; returns the L1 entry to keep (one that expires at
+    /// once for [`Store::Discard`]).
     async fn store<T>(
         &self,
         ns: &Namespace,
         full: &str,
         value: Arc<T>,
         delta: Duration,
-        keep: bool,
+        mode: Store,
     ) -> Arc<L1Entry>
     where
         T: Serialize + Send + Sync + 'static,
@@ -618,23 +679,36 @@ impl Cache {
             }
         };
         let len = bytes.len();
+        let keep = mode != Store::Discard;
         if keep && !bytes.is_empty() {
             if let Some(l2) = &self.inner.l2 {
                 let key = full.to_owned();
                 let px = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-                if let Ok(((), true)) = l2
+                let outcome = l2
                     .run("set", |mut c| async move {
-                        redis::cmd("SET")
-                            .arg(&key)
-                            .arg(bytes)
-                            .arg("PX")
-                            .arg(px)
-                            .query_async::<()>(&mut c)
-                            .await
+                        let cmd = match mode {
+                            // A fill never overwrites a tombstone: what it loaded may
+                            // predate the invalidation that wrote it.
+                            Store::Fill => redis::cmd("EVAL")
+                                .arg(GUARDED_SET)
+                                .arg(1)
+                                .arg(&key)
+                                .arg(bytes)
+                                .arg(px)
+                                .arg(TOMBSTONE)
+                                .to_owned(),
+                            _ => redis::cmd("SET")
+                                .arg(&key)
+                                .arg(bytes)
+                                .arg("PX")
+                                .arg(px)
+                                .to_owned(),
+                        };
+                        cmd.query_async::<redis::Value>(&mut c).await
                     })
-                    .await
-                {
-                    self.after_outage().await;
+                    .await;
+                if let Ok((_, recovered)) = outcome {
+                    self.after_success(recovered).await;
                 }
             }
         }
@@ -735,8 +809,12 @@ impl Cache {
     {
         let epoch = self.inner.epoch.load(Relaxed);
         let (value, delta) = self.timed_load(ns, loader).await?;
-        let keep = self.inner.epoch.load(Relaxed) == epoch;
-        let entry = self.store(ns, full, Arc::clone(&value), delta, keep).await;
+        let mode = if self.inner.epoch.load(Relaxed) == epoch {
+            Store::Fill
+        } else {
+            Store::Discard
+        };
+        let entry = self.store(ns, full, Arc::clone(&value), delta, mode).await;
         Ok((value, entry))
     }
 
@@ -771,27 +849,50 @@ impl Cache {
         }
         self.sync_generation(ns).await;
         let full: Vec<String> = keys.iter().map(|k| self.full_key(ns, k.as_ref())).collect();
-        self.inner.epoch.fetch_add(1, Relaxed);
         ns.state
             .counters
             .invalidations
             .fetch_add(full.len() as u64, Relaxed);
+        // Redis first, then the epoch, then L1: a read of the old Redis value that
+        // overlaps any of it sees the epoch move and keeps nothing.
+        self.inner.epoch.fetch_add(1, Relaxed);
+        match self.tombstone(&full).await {
+            Some(recovered) => self.after_success(recovered).await,
+            None => self.queue(Pending::Keys(full.clone())),
+        }
+        self.inner.epoch.fetch_add(1, Relaxed);
         for k in &full {
             self.inner.l1.invalidate(k).await;
         }
-        if let Some(l2) = &self.inner.l2 {
-            let keys = full.clone();
-            if l2
-                .run("del", |mut c| async move {
-                    redis::cmd("DEL").arg(&keys).query_async::<()>(&mut c).await
-                })
-                .await
-                .is_err()
-            {
-                self.queue(Pending::Keys(full.clone()));
-            }
-        }
         self.publish(Message::Keys(full)).await;
+    }
+
+    /// Replaces keys by short-lived tombstones (one pipelined round trip). Returns
+    /// `None` when Redis could not be reached, else whether this call found Redis
+    /// back after an outage.
+    async fn tombstone(&self, full: &[String]) -> Option<bool> {
+        let Some(l2) = &self.inner.l2 else {
+            return Some(false);
+        };
+        let keys = full.to_vec();
+        match l2
+            .run("invalidate", |mut c| async move {
+                let mut pipe = redis::pipe();
+                for k in &keys {
+                    pipe.cmd("SET")
+                        .arg(k)
+                        .arg(TOMBSTONE)
+                        .arg("PX")
+                        .arg(TOMBSTONE_TTL_MS)
+                        .ignore();
+                }
+                pipe.query_async::<()>(&mut c).await
+            })
+            .await
+        {
+            Ok(((), recovered)) => Some(recovered),
+            Err(_) => None,
+        }
     }
 
     /// Invalidates every key of a namespace at once by bumping its generation (one
@@ -812,9 +913,10 @@ impl Cache {
                 })
                 .await
             {
-                Ok((gen, _)) => {
+                Ok((gen, recovered)) => {
                     s.generation.fetch_max(gen, Relaxed);
                     s.synced.store(true, Relaxed);
+                    self.after_success(recovered).await;
                 }
                 Err(_) => self.queue(Pending::Namespace(s.name.clone())),
             }
@@ -824,12 +926,15 @@ impl Cache {
             .await;
     }
 
-    fn queue(&self, p: Pending) {
-        let mut pending = self
-            .inner
+    fn pending(&self) -> std::sync::MutexGuard<'_, (Vec<Pending>, usize, bool)> {
+        self.inner
             .pending
             .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn queue(&self, p: Pending) {
+        let mut pending = self.pending();
         let (list, keys, overflowed) = &mut *pending;
         if *overflowed {
             return;
@@ -843,61 +948,24 @@ impl Cache {
         } else {
             list.push(p);
         }
+        self.inner.has_pending.store(true, Relaxed);
+    }
+
+    /// After any Redis call that worked: if it closed a tripped breaker, resynchronise;
+    /// if invalidations are waiting, replay them now.
+    async fn after_success(&self, recovered: bool) {
+        if recovered {
+            self.after_outage().await;
+        } else if self.inner.has_pending.load(Relaxed) {
+            self.replay_pending().await;
+        }
     }
 
     /// After Redis comes back: replay invalidations it missed, re-read generations
     /// and forget L1 (other processes' messages may have been lost meanwhile).
     async fn after_outage(&self) {
-        let (list, overflowed) = {
-            let mut pending = self
-                .inner
-                .pending
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            let (list, keys, overflowed) = &mut *pending;
-            let out = (std::mem::take(list), *overflowed);
-            *keys = 0;
-            *overflowed = false;
-            out
-        };
-        let Some(l2) = &self.inner.l2 else { return };
-        let namespaces: Vec<Arc<NsState>> = self
-            .inner
-            .namespaces
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .values()
-            .cloned()
-            .collect();
-        let mut bump: Vec<String> = Vec::new();
-        for p in list {
-            match p {
-                Pending::Keys(keys) => {
-                    let _ = l2
-                        .run("replay del", |mut c| async move {
-                            redis::cmd("DEL").arg(&keys).query_async::<()>(&mut c).await
-                        })
-                        .await;
-                }
-                Pending::Namespace(name) => bump.push(name),
-            }
-        }
-        if overflowed {
-            bump = namespaces.iter().map(|n| n.name.clone()).collect();
-        }
-        bump.sort();
-        bump.dedup();
-        for name in bump {
-            let key = self.gen_key(&name);
-            let _ = l2
-                .run("replay incr", |mut c| async move {
-                    redis::cmd("INCR")
-                        .arg(&key)
-                        .query_async::<u64>(&mut c)
-                        .await
-                })
-                .await;
-        }
+        self.replay_pending().await;
+        let namespaces: Vec<Arc<NsState>> = self.namespace_states();
         for ns in &namespaces {
             ns.synced.store(false, Relaxed);
         }
@@ -905,11 +973,84 @@ impl Cache {
         self.inner.l1.invalidate_all();
     }
 
+    fn namespace_states(&self) -> Vec<Arc<NsState>> {
+        self.inner
+            .namespaces
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Writes the invalidations Redis missed (tombstones, generation bumps) and tells
+    /// the other processes; what fails again stays queued.
+    async fn replay_pending(&self) {
+        let (list, overflowed) = {
+            let mut pending = self.pending();
+            let (list, keys, overflowed) = &mut *pending;
+            let out = (std::mem::take(list), *overflowed);
+            *keys = 0;
+            *overflowed = false;
+            self.inner.has_pending.store(false, Relaxed);
+            out
+        };
+        if list.is_empty() && !overflowed {
+            return;
+        }
+        let Some(l2) = &self.inner.l2 else { return };
+        let mut bump: Vec<String> = Vec::new();
+        for p in list {
+            match p {
+                Pending::Keys(keys) => {
+                    if self.tombstone(&keys).await.is_some() {
+                        self.publish(Message::Keys(keys)).await;
+                    } else {
+                        self.queue(Pending::Keys(keys));
+                    }
+                }
+                Pending::Namespace(name) => bump.push(name),
+            }
+        }
+        if overflowed {
+            bump = self
+                .namespace_states()
+                .iter()
+                .map(|n| n.name.clone())
+                .collect();
+        }
+        bump.sort();
+        bump.dedup();
+        for name in bump {
+            let key = self.gen_key(&name);
+            match l2
+                .run("replay incr", |mut c| async move {
+                    redis::cmd("INCR")
+                        .arg(&key)
+                        .query_async::<u64>(&mut c)
+                        .await
+                })
+                .await
+            {
+                Ok((gen, _)) => {
+                    for ns in self.namespace_states().iter().filter(|n| n.name == name) {
+                        ns.generation.fetch_max(gen, Relaxed);
+                        self.publish(Message::Namespace(name.clone(), ns.version, gen))
+                            .await;
+                    }
+                }
+                Err(_) => self.queue(Pending::Namespace(name)),
+            }
+        }
+    }
+
     async fn publish(&self, message: Message) {
         let Some(l2) = &self.inner.l2 else { return };
         let seq = self.inner.seq.fetch_add(1, Relaxed);
         let payload = message.encode(self.inner.id, seq);
         let waiting = l2.wait_acks(seq);
+        // Forgets the wait however this ends, a cancelled request included.
+        let _forget = AckGuard { l2, seq };
         let channel = l2.channel.clone();
         match l2
             .run("publish", |mut c| async move {
@@ -922,25 +1063,23 @@ impl Cache {
             .await
         {
             Ok((receivers, _)) => {
-                let ourselves = usize::from(l2.subscribed.load(Relaxed));
-                l2.expect(seq, receivers.saturating_sub(ourselves));
+                // Every subscriber acknowledges, this process included, so the count
+                // needs no guess about whether our own listener is connected.
+                l2.expect(seq, receivers);
                 if tokio::time::timeout(self.inner.ack_timeout, waiting)
                     .await
                     .is_err()
                 {
-                    l2.forget_acks(seq);
                     l2.log_throttled(
                         "invalidation acknowledgements",
                         &"not every process answered in time",
                     );
                 }
             }
-            Err(_) => {
-                l2.forget_acks(seq);
-                if let Message::Keys(keys) = message {
-                    self.queue(Pending::Keys(keys));
-                }
-            }
+            Err(_) => match message {
+                Message::Keys(keys) => self.queue(Pending::Keys(keys)),
+                Message::Namespace(name, _, _) => self.queue(Pending::Namespace(name)),
+            },
         }
     }
 
@@ -950,12 +1089,13 @@ impl Cache {
         let Some((sender, seq, message)) = Message::decode(payload) else {
             return;
         };
-        if sender == self.inner.id {
-            return;
+        let own = sender == self.inner.id;
+        if !own {
+            l2.counters.invalidations_received.fetch_add(1, Relaxed);
+            self.inner.epoch.fetch_add(1, Relaxed);
         }
-        l2.counters.invalidations_received.fetch_add(1, Relaxed);
-        self.inner.epoch.fetch_add(1, Relaxed);
         match message {
+            _ if own => {}
             Message::Keys(keys) => {
                 for k in keys {
                     self.inner.l1.invalidate(&k).await;
@@ -1141,14 +1281,29 @@ async fn subscriber(weak: Weak<Inner>) {
                         l2.subscribed.store(true, Relaxed);
                     }
                 }
-                let mut stream = ps.into_on_message();
-                while let Some(msg) = stream.next().await {
-                    let Some(inner) = weak.upgrade() else { return };
-                    let cache = Cache { inner };
-                    if msg.get_channel_name() == ack_channel {
-                        cache.receive_ack(msg.get_payload_bytes());
-                    } else {
-                        cache.receive(msg.get_payload_bytes()).await;
+                let (mut sink, mut stream) = ps.split();
+                // A half-open connection would wait for messages forever (TCP keeps
+                // quiet for hours): ping it, and reconnect when it does not answer.
+                let mut ping = tokio::time::interval(PUBSUB_PING);
+                ping.tick().await;
+                loop {
+                    tokio::select! {
+                        msg = stream.next() => {
+                            let Some(msg) = msg else { break };
+                            let Some(inner) = weak.upgrade() else { return };
+                            let cache = Cache { inner };
+                            if msg.get_channel_name() == ack_channel {
+                                cache.receive_ack(msg.get_payload_bytes());
+                            } else {
+                                cache.receive(msg.get_payload_bytes()).await;
+                            }
+                        }
+                        _ = ping.tick() => {
+                            let pong = tokio::time::timeout(Duration::from_secs(1), sink.ping::<String>()).await;
+                            if !matches!(pong, Ok(Ok(_))) {
+                                break;
+                            }
+                        }
                     }
                 }
                 let Some(inner) = weak.upgrade() else { return };

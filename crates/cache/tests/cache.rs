@@ -448,12 +448,18 @@ async fn l1_is_bounded_by_bytes() {
     // 100 values of about 1.3 KB each (large numbers: postcard's varints take 10
     // bytes each), several times what L1 may hold.
     for i in 0..100u64 {
-        cache.set(&ns, &i.to_string(), vec![u64::MAX - i; 128]).await;
+        cache
+            .set(&ns, &i.to_string(), vec![u64::MAX - i; 128])
+            .await;
     }
     cache.sync_stats().await;
     let s = cache.stats();
     assert!(s.l1_bytes <= 20_000, "{} bytes held", s.l1_bytes);
-    assert!(s.l1_entries >= 10 && s.l1_entries <= 20, "{} entries", s.l1_entries);
+    assert!(
+        s.l1_entries >= 10 && s.l1_entries <= 20,
+        "{} entries",
+        s.l1_entries
+    );
 }
 
 /// Counts warnings from the cache.
@@ -485,7 +491,11 @@ fn a_dead_redis_is_logged_once_per_interval_not_per_request() {
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
             .unwrap_or_else(|e| panic!("{e}"));
-        let cache = with_url(&prefix("quiet"), Some(format!("redis://127.0.0.1:{port}/0"))).await;
+        let cache = with_url(
+            &prefix("quiet"),
+            Some(format!("redis://127.0.0.1:{port}/0")),
+        )
+        .await;
         let ns = cache.namespace("n", 1, MIN);
         let counter = Counter::default();
         for i in 0..50u64 {
@@ -500,5 +510,45 @@ fn a_dead_redis_is_logged_once_per_interval_not_per_request() {
         // Redis was tried (and failed) again several times.
         assert!(s.l2_errors + s.l2_timeouts >= 4, "{s:?}");
     });
-    assert_eq!(warnings.0.load(SeqCst), 1, "one warning in the 10 s interval");
+    assert_eq!(
+        warnings.0.load(SeqCst),
+        1,
+        "one warning in the 10 s interval"
+    );
+}
+
+/// A load that read the old row before a write elsewhere, and finishes after that
+/// write's invalidation, must not put the old row back, in either tier or process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_load_overlapping_an_invalidation_stores_nothing() {
+    let p = prefix("race");
+    let a = with_url(&p, Some(redis_url())).await;
+    let b = with_url(&p, Some(redis_url())).await;
+    let (na, nb) = (a.namespace("n", 1, MIN), b.namespace("n", 1, MIN));
+    let (read_tx, read_rx) = tokio::sync::oneshot::channel::<()>();
+    let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
+    let loader = {
+        let (b, nb) = (b.clone(), nb.clone());
+        tokio::spawn(async move {
+            *b.get_or_compute(&nb, "k", || async move {
+                let old = 1u64; // "read" before the write
+                let _ = read_tx.send(());
+                let _ = go_rx.await;
+                Ok::<_, String>(old)
+            })
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+        })
+    };
+    let _ = read_rx.await;
+    a.delete(&na, "k").await; // the write's invalidation, on the other process
+    let _ = go_tx.send(());
+    assert_eq!(
+        loader.await.unwrap_or_else(|e| panic!("{e}")),
+        1,
+        "the caller still gets its answer"
+    );
+    assert_eq!(b.get::<u64>(&nb, "k").await, None, "not kept in b");
+    a.clear_local();
+    assert_eq!(a.get::<u64>(&na, "k").await, None, "not in Redis");
 }

@@ -86,6 +86,8 @@ fn hex(bytes: &[u8]) -> String {
         })
 }
 
+const NO_SESSION: &str = "no such session";
+
 /// A cookie that cannot be one of ours is not looked up at all.
 fn looks_like_token(token: &str) -> bool {
     token.len() == 64 && token.bytes().all(|b| b.is_ascii_hexdigit())
@@ -200,40 +202,51 @@ impl Services {
             expires_at: new.expires_at,
         };
         self.cache
-            .set(&self.ns.session, &token_hash(&new.token), Some(session))
+            .set(&self.ns.session, &token_hash(&new.token), session)
             .await;
         Ok(Some((user, new)))
     }
 
     /// The live session behind a cookie token: from the cache, else the database (and
-    /// then cached, absent ones too). A Redis flush or a restart only costs a lookup.
+    /// then cached if live). A Redis flush or a restart only costs a lookup.
     pub async fn session(&self, token: &str) -> ServiceResult<Option<Session>> {
         if !looks_like_token(token) {
             return Ok(None);
         }
         let owned = token.to_owned();
+        // Only live sessions are cached: caching "no such session" would let anyone
+        // grow Redis without bound by sending random cookies. An unknown token is an
+        // error inside the loader (errors are never cached) and `None` outside.
         let cached = self
             .cache
             .get_or_compute(&self.ns.session, &token_hash(token), || {
-                self.blocking(move |s| s.sessions().load(&owned))
+                self.blocking(move |s| {
+                    s.sessions()
+                        .load(&owned)?
+                        .ok_or_else(|| ServiceError::NotFound(NO_SESSION.to_owned()))
+                })
             })
-            .await?;
-        let now = self.now();
-        Ok(cached
-            .as_ref()
-            .as_ref()
-            .filter(|s| s.expires_at > now)
-            .cloned())
+            .await;
+        let session = match cached {
+            Ok(s) => s,
+            Err(ServiceError::NotFound(m)) if m == NO_SESSION => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        Ok((session.expires_at > self.now()).then(|| session.as_ref().clone()))
     }
 
-    /// Ends the session behind a cookie token, in the database and the cache.
+    /// Ends the session behind a cookie token, in the database and the cache. Runs to
+    /// the end even if the request is abandoned half-way (a dropped connection must
+    /// not leave the session cached after its row is gone).
     pub async fn logout(&self, token: &str) -> ServiceResult<()> {
         let owned = token.to_owned();
-        self.blocking(move |s| s.sessions().destroy(&owned)).await?;
-        self.cache
-            .delete(&self.ns.session, &token_hash(token))
-            .await;
-        Ok(())
+        self.detached(move |this| async move {
+            let hash = token_hash(&owned);
+            this.blocking(move |s| s.sessions().destroy(&owned)).await?;
+            this.cache.delete(&this.ns.session, &hash).await;
+            Ok(())
+        })
+        .await
     }
 }
 

@@ -3,7 +3,7 @@
 //!
 //! | namespace  | TTL class | key                         | value                        |
 //! |------------|-----------|-----------------------------|------------------------------|
-//! | `session`  | user      | SHA-256 of the cookie token | `Option<Session>`            |
+//! | `session`  | user      | SHA-256 of the cookie token | `Session` (live ones only)   |
 //! | `dashboard`| dashboard | `admin:{date}`               | school figures + next lessons|
 //! | `user`     | user      | `tutor:{id}:{date}`, `student:{id}:{date}` | own figures + next lessons |
 //! | `catalog`  | static    | `subjects`, `rooms`          | every subject / room         |
@@ -60,7 +60,7 @@ pub(crate) struct Namespaces {
 impl Namespaces {
     pub fn new(cache: &Cache, ttl: &CacheTtls) -> Namespaces {
         Namespaces {
-            session: cache.namespace("session", 1, ttl.user),
+            session: cache.namespace("session", 2, ttl.user),
             dashboard: cache.namespace("dashboard", 1, ttl.dashboard),
             user: cache.namespace("user", 1, ttl.user),
             catalog: cache.namespace("catalog", 1, ttl.static_data),

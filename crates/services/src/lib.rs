@@ -173,6 +173,22 @@ impl Services {
         Ok(self.db.get()?)
     }
 
+    /// Runs a write and its invalidation as a task of its own, so that a request
+    /// dropped half-way (the client went away) cannot commit the write and skip the
+    /// invalidation. Keeps the caller's span.
+    pub(crate) async fn detached<T, F, Fut>(&self, f: F) -> ServiceResult<T>
+    where
+        F: FnOnce(Services) -> Fut,
+        Fut: std::future::Future<Output = ServiceResult<T>> + Send + 'static,
+        T: Send + 'static,
+    {
+        use tracing::Instrument;
+        let task = f(self.clone()).instrument(tracing::Span::current());
+        tokio::spawn(task)
+            .await
+            .map_err(|e| ServiceError::Internal(format!("write task: {e}")))?
+    }
+
     /// Runs blocking work (database, argon2) on tokio's blocking pool inside the
     /// current span, so the statements it runs are counted for this request.
     pub(crate) async fn blocking<T, F>(&self, f: F) -> ServiceResult<T>

@@ -1,13 +1,16 @@
 //! The reads and writes behind each page, with their authorisation.
 
-use chrono::{Datelike, Days, NaiveDate, NaiveTime};
+use chrono::{Datelike, Days, NaiveDate, NaiveDateTime, NaiveTime};
+use napiatke_cache::Namespace;
 use napiatke_db::queries::dashboard::{self, GlobalStats, StudentStats, TutorStats};
 use napiatke_db::queries::lessons::{self, CalendarEntry, LessonCard, LessonDetail, LessonFilter};
 use napiatke_db::queries::students::{self, StudentListItem};
 use napiatke_db::queries::{attendance, catalog, Page, PageRequest, Scope};
+use napiatke_db::DbConn;
 use napiatke_domain::{
     AttendanceStatus, LessonId, LessonStatus, Role, Room, Subject, SubjectId, User, UserId,
 };
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -157,60 +160,61 @@ impl Services {
         let id = user.id;
         Ok(match user.role {
             Role::Admin => {
-                let v = self
-                    .cache
-                    .get_or_compute(&self.ns.dashboard, &admin_dashboard_key(today), || {
-                        self.blocking(move |s| {
-                            let mut conn = s.conn()?;
-                            Ok((
-                                dashboard::global_stats(&mut conn, now)?,
-                                lessons::upcoming(&mut conn, now, scope, 10)?,
-                            ))
-                        })
+                let key = admin_dashboard_key(today);
+                let (stats, upcoming) = self
+                    .figures(&self.ns.dashboard, &key, now, scope, move |c| {
+                        dashboard::global_stats(c, now)
                     })
                     .await?;
-                Dashboard::Admin {
-                    stats: v.0,
-                    upcoming: v.1.clone(),
-                }
+                Dashboard::Admin { stats, upcoming }
             }
             Role::Tutor => {
-                let v = self
-                    .cache
-                    .get_or_compute(&self.ns.user, &tutor_key(id, today), || {
-                        self.blocking(move |s| {
-                            let mut conn = s.conn()?;
-                            Ok((
-                                dashboard::tutor_stats(&mut conn, id, now)?,
-                                lessons::upcoming(&mut conn, now, scope, 10)?,
-                            ))
-                        })
+                let key = tutor_key(id, today);
+                let (stats, upcoming) = self
+                    .figures(&self.ns.user, &key, now, scope, move |c| {
+                        dashboard::tutor_stats(c, id, now)
                     })
                     .await?;
-                Dashboard::Tutor {
-                    stats: v.0,
-                    upcoming: v.1.clone(),
-                }
+                Dashboard::Tutor { stats, upcoming }
             }
             Role::Student => {
-                let v = self
-                    .cache
-                    .get_or_compute(&self.ns.user, &student_key(id, today), || {
-                        self.blocking(move |s| {
-                            let mut conn = s.conn()?;
-                            Ok((
-                                dashboard::student_stats(&mut conn, id, now)?,
-                                lessons::upcoming(&mut conn, now, scope, 10)?,
-                            ))
-                        })
+                let key = student_key(id, today);
+                let (stats, upcoming) = self
+                    .figures(&self.ns.user, &key, now, scope, move |c| {
+                        dashboard::student_stats(c, id, now)
                     })
                     .await?;
-                Dashboard::Student {
-                    stats: v.0,
-                    upcoming: v.1.clone(),
-                }
+                Dashboard::Student { stats, upcoming }
             }
         })
+    }
+
+    /// A dashboard's figures and next ten lessons, cached under `key`: two statements
+    /// on a miss.
+    async fn figures<S>(
+        &self,
+        ns: &Namespace,
+        key: &str,
+        now: NaiveDateTime,
+        scope: Scope,
+        stats: impl FnOnce(&mut DbConn) -> napiatke_db::DbResult<S> + Send + 'static,
+    ) -> ServiceResult<(S, Vec<LessonCard>)>
+    where
+        S: Serialize + DeserializeOwned + Copy + Send + Sync + 'static,
+    {
+        let v = self
+            .cache
+            .get_or_compute(ns, key, || {
+                self.blocking(move |s| {
+                    let mut conn = s.conn()?;
+                    Ok((
+                        stats(&mut conn)?,
+                        lessons::upcoming(&mut conn, now, scope, 10)?,
+                    ))
+                })
+            })
+            .await?;
+        Ok((v.0, v.1.clone()))
     }
 
     /// Every subject (cached, static class).
@@ -305,38 +309,43 @@ impl Services {
             ));
         }
         let user = user.clone();
-        let change = self
-            .blocking(move |s| {
-                let mut conn = s.conn()?;
-                let detail =
-                    lessons::get(&mut conn, lesson, Scope::All).map_err(no_lesson(lesson))?;
-                if user.role == Role::Tutor && detail.card.tutor.id != user.id {
-                    return Err(ServiceError::Forbidden(
-                        "only the lesson's tutor or an admin can mark its attendance".to_owned(),
-                    ));
-                }
-                let Some(place) = detail
-                    .students
-                    .iter()
-                    .find(|s| s.student.id == student)
-                    .map(|s| s.lesson_student_id)
-                else {
-                    return Err(ServiceError::BadInput(format!(
-                        "student {student} is not in lesson {lesson}"
-                    )));
-                };
-                attendance::mark(&mut conn, place, status, s.now())?;
-                let lesson = lessons::get(&mut conn, lesson, Scope::All)?;
-                Ok(AttendanceChange {
-                    lesson,
-                    student,
-                    status,
+        // One task for the write and its invalidation: see `detached`.
+        self.detached(move |this| async move {
+            let change = this
+                .blocking(move |s| {
+                    let mut conn = s.conn()?;
+                    let detail =
+                        lessons::get(&mut conn, lesson, Scope::All).map_err(no_lesson(lesson))?;
+                    if user.role == Role::Tutor && detail.card.tutor.id != user.id {
+                        return Err(ServiceError::Forbidden(
+                            "only the lesson's tutor or an admin can mark its attendance"
+                                .to_owned(),
+                        ));
+                    }
+                    let Some(place) = detail
+                        .students
+                        .iter()
+                        .find(|s| s.student.id == student)
+                        .map(|s| s.lesson_student_id)
+                    else {
+                        return Err(ServiceError::BadInput(format!(
+                            "student {student} is not in lesson {lesson}"
+                        )));
+                    };
+                    attendance::mark(&mut conn, place, status, s.now())?;
+                    let lesson = lessons::get(&mut conn, lesson, Scope::All)?;
+                    Ok(AttendanceChange {
+                        lesson,
+                        student,
+                        status,
+                    })
                 })
-            })
-            .await?;
-        // The mark is committed: now nothing can cache the old figures again.
-        self.attendance_changed(&change).await;
-        Ok(change)
+                .await?;
+            // The mark is committed: now nothing can cache the old figures again.
+            this.attendance_changed(&change).await;
+            Ok(change)
+        })
+        .await
     }
 
     /// Seven days from `start` (default: this week's Monday), cached per viewer scope
