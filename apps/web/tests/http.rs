@@ -986,6 +986,12 @@ async fn no_stale_pages(engine: Engine) {
             .await
             .body
             .contains("3 students, 0 present"));
+        // The student list: its rows' figures are cached per student; only the count
+        // and the page itself are queried when they are all cached.
+        send(app, admin.get("/students/?q=adams")).await;
+        let list = send(app, admin.get("/students/?q=adams")).await;
+        assert_eq!(list.queries(), 2, "count and page; figures from the cache");
+        assert!(list.body.contains("<td class=\"rate\">50.0%</td>"));
     }
     // Sara present in Tina's lesson 4, marked through process a.
     let res = mark(&a, &admin, 4, "4", "PRESENT").await;
@@ -1008,10 +1014,16 @@ async fn no_stale_pages(engine: Engine) {
         );
         let cal = send(app, admin.get("/calendar/?start=2026-11-23")).await;
         assert!(cal.body.contains("<a href=\"/lessons/4/\">10:00 Math</a>"));
+        let list = send(app, admin.get("/students/?q=adams")).await;
+        assert!(
+            list.body.contains("<td class=\"rate\">66.7%</td>"),
+            "Sara's row in process {name}"
+        );
     }
-    // The other pages' caches were left alone: still no statements for them.
-    let subjects = send(&b, admin.get("/lessons/")).await;
-    assert_eq!(subjects.status, StatusCode::OK);
+    // What the mark does not touch stays cached: the subjects of the lesson list.
+    send(&b, admin.get("/lessons/")).await;
+    let lessons = send(&b, admin.get("/lessons/")).await;
+    assert_eq!(lessons.queries(), 3, "count, page, students; subjects cached");
 }
 
 /// Sessions are written through to the database: a new process with an empty cache

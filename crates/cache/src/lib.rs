@@ -818,6 +818,133 @@ impl Cache {
         Ok((value, entry))
     }
 
+    /// The values under `keys`, in order: L1 first, one MGET for what L1 lacks, and
+    /// one `loader` call for what Redis lacks too, which gets the positions (in
+    /// `keys`) to compute and returns their values in that order; they are stored in
+    /// both tiers (one pipelined round trip). For lists of items cached one by one,
+    /// such as a page's per-row figures. No single flight across batches. A position
+    /// the loader gave no value for (it returned fewer) is `None`.
+    pub async fn get_or_compute_many<T, E, F, Fut>(
+        &self,
+        ns: &Namespace,
+        keys: &[String],
+        loader: F,
+    ) -> Result<Vec<Option<Arc<T>>>, E>
+    where
+        T: Serialize + DeserializeOwned + Send + Sync + 'static,
+        F: FnOnce(Vec<usize>) -> Fut,
+        Fut: Future<Output = Result<Vec<T>, E>>,
+    {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.sync_generation(ns).await;
+        let full: Vec<String> = keys.iter().map(|k| self.full_key(ns, k)).collect();
+        let mut out: Vec<Option<Arc<T>>> = Vec::with_capacity(keys.len());
+        for f in &full {
+            out.push(if self.inner.off { None } else { self.l1_get::<T>(ns, f).await });
+        }
+        let epoch = self.inner.epoch.load(Relaxed);
+        let mut missing: Vec<usize> = (0..keys.len()).filter(|&i| out[i].is_none()).collect();
+        if let (Some(l2), false) = (&self.inner.l2, missing.is_empty()) {
+            let started = Instant::now();
+            let wanted: Vec<String> = missing.iter().map(|&i| full[i].clone()).collect();
+            let got = l2
+                .run("mget", |mut c| async move {
+                    redis::cmd("MGET")
+                        .arg(&wanted)
+                        .query_async::<Vec<Option<Vec<u8>>>>(&mut c)
+                        .await
+                })
+                .await;
+            let (found, recovered) = match got {
+                Ok((found, recovered)) => (found, recovered),
+                Err(_) => (Vec::new(), false),
+            };
+            self.after_success(recovered).await;
+            let fresh = !recovered && self.inner.epoch.load(Relaxed) == epoch;
+            let tag = envelope::type_tag::<T>(ns.state.version);
+            let now = unix_ms();
+            let mut still = Vec::new();
+            for (n, &i) in missing.iter().enumerate() {
+                let decoded = found
+                    .get(n)
+                    .and_then(Option::as_deref)
+                    .filter(|_| !recovered)
+                    .and_then(|b| {
+                        let (v, h) = envelope::decode::<T>(b, tag)?;
+                        Some((v, h, b.len(), h.expires_at_ms.checked_sub(now)?))
+                    });
+                ns.state.counters.l2.record(decoded.is_some());
+                Cache::trace(ns, "l2", decoded.is_some(), started);
+                match decoded {
+                    Some((v, h, len, left)) => {
+                        let v = Arc::new(v);
+                        if fresh {
+                            let ttl = ns.ttl.min(Duration::from_millis(left));
+                            let delta = Duration::from_millis(u64::from(h.delta_ms));
+                            let entry = Cache::l1_entry(Arc::clone(&v), len, ttl, delta);
+                            self.inner.l1.insert(full[i].clone(), entry).await;
+                        }
+                        out[i] = Some(v);
+                    }
+                    None => still.push(i),
+                }
+            }
+            missing = still;
+        }
+        if !missing.is_empty() {
+            let epoch = self.inner.epoch.load(Relaxed);
+            let started = Instant::now();
+            let values = loader(missing.clone()).await?;
+            let delta = started.elapsed();
+            let c = &ns.state.counters;
+            c.loads.fetch_add(1, Relaxed);
+            c.load_us.fetch_add(micros(delta), Relaxed);
+            let keep = !self.inner.off && self.inner.epoch.load(Relaxed) == epoch;
+            let mut fills: Vec<(String, Vec<u8>)> = Vec::new();
+            for (&i, v) in missing.iter().zip(values) {
+                let v = Arc::new(v);
+                if keep {
+                    let header = Header {
+                        expires_at_ms: unix_ms() + micros(ns.ttl) / 1000,
+                        delta_ms: u32::try_from(delta.as_millis()).unwrap_or(u32::MAX),
+                    };
+                    let tag = envelope::type_tag::<T>(ns.state.version);
+                    if let Ok(bytes) = envelope::encode(v.as_ref(), tag, header) {
+                        let entry = Cache::l1_entry(Arc::clone(&v), bytes.len(), ns.ttl, delta);
+                        self.inner.l1.insert(full[i].clone(), entry).await;
+                        fills.push((full[i].clone(), bytes));
+                    }
+                }
+                out[i] = Some(v);
+            }
+            if let (Some(l2), false) = (&self.inner.l2, fills.is_empty()) {
+                let px = u64::try_from(ns.ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+                let outcome = l2
+                    .run("fill many", |mut c| async move {
+                        let mut pipe = redis::pipe();
+                        for (k, bytes) in fills {
+                            pipe.cmd("EVAL")
+                                .arg(GUARDED_SET)
+                                .arg(1)
+                                .arg(k)
+                                .arg(bytes)
+                                .arg(px)
+                                .arg(TOMBSTONE)
+                                .ignore();
+                        }
+                        pipe.query_async::<()>(&mut c).await
+                    })
+                    .await;
+                if let Ok(((), recovered)) = outcome {
+                    self.after_success(recovered).await;
+                }
+            }
+        }
+        Ok(out)
+    }
+
     async fn timed_load<T, E, F, Fut>(
         &self,
         ns: &Namespace,

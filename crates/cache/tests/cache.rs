@@ -552,3 +552,42 @@ async fn a_load_overlapping_an_invalidation_stores_nothing() {
     a.clear_local();
     assert_eq!(a.get::<u64>(&na, "k").await, None, "not in Redis");
 }
+
+#[tokio::test]
+async fn batches_load_only_what_neither_tier_has() {
+    for cache in [local().await, with_redis("many").await] {
+        let ns = cache.namespace("rows", 1, MIN);
+        let keys: Vec<String> = (0..5).map(|i| format!("r{i}")).collect();
+        cache.set(&ns, "r1", 100u64).await;
+        let asked = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let load = |asked: Arc<std::sync::Mutex<Vec<usize>>>| {
+            move |missing: Vec<usize>| async move {
+                asked.lock().map(|mut a| a.extend(&missing)).ok();
+                Ok::<_, String>(missing.iter().map(|&i| i as u64).collect::<Vec<u64>>())
+            }
+        };
+        let got = cache
+            .get_or_compute_many(&ns, &keys, load(Arc::clone(&asked)))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let values: Vec<u64> = got.iter().map(|v| v.as_deref().copied().unwrap_or(999)).collect();
+        assert_eq!(values, [0, 100, 2, 3, 4]);
+        assert_eq!(*asked.lock().unwrap_or_else(|e| e.into_inner()), [0, 2, 3, 4]);
+        // Everything is cached now; after L1 is dropped, Redis (when there is one)
+        // answers in one MGET.
+        if cache.has_redis() {
+            cache.clear_local();
+        }
+        let again = cache
+            .get_or_compute_many(&ns, &keys, |_| async { Err::<Vec<u64>, _>("not called".to_owned()) })
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(again.iter().filter(|v| v.is_some()).count(), 5);
+        let s = cache.stats();
+        if cache.has_redis() {
+            assert_eq!(s.l2.hits, 5, "{s:?}");
+        } else {
+            assert_eq!(s.l1.hits, 6, "r1 once, then all five: {s:?}");
+        }
+    }
+}

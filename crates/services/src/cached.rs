@@ -6,6 +6,7 @@
 //! | `session`  | user      | SHA-256 of the cookie token | `Session` (live ones only)   |
 //! | `dashboard`| dashboard | `admin:{date}`               | school figures + next lessons|
 //! | `user`     | user      | `tutor:{id}:{date}`, `student:{id}:{date}` | own figures + next lessons |
+//! | `user`     | user      | `stats:{id}`                 | a student's list figures     |
 //! | `catalog`  | static    | `subjects`, `rooms`          | every subject / room         |
 //! | `calendar` | calendar  | `{scope}:{start}`            | one week's entries            |
 //! | `lesson`   | user      | `{id}`                       | `Option<LessonView>`         |
@@ -90,6 +91,10 @@ pub(crate) fn student_key(id: UserId, today: NaiveDate) -> String {
     format!("student:{id}:{today}")
 }
 
+pub(crate) fn student_stats_key(id: UserId) -> String {
+    format!("stats:{id}")
+}
+
 pub(crate) fn calendar_key(scope: Scope, start: NaiveDate) -> String {
     format!("{}:{start}", scope_key(scope))
 }
@@ -101,8 +106,8 @@ pub(crate) fn lesson_key(id: LessonId) -> String {
 impl Services {
     /// Everything a changed attendance mark makes stale, invalidated after the commit
     /// (so no reader can cache the old row again): that lesson, its calendar week for
-    /// everyone who sees it, the school's dashboard, and the tutor's and the student's
-    /// own figures.
+    /// everyone who sees it, the school's dashboard, the tutor's and the student's
+    /// own figures, and the student's row figures in the student list.
     pub(crate) async fn attendance_changed(&self, change: &AttendanceChange) {
         let ns = &self.ns;
         let today = self.now().date();
@@ -138,6 +143,7 @@ impl Services {
                 &[
                     tutor_key(card.tutor.id, today),
                     student_key(change.student, today),
+                    student_stats_key(change.student),
                 ],
             )
             .await;

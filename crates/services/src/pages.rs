@@ -4,7 +4,7 @@ use chrono::{Datelike, Days, NaiveDate, NaiveDateTime, NaiveTime};
 use napiatke_cache::Namespace;
 use napiatke_db::queries::dashboard::{self, GlobalStats, StudentStats, TutorStats};
 use napiatke_db::queries::lessons::{self, CalendarEntry, LessonCard, LessonDetail, LessonFilter};
-use napiatke_db::queries::students::{self, StudentListItem};
+use napiatke_db::queries::students::{self, LessonStats, StudentListItem};
 use napiatke_db::queries::{attendance, catalog, Page, PageRequest, Scope};
 use napiatke_db::DbConn;
 use napiatke_domain::{
@@ -14,7 +14,9 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
-use crate::cached::{admin_dashboard_key, calendar_key, lesson_key, student_key, tutor_key};
+use crate::cached::{
+    admin_dashboard_key, calendar_key, lesson_key, student_key, student_stats_key, tutor_key,
+};
 use crate::{ServiceError, ServiceResult, Services};
 
 /// Rows per list page (SPEC).
@@ -393,14 +395,40 @@ impl Services {
             ));
         }
         let query = query.clone();
-        self.blocking(move |s| {
-            Ok(students::list(
-                &mut *s.conn()?,
-                query.q.as_deref(),
-                PageRequest::new(query.page, PAGE_SIZE),
-            )?)
-        })
-        .await
+        let mut page = self
+            .blocking(move |s| {
+                Ok(students::list_without_stats(
+                    &mut *s.conn()?,
+                    query.q.as_deref(),
+                    PageRequest::new(query.page, PAGE_SIZE),
+                )?)
+            })
+            .await?;
+        // Each student's figures are cached on their own (user class), so a page of
+        // 50 costs one statement for those not cached, and none when all are.
+        let ids: Vec<UserId> = page.items.iter().map(|s| s.id).collect();
+        let keys: Vec<String> = ids.iter().map(|&id| student_stats_key(id)).collect();
+        let stats = self
+            .cache
+            .get_or_compute_many(&self.ns.user, &keys, |missing: Vec<usize>| {
+                let wanted: Vec<UserId> = missing.iter().map(|&i| ids[i]).collect();
+                self.blocking(move |s| {
+                    let found: std::collections::HashMap<UserId, LessonStats> =
+                        students::lesson_stats(&mut *s.conn()?, &wanted)?
+                            .into_iter()
+                            .collect();
+                    // No lessons yet is a figure too (zeros), cached like the others.
+                    Ok(wanted
+                        .iter()
+                        .map(|id| found.get(id).copied().unwrap_or_default())
+                        .collect())
+                })
+            })
+            .await?;
+        for (item, s) in page.items.iter_mut().zip(stats) {
+            item.stats = s.map(|s| *s).unwrap_or_default();
+        }
+        Ok(page)
     }
 }
 

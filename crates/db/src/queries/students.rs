@@ -7,7 +7,6 @@ use napiatke_domain::{AttendanceRate, Role, UserId};
 
 use super::{count_where, Page, PageRequest};
 use crate::conn::MultiBackend;
-use crate::eager::prefetch_one;
 use crate::schema::{attendance, lesson_students, lessons, student_profiles, users};
 use crate::{DbConn, DbResult};
 
@@ -49,6 +48,25 @@ pub struct StudentListItem {
 /// "first last", e-mail or class; blank matches all), by family name, one page, with
 /// lesson stats. Three statements: count, page, stats.
 pub fn list(
+    conn: &mut DbConn,
+    q: Option<&str>,
+    page: PageRequest,
+) -> DbResult<Page<StudentListItem>> {
+    let mut found = list_without_stats(conn, q, page)?;
+    let ids: Vec<UserId> = found.items.iter().map(|s| s.id).collect();
+    if !ids.is_empty() {
+        let stats: std::collections::HashMap<UserId, LessonStats> =
+            lesson_stats(conn, &ids)?.into_iter().collect();
+        for item in &mut found.items {
+            item.stats = stats.get(&item.id).copied().unwrap_or_default();
+        }
+    }
+    Ok(found)
+}
+
+/// As [`list`], with every `stats` left at zero, for callers that have the figures
+/// elsewhere (cached per student). Two statements: count, page.
+pub fn list_without_stats(
     conn: &mut DbConn,
     q: Option<&str>,
     page: PageRequest,
@@ -103,18 +121,17 @@ pub fn list(
                 student_profiles::class_name.nullable(),
             ))
             .load(conn)?;
-    let with_stats = prefetch_one(rows, |r| r.0, |ids| stats_for(conn, ids))?;
     Ok(Page {
-        items: with_stats
+        items: rows
             .into_iter()
             .map(
-                |((id, first_name, last_name, email, class_name), stats)| StudentListItem {
+                |(id, first_name, last_name, email, class_name)| StudentListItem {
                     id: UserId(id),
                     first_name,
                     last_name,
                     email,
                     class_name,
-                    stats,
+                    stats: LessonStats::default(),
                 },
             )
             .collect(),
