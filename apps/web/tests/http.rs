@@ -1023,7 +1023,11 @@ async fn no_stale_pages(engine: Engine) {
     // What the mark does not touch stays cached: the subjects of the lesson list.
     send(&b, admin.get("/lessons/")).await;
     let lessons = send(&b, admin.get("/lessons/")).await;
-    assert_eq!(lessons.queries(), 3, "count, page, students; subjects cached");
+    assert_eq!(
+        lessons.queries(),
+        3,
+        "count, page, students; subjects cached"
+    );
 }
 
 /// Sessions are written through to the database: a new process with an empty cache

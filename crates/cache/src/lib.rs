@@ -842,7 +842,11 @@ impl Cache {
         let full: Vec<String> = keys.iter().map(|k| self.full_key(ns, k)).collect();
         let mut out: Vec<Option<Arc<T>>> = Vec::with_capacity(keys.len());
         for f in &full {
-            out.push(if self.inner.off { None } else { self.l1_get::<T>(ns, f).await });
+            out.push(if self.inner.off {
+                None
+            } else {
+                self.l1_get::<T>(ns, f).await
+            });
         }
         let epoch = self.inner.epoch.load(Relaxed);
         let mut missing: Vec<usize> = (0..keys.len()).filter(|&i| out[i].is_none()).collect();

@@ -570,16 +570,24 @@ async fn batches_load_only_what_neither_tier_has() {
             .get_or_compute_many(&ns, &keys, load(Arc::clone(&asked)))
             .await
             .unwrap_or_else(|e| panic!("{e}"));
-        let values: Vec<u64> = got.iter().map(|v| v.as_deref().copied().unwrap_or(999)).collect();
+        let values: Vec<u64> = got
+            .iter()
+            .map(|v| v.as_deref().copied().unwrap_or(999))
+            .collect();
         assert_eq!(values, [0, 100, 2, 3, 4]);
-        assert_eq!(*asked.lock().unwrap_or_else(|e| e.into_inner()), [0, 2, 3, 4]);
+        assert_eq!(
+            *asked.lock().unwrap_or_else(|e| e.into_inner()),
+            [0, 2, 3, 4]
+        );
         // Everything is cached now; after L1 is dropped, Redis (when there is one)
         // answers in one MGET.
         if cache.has_redis() {
             cache.clear_local();
         }
         let again = cache
-            .get_or_compute_many(&ns, &keys, |_| async { Err::<Vec<u64>, _>("not called".to_owned()) })
+            .get_or_compute_many(&ns, &keys, |_| async {
+                Err::<Vec<u64>, _>("not called".to_owned())
+            })
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(again.iter().filter(|v| v.is_some()).count(), 5);
