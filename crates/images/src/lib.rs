@@ -17,6 +17,8 @@
 //! # Ok::<(), napiatke_images::ImageError>(())
 //! ```
 
+pub mod variants;
+
 use std::io::Cursor;
 
 use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, RgbaImage};
@@ -69,8 +71,8 @@ impl SourceFormat {
     }
 }
 
-/// Why an upload was refused. Every variant is the uploader's to fix (a 4xx), and
-/// its message says how.
+/// Why an upload was refused. Every variant but [`ImageError::Encode`] is the
+/// uploader's to fix (a 4xx), and its message says how.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ImageError {
     /// Zero bytes.
@@ -102,6 +104,9 @@ pub enum ImageError {
     /// The data is damaged or cut short.
     #[error("the image could not be read ({0}); it may be damaged or incomplete")]
     Corrupt(String),
+    /// Resizing or encoding failed: not the uploader's doing (a 500).
+    #[error("the image could not be processed: {0}")]
+    Encode(String),
 }
 
 /// A decoded image: 8-bit RGBA, upright.
