@@ -50,6 +50,25 @@ enum Command {
     Config,
     /// Copy ASSETS_DIR into STATIC_ROOT: hashed names, manifest, .br and .gz.
     Collectstatic,
+    /// Image tools.
+    Images {
+        #[command(subcommand)]
+        command: ImagesCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ImagesCommand {
+    /// Run the upload pipeline on one file: every variant (AVIF, WebP, JPEG at each
+    /// width, and the thumbnail) into DIR, then print them and the placeholder as
+    /// JSON.
+    Optimize {
+        /// The image (JPEG, PNG, WebP or GIF, recognised by content).
+        file: std::path::PathBuf,
+        /// Where to write the variants.
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
 }
 
 /// What a subcommand can fail with.
@@ -70,6 +89,9 @@ pub enum CliError {
     /// The server could not bind or stopped with an error.
     #[error("server: {0}")]
     Server(#[from] std::io::Error),
+    /// An image could not be read or processed.
+    #[error("{0}")]
+    Image(String),
 }
 
 fn parse_now(s: &str) -> Result<NaiveDateTime, String> {
@@ -132,6 +154,24 @@ pub fn run(args: Args) -> Result<(), CliError> {
                 report.compressed,
                 report.reused
             );
+            Ok(())
+        }
+        Command::Images {
+            command: ImagesCommand::Optimize { file, out },
+        } => {
+            let bytes = std::fs::read(&file)
+                .map_err(|e| CliError::Image(format!("{}: {e}", file.display())))?;
+            let storage = napiatke_images::pipeline::LocalStorage::new(&out);
+            let processed = napiatke_images::pipeline::process(
+                &bytes,
+                &napiatke_images::Limits::default(),
+                &napiatke_images::variants::Options::default(),
+                &storage,
+            )
+            .map_err(|e| CliError::Image(format!("{}: {e}", file.display())))?;
+            let json = serde_json::to_string_pretty(&processed)
+                .map_err(|e| CliError::Image(e.to_string()))?;
+            println!("{json}");
             Ok(())
         }
         Command::Config => {

@@ -132,3 +132,60 @@ fn bad_settings_stop_start_up() {
         "error: configuration: CACHE_TTL_USER: \"soon\" is invalid: expected a whole number of seconds from 1 to 2592000 (30 days)\n"
     );
 }
+
+#[test]
+fn images_optimize_writes_the_variants_and_prints_json() {
+    let dir = std::env::temp_dir().join(format!("napiatke-cli-images-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+    // A tiny PNG (a 1×1 red pixel), saved under a misleading name.
+    let png: &[u8] = &[
+        0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0x00, 0x00, 0x00, 0x0D, 0x49, 0x48, 0x44,
+        0x52, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x02, 0x00, 0x00, 0x00, 0x90,
+        0x77, 0x53, 0xDE, 0x00, 0x00, 0x00, 0x0C, 0x49, 0x44, 0x41, 0x54, 0x08, 0xD7, 0x63, 0xF8,
+        0xCF, 0xC0, 0x00, 0x00, 0x03, 0x01, 0x01, 0x00, 0x18, 0xDD, 0x8D, 0xB0, 0x00, 0x00, 0x00,
+        0x00, 0x49, 0x45, 0x4E, 0x44, 0xAE, 0x42, 0x60, 0x82,
+    ];
+    let file = dir.join("photo.jpg");
+    std::fs::write(&file, png).unwrap_or_else(|e| panic!("{e}"));
+    let out_dir = dir.join("out");
+    let file_arg = file.display().to_string();
+    let out_arg = out_dir.display().to_string();
+    let out = napiatke(
+        "sqlite::memory:",
+        &["images", "optimize", &file_arg, "--out", &out_arg],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", text(&out.stdout)));
+    assert_eq!(json["width"], 1);
+    let variants = json["variants"].as_array().cloned().unwrap_or_default();
+    assert_eq!(
+        variants.len(),
+        6,
+        "one size and the thumbnail, three formats each"
+    );
+    for v in &variants {
+        let path = out_dir.join(v["path"].as_str().unwrap_or_default());
+        let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        assert_eq!(Some(len), v["bytes"].as_u64(), "{}", path.display());
+    }
+    assert!(json["placeholder"]
+        .as_str()
+        .is_some_and(|p| p.starts_with("data:image/webp;base64,")));
+
+    let junk = dir.join("notes.png");
+    std::fs::write(&junk, b"just text").unwrap_or_else(|e| panic!("{e}"));
+    let junk_arg = junk.display().to_string();
+    let bad = napiatke(
+        "sqlite::memory:",
+        &["images", "optimize", &junk_arg, "--out", &out_arg],
+    );
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(
+        text(&bad.stderr).contains("is not a JPEG, PNG, WebP or GIF image"),
+        "{}",
+        text(&bad.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -17,6 +17,7 @@
 //! # Ok::<(), napiatke_images::ImageError>(())
 //! ```
 
+pub mod pipeline;
 pub mod variants;
 
 use std::io::Cursor;
