@@ -348,10 +348,10 @@ pub async fn lesson(
             lesson_context(&auth, &view.detail)
         })
         .await?;
-    let mut res = no_store(napiatke_htmx::html(StatusCode::OK, body.as_ref().clone()));
-    res.headers_mut()
-        .insert(header::VARY, HeaderValue::from_static("HX-Request"));
-    Ok(res)
+    Ok(no_store(napiatke_htmx::varying_html(
+        StatusCode::OK,
+        body.as_ref().clone(),
+    )))
 }
 
 /// The lesson page, or its students block for htmx.

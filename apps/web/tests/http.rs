@@ -170,6 +170,14 @@ fn form_token(body: &str) -> String {
         .to_owned()
 }
 
+/// The rest of the table row after the first `marker` in `body` (empty if none).
+fn row_after<'a>(body: &'a str, marker: &str) -> &'a str {
+    body.split(marker)
+        .nth(1)
+        .and_then(|r| r.split("</tr>").next())
+        .unwrap_or_default()
+}
+
 fn cookie_value(set_cookie: &str) -> String {
     set_cookie
         .split(';')
@@ -457,15 +465,7 @@ async fn page_content(engine: Engine) {
 
     let students = send(&app, admin.get("/students/")).await;
     assert_eq!(students.status, StatusCode::OK);
-    let row = |name: &str| {
-        students
-            .body
-            .split(name)
-            .nth(1)
-            .and_then(|s| s.split("</tr>").next())
-            .unwrap_or_default()
-            .to_owned()
-    };
+    let row = |name: &str| row_after(&students.body, name).to_owned();
     let sara = row("Sara Adams");
     assert!(
         sara.contains("<td class=\"total\">4</td>")
@@ -653,12 +653,7 @@ async fn attendance_changes_pages(engine: Engine) {
     assert_eq!(res.status, StatusCode::SEE_OTHER);
     assert_eq!(res.header("location"), Some("/lessons/4/"));
     let lesson = send(&app, admin.get("/lessons/4/")).await;
-    let dan = lesson
-        .body
-        .split("Dan Dunn")
-        .nth(1)
-        .and_then(|r| r.split("</tr>").next())
-        .unwrap_or_default();
+    let dan = row_after(&lesson.body, "Dan Dunn");
     assert!(dan.contains("<td class=\"mark\">present</td>"), "{dan}");
     assert!(lesson.body.contains("3 students, 1 present"));
     let after = send(&app, admin.get("/students/?q=dunn")).await;
@@ -1196,22 +1191,12 @@ async fn cache_stats_page(engine: Engine) {
         "dashboard: 1 L1 hit, 1 miss, 1 L2 miss, 1 load:\n{}",
         page.body
     );
-    let keys = page
-        .body
-        .split("<td>dashboard</td>")
-        .nth(1)
-        .and_then(|r| r.split("</tr>").next())
-        .unwrap_or_default();
+    let keys = row_after(&page.body, "<td>dashboard</td>");
     assert!(
         keys.trim_end().ends_with("<td>1</td>"),
         "one dashboard key in Redis: {keys}"
     );
-    let sessions = page
-        .body
-        .split("<td>session</td>")
-        .nth(1)
-        .and_then(|r| r.split("</tr>").next())
-        .unwrap_or_default();
+    let sessions = row_after(&page.body, "<td>session</td>");
     assert!(
         sessions.trim_end().ends_with("<td>1</td>"),
         "one session key in Redis (the admin's), none for made-up cookies: {sessions}"

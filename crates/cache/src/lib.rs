@@ -237,6 +237,38 @@ impl Drop for AckGuard<'_> {
     }
 }
 
+/// Invalidations Redis has not seen yet.
+#[derive(Default)]
+struct PendingQueue {
+    list: Vec<Pending>,
+    keys: usize,
+    /// Too many to replay one by one: bump every namespace instead.
+    overflowed: bool,
+}
+
+impl PendingQueue {
+    fn push(&mut self, p: Pending) {
+        if self.overflowed {
+            return;
+        }
+        if let Pending::Keys(k) = &p {
+            self.keys += k.len();
+        }
+        if self.keys > MAX_PENDING_KEYS {
+            self.list.clear();
+            self.overflowed = true;
+        } else {
+            self.list.push(p);
+        }
+    }
+
+    /// Everything queued, and whether it overflowed; the queue is empty after.
+    fn take(&mut self) -> (Vec<Pending>, bool) {
+        let out = std::mem::take(self);
+        (out.list, out.overflowed)
+    }
+}
+
 enum Pending {
     Keys(Vec<String>),
     Namespace(String),
@@ -256,7 +288,7 @@ struct Inner {
     /// but not stored, so a read racing a write cannot cache the old row again.
     epoch: AtomicU64,
     seq: AtomicU64,
-    pending: Mutex<(Vec<Pending>, usize, bool)>,
+    pending: Mutex<PendingQueue>,
     has_pending: AtomicBool,
     subscriber: Mutex<Option<tokio::task::AbortHandle>>,
 }
@@ -302,6 +334,23 @@ fn unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// A TTL as Redis's PX (milliseconds, at least 1).
+fn px(ttl: Duration) -> u64 {
+    u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+/// SET `key` unless it holds a tombstone: how loads fill Redis.
+fn guarded_set(key: &str, bytes: Vec<u8>, px: u64) -> redis::Cmd {
+    redis::cmd("EVAL")
+        .arg(GUARDED_SET)
+        .arg(1)
+        .arg(key)
+        .arg(bytes)
+        .arg(px)
+        .arg(TOMBSTONE)
+        .to_owned()
 }
 
 fn micros(d: Duration) -> u64 {
@@ -389,7 +438,7 @@ impl Cache {
                 namespaces: RwLock::new(HashMap::new()),
                 epoch: AtomicU64::new(0),
                 seq: AtomicU64::new(0),
-                pending: Mutex::new((Vec::new(), 0, false)),
+                pending: Mutex::new(PendingQueue::default()),
                 has_pending: AtomicBool::new(false),
                 subscriber: Mutex::new(None),
             }),
@@ -473,6 +522,18 @@ impl Cache {
         format!("{}:gen:{name}", self.inner.prefix)
     }
 
+    /// One INCR of a namespace's generation counter: the new generation.
+    async fn incr_generation(&self, l2: &L2, name: &str) -> Result<(u64, bool), L2Error> {
+        let key = self.gen_key(name);
+        l2.run("incr generation", |mut c| async move {
+            redis::cmd("INCR")
+                .arg(&key)
+                .query_async::<u64>(&mut c)
+                .await
+        })
+        .await
+    }
+
     /// Reads the namespace's generation from Redis once after each (re)connection.
     async fn sync_generation(&self, ns: &Namespace) {
         let Some(l2) = &self.inner.l2 else { return };
@@ -544,6 +605,48 @@ impl Cache {
         })
     }
 
+    /// The envelope for `value` (header, type tag, postcard); `None`, logged, when
+    /// the value cannot be encoded (it then stays out of Redis).
+    fn encode_entry<T: Serialize>(ns: &Namespace, value: &T, delta: Duration) -> Option<Vec<u8>> {
+        let header = Header {
+            expires_at_ms: unix_ms() + micros(ns.ttl) / 1000,
+            delta_ms: u32::try_from(delta.as_millis()).unwrap_or(u32::MAX),
+        };
+        let tag = envelope::type_tag::<T>(ns.state.version);
+        match envelope::encode(value, tag, header) {
+            Ok(bytes) => Some(bytes),
+            Err(e) => {
+                tracing::error!(target: "napiatke_cache", ns = %ns.state.name, error = %e, "value cannot be encoded; kept in L1 only");
+                None
+            }
+        }
+    }
+
+    /// The L1 entry for bytes read from Redis, or `None` when they are not a live
+    /// entry of this type (a miss). It never outlives the Redis copy, and has no life
+    /// at all when not `fresh` (an invalidation overlapped the read).
+    fn entry_from_redis<T>(ns: &Namespace, bytes: &[u8], fresh: bool) -> Option<Arc<L1Entry>>
+    where
+        T: DeserializeOwned + Send + Sync + 'static,
+    {
+        let (value, header) =
+            envelope::decode::<T>(bytes, envelope::type_tag::<T>(ns.state.version))?;
+        let left = header.expires_at_ms.checked_sub(unix_ms())?;
+        let ttl = if fresh {
+            ns.ttl.min(Duration::from_millis(left))
+        } else {
+            Duration::ZERO
+        };
+        let delta = Duration::from_millis(u64::from(header.delta_ms));
+        Some(Cache::l1_entry(Arc::new(value), bytes.len(), ttl, delta))
+    }
+
+    fn record_load(ns: &Namespace, delta: Duration) {
+        let c = &ns.state.counters;
+        c.loads.fetch_add(1, Relaxed);
+        c.load_us.fetch_add(micros(delta), Relaxed);
+    }
+
     /// The value under `key`, from L1 or else Redis (which then fills L1).
     pub async fn get<T>(&self, ns: &Namespace, key: &str) -> Option<Arc<T>>
     where
@@ -602,26 +705,9 @@ impl Cache {
         };
         // An invalidation seen while the GET was in flight may be of this very key.
         let fresh = self.inner.epoch.load(Relaxed) == epoch;
-        let tag = envelope::type_tag::<T>(ns.state.version);
-        let decoded = bytes.as_deref().and_then(|b| {
-            let (value, header) = envelope::decode::<T>(b, tag)?;
-            let left = header.expires_at_ms.checked_sub(unix_ms())?;
-            Some((value, header, b.len(), left))
-        });
-        let entry = decoded.map(|(value, header, len, left)| {
-            // Never outlive the Redis copy.
-            let ttl = if fresh {
-                ns.ttl.min(Duration::from_millis(left))
-            } else {
-                Duration::ZERO
-            };
-            Cache::l1_entry(
-                Arc::new(value),
-                len,
-                ttl,
-                Duration::from_millis(u64::from(header.delta_ms)),
-            )
-        });
+        let entry = bytes
+            .as_deref()
+            .and_then(|b| Cache::entry_from_redis::<T>(ns, b, fresh));
         ns.state.counters.l2.record(entry.is_some());
         Cache::trace(ns, "l2", entry.is_some(), started);
         entry
@@ -666,50 +752,28 @@ impl Cache {
         T: Serialize + Send + Sync + 'static,
     {
         let ttl = ns.ttl;
-        let header = Header {
-            expires_at_ms: unix_ms() + micros(ttl) / 1000,
-            delta_ms: u32::try_from(delta.as_millis()).unwrap_or(u32::MAX),
-        };
-        let tag = envelope::type_tag::<T>(ns.state.version);
-        let bytes = match envelope::encode(value.as_ref(), tag, header) {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::error!(target: "napiatke_cache", ns = %ns.state.name, error = %e, "value cannot be encoded; kept in L1 only");
-                Vec::new()
-            }
-        };
-        let len = bytes.len();
+        let bytes = Cache::encode_entry(ns, value.as_ref(), delta);
+        let len = bytes.as_ref().map_or(0, Vec::len);
         let keep = mode != Store::Discard;
-        if keep && !bytes.is_empty() {
-            if let Some(l2) = &self.inner.l2 {
-                let key = full.to_owned();
-                let px = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-                let outcome = l2
-                    .run("set", |mut c| async move {
-                        let cmd = match mode {
-                            // A fill never overwrites a tombstone: what it loaded may
-                            // predate the invalidation that wrote it.
-                            Store::Fill => redis::cmd("EVAL")
-                                .arg(GUARDED_SET)
-                                .arg(1)
-                                .arg(&key)
-                                .arg(bytes)
-                                .arg(px)
-                                .arg(TOMBSTONE)
-                                .to_owned(),
-                            _ => redis::cmd("SET")
-                                .arg(&key)
-                                .arg(bytes)
-                                .arg("PX")
-                                .arg(px)
-                                .to_owned(),
-                        };
-                        cmd.query_async::<redis::Value>(&mut c).await
-                    })
-                    .await;
-                if let Ok((_, recovered)) = outcome {
-                    self.after_success(recovered).await;
-                }
+        if let (true, Some(bytes), Some(l2)) = (keep, bytes, &self.inner.l2) {
+            let cmd = match mode {
+                // A fill never overwrites a tombstone: what it loaded may predate the
+                // invalidation that wrote it.
+                Store::Fill => guarded_set(full, bytes, px(ttl)),
+                _ => redis::cmd("SET")
+                    .arg(full)
+                    .arg(bytes)
+                    .arg("PX")
+                    .arg(px(ttl))
+                    .to_owned(),
+            };
+            let outcome = l2
+                .run("set", |mut c| async move {
+                    cmd.query_async::<redis::Value>(&mut c).await
+                })
+                .await;
+            if let Ok((_, recovered)) = outcome {
+                self.after_success(recovered).await;
             }
         }
         Cache::l1_entry(value, len, if keep { ttl } else { Duration::ZERO }, delta)
@@ -867,30 +931,21 @@ impl Cache {
             };
             self.after_success(recovered).await;
             let fresh = !recovered && self.inner.epoch.load(Relaxed) == epoch;
-            let tag = envelope::type_tag::<T>(ns.state.version);
-            let now = unix_ms();
             let mut still = Vec::new();
             for (n, &i) in missing.iter().enumerate() {
-                let decoded = found
+                let entry = found
                     .get(n)
                     .and_then(Option::as_deref)
                     .filter(|_| !recovered)
-                    .and_then(|b| {
-                        let (v, h) = envelope::decode::<T>(b, tag)?;
-                        Some((v, h, b.len(), h.expires_at_ms.checked_sub(now)?))
-                    });
-                ns.state.counters.l2.record(decoded.is_some());
-                Cache::trace(ns, "l2", decoded.is_some(), started);
-                match decoded {
-                    Some((v, h, len, left)) => {
-                        let v = Arc::new(v);
+                    .and_then(|b| Cache::entry_from_redis::<T>(ns, b, fresh));
+                ns.state.counters.l2.record(entry.is_some());
+                Cache::trace(ns, "l2", entry.is_some(), started);
+                match entry {
+                    Some(entry) => {
+                        out[i] = entry.value.clone().downcast::<T>().ok();
                         if fresh {
-                            let ttl = ns.ttl.min(Duration::from_millis(left));
-                            let delta = Duration::from_millis(u64::from(h.delta_ms));
-                            let entry = Cache::l1_entry(Arc::clone(&v), len, ttl, delta);
                             self.inner.l1.insert(full[i].clone(), entry).await;
                         }
-                        out[i] = Some(v);
                     }
                     None => still.push(i),
                 }
@@ -902,43 +957,26 @@ impl Cache {
             let started = Instant::now();
             let values = loader(missing.clone()).await?;
             let delta = started.elapsed();
-            let c = &ns.state.counters;
-            c.loads.fetch_add(1, Relaxed);
-            c.load_us.fetch_add(micros(delta), Relaxed);
+            Cache::record_load(ns, delta);
             let keep = !self.inner.off && self.inner.epoch.load(Relaxed) == epoch;
-            let mut fills: Vec<(String, Vec<u8>)> = Vec::new();
+            let mut fills = redis::pipe();
+            let mut filled = 0;
             for (&i, v) in missing.iter().zip(values) {
                 let v = Arc::new(v);
-                if keep {
-                    let header = Header {
-                        expires_at_ms: unix_ms() + micros(ns.ttl) / 1000,
-                        delta_ms: u32::try_from(delta.as_millis()).unwrap_or(u32::MAX),
-                    };
-                    let tag = envelope::type_tag::<T>(ns.state.version);
-                    if let Ok(bytes) = envelope::encode(v.as_ref(), tag, header) {
-                        let entry = Cache::l1_entry(Arc::clone(&v), bytes.len(), ns.ttl, delta);
-                        self.inner.l1.insert(full[i].clone(), entry).await;
-                        fills.push((full[i].clone(), bytes));
-                    }
+                if let (true, Some(bytes)) = (keep, Cache::encode_entry(ns, v.as_ref(), delta)) {
+                    let entry = Cache::l1_entry(Arc::clone(&v), bytes.len(), ns.ttl, delta);
+                    self.inner.l1.insert(full[i].clone(), entry).await;
+                    fills
+                        .add_command(guarded_set(&full[i], bytes, px(ns.ttl)))
+                        .ignore();
+                    filled += 1;
                 }
                 out[i] = Some(v);
             }
-            if let (Some(l2), false) = (&self.inner.l2, fills.is_empty()) {
-                let px = u64::try_from(ns.ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+            if let (Some(l2), true) = (&self.inner.l2, filled > 0) {
                 let outcome = l2
                     .run("fill many", |mut c| async move {
-                        let mut pipe = redis::pipe();
-                        for (k, bytes) in fills {
-                            pipe.cmd("EVAL")
-                                .arg(GUARDED_SET)
-                                .arg(1)
-                                .arg(k)
-                                .arg(bytes)
-                                .arg(px)
-                                .arg(TOMBSTONE)
-                                .ignore();
-                        }
-                        pipe.query_async::<()>(&mut c).await
+                        fills.query_async::<()>(&mut c).await
                     })
                     .await;
                 if let Ok(((), recovered)) = outcome {
@@ -961,9 +999,7 @@ impl Cache {
         let started = Instant::now();
         let value = Arc::new(loader().await?);
         let delta = started.elapsed();
-        let c = &ns.state.counters;
-        c.loads.fetch_add(1, Relaxed);
-        c.load_us.fetch_add(micros(delta), Relaxed);
+        Cache::record_load(ns, delta);
         Ok((value, delta))
     }
 
@@ -1034,16 +1070,7 @@ impl Cache {
         let s = &ns.state;
         let local = s.generation.fetch_add(1, Relaxed) + 1;
         if let Some(l2) = &self.inner.l2 {
-            let key = self.gen_key(&s.name);
-            match l2
-                .run("incr", |mut c| async move {
-                    redis::cmd("INCR")
-                        .arg(&key)
-                        .query_async::<u64>(&mut c)
-                        .await
-                })
-                .await
-            {
+            match self.incr_generation(l2, &s.name).await {
                 Ok((gen, recovered)) => {
                     s.generation.fetch_max(gen, Relaxed);
                     s.synced.store(true, Relaxed);
@@ -1057,7 +1084,7 @@ impl Cache {
             .await;
     }
 
-    fn pending(&self) -> std::sync::MutexGuard<'_, (Vec<Pending>, usize, bool)> {
+    fn pending(&self) -> std::sync::MutexGuard<'_, PendingQueue> {
         self.inner
             .pending
             .lock()
@@ -1065,20 +1092,7 @@ impl Cache {
     }
 
     fn queue(&self, p: Pending) {
-        let mut pending = self.pending();
-        let (list, keys, overflowed) = &mut *pending;
-        if *overflowed {
-            return;
-        }
-        if let Pending::Keys(k) = &p {
-            *keys += k.len();
-        }
-        if *keys > MAX_PENDING_KEYS {
-            list.clear();
-            *overflowed = true;
-        } else {
-            list.push(p);
-        }
+        self.pending().push(p);
         self.inner.has_pending.store(true, Relaxed);
     }
 
@@ -1119,12 +1133,8 @@ impl Cache {
     async fn replay_pending(&self) {
         let (list, overflowed) = {
             let mut pending = self.pending();
-            let (list, keys, overflowed) = &mut *pending;
-            let out = (std::mem::take(list), *overflowed);
-            *keys = 0;
-            *overflowed = false;
             self.inner.has_pending.store(false, Relaxed);
-            out
+            pending.take()
         };
         if list.is_empty() && !overflowed {
             return;
@@ -1153,16 +1163,7 @@ impl Cache {
         bump.sort();
         bump.dedup();
         for name in bump {
-            let key = self.gen_key(&name);
-            match l2
-                .run("replay incr", |mut c| async move {
-                    redis::cmd("INCR")
-                        .arg(&key)
-                        .query_async::<u64>(&mut c)
-                        .await
-                })
-                .await
-            {
+            match self.incr_generation(l2, &name).await {
                 Ok((gen, _)) => {
                     for ns in self.namespace_states().iter().filter(|n| n.name == name) {
                         ns.generation.fetch_max(gen, Relaxed);

@@ -203,12 +203,11 @@ impl Templates {
             Some(block) if hx.wants_fragment() => self.render(&format!("{page}#{block}"), ctx)?,
             _ => self.render(page, ctx)?,
         };
-        let mut res = html(status, body);
-        if fragment.is_some() {
-            res.headers_mut()
-                .insert(header::VARY, HeaderValue::from_static("HX-Request"));
-        }
-        Ok(res)
+        Ok(if fragment.is_some() {
+            varying_html(status, body)
+        } else {
+            html(status, body)
+        })
     }
 }
 
@@ -292,6 +291,17 @@ fn date_filter(
             )));
         };
     Ok(tera::Value::String(formatted))
+}
+
+/// An HTML response that differs by `HX-Request` (a page, or its fragment for htmx):
+/// what [`Templates::respond`] sends, for handlers whose HTML comes from elsewhere
+/// (a cache).
+#[must_use]
+pub fn varying_html(status: StatusCode, body: String) -> HttpResponse {
+    let mut res = html(status, body);
+    res.headers_mut()
+        .insert(header::VARY, HeaderValue::from_static("HX-Request"));
+    res
 }
 
 /// An HTML response.

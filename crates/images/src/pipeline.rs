@@ -181,11 +181,7 @@ pub fn process(
             };
             out.push(VariantInfo {
                 path: name,
-                format: match format {
-                    Format::Avif => "avif",
-                    Format::WebP => "webp",
-                    Format::Jpeg => "jpeg",
-                },
+                format: format.name(),
                 kind,
                 width: w,
                 height: h,

@@ -61,6 +61,16 @@ impl Format {
     /// Every output format, best first (the order of `<source>` elements).
     pub const ALL: [Format; 3] = [Format::Avif, Format::WebP, Format::Jpeg];
 
+    /// Its name ("avif", "webp", "jpeg").
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Format::Avif => "avif",
+            Format::WebP => "webp",
+            Format::Jpeg => "jpeg",
+        }
+    }
+
     /// The Content-Type.
     #[must_use]
     pub const fn mime(self) -> &'static str {
