@@ -8,10 +8,10 @@ use actix_web::{web, App, HttpServer};
 use napiatke_assets::StaticFiles;
 use napiatke_cache::{Cache, CacheConfig};
 use napiatke_htmx::{FragmentCache, StaticUrls, Templates};
-use napiatke_services::{Clock, Services};
+use napiatke_services::{Clock, ImageConfig, Services};
 
 use crate::config::{Environment, Settings};
-use crate::{handlers, middleware, AppError};
+use crate::{handlers, media, middleware, AppError};
 
 /// What every handler can reach.
 #[derive(Debug)]
@@ -33,6 +33,10 @@ pub struct AppState {
     pub expose_query_count: bool,
     /// Requests slower than this are logged.
     pub slow_request_threshold: Duration,
+    /// Uploaded images and their variants (MEDIA_ROOT), served under /media/.
+    pub media: napiatke_images::pipeline::LocalStorage,
+    /// The largest upload accepted (IMAGE_MAX_BYTES).
+    pub image_max_bytes: usize,
 }
 
 /// The cache for these settings: L1 + Redis when REDIS_URL is set, L1 alone when
@@ -74,13 +78,32 @@ pub fn build_state(
             }),
             settings.cache_ttls.user,
         ),
-        services: Services::new(db, clock).with_cache(cache, &settings.cache_ttls),
+        services: Services::new(db, clock)
+            .with_cache(cache, &settings.cache_ttls)
+            .with_images(&image_config(settings)),
+        media: napiatke_images::pipeline::LocalStorage::new(&settings.media_root),
+        image_max_bytes: settings.image_max_bytes,
         templates: Arc::new(templates),
         static_files,
         secure_cookies: settings.environment == Environment::Production,
         expose_query_count: settings.expose_query_count,
         slow_request_threshold: settings.slow_request_threshold,
     }))
+}
+
+/// How uploads are handled, from the settings.
+#[must_use]
+pub fn image_config(settings: &Settings) -> ImageConfig {
+    ImageConfig {
+        limits: napiatke_images::Limits {
+            max_bytes: settings.image_max_bytes,
+            max_pixels: settings.image_max_pixels,
+            ..napiatke_images::Limits::default()
+        },
+        workers: settings.image_workers,
+        queue: settings.image_queue,
+        ..ImageConfig::new(&settings.media_root)
+    }
 }
 
 /// The route table.
@@ -101,6 +124,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/calendar/", web::get().to(handlers::calendar))
         .route("/students/", web::get().to(handlers::students))
         .route("/admin/cache-stats/", web::get().to(handlers::cache_stats))
+        .route("/rooms/", web::get().to(media::rooms))
+        .route("/rooms/{id}/photo", web::post().to(media::room_photo))
+        .route("/profile/", web::get().to(media::profile))
+        .route("/profile/avatar", web::post().to(media::avatar))
+        .route("/images/{id}/", web::get().to(media::image_status))
+        .route("/media/{tail:.*}", web::to(media::media))
         .default_service(web::to(handlers::not_found));
 }
 

@@ -69,6 +69,11 @@ enum ImagesCommand {
         #[arg(long)]
         out: std::path::PathBuf,
     },
+    /// Make every variant of every uploaded image again from its original under
+    /// MEDIA_ROOT, with the current options (after changing qualities or sizes, or to
+    /// restore lost files). Variants already stored are kept: running it twice makes
+    /// nothing the second time. Caches are invalidated (across processes with Redis).
+    Reprocess,
 }
 
 /// What a subcommand can fail with.
@@ -174,6 +179,9 @@ pub fn run(args: Args) -> Result<(), CliError> {
             println!("{json}");
             Ok(())
         }
+        Command::Images {
+            command: ImagesCommand::Reprocess,
+        } => reprocess(&settings),
         Command::Config => {
             for line in settings.describe() {
                 println!("{line}");
@@ -243,6 +251,47 @@ fn serve(settings: &Settings) -> Result<(), CliError> {
         let state = crate::build_state(settings, db, napiatke_services::SystemClock, statics, cache)?;
         crate::app::serve(settings, state).await.map_err(CliError::from)
     })?;
+    Ok(())
+}
+
+fn reprocess(settings: &Settings) -> Result<(), CliError> {
+    let db = open(settings)?;
+    napiatke_db::migrate::run(&mut *db.get()?)?;
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("reprocessing [{bar:40}] {pos}/{len} images, {eta} left")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    let started = Instant::now();
+    let report = actix_web::rt::System::new().block_on(async {
+        let cache = crate::app::connect_cache(settings).await;
+        let services = napiatke_services::Services::new(db, napiatke_services::SystemClock)
+            .with_cache(cache, &settings.cache_ttls)
+            .with_images(&crate::app::image_config(settings));
+        services
+            .reprocess_images(|done, total| {
+                bar.set_length(total as u64);
+                bar.set_position(done as u64);
+            })
+            .await
+    });
+    bar.finish_and_clear();
+    let report = report.map_err(|e| CliError::Image(e.to_string()))?;
+    println!(
+        "reprocessed {} images in {:.1} s: {} variants made, {} already stored, {} failed",
+        report.images,
+        started.elapsed().as_secs_f64(),
+        report.made,
+        report.reused,
+        report.failed
+    );
+    if report.failed > 0 {
+        return Err(CliError::Image(format!(
+            "{} images could not be reprocessed (see the log and their rows' error column)",
+            report.failed
+        )));
+    }
     Ok(())
 }
 

@@ -81,6 +81,15 @@ pub struct Settings {
     /// CACHE_L1_BYTES: the in-process tier's bound (default 64 MiB); 0 turns it off
     /// (with REDIS_URL unset too, nothing is cached: the load baseline).
     pub cache_l1_bytes: u64,
+    /// IMAGE_WORKERS: threads making image variants (default one per core).
+    pub image_workers: usize,
+    /// IMAGE_QUEUE: uploads that may wait for a worker before new ones get 503
+    /// (default twice the workers).
+    pub image_queue: usize,
+    /// IMAGE_MAX_BYTES: the largest upload (default 20,000,000).
+    pub image_max_bytes: usize,
+    /// IMAGE_MAX_PIXELS: the largest width × height (default 50,000,000).
+    pub image_max_pixels: u64,
 }
 
 /// A setting that could not be used; the message names the variable.
@@ -205,7 +214,29 @@ impl Settings {
                 )
             })?,
         };
+        let count = |var: &'static str, default: u64, max: u64| -> Result<u64, ConfigError> {
+            match get(var) {
+                None => Ok(default),
+                Some(v) => v
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|n| (1..=max).contains(n))
+                    .ok_or_else(|| {
+                        bad(var, &v, &format!("expected a whole number from 1 to {max}"))
+                    }),
+            }
+        };
+        let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get) as u64;
+        let image_workers = count("IMAGE_WORKERS", cores, 256)?;
+        let image_queue = count("IMAGE_QUEUE", image_workers * 2, 100_000)?;
+        let image_max_bytes = count("IMAGE_MAX_BYTES", 20_000_000, 1 << 30)?;
+        let image_max_pixels = count("IMAGE_MAX_PIXELS", 50_000_000, 1 << 30)?;
         Ok(Settings {
+            image_workers: usize::try_from(image_workers).unwrap_or(usize::MAX),
+            image_queue: usize::try_from(image_queue).unwrap_or(usize::MAX),
+            image_max_bytes: usize::try_from(image_max_bytes).unwrap_or(usize::MAX),
+            image_max_pixels,
             bind,
             cache_prefix,
             cache_l1_bytes,
@@ -217,7 +248,8 @@ impl Settings {
             static_root: get("STATIC_ROOT")
                 .map_or_else(|| PathBuf::from("staticfiles"), PathBuf::from),
             assets_dir: get("ASSETS_DIR").map_or_else(|| PathBuf::from("assets"), PathBuf::from),
-            media_root: get("MEDIA_ROOT").map_or_else(|| PathBuf::from("media"), PathBuf::from),
+            media_root: get("MEDIA_ROOT")
+                .map_or_else(|| PathBuf::from("data/media"), PathBuf::from),
             sentry_dsn: get("SENTRY_DSN").map(Secret),
             otlp_endpoint: get("OTEL_EXPORTER_OTLP_ENDPOINT"),
             slow_request_threshold,
@@ -272,6 +304,10 @@ impl Settings {
             format!("CACHE_TTL_CALENDAR={}", self.cache_ttls.calendar.as_secs()),
             format!("CACHE_PREFIX={}", self.cache_prefix),
             format!("CACHE_L1_BYTES={}", self.cache_l1_bytes),
+            format!("IMAGE_WORKERS={}", self.image_workers),
+            format!("IMAGE_QUEUE={}", self.image_queue),
+            format!("IMAGE_MAX_BYTES={}", self.image_max_bytes),
+            format!("IMAGE_MAX_PIXELS={}", self.image_max_pixels),
         ]
     }
 }
@@ -317,6 +353,10 @@ mod tests {
             ("EXPOSE_QUERY_COUNT", "maybe"),
             ("CACHE_PREFIX", "has space"),
             ("CACHE_L1_BYTES", "64MB"),
+            ("IMAGE_WORKERS", "0"),
+            ("IMAGE_QUEUE", "many"),
+            ("IMAGE_MAX_BYTES", "20MB"),
+            ("IMAGE_MAX_PIXELS", "-1"),
         ] {
             let err = with(&[(var, value)]).err().map(|e| e.to_string());
             assert!(
@@ -335,6 +375,6 @@ mod tests {
         let lines = s.describe();
         assert!(lines.contains(&"SENTRY_DSN=(set, hidden)".to_owned()));
         assert!(lines.iter().all(|l| !l.contains("key@")));
-        assert_eq!(lines.len(), 18);
+        assert_eq!(lines.len(), 22);
     }
 }

@@ -30,6 +30,17 @@ pub enum AppError {
     /// 503 with Retry-After.
     #[error("{0}")]
     Unavailable(String),
+    /// 503 with Retry-After: busy by design (a full queue), the message shown.
+    #[error("{message}")]
+    Busy {
+        /// What is busy, in words.
+        message: String,
+        /// Seconds to wait.
+        retry_after: u64,
+    },
+    /// 413: the body is over a limit the message names.
+    #[error("{0}")]
+    TooLarge(String),
     /// 500; the message is logged, never shown.
     #[error("{0}")]
     Internal(String),
@@ -42,6 +53,13 @@ impl From<ServiceError> for AppError {
             ServiceError::Forbidden(m) => AppError::Forbidden(m),
             ServiceError::BadInput(m) => AppError::BadRequest(m),
             ServiceError::Unavailable(m) => AppError::Unavailable(m),
+            ServiceError::Busy {
+                message,
+                retry_after,
+            } => AppError::Busy {
+                message,
+                retry_after: retry_after.as_secs().max(1),
+            },
             ServiceError::Internal(m) => AppError::Internal(m),
         }
     }
@@ -61,7 +79,8 @@ impl ResponseError for AppError {
             AppError::LoginRequired { .. } => StatusCode::SEE_OTHER,
             AppError::Forbidden(_) => StatusCode::FORBIDDEN,
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
-            AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Unavailable(_) | AppError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -89,7 +108,10 @@ impl ResponseError for AppError {
             other => other.to_string(),
         };
         let mut res = napiatke_htmx::html(status, error_page(status, &shown));
-        if status == StatusCode::SERVICE_UNAVAILABLE {
+        if let AppError::Busy { retry_after, .. } = self {
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+        } else if status == StatusCode::SERVICE_UNAVAILABLE {
             res.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
         }

@@ -7,7 +7,9 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::NaiveDate;
-use napiatke_domain::{AttendanceStatus, LessonId, LessonStatus, Role, SubjectId, UserId};
+use napiatke_domain::{
+    AttendanceStatus, LessonId, LessonStatus, Role, StoredImage, SubjectId, UserId,
+};
 use napiatke_htmx::Hx;
 use napiatke_services::{LessonQuery, StudentQuery};
 use serde::Serialize;
@@ -54,7 +56,7 @@ fn check_page_exists(number: u32, total_pages: u32) -> Result<(), AppError> {
 }
 
 /// What every page template gets: the user and the CSRF token for forms and htmx.
-fn base_context(auth: &Auth, nav: &str) -> tera::Context {
+pub(crate) fn base_context(auth: &Auth, nav: &str) -> tera::Context {
     let mut ctx = tera::Context::new();
     ctx.insert("user", &auth.session.user);
     ctx.insert("csrf_token", &auth.session.csrf_token);
@@ -98,7 +100,7 @@ fn pager(
 
 /// A 200 page (or its `fragment` block for htmx) that no shared cache may keep: every
 /// page is personal.
-fn render_page(
+pub(crate) fn render_page(
     state: &AppState,
     hx: Hx,
     template: &str,
@@ -338,14 +340,24 @@ pub async fn lesson(
     } else {
         ("lesson.html", "page")
     };
+    let avatars = student_avatars(&state, &view.detail).await?;
+    // Avatars change apart from the lesson: their versions are part of the key.
+    let faces: String = avatars
+        .iter()
+        .map(|a| {
+            a.as_ref()
+                .map_or_else(|| "-".to_owned(), StoredImage::version)
+        })
+        .collect::<Vec<_>>()
+        .join(",");
     let key = format!(
-        "{}:{part}:{can_mark}:{}",
+        "{}:{part}:{can_mark}:{}:{faces}",
         view.version, auth.session.csrf_token
     );
     let body = state
         .session_pages
         .render(&state.templates, name, &key, || {
-            lesson_context(&auth, &view.detail)
+            lesson_context(&auth, &view.detail, &avatars)
         })
         .await?;
     Ok(no_store(napiatke_htmx::varying_html(
@@ -354,27 +366,41 @@ pub async fn lesson(
     )))
 }
 
+/// Each student's avatar, in the lesson's order (cached per user; one statement for
+/// those not cached).
+async fn student_avatars(
+    state: &AppState,
+    detail: &napiatke_db::queries::lessons::LessonDetail,
+) -> Result<Vec<Option<StoredImage>>, AppError> {
+    let ids: Vec<UserId> = detail.students.iter().map(|s| s.student.id).collect();
+    let mut found = state.services.avatars(&ids).await?;
+    Ok(ids.iter().map(|id| found.remove(id)).collect())
+}
+
 /// The lesson page, or its students block for htmx.
-fn render_lesson(
+async fn render_lesson(
     state: &AppState,
     auth: &Auth,
     hx: Hx,
     detail: &napiatke_db::queries::lessons::LessonDetail,
 ) -> Result<HttpResponse, AppError> {
+    let avatars = student_avatars(state, detail).await?;
     render_page(
         state,
         hx,
         "lesson.html",
         Some("students"),
-        &lesson_context(auth, detail),
+        &lesson_context(auth, detail, &avatars),
     )
 }
 
 fn lesson_context(
     auth: &Auth,
     detail: &napiatke_db::queries::lessons::LessonDetail,
+    avatars: &[Option<StoredImage>],
 ) -> tera::Context {
     let mut ctx = base_context(auth, "lessons");
+    ctx.insert("avatars", avatars);
     ctx.insert("can_mark", &can_mark(auth, detail));
     ctx.insert("lesson", detail);
     ctx.insert("marks", AttendanceStatus::ALL);
@@ -414,7 +440,7 @@ pub async fn attendance(
     if !hx.request {
         return Ok(see_other(&format!("/lessons/{id}/")));
     }
-    render_lesson(&state, &auth, hx, &change.lesson)
+    render_lesson(&state, &auth, hx, &change.lesson).await
 }
 
 pub async fn calendar(

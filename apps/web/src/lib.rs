@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 mod error;
 mod handlers;
+mod media;
 mod middleware;
 mod session;
 

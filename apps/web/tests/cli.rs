@@ -189,3 +189,100 @@ fn images_optimize_writes_the_variants_and_prints_json() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+fn images_reprocess(engine: Engine) {
+    use napiatke_db::queries::images::{create, NewImage, Owner};
+    let t = database(engine);
+    t.load_fixture().unwrap_or_else(|e| panic!("{e}"));
+    let media = std::env::temp_dir().join(format!(
+        "napiatke-cli-reprocess-{engine}-{}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&media);
+    let run = || {
+        Command::new(env!("CARGO_BIN_EXE_napiatke"))
+            .args(["images", "reprocess"])
+            .env("DATABASE_URL", &t.url)
+            .env("MEDIA_ROOT", &media)
+            .env_remove("RUST_LOG")
+            .env_remove("REDIS_URL")
+            .output()
+            .unwrap_or_else(|e| panic!("running napiatke: {e}"))
+    };
+    let empty = run();
+    assert!(empty.status.success(), "{}", text(&empty.stderr));
+    assert!(text(&empty.stdout).starts_with("reprocessed 0 images in "));
+
+    // One image whose original is stored, one whose original is lost.
+    let mut png = Vec::new();
+    image::DynamicImage::ImageRgb8(image::RgbImage::from_fn(400, 300, |x, y| {
+        image::Rgb([x as u8, y as u8, 9])
+    }))
+    .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+    .unwrap_or_else(|e| panic!("{e}"));
+    std::fs::create_dir_all(media.join("originals/aa")).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(media.join("originals/aa/aa00000000000001"), &png)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut conn = t.db.get().unwrap_or_else(|e| panic!("{e}"));
+    let now = chrono::NaiveDate::from_ymd_opt(2026, 11, 26)
+        .and_then(|d| d.and_hms_opt(12, 0, 0))
+        .unwrap_or_default();
+    for (original, owner) in [
+        (
+            "originals/aa/aa00000000000001",
+            Owner::User(napiatke_domain::UserId(4)),
+        ),
+        (
+            "originals/bb/bb00000000000002",
+            Owner::User(napiatke_domain::UserId(5)),
+        ),
+    ] {
+        let new = NewImage {
+            source: &original[13..],
+            original,
+            width: 400,
+            height: 300,
+            has_alpha: false,
+            placeholder: "data:image/webp;base64,",
+        };
+        create(&mut conn, &new, owner, now).unwrap_or_else(|e| panic!("{e}"));
+    }
+    drop(conn);
+    let out = run();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    let stdout = text(&out.stdout);
+    // 320 wide and the 300 thumbnail, three formats each.
+    assert!(stdout.starts_with("reprocessed 2 images in "), "{stdout}");
+    assert!(
+        stdout.contains("6 variants made, 0 already stored, 1 failed"),
+        "{stdout}"
+    );
+    assert!(text(&out.stderr).contains("1 images could not be reprocessed"));
+    let mut conn = t.db.get().unwrap_or_else(|e| panic!("{e}"));
+    let lost = napiatke_db::queries::images::get(&mut conn, napiatke_domain::ImageId(2))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(lost.status, napiatke_domain::ImageStatus::Failed);
+    let kept = napiatke_db::queries::images::get(&mut conn, napiatke_domain::ImageId(1))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(kept.status, napiatke_domain::ImageStatus::Ready);
+    assert_eq!(kept.variants.len(), 6);
+    assert!(kept.variants.iter().all(|v| media.join(&v.path).is_file()));
+    drop(conn);
+    // Again: nothing to make.
+    let again = text(&run().stdout);
+    assert!(
+        again.contains("0 variants made, 6 already stored"),
+        "{again}"
+    );
+    let _ = std::fs::remove_dir_all(&media);
+}
+
+#[test]
+fn images_reprocess_on_sqlite() {
+    images_reprocess(Engine::Sqlite);
+}
+
+#[test]
+fn images_reprocess_on_postgres() {
+    images_reprocess(Engine::Postgres);
+}

@@ -98,6 +98,37 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    images (id) {
+        id -> BigInt,
+        source -> Text,
+        original -> Text,
+        width -> Integer,
+        height -> Integer,
+        has_alpha -> Bool,
+        placeholder -> Text,
+        variants -> Text,
+        status -> Text,
+        error -> Nullable<Text>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    room_photos (room_id) {
+        room_id -> BigInt,
+        image_id -> BigInt,
+    }
+}
+
+diesel::table! {
+    user_avatars (user_id) {
+        user_id -> BigInt,
+        image_id -> BigInt,
+    }
+}
+
 diesel::joinable!(tutor_profiles -> users (user_id));
 diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(student_profiles -> users (user_id));
@@ -108,6 +139,10 @@ diesel::joinable!(lesson_students -> lessons (lesson_id));
 diesel::joinable!(lesson_students -> users (student_id));
 diesel::joinable!(attendance -> lesson_students (lesson_student_id));
 diesel::joinable!(invoices -> users (student_id));
+diesel::joinable!(room_photos -> rooms (room_id));
+diesel::joinable!(room_photos -> images (image_id));
+diesel::joinable!(user_avatars -> users (user_id));
+diesel::joinable!(user_avatars -> images (image_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     users,
@@ -120,6 +155,9 @@ diesel::allow_tables_to_appear_in_same_query!(
     attendance,
     invoices,
     sessions,
+    images,
+    room_photos,
+    user_avatars,
 );
 
 /// Every table, parents before children: the order to insert in (and to empty in reverse).
@@ -134,4 +172,7 @@ pub const TABLES: &[&str] = &[
     "attendance",
     "invoices",
     "sessions",
+    "images",
+    "room_photos",
+    "user_avatars",
 ];

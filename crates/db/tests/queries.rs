@@ -40,6 +40,58 @@ fn same_count_for_10_and_1000(
 }
 
 both_engines! {
+    images_belong_to_one_owner_and_load_in_one_statement => |engine: Engine| {
+        use napiatke_db::queries::images::{self, NewImage, Owner};
+        use napiatke_domain::{ImageId, ImageStatus, ImageVariant, RoomId};
+        let t = fixture(engine);
+        let mut c = conn(&t);
+        let new = |source: &'static str| NewImage {
+            source,
+            original: "originals/aa/aa00000000000001",
+            width: 800,
+            height: 600,
+            has_alpha: false,
+            placeholder: "data:image/webp;base64,AAAA",
+        };
+        let photo = ok(images::create(&mut c, &new("aa00000000000001"), Owner::Room(RoomId(1)), now()));
+        assert_eq!((photo.status, photo.variants.len()), (ImageStatus::Processing, 0));
+        let first = ok(images::create(&mut c, &new("bb00000000000002"), Owner::User(SARA), now()));
+        // A new avatar replaces the old one as Sara's.
+        let second = ok(images::create(&mut c, &new("cc00000000000003"), Owner::User(SARA), now()));
+        ok(images::create(&mut c, &new("dd00000000000004"), Owner::User(BOB), now()));
+        assert_eq!(ok(images::owner(&mut c, second.id)), Some(Owner::User(SARA)));
+        assert_eq!(ok(images::owner(&mut c, first.id)), None, "replaced: nobody's");
+        assert_eq!(ok(images::owner(&mut c, photo.id)), Some(Owner::Room(RoomId(1))));
+
+        let variant = ImageVariant {
+            path: "cc/cc00000000000003/w320x240-1a2b3c4d.webp".to_owned(),
+            format: "webp".to_owned(),
+            kind: "width".to_owned(),
+            width: 320,
+            height: 240,
+            bytes: 1234,
+        };
+        ok(images::set_variants(&mut c, second.id, std::slice::from_ref(&variant), ImageStatus::Ready, None, now()));
+        let got = ok(images::get(&mut c, second.id));
+        assert_eq!((got.status, got.variants), (ImageStatus::Ready, vec![variant]));
+        assert!(matches!(
+            images::set_variants(&mut c, ImageId(999), &[], ImageStatus::Failed, Some("x"), now()),
+            Err(DbError::NotFound)
+        ));
+
+        // Avatars of any number of users: one statement; those without one absent.
+        let (avatars, sql) = count_statements(|| ok(images::avatars(&mut c, &[SARA, BOB, DAN, TINA])));
+        assert_eq!(sql.len(), 1, "{sql:?}");
+        assert_eq!(avatars.len(), 2);
+        assert_eq!(avatars.get(&SARA).map(|a| a.id), Some(second.id));
+        let (rooms, sql) = count_statements(|| ok(images::rooms_with_photos(&mut c)));
+        assert_eq!(sql.len(), 1, "{sql:?}");
+        assert_eq!(rooms.len(), 1, "the fixture's one room");
+        let with_photo: Vec<_> = rooms.iter().filter(|(_, p)| p.is_some()).map(|(r, _)| r.id).collect();
+        assert_eq!(with_photo, vec![RoomId(1)]);
+        assert_eq!(ok(images::originals(&mut c)).len(), 4);
+    };
+
     dashboard_global_stats_match_the_fixture => |engine: Engine| {
         let t = fixture(engine);
         let mut c = conn(&t);

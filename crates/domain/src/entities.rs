@@ -4,8 +4,8 @@
 use chrono::{NaiveDate, NaiveDateTime};
 
 use crate::{
-    AttendanceId, AttendanceStatus, Color, Email, InvoiceId, InvoiceStatus, LessonId, LessonStatus,
-    LessonStudentId, Money, Role, RoomId, SubjectId, UserId,
+    AttendanceId, AttendanceStatus, Color, Email, ImageId, ImageStatus, InvoiceId, InvoiceStatus,
+    LessonId, LessonStatus, LessonStudentId, Money, Role, RoomId, SubjectId, UserId,
 };
 
 /// A person who can log in.
@@ -139,4 +139,56 @@ pub struct Invoice {
     pub status: InvoiceStatus,
     /// In grosze.
     pub total_amount: Money,
+}
+
+/// An uploaded image as pages show it: its size (so nothing shifts while it loads), a
+/// blur placeholder to show at once, and the variants made so far. Serialised, it is
+/// what the `responsive_image` and `lazy_image` template functions take.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StoredImage {
+    /// Key.
+    pub id: ImageId,
+    /// Pixels across, upright.
+    pub width: u32,
+    /// Pixels down, upright.
+    pub height: u32,
+    /// Whether any pixel is transparent.
+    pub has_alpha: bool,
+    /// A tiny blurred WebP as a data URI.
+    pub placeholder: String,
+    /// Processing, ready or failed.
+    pub status: ImageStatus,
+    /// Every variant made so far.
+    pub variants: Vec<ImageVariant>,
+}
+
+impl StoredImage {
+    /// Changes whenever what a page would show of the image changes (status and
+    /// variants): part of the key of rendered HTML that shows it.
+    #[must_use]
+    pub fn version(&self) -> String {
+        format!(
+            "{}.{}.{}",
+            self.id,
+            self.status.as_str(),
+            self.variants.len()
+        )
+    }
+}
+
+/// One stored variant of an image.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ImageVariant {
+    /// Storage name; its URL is `/media/{path}`.
+    pub path: String,
+    /// "avif", "webp" or "jpeg".
+    pub format: String,
+    /// "width" (a srcset step) or "thumbnail" (square).
+    pub kind: String,
+    /// Pixels across.
+    pub width: u32,
+    /// Pixels down.
+    pub height: u32,
+    /// Encoded size.
+    pub bytes: u64,
 }

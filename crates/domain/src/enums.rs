@@ -128,6 +128,18 @@ text_enum!(
     }
 );
 
+text_enum!(
+    /// Where an uploaded image is in its processing.
+    ImageStatus, "image status" {
+        /// Accepted and checked; variants are being made (the placeholder shows).
+        Processing = "PROCESSING",
+        /// WebP and JPEG variants exist (AVIF may still be on its way).
+        Ready = "READY",
+        /// Processing failed; the error says why.
+        Failed = "FAILED",
+    }
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,6 +157,9 @@ mod tests {
         }
         for s in Role::ALL {
             assert_eq!(s.as_str().parse::<Role>(), Ok(*s));
+        }
+        for s in ImageStatus::ALL {
+            assert_eq!(s.as_str().parse::<ImageStatus>(), Ok(*s));
         }
     }
 

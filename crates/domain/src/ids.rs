@@ -65,6 +65,10 @@ id_type!(
     /// A row of `invoices`.
     InvoiceId
 );
+id_type!(
+    /// A row of `images`: one upload and its variants.
+    ImageId
+);
 
 #[cfg(test)]
 mod tests {

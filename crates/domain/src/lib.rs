@@ -21,9 +21,12 @@ mod ids;
 mod values;
 
 pub use entities::{
-    Attendance, Invoice, Lesson, LessonStudent, Room, StudentProfile, Subject, TutorProfile, User,
+    Attendance, ImageVariant, Invoice, Lesson, LessonStudent, Room, StoredImage, StudentProfile,
+    Subject, TutorProfile, User,
 };
-pub use enums::{AttendanceStatus, InvoiceStatus, LessonStatus, Role};
+pub use enums::{AttendanceStatus, ImageStatus, InvoiceStatus, LessonStatus, Role};
 pub use error::DomainError;
-pub use ids::{AttendanceId, InvoiceId, LessonId, LessonStudentId, RoomId, SubjectId, UserId};
+pub use ids::{
+    AttendanceId, ImageId, InvoiceId, LessonId, LessonStudentId, RoomId, SubjectId, UserId,
+};
 pub use values::{AttendanceRate, Color, Email, Money};

@@ -9,7 +9,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::variants::{self, Format, Options};
-use crate::{decode, ImageError, Limits};
+use crate::{decode, Decoded, ImageError, Limits};
 
 /// Where variants live. Names are relative, `/`-separated, made by this crate.
 pub trait Storage: Send + Sync {
@@ -17,6 +17,8 @@ pub trait Storage: Send + Sync {
     fn put(&self, name: &str, bytes: &[u8]) -> io::Result<()>;
     /// The size of what is stored under `name`, or `None` when nothing is.
     fn size(&self, name: &str) -> Option<u64>;
+    /// The bytes stored under `name`.
+    fn get(&self, name: &str) -> io::Result<Vec<u8>>;
 }
 
 /// Files under a root folder (MEDIA_ROOT), written atomically (temporary file, then
@@ -68,6 +70,49 @@ impl Storage for LocalStorage {
             .filter(std::fs::Metadata::is_file)
             .map(|m| m.len())
     }
+
+    fn get(&self, name: &str) -> io::Result<Vec<u8>> {
+        let path = self.path(name).ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidInput, format!("bad name {name:?}"))
+        })?;
+        std::fs::read(path)
+    }
+}
+
+/// The format of a variant by its storage name, or `None` for any name this crate
+/// does not make: `{2 hex}/{16 hex}/{w{W}x{H}|t{S}}-{8 hex}.{avif|webp|jpg}`. Serving
+/// only such names keeps originals (which may carry GPS data) and anything else under
+/// the media root private, and leaves no room for `..` or odd bytes.
+#[must_use]
+pub fn variant_format(name: &str) -> Option<Format> {
+    let is_hex = |s: &str, n: usize| {
+        s.len() == n
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    let mut parts = name.split('/');
+    let (shard, source, file) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some()
+        || !is_hex(shard, 2)
+        || !is_hex(source, 16)
+        || !source.starts_with(shard)
+    {
+        return None;
+    }
+    let (stem, extension) = file.rsplit_once('.')?;
+    let format = Format::ALL
+        .into_iter()
+        .find(|f| f.extension() == extension)?;
+    let (tag, params) = stem.rsplit_once('-')?;
+    let digits = |s: &str| !s.is_empty() && s.len() <= 5 && s.bytes().all(|b| b.is_ascii_digit());
+    let tag_ok = match tag.split_at_checked(1)? {
+        ("w", size) => size
+            .split_once('x')
+            .is_some_and(|(w, h)| digits(w) && digits(h)),
+        ("t", side) => digits(side),
+        _ => false,
+    };
+    (tag_ok && is_hex(params, 8)).then_some(format)
 }
 
 /// What a variant is for.
@@ -127,17 +172,57 @@ fn params(format: Format, options: &Options) -> String {
     }
 }
 
-/// Decodes `bytes`, makes every variant `options` asks for in each format and stores
-/// them; variants already stored under their name are not made again.
-pub fn process(
-    bytes: &[u8],
-    limits: &Limits,
-    options: &Options,
-    storage: &dyn Storage,
-) -> Result<Processed, ImageError> {
+/// An upload decoded and checked, with what can be shown at once: its size and the
+/// placeholder. Variants are made from it by [`make_variants`], phase by phase.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// The decoded pixels.
+    pub decoded: Decoded,
+    /// 16 hex digits of the source's SHA-256: the folder its variants live in.
+    pub source: String,
+    /// The blur placeholder (data URI).
+    pub placeholder: String,
+}
+
+/// Decodes and checks `bytes` and makes the placeholder: what a request can afford to
+/// do before answering (tens of milliseconds for a photograph).
+pub fn prepare(bytes: &[u8], limits: &Limits) -> Result<Prepared, ImageError> {
     let decoded = decode(bytes, limits)?;
-    let source = hex(&Sha256::digest(bytes)[..8]);
     let placeholder = variants::placeholder(&decoded.pixels)?;
+    Ok(Prepared {
+        source: source_hash(bytes),
+        decoded,
+        placeholder,
+    })
+}
+
+/// 16 hex digits of the SHA-256 of `bytes`: names an upload's variants, and its
+/// original.
+#[must_use]
+pub fn source_hash(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes)[..8])
+}
+
+/// The variants of one phase: every size `options` asks for, in each of `formats`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Made {
+    /// What was made or found, ladder steps ascending then the thumbnail, per format.
+    pub variants: Vec<VariantInfo>,
+    /// How many were already stored (reprocessing skips them).
+    pub reused: usize,
+}
+
+/// Makes and stores every size in each of `formats` (a phase: WebP and JPEG first so
+/// the image can be shown, AVIF after); variants already stored under their name are
+/// not made again.
+pub fn make_variants(
+    prepared: &Prepared,
+    options: &Options,
+    formats: &[Format],
+    storage: &dyn Storage,
+) -> Result<Made, ImageError> {
+    let decoded = &prepared.decoded;
+    let source = &prepared.source;
     let mut sizes: Vec<(Kind, u32, u32)> =
         variants::ladder(decoded.width(), decoded.height(), options)
             .into_iter()
@@ -149,11 +234,10 @@ pub fn process(
         .min(decoded.height())
         .max(1);
     sizes.push((Kind::Thumbnail, side, side));
-    let mut out = Vec::new();
-    let mut reused = 0;
+    let mut out = Made::default();
     for (kind, w, h) in sizes {
         let mut resized = None;
-        for format in Format::ALL {
+        for &format in formats {
             let p = hex(&Sha256::digest(params(format, options).as_bytes())[..4]);
             let tag = match kind {
                 Kind::Width => format!("w{w}x{h}"),
@@ -161,7 +245,7 @@ pub fn process(
             };
             let name = format!("{}/{source}/{tag}-{p}.{}", &source[..2], format.extension());
             let size = if let Some(stored) = storage.size(&name) {
-                reused += 1;
+                out.reused += 1;
                 usize::try_from(stored).unwrap_or(usize::MAX)
             } else {
                 if resized.is_none() {
@@ -179,7 +263,7 @@ pub fn process(
                     .map_err(|e| ImageError::Encode(format!("storing {name}: {e}")))?;
                 encoded.len()
             };
-            out.push(VariantInfo {
+            out.variants.push(VariantInfo {
                 path: name,
                 format: format.name(),
                 kind,
@@ -189,12 +273,25 @@ pub fn process(
             });
         }
     }
+    Ok(out)
+}
+
+/// Decodes `bytes`, makes every variant `options` asks for in each format and stores
+/// them; variants already stored under their name are not made again.
+pub fn process(
+    bytes: &[u8],
+    limits: &Limits,
+    options: &Options,
+    storage: &dyn Storage,
+) -> Result<Processed, ImageError> {
+    let prepared = prepare(bytes, limits)?;
+    let made = make_variants(&prepared, options, &Format::ALL, storage)?;
     Ok(Processed {
-        width: decoded.width(),
-        height: decoded.height(),
-        has_alpha: decoded.has_alpha,
-        placeholder,
-        variants: out,
-        reused,
+        width: prepared.decoded.width(),
+        height: prepared.decoded.height(),
+        has_alpha: prepared.decoded.has_alpha,
+        placeholder: prepared.placeholder,
+        variants: made.variants,
+        reused: made.reused,
     })
 }

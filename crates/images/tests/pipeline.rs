@@ -100,3 +100,38 @@ fn storage_names_cannot_leave_the_root() {
     }
     assert!(storage.path("ab/0123/w320x160-abcd.webp").is_some());
 }
+
+#[test]
+fn only_names_the_pipeline_makes_are_variant_names() {
+    use napiatke_images::pipeline::variant_format;
+    use napiatke_images::variants::Format;
+    let dir = scratch("names");
+    let storage = LocalStorage::new(&dir);
+    let made = process(&png(400, 300), &Limits::default(), &fast(), &storage)
+        .unwrap_or_else(|e| panic!("{e}"));
+    for v in &made.variants {
+        assert_eq!(
+            variant_format(&v.path).map(Format::name),
+            Some(v.format),
+            "{}",
+            v.path
+        );
+    }
+    for bad in [
+        "",
+        "originals/ab/ab12cd34ef56ab12",
+        "ab/ab12cd34ef56ab12/w320x240-1a2b3c4d.png",
+        "ab/ab12cd34ef56ab12/../w320x240-1a2b3c4d.webp",
+        "ab/../ab12cd34ef56ab12/w320x240-1a2b3c4d.webp",
+        "cd/ab12cd34ef56ab12/w320x240-1a2b3c4d.webp",
+        "ab/AB12CD34EF56AB12/w320x240-1a2b3c4d.webp",
+        "ab/ab12cd34ef56ab12/w320x240-1a2b3c4d.webp/x",
+        "ab/ab12cd34ef56ab12/x320-1a2b3c4d.webp",
+        "ab/ab12cd34ef56ab12/t300-1a2b3c4.webp",
+        "/ab/ab12cd34ef56ab12/t300-1a2b3c4d.webp",
+        "ab/ab12cd34ef56ab12/t300-1a2b3c4d.webp\0",
+    ] {
+        assert_eq!(variant_format(bad), None, "{bad:?}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -10,6 +10,8 @@
 //! | `catalog`  | static    | `subjects`, `rooms`          | every subject / room         |
 //! | `calendar` | calendar  | `{scope}:{start}`            | one week's entries            |
 //! | `lesson`   | user      | `{id}`                       | `Option<LessonView>`         |
+//! | `catalog`  | static    | `room_photos`                | every room with its photo    |
+//! | `avatar`   | user      | `{user id}`                  | `Option<StoredImage>`        |
 //!
 //! Figures that depend on "today" carry the date in their key, so none survives
 //! midnight. Scopes are `all`, `t{tutor}` and `s{student}`.
@@ -18,6 +20,7 @@ use std::time::Duration;
 
 use chrono::{Days, NaiveDate};
 use napiatke_cache::{Cache, Namespace};
+use napiatke_db::queries::images::Owner;
 use napiatke_db::queries::Scope;
 use napiatke_domain::{LessonId, UserId};
 
@@ -56,6 +59,7 @@ pub(crate) struct Namespaces {
     pub catalog: Namespace,
     pub calendar: Namespace,
     pub lesson: Namespace,
+    pub avatar: Namespace,
 }
 
 impl Namespaces {
@@ -67,6 +71,7 @@ impl Namespaces {
             catalog: cache.namespace("catalog", 1, ttl.static_data),
             calendar: cache.namespace("calendar", 1, ttl.calendar),
             lesson: cache.namespace("lesson", 2, ttl.user),
+            avatar: cache.namespace("avatar", 1, ttl.user),
         }
     }
 }
@@ -100,6 +105,12 @@ pub(crate) fn calendar_key(scope: Scope, start: NaiveDate) -> String {
 }
 
 pub(crate) fn lesson_key(id: LessonId) -> String {
+    id.to_string()
+}
+
+pub(crate) const ROOM_PHOTOS_KEY: &str = "room_photos";
+
+pub(crate) fn avatar_key(id: UserId) -> String {
     id.to_string()
 }
 
@@ -147,6 +158,22 @@ impl Services {
                 ],
             )
             .await;
+    }
+}
+
+impl Services {
+    /// What a new or newly processed image makes stale: the room list's photos, or the
+    /// user's avatar. Pages that embed them key their HTML by the image's version, so
+    /// nothing else needs dropping.
+    pub(crate) async fn image_changed(&self, owner: Owner) {
+        match owner {
+            Owner::Room(_) => {
+                self.cache.delete(&self.ns.catalog, ROOM_PHOTOS_KEY).await;
+            }
+            Owner::User(user) => {
+                self.cache.delete(&self.ns.avatar, &avatar_key(user)).await;
+            }
+        }
     }
 }
 

@@ -23,6 +23,7 @@
 mod auth;
 pub mod cached;
 mod pages;
+mod uploads;
 
 use std::sync::Arc;
 
@@ -37,6 +38,7 @@ pub use pages::{
     AttendanceChange, CalendarDay, CalendarWeek, Dashboard, LessonQuery, LessonView, LessonsPage,
     StudentQuery,
 };
+pub use uploads::{ImageConfig, ReprocessReport, RoomCard, UploadSlot, UploadTarget};
 
 /// What a use case can fail with; apps/web maps each to an HTTP status once.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -50,6 +52,14 @@ pub enum ServiceError {
     /// The input cannot be acted on; the message says why in words a person can use.
     #[error("{0}")]
     BadInput(String),
+    /// Too busy right now: try again after `retry_after` (HTTP 503 with Retry-After).
+    #[error("{message}")]
+    Busy {
+        /// What is busy, in words.
+        message: String,
+        /// When to try again.
+        retry_after: std::time::Duration,
+    },
     /// The database is unreachable or overloaded.
     #[error("service unavailable: {0}")]
     Unavailable(String),
@@ -105,6 +115,7 @@ pub struct Services {
     sessions: Arc<dyn SessionStore>,
     cache: Cache,
     ns: Arc<cached::Namespaces>,
+    uploads: Option<Arc<uploads::Uploads>>,
 }
 
 impl std::fmt::Debug for Services {
@@ -130,6 +141,7 @@ impl Services {
             sessions,
             cache,
             ns,
+            uploads: None,
         }
     }
 

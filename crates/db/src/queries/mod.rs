@@ -5,6 +5,7 @@
 pub mod attendance;
 pub mod catalog;
 pub mod dashboard;
+pub mod images;
 pub mod invoices;
 pub mod lessons;
 pub mod sessions;

@@ -1,0 +1,313 @@
+//! Images in the web shell: the upload endpoints (room photos, avatars), the room and
+//! profile pages, the status fragment an upload polls, and /media/.
+//!
+//! An upload is refused as early as it can be, cheapest first: who may upload, the
+//! CSRF token (header, or a form field before the file), a place in the image queue
+//! (503 with Retry-After), the declared size (413); only then is the body read, and a
+//! file growing past the limit is cut off there.
+
+use actix_multipart::{Field, Multipart};
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::{Method, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+use futures_util::StreamExt;
+use napiatke_domain::{ImageId, RoomId, StoredImage};
+use napiatke_htmx::Hx;
+use napiatke_services::UploadTarget;
+
+use crate::session::Auth;
+use crate::{AppError, AppState};
+
+type State = web::Data<AppState>;
+
+/// Room-for-form-fields on top of the file itself.
+const FORM_OVERHEAD: usize = 64 * 1024;
+
+fn unreadable(e: impl std::fmt::Display) -> AppError {
+    AppError::BadRequest(format!("the upload could not be read: {e}"))
+}
+
+/// A small text field (the CSRF token), refused past `max` bytes.
+async fn read_text(field: &mut Field, max: usize) -> Result<String, AppError> {
+    let mut out = Vec::new();
+    while let Some(chunk) = field.next().await {
+        let chunk = chunk.map_err(unreadable)?;
+        if out.len() + chunk.len() > max {
+            return Err(AppError::BadRequest(format!(
+                "the form field {:?} is too long",
+                field.name().unwrap_or_default()
+            )));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    String::from_utf8(out).map_err(|_| AppError::BadRequest("a form field is not text".to_owned()))
+}
+
+/// Reads the multipart field `image` (at most `max` bytes) after the checks above,
+/// then hands it to the upload use case.
+async fn receive(
+    state: &AppState,
+    req: &HttpRequest,
+    auth: &Auth,
+    target: UploadTarget,
+    mut form: Multipart,
+) -> Result<StoredImage, AppError> {
+    state.services.authorize_upload(auth.user(), target).await?;
+    let mut csrf_ok = auth.check_csrf(req, None).is_ok();
+    let max = state.image_max_bytes;
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > max.saturating_add(FORM_OVERHEAD)) {
+        return Err(too_large(max));
+    }
+    let slot = state.services.reserve_upload()?;
+    let mut image: Option<Vec<u8>> = None;
+    while let Some(field) = form.next().await {
+        let mut field = field.map_err(unreadable)?;
+        match field.name() {
+            Some("csrf_token") => {
+                let sent = read_text(&mut field, 256).await?;
+                auth.check_csrf(req, Some(&sent))?;
+                csrf_ok = true;
+            }
+            Some("image") => {
+                // The token must come first (header, or a field before the file), so
+                // a forged request is refused before its file is read.
+                if !csrf_ok {
+                    auth.check_csrf(req, None)?;
+                }
+                if image.is_some() {
+                    return Err(AppError::BadRequest("send one image at a time".to_owned()));
+                }
+                let mut bytes = Vec::new();
+                while let Some(chunk) = field.next().await {
+                    let chunk = chunk.map_err(unreadable)?;
+                    if bytes.len() + chunk.len() > max {
+                        return Err(too_large(max));
+                    }
+                    bytes.extend_from_slice(&chunk);
+                }
+                image = Some(bytes);
+            }
+            _ => {
+                read_text(&mut field, 4096).await?;
+            }
+        }
+    }
+    if !csrf_ok {
+        auth.check_csrf(req, None)?;
+    }
+    let bytes = image.ok_or_else(|| {
+        AppError::BadRequest("no file was sent: choose an image (form field \"image\")".to_owned())
+    })?;
+    Ok(state
+        .services
+        .upload_image(auth.user(), target, slot, bytes)
+        .await?)
+}
+
+fn too_large(max: usize) -> AppError {
+    AppError::TooLarge(format!(
+        "the file is larger than {max} bytes ({} MB), the most accepted",
+        max / 1_000_000
+    ))
+}
+
+/// How an image is shown: a room's photo (responsive, full width) or an avatar (a
+/// fixed-size square).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Look {
+    Photo,
+    Avatar,
+}
+
+impl Look {
+    fn name(self) -> &'static str {
+        match self {
+            Look::Photo => "photo",
+            Look::Avatar => "avatar",
+        }
+    }
+}
+
+/// The image's status fragment: the placeholder while it is processed (polling
+/// itself), then the image; `X-Image-Status` says which for scripts and tests.
+fn status_fragment(
+    state: &AppState,
+    status: StatusCode,
+    image: &StoredImage,
+    look: Look,
+    alt: &str,
+) -> Result<HttpResponse, AppError> {
+    let mut ctx = tera::Context::new();
+    ctx.insert("image", image);
+    ctx.insert("look", look.name());
+    ctx.insert("alt", alt);
+    let body = state.templates.render("image_status.html", &ctx)?;
+    let mut res = napiatke_htmx::html(status, body);
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Ok(v) = HeaderValue::from_str(image.status.as_str()) {
+        res.headers_mut()
+            .insert(header::HeaderName::from_static("x-image-status"), v);
+    }
+    Ok(res)
+}
+
+fn uploaded(
+    state: &AppState,
+    hx: Hx,
+    image: &StoredImage,
+    look: Look,
+    alt: &str,
+    back: &str,
+) -> Result<HttpResponse, AppError> {
+    if hx.request {
+        // Accepted, not done: the fragment polls until the variants exist.
+        return status_fragment(state, StatusCode::ACCEPTED, image, look, alt);
+    }
+    Ok(HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, back.to_owned()))
+        .finish())
+}
+
+fn room_id(raw: &str) -> Result<RoomId, AppError> {
+    raw.parse()
+        .map_err(|_| AppError::NotFound(format!("there is no room {raw:?}")))
+}
+
+/// GET /rooms/: every room with its photo; admins get an upload form on each.
+pub async fn rooms(state: State, auth: Auth, hx: Hx) -> Result<HttpResponse, AppError> {
+    let rooms = state.services.rooms_with_photos().await?;
+    let mut ctx = crate::handlers::base_context(&auth, "rooms");
+    ctx.insert("rooms", rooms.as_ref());
+    ctx.insert("image_max_bytes", &state.image_max_bytes);
+    crate::handlers::render_page(&state, hx, "rooms.html", None, &ctx)
+}
+
+/// POST /rooms/<id>/photo (admins; multipart field `image`).
+pub async fn room_photo(
+    state: State,
+    req: HttpRequest,
+    auth: Auth,
+    hx: Hx,
+    path: web::Path<String>,
+    form: Multipart,
+) -> Result<HttpResponse, AppError> {
+    let room = room_id(&path)?;
+    let image = receive(&state, &req, &auth, UploadTarget::RoomPhoto(room), form).await?;
+    let name = state
+        .services
+        .rooms()
+        .await?
+        .iter()
+        .find(|r| r.id == room)
+        .map(|r| r.name.clone())
+        .unwrap_or_default();
+    uploaded(&state, hx, &image, Look::Photo, &name, "/rooms/")
+}
+
+/// GET /profile/: the user's own avatar and the form to change it.
+pub async fn profile(state: State, auth: Auth, hx: Hx) -> Result<HttpResponse, AppError> {
+    let user = auth.user().id;
+    let avatar = state.services.avatars(&[user]).await?.remove(&user);
+    let mut ctx = crate::handlers::base_context(&auth, "profile");
+    ctx.insert("avatar", &avatar);
+    ctx.insert("image_max_bytes", &state.image_max_bytes);
+    crate::handlers::render_page(&state, hx, "profile.html", None, &ctx)
+}
+
+/// POST /profile/avatar (any logged-in user, their own; multipart field `image`).
+pub async fn avatar(
+    state: State,
+    req: HttpRequest,
+    auth: Auth,
+    hx: Hx,
+    form: Multipart,
+) -> Result<HttpResponse, AppError> {
+    let image = receive(&state, &req, &auth, UploadTarget::Avatar, form).await?;
+    let alt = auth.user().full_name();
+    uploaded(&state, hx, &image, Look::Avatar, &alt, "/profile/")
+}
+
+/// GET /images/<id>/?look=photo|avatar&alt=...: the status fragment an upload polls.
+pub async fn image_status(
+    state: State,
+    req: HttpRequest,
+    _auth: Auth,
+    path: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
+    let id: ImageId = path
+        .parse()
+        .map_err(|_| AppError::NotFound(format!("there is no image {:?}", path.as_str())))?;
+    let q = web::Query::<std::collections::HashMap<String, String>>::from_query(req.query_string())
+        .map(web::Query::into_inner)
+        .unwrap_or_default();
+    let look = match q.get("look").map(String::as_str) {
+        Some("avatar") => Look::Avatar,
+        _ => Look::Photo,
+    };
+    let alt = q.get("alt").map_or("", String::as_str);
+    let image = state.services.image(id).await?;
+    status_fragment(&state, StatusCode::OK, &image, look, alt)
+}
+
+/// GET and HEAD /media/<variant>: a stored variant, cached for a year (its name
+/// changes whenever its bytes would). Only names the image pipeline makes are served:
+/// originals and anything else under MEDIA_ROOT stay private, and no `..` gets in.
+pub async fn media(state: State, req: HttpRequest) -> Result<HttpResponse, AppError> {
+    let head = match *req.method() {
+        Method::GET => false,
+        Method::HEAD => true,
+        _ => {
+            return Ok(HttpResponse::MethodNotAllowed()
+                .insert_header((header::ALLOW, "GET, HEAD"))
+                .finish())
+        }
+    };
+    let missing = || AppError::NotFound("there is no such image".to_owned());
+    // The raw path, not the decoded one: an encoded `..` must not become a real one.
+    let name = req
+        .uri()
+        .path()
+        .strip_prefix("/media/")
+        .unwrap_or_default()
+        .to_owned();
+    let format = napiatke_images::pipeline::variant_format(&name).ok_or_else(missing)?;
+    let etag = format!("\"{}\"", name.rsplit('/').next().unwrap_or_default());
+    let fresh = req
+        .headers()
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+    let storage = state.media.clone();
+    let bytes = web::block(move || {
+        use napiatke_images::pipeline::Storage;
+        storage.get(&name)
+    })
+    .await
+    .map_err(|e| AppError::Internal(format!("media read: {e}")))?
+    .map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => missing(),
+        _ => AppError::Internal(format!("media read: {e}")),
+    })?;
+    let mut res = if fresh {
+        HttpResponse::NotModified()
+    } else {
+        HttpResponse::Ok()
+    };
+    res.insert_header((header::CONTENT_TYPE, format.mime()))
+        .insert_header((header::CACHE_CONTROL, "public, max-age=31536000, immutable"))
+        .insert_header((header::ETAG, etag));
+    Ok(if fresh {
+        res.finish()
+    } else if head {
+        res.insert_header((header::CONTENT_LENGTH, bytes.len()))
+            .finish()
+    } else {
+        res.body(bytes)
+    })
+}

@@ -1,0 +1,313 @@
+//! The test harness the HTTP test files share: app state over a per-test database
+//! (SQLite or PostgreSQL), Redis under a prefix of its own and a scratch MEDIA_ROOT,
+//! requests, a logged-in browser, and `both_engines!`.
+#![allow(dead_code, unused_imports)] // each test file uses its own part
+
+use std::collections::HashMap;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{Service, ServiceResponse};
+use actix_web::http::StatusCode;
+use actix_web::test::{self, TestRequest};
+use actix_web::web;
+use chrono::{NaiveDate, NaiveDateTime};
+use napiatke_db::testing::{TestDb, FIXTURE_PASSWORD};
+use napiatke_db::Engine;
+use napiatke_services::FixedClock;
+use napiatke_web::config::Settings;
+use napiatke_web::AppState;
+
+pub fn now() -> NaiveDateTime {
+    NaiveDate::from_ymd_opt(2026, 11, 26)
+        .and_then(|d| d.and_hms_opt(12, 0, 0))
+        .unwrap_or_default()
+}
+
+pub fn settings(production: bool) -> Settings {
+    let env = if production {
+        "production"
+    } else {
+        "development"
+    };
+    let mut s = Settings::from_lookup(|k| (k == "NAPIATKE_ENV").then(|| env.to_owned()))
+        .unwrap_or_else(|e| panic!("{e}"));
+    s.expose_query_count = true;
+    s
+}
+
+/// The repository's assets, collected once per test process into a scratch folder
+/// that is removed again once the files are in memory.
+pub fn statics() -> std::sync::Arc<napiatke_assets::StaticFiles> {
+    static FILES: std::sync::OnceLock<std::sync::Arc<napiatke_assets::StaticFiles>> =
+        std::sync::OnceLock::new();
+    FILES
+        .get_or_init(|| {
+            let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../assets");
+            let root =
+                std::env::temp_dir().join(format!("napiatke-http-static-{}", std::process::id()));
+            napiatke_assets::collect(&src, &root).unwrap_or_else(|e| panic!("{e}"));
+            let files = napiatke_assets::StaticFiles::load(&root).unwrap_or_else(|e| panic!("{e}"));
+            let _ = std::fs::remove_dir_all(&root);
+            std::sync::Arc::new(files)
+        })
+        .clone()
+}
+
+/// The app's state over `t`, with the cache the app would have: L1 plus the real
+/// Redis (NAPIATKE_TEST_REDIS_URL), under a prefix of its own.
+pub async fn state(t: &TestDb, production: bool) -> web::Data<AppState> {
+    state_with(t, production, &cache_prefix(), Some(redis_url())).await
+}
+
+pub fn redis_url() -> String {
+    std::env::var("NAPIATKE_TEST_REDIS_URL")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379/0".to_owned())
+}
+
+pub fn cache_prefix() -> String {
+    format!("napiatke-http-{:016x}", rand_u64())
+}
+
+pub fn rand_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(std::process::id().into());
+    h.finish()
+}
+
+pub async fn state_with(
+    t: &TestDb,
+    production: bool,
+    prefix: &str,
+    redis: Option<String>,
+) -> web::Data<AppState> {
+    state_tweaked(t, production, prefix, redis, |_| {}).await
+}
+
+/// Like [`state_with`], with the settings changed by `tweak` first. MEDIA_ROOT is a
+/// scratch folder of this state's own (see [`media_root`]).
+pub async fn state_tweaked(
+    t: &TestDb,
+    production: bool,
+    prefix: &str,
+    redis: Option<String>,
+    tweak: impl FnOnce(&mut Settings),
+) -> web::Data<AppState> {
+    napiatke_web::init_tracing();
+    let mut settings = settings(production);
+    settings.cache_prefix = prefix.to_owned();
+    settings.media_root = media_root(prefix);
+    tweak(&mut settings);
+    let cache = napiatke_cache::Cache::try_new(napiatke_cache::CacheConfig {
+        redis_url: redis,
+        prefix: prefix.to_owned(),
+        ..napiatke_cache::CacheConfig::default()
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    napiatke_web::build_state(&settings, t.db.clone(), FixedClock(now()), statics(), cache)
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The scratch MEDIA_ROOT of the state made with cache prefix `prefix`.
+pub fn media_root(prefix: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("napiatke-media-{prefix}"))
+}
+
+pub fn fixture(engine: Engine) -> TestDb {
+    let t = TestDb::new(engine).unwrap_or_else(|e| panic!("{e}"));
+    t.load_fixture().unwrap_or_else(|e| panic!("{e}"));
+    t
+}
+
+/// A response read whole.
+pub struct Page {
+    pub status: StatusCode,
+    pub headers: actix_web::http::header::HeaderMap,
+    pub body: String,
+}
+
+impl Page {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+    pub fn queries(&self) -> u64 {
+        self.header("x-query-count")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no X-Query-Count"))
+    }
+    /// The value of a Set-Cookie for `name`.
+    pub fn cookie(&self, name: &str) -> Option<String> {
+        self.headers
+            .get_all("set-cookie")
+            .filter_map(|v| v.to_str().ok())
+            .find(|c| c.starts_with(&format!("{name}=")))
+            .map(str::to_owned)
+    }
+}
+
+pub async fn read<B: MessageBody>(res: ServiceResponse<B>) -> Page {
+    let status = res.status();
+    let headers = res.headers().clone();
+    let bytes = test::read_body(res).await;
+    Page {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&bytes).into_owned(),
+    }
+}
+
+pub async fn send<S, B>(app: &S, req: TestRequest) -> Page
+where
+    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody,
+{
+    match app.call(req.to_request()).await {
+        Ok(res) => read(res).await,
+        Err(e) => {
+            let res = e.error_response();
+            let status = res.status();
+            let headers = res.headers().clone();
+            let bytes = actix_web::body::to_bytes(res.into_body())
+                .await
+                .ok()
+                .unwrap_or_default();
+            Page {
+                status,
+                headers,
+                body: String::from_utf8_lossy(&bytes).into_owned(),
+            }
+        }
+    }
+}
+
+/// The value of `name="csrf_token" value="..."` in a page.
+pub fn form_token(body: &str) -> String {
+    body.split("name=\"csrf_token\" value=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// The rest of the table row after the first `marker` in `body` (empty if none).
+pub fn row_after<'a>(body: &'a str, marker: &str) -> &'a str {
+    body.split(marker)
+        .nth(1)
+        .and_then(|r| r.split("</tr>").next())
+        .unwrap_or_default()
+}
+
+pub fn cookie_value(set_cookie: &str) -> String {
+    set_cookie
+        .split(';')
+        .next()
+        .and_then(|kv| kv.split_once('='))
+        .map(|(_, v)| v.to_owned())
+        .unwrap_or_default()
+}
+
+/// A browser with a session: the cookie and the page CSRF token.
+#[derive(Clone, Default)]
+pub struct Browser {
+    pub session: Option<String>,
+    pub csrf: String,
+}
+
+impl Browser {
+    pub fn get(&self, path: &str) -> TestRequest {
+        let mut r = TestRequest::get().uri(path);
+        if let Some(s) = &self.session {
+            r = r.cookie(actix_web::cookie::Cookie::new(
+                "napiatke_session",
+                s.clone(),
+            ));
+        }
+        r
+    }
+    pub fn post(&self, path: &str, form: &[(&str, &str)]) -> TestRequest {
+        let mut r = TestRequest::post()
+            .uri(path)
+            .set_form(form.iter().copied().collect::<HashMap<_, _>>());
+        if let Some(s) = &self.session {
+            r = r.cookie(actix_web::cookie::Cookie::new(
+                "napiatke_session",
+                s.clone(),
+            ));
+        }
+        r
+    }
+}
+
+/// POSTs an attendance mark as `who` (without htmx).
+pub async fn mark<S, B>(app: &S, who: &Browser, lesson: u32, student: &str, status: &str) -> Page
+where
+    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody,
+{
+    let path = format!("/lessons/{lesson}/attendance");
+    let form = [
+        ("student_id", student),
+        ("status", status),
+        ("csrf_token", who.csrf.as_str()),
+    ];
+    send(app, who.post(&path, &form)).await
+}
+
+pub async fn login<S, B>(app: &S, email: &str, password: &str) -> (Page, Browser)
+where
+    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody,
+{
+    login_as(app, &Browser::default(), email, password).await
+}
+
+pub async fn login_as<S, B>(
+    app: &S,
+    before: &Browser,
+    email: &str,
+    password: &str,
+) -> (Page, Browser)
+where
+    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody,
+{
+    let form_page = send(app, before.get("/login?next=/lessons/")).await;
+    assert_eq!(form_page.status, StatusCode::OK);
+    let csrf_cookie = form_page
+        .cookie("napiatke_csrf")
+        .map(|c| cookie_value(&c))
+        .unwrap_or_default();
+    let token = form_token(&form_page.body);
+    assert_eq!(token, csrf_cookie, "the form carries the cookie's token");
+    let req = before
+        .post(
+            "/login",
+            &[
+                ("email", email),
+                ("password", password),
+                ("csrf_token", &token),
+                ("next", "/lessons/"),
+            ],
+        )
+        .cookie(actix_web::cookie::Cookie::new("napiatke_csrf", csrf_cookie));
+    let res = send(app, req).await;
+    let mut browser = before.clone();
+    if let Some(c) = res.cookie("napiatke_session") {
+        browser.session = Some(cookie_value(&c));
+        let page = send(app, browser.get("/dashboard/")).await;
+        browser.csrf = form_token(&page.body);
+    }
+    (res, browser)
+}
+
+macro_rules! both_engines {
+    ($($name:ident => $body:ident;)+) => {
+        mod sqlite {
+            $(#[actix_web::test] async fn $name() { super::$body(napiatke_db::Engine::Sqlite).await })+
+        }
+        mod postgres {
+            $(#[actix_web::test] async fn $name() { super::$body(napiatke_db::Engine::Postgres).await })+
+        }
+    };
+}

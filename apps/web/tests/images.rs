@@ -1,0 +1,645 @@
+//! Image uploads over HTTP, on SQLite and PostgreSQL with Redis: room photos and
+//! avatars from the form to /media/, the status an upload polls, what pages show,
+//! who may upload, every kind of bad input, a full queue, and reprocessing.
+
+#[macro_use]
+mod common;
+
+use std::time::Duration;
+
+use actix_web::dev::{Service, ServiceResponse};
+use actix_web::http::StatusCode;
+use actix_web::test::{self, TestRequest};
+use common::*;
+use napiatke_db::testing::FIXTURE_PASSWORD;
+use napiatke_db::Engine;
+
+const BOUNDARY: &str = "----napiatke-test-boundary";
+
+/// A PNG of `w`×`h` with a gradient (so encoders have something to do).
+fn png(w: u32, h: u32) -> Vec<u8> {
+    let img = image::RgbaImage::from_fn(w, h, |x, y| {
+        image::Rgba([
+            (x * 255 / w.max(1)) as u8,
+            (y * 255 / h.max(1)) as u8,
+            120,
+            255,
+        ])
+    });
+    let mut out = Vec::new();
+    image::DynamicImage::ImageRgba8(img)
+        .write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
+        .unwrap_or_else(|e| panic!("{e}"));
+    out
+}
+
+fn jpeg(w: u32, h: u32) -> Vec<u8> {
+    let img = image::RgbImage::from_fn(w, h, |x, y| {
+        image::Rgb([(x % 256) as u8, (y % 256) as u8, 60])
+    });
+    let mut out = Vec::new();
+    image::DynamicImage::ImageRgb8(img)
+        .write_to(
+            &mut std::io::Cursor::new(&mut out),
+            image::ImageFormat::Jpeg,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    out
+}
+
+/// How the CSRF token travels with an upload.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Token {
+    /// A form field before the file (what the page's form sends).
+    Field,
+    /// The X-CSRF-Token header (what htmx sends).
+    Header,
+    /// Not at all.
+    Missing,
+    /// A form field after the file.
+    FieldAfter,
+}
+
+/// A multipart POST of `bytes` as field `field`.
+fn upload_request(
+    who: &Browser,
+    path: &str,
+    field: &str,
+    bytes: &[u8],
+    token: Token,
+    htmx: bool,
+) -> TestRequest {
+    let mut body = Vec::new();
+    let csrf_part = format!(
+        "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"csrf_token\"\r\n\r\n{}\r\n",
+        who.csrf
+    );
+    if token == Token::Field {
+        body.extend_from_slice(csrf_part.as_bytes());
+    }
+    body.extend_from_slice(
+        format!(
+            "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"photo.jpg\"\r\nContent-Type: image/jpeg\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    body.extend_from_slice(bytes);
+    body.extend_from_slice(b"\r\n");
+    if token == Token::FieldAfter {
+        body.extend_from_slice(csrf_part.as_bytes());
+    }
+    body.extend_from_slice(format!("--{BOUNDARY}--\r\n").as_bytes());
+    let mut r = TestRequest::post()
+        .uri(path)
+        .insert_header((
+            "content-type",
+            format!("multipart/form-data; boundary={BOUNDARY}"),
+        ))
+        .set_payload(body);
+    if let Some(s) = &who.session {
+        r = r.cookie(actix_web::cookie::Cookie::new(
+            "napiatke_session",
+            s.clone(),
+        ));
+    }
+    if token == Token::Header {
+        r = r.insert_header(("x-csrf-token", who.csrf.clone()));
+    }
+    if htmx {
+        r = r.insert_header(("hx-request", "true"));
+    }
+    r
+}
+
+async fn upload<S, B>(app: &S, who: &Browser, path: &str, bytes: &[u8], htmx: bool) -> Page
+where
+    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: actix_web::body::MessageBody,
+{
+    send(
+        app,
+        upload_request(who, path, "image", bytes, Token::Field, htmx),
+    )
+    .await
+}
+
+/// Every `/media/...` URL in `body`, in order, without duplicates.
+fn media_urls(body: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for part in body.split("/media/").skip(1) {
+        let end = part
+            .find(|c: char| c == '"' || c == ' ' || c == ',')
+            .unwrap_or(part.len());
+        let url = format!("/media/{}", &part[..end]);
+        if !out.contains(&url) {
+            out.push(url);
+        }
+    }
+    out
+}
+
+async fn settle(state: &actix_web::web::Data<napiatke_web::AppState>) {
+    assert!(
+        state.services.images_idle(Duration::from_secs(120)).await,
+        "image workers did not finish"
+    );
+}
+
+both_engines! {
+    a_room_photo_goes_from_placeholder_to_a_responsive_picture => room_photo_flow;
+    an_avatar_shows_on_the_profile_and_lesson_pages => avatar_flow;
+    only_admins_upload_room_photos_and_only_with_the_token => upload_rights;
+    bad_uploads_get_a_clear_4xx_and_store_nothing => bad_uploads;
+    a_full_queue_answers_503_with_retry_after => full_queue;
+    media_serves_only_variants => media_safety;
+    reprocessing_restores_missing_variants_and_is_idempotent => reprocess;
+}
+
+async fn room_photo_flow(engine: Engine) {
+    let t = fixture(engine);
+    let state = state(&t, false).await;
+    let app = test::init_service(napiatke_web::app::app(state.clone())).await;
+    let (_, admin) = login(&app, "admin@napiatke.local", FIXTURE_PASSWORD).await;
+
+    let before = send(&app, admin.get("/rooms/")).await;
+    assert_eq!(before.status, StatusCode::OK);
+    assert!(before.body.contains("Room A") && before.body.contains("No photo yet"));
+    assert!(
+        before.body.contains("action=\"/rooms/1/photo\""),
+        "admins get the form"
+    );
+    assert!(before.body.contains("enctype=\"multipart/form-data\""));
+
+    // htmx: accepted at once with the placeholder, polling for the result.
+    let res = upload(&app, &admin, "/rooms/1/photo", &jpeg(1400, 900), true).await;
+    assert_eq!(res.status, StatusCode::ACCEPTED, "{}", res.body);
+    assert_eq!(res.header("x-image-status"), Some("PROCESSING"));
+    assert!(res.body.contains("data:image/webp;base64,"), "{}", res.body);
+    assert!(
+        res.body.contains("hx-get=\"/images/1/?look=photo"),
+        "{}",
+        res.body
+    );
+    assert!(res.body.contains("width=\"1400\"") && res.body.contains("height=\"900\""));
+
+    settle(&state).await;
+    let done = send(&app, admin.get("/images/1/?look=photo&alt=Room%20A")).await;
+    assert_eq!(done.status, StatusCode::OK);
+    assert_eq!(done.header("x-image-status"), Some("READY"));
+    assert!(!done.body.contains("hx-get"), "polling stops once ready");
+    assert!(done.body.contains("<picture>") && done.body.contains("type=\"image/avif\""));
+
+    // The room list shows it: AVIF and WebP sources, a JPEG fallback, sized, the
+    // first (main) image eager, every variant served with its type, for a year.
+    let page = send(&app, admin.get("/rooms/")).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(!page.body.contains("No photo yet"));
+    for needle in [
+        "<picture>",
+        "type=\"image/avif\"",
+        "type=\"image/webp\"",
+        "320w",
+        "1280w",
+        "width=\"1400\"",
+        "height=\"900\"",
+        "alt=\"Room A\"",
+        "fetchpriority=\"high\"",
+    ] {
+        assert!(page.body.contains(needle), "{needle} in {}", page.body);
+    }
+    let urls = media_urls(&page.body);
+    // 320, 640, 960, 1280 and 1400 wide in three formats.
+    assert_eq!(urls.len(), 15, "{urls:?}");
+    let mut total_1280 = 0;
+    for url in &urls {
+        let res = send(&app, TestRequest::get().uri(url)).await;
+        assert_eq!(res.status, StatusCode::OK, "{url}");
+        let expected = if url.ends_with(".avif") {
+            "image/avif"
+        } else if url.ends_with(".webp") {
+            "image/webp"
+        } else {
+            "image/jpeg"
+        };
+        assert_eq!(res.header("content-type"), Some(expected), "{url}");
+        assert_eq!(
+            res.header("cache-control"),
+            Some("public, max-age=31536000, immutable")
+        );
+        if url.contains("w1280x") && url.ends_with(".avif") {
+            total_1280 = res.body.len();
+        }
+    }
+    assert!(total_1280 > 0);
+    // Cached: the room list costs no statement once warm.
+    let again = send(&app, admin.get("/rooms/")).await;
+    assert_eq!(again.queries(), 0);
+
+    // Everyone logged in sees the rooms; only admins get the form.
+    let (_, sara) = login(&app, "sara@napiatke.local", FIXTURE_PASSWORD).await;
+    let seen = send(&app, sara.get("/rooms/")).await;
+    assert_eq!(seen.status, StatusCode::OK);
+    assert!(seen.body.contains("<picture>") && !seen.body.contains("/rooms/1/photo"));
+
+    // Without htmx: 303 back to the list.
+    let plain = upload(&app, &admin, "/rooms/1/photo", &png(500, 400), false).await;
+    assert_eq!(plain.status, StatusCode::SEE_OTHER);
+    assert_eq!(plain.header("location"), Some("/rooms/"));
+    settle(&state).await;
+    let replaced = send(&app, admin.get("/rooms/")).await;
+    assert!(
+        replaced.body.contains("width=\"500\""),
+        "the new photo replaced the old"
+    );
+}
+
+async fn avatar_flow(engine: Engine) {
+    let t = fixture(engine);
+    let state = state(&t, false).await;
+    let app = test::init_service(napiatke_web::app::app(state.clone())).await;
+    let (_, sara) = login(&app, "sara@napiatke.local", FIXTURE_PASSWORD).await;
+    let (_, admin) = login(&app, "admin@napiatke.local", FIXTURE_PASSWORD).await;
+
+    // The lesson page before: initials, no picture (and it is cached per session).
+    let lesson = send(&app, admin.get("/lessons/1/")).await;
+    assert!(lesson.body.contains("class=\"avatar initials\""));
+    assert!(!lesson.body.contains("/media/"));
+
+    let profile = send(&app, sara.get("/profile/")).await;
+    assert_eq!(profile.status, StatusCode::OK);
+    assert!(
+        profile.body.contains("No avatar yet")
+            && profile.body.contains("action=\"/profile/avatar\""),
+        "{}",
+        profile.body
+    );
+    let res = upload(&app, &sara, "/profile/avatar", &png(600, 450), false).await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER);
+    assert_eq!(res.header("location"), Some("/profile/"));
+    let pending = send(&app, sara.get("/profile/")).await;
+    assert!(pending.body.contains("data:image/webp;base64,"));
+    settle(&state).await;
+    let profile = send(&app, sara.get("/profile/")).await;
+    assert!(profile.body.contains("/media/") && profile.body.contains("loading=\"lazy\""));
+
+    // The lesson page shows her thumbnail now, though the lesson did not change.
+    let lesson = send(&app, admin.get("/lessons/1/")).await;
+    let row = row_after(&lesson.body, "<td class=\"person\">");
+    assert!(row.contains("Sara") || lesson.body.contains("Sara"));
+    let thumbs: Vec<String> = media_urls(&lesson.body)
+        .into_iter()
+        .filter(|u| u.contains("/t300-"))
+        .collect();
+    assert_eq!(
+        thumbs.len(),
+        3,
+        "AVIF, WebP and JPEG thumbnails: {thumbs:?}"
+    );
+    assert!(lesson.body.contains("loading=\"lazy\"") && lesson.body.contains("decoding=\"async\""));
+    assert!(
+        lesson.body.contains("class=\"avatar initials\""),
+        "Bob has none"
+    );
+    for url in &thumbs {
+        assert_eq!(
+            send(&app, TestRequest::get().uri(url)).await.status,
+            StatusCode::OK
+        );
+    }
+}
+
+async fn upload_rights(engine: Engine) {
+    let t = fixture(engine);
+    let state = state(&t, false).await;
+    let app = test::init_service(napiatke_web::app::app(state.clone())).await;
+    let (_, tina) = login(&app, "tina@napiatke.local", FIXTURE_PASSWORD).await;
+    let (_, admin) = login(&app, "admin@napiatke.local", FIXTURE_PASSWORD).await;
+    let image = png(64, 64);
+
+    let res = upload(&app, &tina, "/rooms/1/photo", &image, false).await;
+    assert_eq!(res.status, StatusCode::FORBIDDEN);
+    assert!(res.body.contains("only administrators"));
+    let res = upload(&app, &admin, "/rooms/99/photo", &image, false).await;
+    assert_eq!(res.status, StatusCode::NOT_FOUND);
+    let res = upload(&app, &admin, "/rooms/x/photo", &image, false).await;
+    assert_eq!(res.status, StatusCode::NOT_FOUND);
+    let anon = upload(&app, &Browser::default(), "/profile/avatar", &image, false).await;
+    assert_eq!(anon.status, StatusCode::SEE_OTHER);
+    assert!(anon
+        .header("location")
+        .is_some_and(|l| l.starts_with("/login")));
+    for token in [Token::Missing, Token::FieldAfter] {
+        let res = send(
+            &app,
+            upload_request(&admin, "/rooms/1/photo", "image", &image, token, false),
+        )
+        .await;
+        assert_eq!(
+            res.status,
+            StatusCode::FORBIDDEN,
+            "the token must come before the file"
+        );
+    }
+    let forged = Browser {
+        csrf: "0".repeat(64),
+        ..admin.clone()
+    };
+    let res = upload(&app, &forged, "/rooms/1/photo", &image, false).await;
+    assert_eq!(res.status, StatusCode::FORBIDDEN);
+    // The htmx way: the token in its header.
+    let res = send(
+        &app,
+        upload_request(
+            &tina,
+            "/profile/avatar",
+            "image",
+            &image,
+            Token::Header,
+            true,
+        ),
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::ACCEPTED);
+    settle(&state).await;
+    // Nothing but that one landed.
+    let rooms = send(&app, admin.get("/rooms/")).await;
+    assert!(rooms.body.contains("No photo yet"));
+}
+
+async fn bad_uploads(engine: Engine) {
+    let t = fixture(engine);
+    let prefix = cache_prefix();
+    let state = state_tweaked(&t, false, &prefix, Some(redis_url()), |s| {
+        s.image_max_bytes = 200_000;
+    })
+    .await;
+    let app = test::init_service(napiatke_web::app::app(state.clone())).await;
+    let (_, admin) = login(&app, "admin@napiatke.local", FIXTURE_PASSWORD).await;
+
+    let mut huge_claim = png(1, 1);
+    huge_claim[16..20].copy_from_slice(&100_000u32.to_be_bytes());
+    huge_claim[20..24].copy_from_slice(&100_000u32.to_be_bytes());
+    let good = jpeg(200, 150);
+    let cases: Vec<(&str, Vec<u8>, StatusCode, &str)> = vec![
+        (
+            "zero bytes",
+            Vec::new(),
+            StatusCode::BAD_REQUEST,
+            "the file is empty",
+        ),
+        (
+            "not an image",
+            b"hello, this is text, not a picture".to_vec(),
+            StatusCode::BAD_REQUEST,
+            "not a JPEG, PNG, WebP or GIF image",
+        ),
+        (
+            "a PDF",
+            b"%PDF-1.7\n1 0 obj\n<<>>\nendobj\n".to_vec(),
+            StatusCode::BAD_REQUEST,
+            "not a JPEG, PNG, WebP or GIF image",
+        ),
+        (
+            "truncated",
+            {
+                let whole = png(300, 200);
+                whole[..whole.len() / 2].to_vec()
+            },
+            StatusCode::BAD_REQUEST,
+            "damaged or incomplete",
+        ),
+        (
+            "100000x100000",
+            huge_claim,
+            StatusCode::BAD_REQUEST,
+            "100000×100000",
+        ),
+        (
+            "over IMAGE_MAX_BYTES",
+            vec![0u8; 300_000],
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "larger than 200000 bytes",
+        ),
+    ];
+    for (what, bytes, status, message) in cases {
+        let res = upload(&app, &admin, "/rooms/1/photo", &bytes, true).await;
+        assert_eq!(res.status, status, "{what}: {}", res.body);
+        assert!(res.body.contains(message), "{what}: {}", res.body);
+    }
+    // No file field at all, or the wrong name.
+    let res = send(
+        &app,
+        upload_request(
+            &admin,
+            "/rooms/1/photo",
+            "photo",
+            &good,
+            Token::Field,
+            false,
+        ),
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::BAD_REQUEST);
+    assert!(
+        res.body.contains("form field \\\"image\\\"")
+            || res.body.contains("field &quot;image&quot;"),
+        "{}",
+        res.body
+    );
+    // Not multipart at all.
+    let res = send(
+        &app,
+        admin.post("/rooms/1/photo", &[("csrf_token", admin.csrf.as_str())]),
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::BAD_REQUEST, "{}", res.body);
+
+    // Nothing was stored: no photo, no original, no variant.
+    let rooms = send(&app, admin.get("/rooms/")).await;
+    assert!(rooms.body.contains("No photo yet"));
+    let stored = walk(&media_root(&prefix));
+    assert!(stored.is_empty(), "{stored:?}");
+
+    // A PNG named photo.jpg (the name never matters), a grayscale and a 16-bit PNG are
+    // all fine.
+    let gray = {
+        let mut out = Vec::new();
+        image::DynamicImage::ImageLuma8(image::GrayImage::from_fn(120, 80, |x, _| {
+            image::Luma([x as u8])
+        }))
+        .write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
+        .unwrap_or_else(|e| panic!("{e}"));
+        out
+    };
+    let deep = {
+        let mut out = Vec::new();
+        image::DynamicImage::ImageRgba16(image::ImageBuffer::from_fn(90, 60, |x, y| {
+            image::Rgba([(x * 700) as u16, (y * 1000) as u16, 30_000, 65_535])
+        }))
+        .write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
+        .unwrap_or_else(|e| panic!("{e}"));
+        out
+    };
+    for bytes in [png(100, 80), gray, deep] {
+        let res = upload(&app, &admin, "/rooms/1/photo", &bytes, true).await;
+        assert_eq!(res.status, StatusCode::ACCEPTED, "{}", res.body);
+    }
+    settle(&state).await;
+    assert_eq!(
+        send(&app, admin.get("/images/3/"))
+            .await
+            .header("x-image-status"),
+        Some("READY")
+    );
+}
+
+/// Every file under `dir`, relative.
+fn walk(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(
+                    p.strip_prefix(dir)
+                        .map(|r| r.display().to_string())
+                        .unwrap_or_default(),
+                );
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+async fn full_queue(engine: Engine) {
+    let t = fixture(engine);
+    let prefix = cache_prefix();
+    let state = state_tweaked(&t, false, &prefix, Some(redis_url()), |s| {
+        s.image_workers = 1;
+        s.image_queue = 1;
+    })
+    .await;
+    let app = test::init_service(napiatke_web::app::app(state.clone())).await;
+    let (_, admin) = login(&app, "admin@napiatke.local", FIXTURE_PASSWORD).await;
+    // Another request holds the only place while it reads its upload.
+    let held = state
+        .services
+        .reserve_upload()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let res = upload(&app, &admin, "/rooms/1/photo", &png(64, 64), true).await;
+    assert_eq!(res.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(res
+        .header("retry-after")
+        .and_then(|v| v.parse::<u64>().ok())
+        .is_some_and(|s| s >= 1));
+    assert!(res.body.contains("queue is full"), "{}", res.body);
+    drop(held);
+    let res = upload(&app, &admin, "/rooms/1/photo", &png(64, 64), true).await;
+    assert_eq!(res.status, StatusCode::ACCEPTED);
+    settle(&state).await;
+}
+
+async fn media_safety(engine: Engine) {
+    let t = fixture(engine);
+    let prefix = cache_prefix();
+    let state = state_tweaked(&t, false, &prefix, Some(redis_url()), |_| {}).await;
+    let app = test::init_service(napiatke_web::app::app(state.clone())).await;
+    let (_, admin) = login(&app, "admin@napiatke.local", FIXTURE_PASSWORD).await;
+    upload(&app, &admin, "/rooms/1/photo", &png(400, 300), true).await;
+    settle(&state).await;
+    let page = send(&app, admin.get("/rooms/")).await;
+    let url = media_urls(&page.body)
+        .into_iter()
+        .find(|u| u.ends_with(".webp"))
+        .unwrap_or_else(|| panic!("no webp in {}", page.body));
+    // HEAD: the headers and length, no body.
+    let head = send(
+        &app,
+        TestRequest::default()
+            .method(actix_web::http::Method::HEAD)
+            .uri(&url),
+    )
+    .await;
+    assert_eq!(head.status, StatusCode::OK);
+    assert!(head.body.is_empty());
+    assert!(head.header("content-length").is_some_and(|l| l != "0"));
+    // Revalidation by ETag.
+    let etag = head.header("etag").unwrap_or_default().to_owned();
+    let again = send(
+        &app,
+        TestRequest::get()
+            .uri(&url)
+            .insert_header(("if-none-match", etag)),
+    )
+    .await;
+    assert_eq!(again.status, StatusCode::NOT_MODIFIED);
+    let post = send(&app, TestRequest::post().uri(&url)).await;
+    assert_eq!(post.status, StatusCode::METHOD_NOT_ALLOWED);
+    // The original (EXIF and all) is stored but never served; nor is anything else.
+    let original = walk(&media_root(&prefix))
+        .into_iter()
+        .find(|p| p.starts_with("originals/"))
+        .unwrap_or_else(|| panic!("no original stored"));
+    for path in [
+        format!("/media/{original}"),
+        "/media/../Cargo.toml".to_owned(),
+        "/media/%2e%2e/%2e%2e/Cargo.toml".to_owned(),
+        "/media/..%2f..%2fCargo.toml".to_owned(),
+        "/media/ab/ab12cd34ef56ab12/w320x240-1a2b3c4d.webp".to_owned(),
+        "/media/".to_owned(),
+        url.replace(".webp", ".png"),
+    ] {
+        let res = send(&app, TestRequest::get().uri(&path)).await;
+        assert_eq!(res.status, StatusCode::NOT_FOUND, "{path}");
+    }
+}
+
+async fn reprocess(engine: Engine) {
+    let t = fixture(engine);
+    let prefix = cache_prefix();
+    let state = state_tweaked(&t, false, &prefix, Some(redis_url()), |_| {}).await;
+    let app = test::init_service(napiatke_web::app::app(state.clone())).await;
+    let (_, admin) = login(&app, "admin@napiatke.local", FIXTURE_PASSWORD).await;
+    upload(&app, &admin, "/rooms/1/photo", &png(700, 350), true).await;
+    settle(&state).await;
+    let root = media_root(&prefix);
+    let variants: Vec<String> = walk(&root)
+        .into_iter()
+        .filter(|p| !p.starts_with("originals/"))
+        .collect();
+    // 320 and 640 wide and the thumbnail, in three formats.
+    assert_eq!(variants.len(), 9, "{variants:?}");
+    std::fs::remove_file(root.join(&variants[0])).unwrap_or_else(|e| panic!("{e}"));
+    let mut seen = Vec::new();
+    let report = state
+        .services
+        .reprocess_images(|done, total| seen.push((done, total)))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        (report.images, report.made, report.reused, report.failed),
+        (1, 1, 8, 0)
+    );
+    assert_eq!(seen, vec![(1, 1)]);
+    assert!(root.join(&variants[0]).is_file());
+    let report = state
+        .services
+        .reprocess_images(|_, _| {})
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((report.made, report.reused), (0, 9));
+    // Still shown, after the invalidation.
+    let page = send(&app, admin.get("/rooms/")).await;
+    assert_eq!(
+        media_urls(&page.body).len(),
+        6,
+        "two widths in three formats"
+    );
+}

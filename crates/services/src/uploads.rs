@@ -1,0 +1,435 @@
+//! Image uploads: room photos (admins) and avatars (everyone, their own).
+//!
+//! An upload is checked and decoded on the request (limits first, so a bomb costs
+//! nothing), its placeholder made, the original stored and a PROCESSING row written;
+//! the answer goes back at once. The variants are made by the image worker pool: WebP
+//! and JPEG first (the image is then READY and shown), AVIF after. Each phase updates
+//! the row and invalidates exactly what shows the image.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use napiatke_db::queries::images::{self as image_rows, NewImage, Owner};
+use napiatke_domain::{
+    ImageId, ImageStatus, ImageVariant, Role, Room, RoomId, StoredImage, User, UserId,
+};
+use napiatke_images::jobs::{PoolStats, Slot, WorkerPool};
+use napiatke_images::pipeline::{self, LocalStorage, Made, Storage};
+use napiatke_images::variants::{Format, Options};
+use napiatke_images::{ImageError, Limits};
+use serde::Serialize;
+
+use crate::cached::{avatar_key, ROOM_PHOTOS_KEY};
+use crate::{ServiceError, ServiceResult, Services};
+
+/// How uploads are handled (configuration: MEDIA_ROOT, IMAGE_MAX_BYTES,
+/// IMAGE_MAX_PIXELS, IMAGE_WORKERS, IMAGE_QUEUE).
+#[derive(Debug, Clone)]
+pub struct ImageConfig {
+    /// Where originals and variants are stored.
+    pub media_root: PathBuf,
+    /// What an upload may be.
+    pub limits: Limits,
+    /// Which variants, at what quality.
+    pub options: Options,
+    /// Worker threads (one per core by default).
+    pub workers: usize,
+    /// Places in the queue.
+    pub queue: usize,
+}
+
+impl ImageConfig {
+    /// Defaults under `media_root`: the limits, one worker per core, twice as
+    /// many places.
+    #[must_use]
+    pub fn new(media_root: impl Into<PathBuf>) -> ImageConfig {
+        let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+        ImageConfig {
+            media_root: media_root.into(),
+            limits: Limits::default(),
+            options: Options::default(),
+            workers: cores,
+            queue: cores * 2,
+        }
+    }
+}
+
+pub(crate) struct Uploads {
+    storage: LocalStorage,
+    limits: Limits,
+    options: Options,
+    pool: WorkerPool,
+}
+
+impl Uploads {
+    pub(crate) fn new(config: &ImageConfig) -> Uploads {
+        Uploads {
+            storage: LocalStorage::new(&config.media_root),
+            limits: config.limits,
+            options: config.options.clone(),
+            pool: WorkerPool::new(config.workers, config.queue),
+        }
+    }
+}
+
+/// What an upload is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UploadTarget {
+    /// A room's photo (admins).
+    RoomPhoto(RoomId),
+    /// The uploader's own avatar.
+    Avatar,
+}
+
+/// A place in the image queue, held while the upload is read.
+#[derive(Debug)]
+pub struct UploadSlot(Slot);
+
+/// A room and its current photo, as GET /rooms/ shows them.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct RoomCard {
+    /// The room.
+    pub room: Room,
+    /// Its photo, if one was uploaded.
+    pub photo: Option<StoredImage>,
+}
+
+/// What `napiatke images reprocess` did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ReprocessReport {
+    /// Images seen.
+    pub images: usize,
+    /// Variants written anew.
+    pub made: usize,
+    /// Variants already stored (reprocessing is idempotent).
+    pub reused: usize,
+    /// Images that failed (their rows say why).
+    pub failed: usize,
+}
+
+fn image_error(e: ImageError) -> ServiceError {
+    match e {
+        ImageError::Encode(m) => ServiceError::Internal(format!("image processing: {m}")),
+        other => ServiceError::BadInput(other.to_string()),
+    }
+}
+
+fn to_variants(made: &Made) -> Vec<ImageVariant> {
+    made.variants
+        .iter()
+        .map(|v| ImageVariant {
+            path: v.path.clone(),
+            format: v.format.to_owned(),
+            kind: match v.kind {
+                pipeline::Kind::Width => "width".to_owned(),
+                pipeline::Kind::Thumbnail => "thumbnail".to_owned(),
+            },
+            width: v.width,
+            height: v.height,
+            bytes: v.bytes as u64,
+        })
+        .collect()
+}
+
+impl Services {
+    /// Handles uploads with `config` (without it, uploads answer 503).
+    #[must_use]
+    pub fn with_images(mut self, config: &ImageConfig) -> Services {
+        self.uploads = Some(Arc::new(Uploads::new(config)));
+        self
+    }
+
+    fn uploads(&self) -> ServiceResult<&Arc<Uploads>> {
+        self.uploads
+            .as_ref()
+            .ok_or_else(|| ServiceError::Unavailable("image uploads are not configured".to_owned()))
+    }
+
+    /// The image worker pool's figures, when uploads are configured.
+    #[must_use]
+    pub fn image_pool_stats(&self) -> Option<PoolStats> {
+        self.uploads.as_ref().map(|u| u.pool.stats())
+    }
+
+    /// Waits until the image workers are idle or `timeout` passes (tests, shutdown).
+    pub async fn images_idle(&self, timeout: Duration) -> bool {
+        let Some(uploads) = self.uploads.clone() else {
+            return true;
+        };
+        tokio::task::spawn_blocking(move || uploads.pool.wait_idle(timeout))
+            .await
+            .unwrap_or(false)
+    }
+
+    /// Whether `user` may upload for `target`: a room photo is an admin's to set and
+    /// the room must exist; an avatar is always the uploader's own. Checked before the
+    /// upload is read.
+    pub async fn authorize_upload(&self, user: &User, target: UploadTarget) -> ServiceResult<()> {
+        if let UploadTarget::RoomPhoto(room) = target {
+            if user.role != Role::Admin {
+                return Err(ServiceError::Forbidden(
+                    "only administrators may change a room's photo".to_owned(),
+                ));
+            }
+            if !self.rooms().await?.iter().any(|r| r.id == room) {
+                return Err(ServiceError::NotFound(format!("there is no room {room}")));
+            }
+        }
+        Ok(())
+    }
+
+    /// Reserves a place in the image queue, or says when to try again
+    /// ([`ServiceError::Busy`]). Take it before reading the upload.
+    pub fn reserve_upload(&self) -> ServiceResult<UploadSlot> {
+        self.uploads()?
+            .pool
+            .try_reserve()
+            .map(UploadSlot)
+            .map_err(|full| ServiceError::Busy {
+                message: full.to_string(),
+                retry_after: full.retry_after,
+            })
+    }
+
+    /// Accepts an upload: checks and decodes it (a 400 naming what is wrong if it is
+    /// not an image we take), stores the original, records the image as PROCESSING for
+    /// its owner and queues its variants. Returns at once with the placeholder.
+    pub async fn upload_image(
+        &self,
+        user: &User,
+        target: UploadTarget,
+        slot: UploadSlot,
+        bytes: Vec<u8>,
+    ) -> ServiceResult<StoredImage> {
+        self.authorize_upload(user, target).await?;
+        let uploads = Arc::clone(self.uploads()?);
+        let owner = match target {
+            UploadTarget::RoomPhoto(room) => Owner::Room(room),
+            UploadTarget::Avatar => Owner::User(user.id),
+        };
+        let runtime = tokio::runtime::Handle::current();
+        self.detached(move |s| async move {
+            let (image, bytes) = s
+                .blocking(move |s| {
+                    let prepared =
+                        pipeline::prepare(&bytes, &uploads.limits).map_err(image_error)?;
+                    let original =
+                        format!("originals/{}/{}", &prepared.source[..2], prepared.source);
+                    uploads
+                        .storage
+                        .put(&original, &bytes)
+                        .map_err(|e| ServiceError::Internal(format!("storing {original}: {e}")))?;
+                    let image = image_rows::create(
+                        &mut *s.conn()?,
+                        &NewImage {
+                            source: &prepared.source,
+                            original: &original,
+                            width: prepared.decoded.width(),
+                            height: prepared.decoded.height(),
+                            has_alpha: prepared.decoded.has_alpha,
+                            placeholder: &prepared.placeholder,
+                        },
+                        owner,
+                        s.now(),
+                    )?;
+                    Ok((image, bytes))
+                })
+                .await?;
+            s.image_changed(owner).await;
+            let job = s.clone();
+            let id = image.id;
+            slot.0
+                .submit(move || job.make_variants(&runtime, id, owner, &bytes));
+            Ok(image)
+        })
+        .await
+    }
+
+    /// Runs on an image worker: WebP and JPEG, then AVIF, recording each phase.
+    fn make_variants(
+        &self,
+        runtime: &tokio::runtime::Handle,
+        id: ImageId,
+        owner: Owner,
+        bytes: &[u8],
+    ) {
+        let record = |variants: &[ImageVariant], status, error: Option<&str>| {
+            let saved = self.conn().and_then(|mut c| {
+                Ok(image_rows::set_variants(
+                    &mut c,
+                    id,
+                    variants,
+                    status,
+                    error,
+                    self.now(),
+                )?)
+            });
+            if let Err(e) = saved {
+                tracing::error!(image = %id, error = %e, "recording image variants failed");
+            }
+            runtime.block_on(self.image_changed(owner));
+        };
+        let Ok(uploads) = self.uploads() else { return };
+        let mut made: Vec<ImageVariant> = Vec::new();
+        let outcome = (|| {
+            // Decoded again here rather than carried from the request: a queued job
+            // then holds the compressed upload (at most IMAGE_MAX_BYTES), not its
+            // pixels (up to 200 MB at 50 megapixels).
+            let prepared = pipeline::prepare(bytes, &uploads.limits)?;
+            for phase in [&[Format::WebP, Format::Jpeg][..], &[Format::Avif]] {
+                let phase_made =
+                    pipeline::make_variants(&prepared, &uploads.options, phase, &uploads.storage)?;
+                made.extend(to_variants(&phase_made));
+                record(&made, ImageStatus::Ready, None);
+            }
+            Ok::<(), ImageError>(())
+        })();
+        if let Err(e) = outcome {
+            tracing::error!(image = %id, error = %e, "image processing failed");
+            let status = if made.is_empty() {
+                ImageStatus::Failed
+            } else {
+                ImageStatus::Ready
+            };
+            record(&made, status, Some(&e.to_string()));
+        }
+    }
+
+    /// One image, for its status while it is processed. One statement, uncached: it
+    /// changes under the poller.
+    pub async fn image(&self, id: ImageId) -> ServiceResult<StoredImage> {
+        self.blocking(move |s| Ok(image_rows::get(&mut *s.conn()?, id)?))
+            .await
+            .map_err(|e| match e {
+                ServiceError::NotFound(_) => {
+                    ServiceError::NotFound(format!("there is no image {id}"))
+                }
+                other => other,
+            })
+    }
+
+    /// Every room with its photo (cached, static class; invalidated by uploads).
+    pub async fn rooms_with_photos(&self) -> ServiceResult<Arc<Vec<RoomCard>>> {
+        self.cache
+            .get_or_compute(&self.ns.catalog, ROOM_PHOTOS_KEY, || {
+                self.blocking(|s| {
+                    Ok(image_rows::rooms_with_photos(&mut *s.conn()?)?
+                        .into_iter()
+                        .map(|(room, photo)| RoomCard { room, photo })
+                        .collect())
+                })
+            })
+            .await
+    }
+
+    /// The avatars of these users (those without one are absent). Cached per user;
+    /// one statement for all those not cached, none when all are.
+    pub async fn avatars(&self, users: &[UserId]) -> ServiceResult<HashMap<UserId, StoredImage>> {
+        let keys: Vec<String> = users.iter().map(|&u| avatar_key(u)).collect();
+        let found = self
+            .cache
+            .get_or_compute_many(&self.ns.avatar, &keys, |missing: Vec<usize>| {
+                let wanted: Vec<UserId> = missing.iter().map(|&i| users[i]).collect();
+                self.blocking(move |s| {
+                    let mut found = image_rows::avatars(&mut *s.conn()?, &wanted)?;
+                    // No avatar is an answer too, cached like the others.
+                    Ok(wanted.iter().map(|u| found.remove(u)).collect())
+                })
+            })
+            .await?;
+        Ok(users
+            .iter()
+            .zip(found)
+            .filter_map(|(&u, a)| a.and_then(|a| (*a).clone()).map(|a| (u, a)))
+            .collect())
+    }
+
+    /// Makes every variant of every stored image again from its original, with the
+    /// current options (variants already stored are kept: idempotent). Calls
+    /// `progress(done, total)` after each image.
+    pub async fn reprocess_images(
+        &self,
+        mut progress: impl FnMut(usize, usize),
+    ) -> ServiceResult<ReprocessReport> {
+        let uploads = Arc::clone(self.uploads()?);
+        let originals = self
+            .blocking(|s| Ok(image_rows::originals(&mut *s.conn()?)?))
+            .await?;
+        let mut report = ReprocessReport {
+            images: originals.len(),
+            ..ReprocessReport::default()
+        };
+        for (n, (id, original)) in originals.into_iter().enumerate() {
+            let uploads = Arc::clone(&uploads);
+            let outcome = self
+                .blocking(move |s| {
+                    let made = uploads
+                        .storage
+                        .get(&original)
+                        .map_err(|e| format!("reading {original}: {e}"))
+                        .and_then(|bytes| {
+                            pipeline::prepare(&bytes, &uploads.limits)
+                                .and_then(|p| {
+                                    pipeline::make_variants(
+                                        &p,
+                                        &uploads.options,
+                                        &Format::ALL,
+                                        &uploads.storage,
+                                    )
+                                })
+                                .map_err(|e| e.to_string())
+                        });
+                    let mut conn = s.conn()?;
+                    let owner = image_rows::owner(&mut conn, id)?;
+                    match made {
+                        Ok(made) => {
+                            let mut variants = to_variants(&made);
+                            // WebP and JPEG first, as the workers record them.
+                            variants.sort_by_key(|v| v.format == "avif");
+                            image_rows::set_variants(
+                                &mut conn,
+                                id,
+                                &variants,
+                                ImageStatus::Ready,
+                                None,
+                                s.now(),
+                            )?;
+                            Ok((owner, Ok(made)))
+                        }
+                        Err(e) => {
+                            image_rows::set_variants(
+                                &mut conn,
+                                id,
+                                &[],
+                                ImageStatus::Failed,
+                                Some(&e),
+                                s.now(),
+                            )?;
+                            Ok((owner, Err(e)))
+                        }
+                    }
+                })
+                .await?;
+            match outcome {
+                (owner, Ok(made)) => {
+                    report.reused += made.reused;
+                    report.made += made.variants.len() - made.reused;
+                    if let Some(owner) = owner {
+                        self.image_changed(owner).await;
+                    }
+                }
+                (owner, Err(e)) => {
+                    tracing::warn!(image = %id, error = %e, "reprocessing failed");
+                    report.failed += 1;
+                    if let Some(owner) = owner {
+                        self.image_changed(owner).await;
+                    }
+                }
+            }
+            progress(n + 1, report.images);
+        }
+        Ok(report)
+    }
+}

@@ -1,0 +1,3 @@
+DROP TABLE user_avatars;
+DROP TABLE room_photos;
+DROP TABLE images;
