@@ -65,6 +65,7 @@ async fn receive(
     }
     let slot = state.services.reserve_upload()?;
     let mut image: Option<Vec<u8>> = None;
+    let mut misnamed: Option<String> = None;
     while let Some(field) = form.next().await {
         let mut field = field.map_err(unreadable)?;
         match field.name() {
@@ -92,8 +93,24 @@ async fn receive(
                 }
                 image = Some(bytes);
             }
-            _ => {
-                read_text(&mut field, 4096).await?;
+            other => {
+                // Anything else is skipped, within the same size limit; a file sent
+                // under another name is named in the answer.
+                if let Some(name) = other.filter(|_| {
+                    field
+                        .content_disposition()
+                        .and_then(|d| d.get_filename())
+                        .is_some()
+                }) {
+                    misnamed = Some(name.to_owned());
+                }
+                let mut seen = 0usize;
+                while let Some(chunk) = field.next().await {
+                    seen += chunk.map_err(unreadable)?.len();
+                    if seen > max {
+                        return Err(too_large(max));
+                    }
+                }
             }
         }
     }
@@ -101,7 +118,12 @@ async fn receive(
         auth.check_csrf(req, None)?;
     }
     let bytes = image.ok_or_else(|| {
-        AppError::BadRequest("no file was sent: choose an image (form field \"image\")".to_owned())
+        AppError::BadRequest(match misnamed {
+            Some(name) => {
+                format!("the file came in the form field {name:?}; it must be sent as \"image\"")
+            }
+            None => "no file was sent: choose an image (form field \"image\")".to_owned(),
+        })
     })?;
     Ok(state
         .services

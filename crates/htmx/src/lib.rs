@@ -19,6 +19,21 @@
 //! assert_eq!(t.render("list.html#rows", &ctx)?, "<li>a</li><li>b</li>");
 //! # Ok::<(), napiatke_htmx::HtmxError>(())
 //! ```
+//!
+//! ## Template functions
+//!
+//! Every [`Templates`] has, besides `static()` (when given [`StaticUrls`]) and the
+//! `date` filter:
+//! - `responsive_image(image, alt, sizes="100vw", eager=false, class="")`: a
+//!   `<picture>` with AVIF/WebP/JPEG width ladders for an uploaded photo;
+//! - `lazy_image(image, alt, size=48, class="")`: a small square picture (avatars)
+//!   from the photo's thumbnails.
+//!
+//! Both take the image record as the images crate serialises it (or null, which
+//! renders nothing) and show its placeholder until variants exist; see
+//! [`images`] for the markup and its guarantees.
+
+pub mod images;
 
 use std::path::Path;
 
@@ -161,6 +176,8 @@ impl Templates {
         }
         let mut tera = tera::Tera::default();
         tera.register_filter("date", date_filter);
+        tera.register_function("responsive_image", images::ResponsiveImage);
+        tera.register_function("lazy_image", images::LazyImage);
         if let Some(urls) = statics {
             tera.register_function("static", urls);
         }

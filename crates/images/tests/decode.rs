@@ -125,8 +125,13 @@ fn with_orientation(jpeg: &[u8], orientation: u16) -> Vec<u8> {
     tiff.extend_from_slice(&orientation.to_le_bytes());
     tiff.extend_from_slice(&[0, 0]); // value padding
     tiff.extend_from_slice(&0u32.to_le_bytes()); // no next IFD
+    with_exif(jpeg, &tiff)
+}
+
+/// `jpeg` with an EXIF APP1 segment holding `tiff` right after its SOI.
+fn with_exif(jpeg: &[u8], tiff: &[u8]) -> Vec<u8> {
     let mut app1 = b"Exif\0\0".to_vec();
-    app1.extend_from_slice(&tiff);
+    app1.extend_from_slice(tiff);
     let len = u16::try_from(app1.len() + 2).unwrap_or(u16::MAX);
     let mut out = jpeg[..2].to_vec(); // SOI
     out.extend_from_slice(&[0xFF, 0xE1]);
@@ -303,4 +308,263 @@ fn the_test_photographs_decode_upright_and_opaque() {
         seen += 1;
     }
     assert!(seen >= 1 || !dir.exists());
+}
+
+#[test]
+fn sixteen_bit_alpha_and_grey_alpha_keep_their_alpha() {
+    let deep =
+        image::ImageBuffer::<Rgba<u16>, _>::from_pixel(3, 2, Rgba([65535u16, 32768, 0, 32768]));
+    let d = ok(&encode(
+        &image::DynamicImage::ImageRgba16(deep),
+        ImageFormat::Png,
+    ));
+    assert_eq!(d.pixels.get_pixel(2, 1).0, [255, 128, 0, 128]);
+    assert!(d.has_alpha);
+    let grey = image::GrayAlphaImage::from_pixel(2, 2, image::LumaA([77, 100]));
+    let d = ok(&encode(
+        &image::DynamicImage::ImageLumaA8(grey),
+        ImageFormat::Png,
+    ));
+    assert_eq!(d.pixels.get_pixel(1, 1).0, [77, 77, 77, 100]);
+    assert!(d.has_alpha);
+    let grey16 = image::ImageBuffer::<image::LumaA<u16>, _>::from_pixel(
+        2,
+        2,
+        image::LumaA([0x8080u16, 0xFFFF]),
+    );
+    let d = ok(&encode(
+        &image::DynamicImage::ImageLumaA16(grey16),
+        ImageFormat::Png,
+    ));
+    assert_eq!(d.pixels.get_pixel(0, 0).0, [128, 128, 128, 255]);
+    assert!(!d.has_alpha, "an opaque alpha channel is no alpha");
+    // A greyscale JPEG too.
+    let d = ok(&encode(
+        &image::DynamicImage::ImageLuma8(image::GrayImage::from_pixel(16, 16, Luma([77]))),
+        ImageFormat::Jpeg,
+    ));
+    let p = d.pixels.get_pixel(8, 8).0;
+    assert!(
+        p[0] == p[1] && p[1] == p[2] && p[0].abs_diff(77) <= 2 && p[3] == 255,
+        "{p:?}"
+    );
+}
+
+#[test]
+fn a_paletted_png_keeps_its_transparency() {
+    // 2×1, palette of red and blue, red half transparent (tRNS), blue opaque.
+    let mut ihdr = 2u32.to_be_bytes().to_vec();
+    ihdr.extend_from_slice(&1u32.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 3, 0, 0, 0]);
+    let mut idat = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut idat, &[0, 0, 1]).unwrap_or_else(|e| panic!("{e}"));
+    let idat = idat.finish().unwrap_or_else(|e| panic!("{e}"));
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    png.extend_from_slice(&chunk(b"IHDR", &ihdr));
+    png.extend_from_slice(&chunk(b"PLTE", &[255, 0, 0, 0, 0, 255]));
+    png.extend_from_slice(&chunk(b"tRNS", &[128]));
+    png.extend_from_slice(&chunk(b"IDAT", &idat));
+    png.extend_from_slice(&chunk(b"IEND", &[]));
+    let d = ok(&png);
+    assert_eq!(d.format, SourceFormat::Png);
+    assert_eq!(d.pixels.get_pixel(0, 0).0, [255, 0, 0, 128]);
+    assert_eq!(d.pixels.get_pixel(1, 0).0, [0, 0, 255, 255]);
+    assert!(d.has_alpha);
+}
+
+/// A JPEG with an EXIF APP1 segment holding a GPS block: latitude N 52° 13' 48",
+/// map datum "WGS-84".
+fn with_gps(jpeg: &[u8]) -> Vec<u8> {
+    let mut tiff = b"II*\0".to_vec();
+    tiff.extend_from_slice(&8u32.to_le_bytes());
+    // IFD0 at 8: one entry, the GPS IFD pointer.
+    let gps_ifd = 8 + 2 + 12 + 4;
+    tiff.extend_from_slice(&1u16.to_le_bytes());
+    tiff.extend_from_slice(&0x8825u16.to_le_bytes());
+    tiff.extend_from_slice(&4u16.to_le_bytes()); // LONG
+    tiff.extend_from_slice(&1u32.to_le_bytes());
+    tiff.extend_from_slice(&u32::try_from(gps_ifd).unwrap_or(0).to_le_bytes());
+    tiff.extend_from_slice(&0u32.to_le_bytes());
+    // The GPS IFD: three entries, then the rationals and the datum text.
+    let data = gps_ifd + 2 + 3 * 12 + 4;
+    tiff.extend_from_slice(&3u16.to_le_bytes());
+    for (tag, kind, count, value) in [
+        (0x0001u16, 2u16, 2u32, u32::from_le_bytes(*b"N\0\0\0")), // GPSLatitudeRef
+        (0x0002, 5, 3, u32::try_from(data).unwrap_or(0)),         // GPSLatitude
+        (0x0012, 2, 7, u32::try_from(data + 24).unwrap_or(0)),    // GPSMapDatum
+    ] {
+        tiff.extend_from_slice(&tag.to_le_bytes());
+        tiff.extend_from_slice(&kind.to_le_bytes());
+        tiff.extend_from_slice(&count.to_le_bytes());
+        tiff.extend_from_slice(&value.to_le_bytes());
+    }
+    tiff.extend_from_slice(&0u32.to_le_bytes());
+    for (n, d) in [(52u32, 1u32), (13, 1), (48, 1)] {
+        tiff.extend_from_slice(&n.to_le_bytes());
+        tiff.extend_from_slice(&d.to_le_bytes());
+    }
+    tiff.extend_from_slice(b"WGS-84\0");
+    with_exif(jpeg, &tiff)
+}
+
+#[test]
+fn a_jpeg_with_a_gps_block_decodes_and_no_output_carries_it() {
+    use napiatke_images::variants::{self, Format, Options};
+    let img =
+        image::DynamicImage::ImageRgb8(image::DynamicImage::ImageRgba8(gradient(24, 16)).to_rgb8());
+    let jpeg = with_gps(&encode(&img, ImageFormat::Jpeg));
+    assert!(jpeg.windows(6).any(|w| w == b"WGS-84"));
+    let d = ok(&jpeg);
+    assert_eq!(
+        (d.format, d.width(), d.height(), d.rotated),
+        (SourceFormat::Jpeg, 24, 16, false)
+    );
+    let options = Options {
+        avif_speed: 10,
+        ..Options::default()
+    };
+    for format in Format::ALL {
+        let out = variants::encode(&d.pixels, format, &options).unwrap_or_else(|e| panic!("{e}"));
+        for needle in [&b"Exif"[..], b"WGS-84", b"GPS"] {
+            assert!(
+                !out.windows(needle.len()).any(|w| w == needle),
+                "{format:?} carries {}",
+                String::from_utf8_lossy(needle)
+            );
+        }
+    }
+}
+
+#[test]
+fn files_cut_anywhere_get_a_message_or_a_picture_never_a_panic() {
+    let img =
+        image::DynamicImage::ImageRgb8(image::DynamicImage::ImageRgba8(gradient(40, 24)).to_rgb8());
+    for format in [
+        ImageFormat::Jpeg,
+        ImageFormat::Png,
+        ImageFormat::Gif,
+        ImageFormat::WebP,
+    ] {
+        let whole = encode(&img, format);
+        // Every length through the headers, then a few dozen through the data.
+        let cuts =
+            (1..whole.len().min(160)).chain((160..whole.len()).step_by(whole.len() / 40 + 1));
+        for cut in cuts {
+            match decode(&whole[..cut], &Limits::default()) {
+                Ok(d) => assert_eq!((d.width(), d.height()), (40, 24), "{format:?} at {cut}"),
+                Err(ImageError::Corrupt(msg)) => assert!(!msg.is_empty()),
+                Err(ImageError::NotAnImage(_)) => assert!(cut < 16, "{format:?} at {cut}"),
+                Err(other) => panic!("{format:?} cut at {cut}: {other:?}"),
+            }
+        }
+    }
+}
+
+/// The `TooManyPixels` a header claiming `w`×`h` gets with the default limits.
+fn too_many(w: u32, h: u32) -> Option<ImageError> {
+    Some(ImageError::TooManyPixels {
+        width: w,
+        height: h,
+        max_side: 20_000,
+        max_pixels: 50_000_000,
+    })
+}
+
+/// A lossless WebP of a small image: RIFF, WEBP, then one VP8L chunk at 12.
+fn small_webp() -> Vec<u8> {
+    encode(
+        &image::DynamicImage::ImageRgba8(gradient(4, 4)),
+        ImageFormat::WebP,
+    )
+}
+
+/// A WebP with the given chunks, RIFF size filled in.
+fn riff(chunks: &[&[u8]]) -> Vec<u8> {
+    let body: Vec<u8> = chunks.concat();
+    let mut out = b"RIFF".to_vec();
+    out.extend_from_slice(&u32::try_from(body.len() + 4).unwrap_or(0).to_le_bytes());
+    out.extend_from_slice(b"WEBP");
+    out.extend_from_slice(&body);
+    out
+}
+
+/// A VP8X chunk: flags, then the canvas size less one in 24 bits each.
+fn vp8x(flags: u8, w: u32, h: u32) -> Vec<u8> {
+    let mut out = b"VP8X".to_vec();
+    out.extend_from_slice(&10u32.to_le_bytes());
+    out.extend_from_slice(&[flags, 0, 0, 0]);
+    out.extend_from_slice(&(w - 1).to_le_bytes()[..3]);
+    out.extend_from_slice(&(h - 1).to_le_bytes()[..3]);
+    out
+}
+
+#[test]
+fn huge_claims_in_every_format_are_refused_from_the_header() {
+    // JPEG and GIF sizes are 16-bit: 65,535 a side is the most they can claim.
+    let mut jpeg = encode(
+        &image::DynamicImage::ImageRgb8(image::RgbImage::from_pixel(8, 8, Rgb([9, 9, 9]))),
+        ImageFormat::Jpeg,
+    );
+    let sof = jpeg
+        .windows(2)
+        .position(|w| w == [0xFF, 0xC0])
+        .unwrap_or_else(|| panic!("a baseline frame header"));
+    jpeg[sof + 5..sof + 9].copy_from_slice(&[0xFF, 0xFF, 0xFF, 0xFF]);
+    assert_eq!(
+        decode(&jpeg, &Limits::default()).err(),
+        too_many(65_535, 65_535)
+    );
+    // One side over the limit, the pixel count well within it.
+    jpeg[sof + 5..sof + 9].copy_from_slice(&[0x00, 0x01, 0x4E, 0x21]);
+    assert_eq!(decode(&jpeg, &Limits::default()).err(), too_many(20_001, 1));
+
+    let mut gif = encode(
+        &image::DynamicImage::ImageRgba8(gradient(4, 4)),
+        ImageFormat::Gif,
+    );
+    gif[6..10].copy_from_slice(&[0xFF, 0xFF, 0xFF, 0xFF]);
+    assert_eq!(
+        decode(&gif, &Limits::default()).err(),
+        too_many(65_535, 65_535)
+    );
+
+    // An extended WebP's canvas is 24-bit: 100,000 × 100,000 fits in its header.
+    let webp = small_webp();
+    assert_eq!(&webp[12..16], b"VP8L");
+    let claim = riff(&[&vp8x(0, 100_000, 100_000), &webp[12..]]);
+    assert_eq!(
+        decode(&claim, &Limits::default()).err(),
+        too_many(100_000, 100_000)
+    );
+    // A lossless frame's own 14-bit size: 16,384² is within the side limit, over the
+    // pixel budget.
+    let mut lossless = webp.clone();
+    let bits = 16_383u32 | 16_383 << 14;
+    lossless[21..25].copy_from_slice(&bits.to_le_bytes());
+    assert_eq!(
+        decode(&lossless, &Limits::default()).err(),
+        too_many(16_384, 16_384)
+    );
+    // The untouched file is fine.
+    assert_eq!(ok(&webp).width(), 4);
+}
+
+#[test]
+fn a_webp_chunk_claiming_more_than_the_file_holds_is_refused() {
+    // image-webp would allocate the ICC chunk's claimed 4 GB before reading it.
+    let webp = small_webp();
+    let mut iccp = b"ICCP".to_vec();
+    iccp.extend_from_slice(&0xFFFF_FFF0u32.to_le_bytes());
+    iccp.extend_from_slice(&[0; 16]);
+    let claim = riff(&[&vp8x(0x20, 4, 4), &webp[12..], &iccp]);
+    match decode(&claim, &Limits::default()) {
+        Err(ImageError::Corrupt(msg)) => assert!(msg.contains("ICCP"), "{msg}"),
+        other => panic!("{other:?}"),
+    }
+    // The same with an honest ICC chunk (not a profile: ignored) reads.
+    let mut iccp = b"ICCP".to_vec();
+    iccp.extend_from_slice(&16u32.to_le_bytes());
+    iccp.extend_from_slice(&[0; 16]);
+    let d = ok(&riff(&[&vp8x(0x20, 4, 4), &webp[12..], &iccp]));
+    assert_eq!((d.width(), d.icc_converted), (4, false));
 }

@@ -1,0 +1,596 @@
+//! `responsive_image` and `lazy_image`: the markup for an uploaded photo, from the
+//! image record the images crate serialises (`{"width", "height", "placeholder",
+//! "status", "variants": [{"path", "format", "kind", "width", ...}]}`).
+//!
+//! Both are registered on every [`Templates`](crate::Templates); templates call them
+//! as `{{ responsive_image(image=room.photo, alt=room.name) }}`. They are read from
+//! JSON rather than the images crate's types so this crate stays a rendering layer
+//! that knows nothing of the domain.
+//!
+//! Policy:
+//! - Every attribute value is HTML-escaped, and variant paths are percent-encoded
+//!   too, because a path with a space or a comma would split a `srcset` entry.
+//! - `width` and `height` are always the source image's own, so the browser
+//!   reserves the right box before any byte arrives and nothing shifts.
+//! - Variants of a format or kind this crate does not know are skipped, so the
+//!   images crate can add one without breaking pages; a record of the wrong shape,
+//!   or an argument of the wrong type or name, is a render error, never a panic.
+//! - A null (or absent) image renders as nothing; an image without variants yet
+//!   renders its blurred placeholder, marked `data-processing` while it is still
+//!   being processed, so a script may poll for the real one.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+
+use tera::Value;
+
+/// Where uploaded images' variants are served: a variant's URL is this followed by
+/// its `path`.
+///
+/// ```
+/// use napiatke_htmx::images::MEDIA_URL;
+/// let path = "ab/ab12cd34ef56ab12/w320x200-1a2b3c4d.webp";
+/// assert_eq!(format!("{MEDIA_URL}{path}"), "/media/ab/ab12cd34ef56ab12/w320x200-1a2b3c4d.webp");
+/// ```
+pub const MEDIA_URL: &str = "/media/";
+
+/// The width the `<img>` fallback's `src` aims for: a browser that ignores `srcset`
+/// is an old or odd one, where a middling size is the safest guess.
+const FALLBACK_SRC_WIDTH: u64 = 960;
+
+/// `responsive_image(image, alt, sizes="100vw", eager=false, class="")`: a
+/// `<picture>` with one `<source>` per modern format holding its width ladder, and
+/// an `<img>` holding the JPEG ladder (or the best format there is).
+///
+/// `alt` is required (`alt=""` for a decorative image). `eager=true` is for the
+/// page's main image: it loads at once with `fetchpriority="high"` instead of
+/// lazily.
+///
+/// ```
+/// use napiatke_htmx::Templates;
+/// let t = Templates::from_sources(&[(
+///     "p.html",
+///     "{{ responsive_image(image=photo, alt=name, sizes='(min-width: 60rem) 50vw, 100vw') }}",
+/// )])?;
+/// let photo: tera::Value = r#"{"id": 7, "width": 2560, "height": 1600, "status": "ready",
+///     "placeholder": "data:image/webp;base64,UklG",
+///     "variants": [
+///         {"path": "ab/x/w640.jpg", "format": "jpeg", "kind": "width", "width": 640, "height": 400},
+///         {"path": "ab/x/w320.jpg", "format": "jpeg", "kind": "width", "width": 320, "height": 200},
+///         {"path": "ab/x/w320.webp", "format": "webp", "kind": "width", "width": 320, "height": 200}
+///     ]}"#.parse().map_err(|e| napiatke_htmx::HtmxError::Template(format!("{e}")))?;
+/// let mut ctx = tera::Context::new();
+/// ctx.insert("photo", &photo);
+/// ctx.insert("name", "Room 4");
+/// assert_eq!(
+///     t.render("p.html", &ctx)?,
+///     "<picture>\
+///      <source type=\"image/webp\" srcset=\"/media/ab/x/w320.webp 320w\" sizes=\"(min-width: 60rem) 50vw, 100vw\">\
+///      <img src=\"/media/ab/x/w640.jpg\" srcset=\"/media/ab/x/w320.jpg 320w, /media/ab/x/w640.jpg 640w\" \
+///      sizes=\"(min-width: 60rem) 50vw, 100vw\" width=\"2560\" height=\"1600\" alt=\"Room 4\" \
+///      loading=\"lazy\" decoding=\"async\" \
+///      style=\"background:url(&quot;data:image/webp;base64,UklG&quot;) center/cover no-repeat\" \
+///      data-placeholder></picture>",
+/// );
+/// # Ok::<(), napiatke_htmx::HtmxError>(())
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ResponsiveImage;
+
+impl tera::Function for ResponsiveImage {
+    fn call(&self, args: &HashMap<String, Value>) -> tera::Result<Value> {
+        const NAME: &str = "responsive_image";
+        known_args(NAME, args, &["image", "alt", "sizes", "eager", "class"])?;
+        // Arguments are checked before the image so a template mistake shows on
+        // the first render, not only once some record happens to have a photo.
+        let opts = Options {
+            alt: string_arg(NAME, args, "alt", None)?,
+            class: string_arg(NAME, args, "class", Some(""))?,
+            eager: bool_arg(NAME, args, "eager", false)?,
+        };
+        let sizes = string_arg(NAME, args, "sizes", Some("100vw"))?;
+        let Some(image) = Image::from_arg(NAME, args.get("image"))? else {
+            return Ok(Value::String(String::new()));
+        };
+        Ok(Value::String(responsive(&image, sizes, &opts)))
+    }
+
+    fn is_safe(&self) -> bool {
+        true
+    }
+}
+
+/// `lazy_image(image, alt, size=48, class="")`: a small square picture (avatars,
+/// list thumbnails) from the image's square thumbnail variants, `size` CSS pixels
+/// wide and high, always loaded lazily.
+///
+/// ```
+/// use napiatke_htmx::Templates;
+/// let t = Templates::from_sources(&[("p.html", "{{ lazy_image(image=photo, alt='Ola', size=32) }}")])?;
+/// let photo: tera::Value = r#"{"id": 3, "width": 800, "height": 600, "status": "ready",
+///     "placeholder": null,
+///     "variants": [
+///         {"path": "cd/y/t300.webp", "format": "webp", "kind": "thumbnail", "width": 300, "height": 300},
+///         {"path": "cd/y/t300.jpg", "format": "jpeg", "kind": "thumbnail", "width": 300, "height": 300}
+///     ]}"#.parse().map_err(|e| napiatke_htmx::HtmxError::Template(format!("{e}")))?;
+/// let mut ctx = tera::Context::new();
+/// ctx.insert("photo", &photo);
+/// assert_eq!(
+///     t.render("p.html", &ctx)?,
+///     "<picture><source type=\"image/webp\" srcset=\"/media/cd/y/t300.webp\">\
+///      <img src=\"/media/cd/y/t300.jpg\" width=\"32\" height=\"32\" alt=\"Ola\" \
+///      loading=\"lazy\" decoding=\"async\"></picture>",
+/// );
+/// # Ok::<(), napiatke_htmx::HtmxError>(())
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LazyImage;
+
+impl tera::Function for LazyImage {
+    fn call(&self, args: &HashMap<String, Value>) -> tera::Result<Value> {
+        const NAME: &str = "lazy_image";
+        known_args(NAME, args, &["image", "alt", "size", "class"])?;
+        let opts = Options {
+            alt: string_arg(NAME, args, "alt", None)?,
+            class: string_arg(NAME, args, "class", Some(""))?,
+            eager: false,
+        };
+        let size = match args.get("size") {
+            None => 48,
+            Some(v) => v.as_u64().filter(|&s| s > 0).ok_or_else(|| {
+                tera::Error::msg(format!(
+                    "{NAME}(): size must be a positive whole number of CSS pixels, got {}",
+                    describe(v)
+                ))
+            })?,
+        };
+        let Some(image) = Image::from_arg(NAME, args.get("image"))? else {
+            return Ok(Value::String(String::new()));
+        };
+        Ok(Value::String(lazy(&image, size, &opts)))
+    }
+
+    fn is_safe(&self) -> bool {
+        true
+    }
+}
+
+/// The attributes both functions put on the `<img>` alike.
+struct Options<'a> {
+    alt: &'a str,
+    class: &'a str,
+    eager: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Avif,
+    Webp,
+    Jpeg,
+}
+
+impl Format {
+    /// Order for `<source>`s: the browser takes the first it supports, so the
+    /// smallest files come first.
+    const SOURCES: [Format; 3] = [Format::Avif, Format::Webp, Format::Jpeg];
+    /// Order for the `<img>` fallback, which every browser must be able to show.
+    const FALLBACK: [Format; 3] = [Format::Jpeg, Format::Webp, Format::Avif];
+
+    fn parse(s: &str) -> Option<Format> {
+        match s {
+            "avif" => Some(Format::Avif),
+            "webp" => Some(Format::Webp),
+            "jpeg" => Some(Format::Jpeg),
+            _ => None,
+        }
+    }
+
+    fn mime(self) -> &'static str {
+        match self {
+            Format::Avif => "image/avif",
+            Format::Webp => "image/webp",
+            Format::Jpeg => "image/jpeg",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Width,
+    Thumbnail,
+}
+
+struct Variant<'a> {
+    path: &'a str,
+    format: Format,
+    kind: Kind,
+    width: u64,
+}
+
+impl Variant<'_> {
+    fn url(&self) -> String {
+        let mut url = String::from(MEDIA_URL);
+        for b in self.path.bytes() {
+            if b.is_ascii_alphanumeric() || matches!(b, b'/' | b'.' | b'-' | b'_' | b'~') {
+                url.push(char::from(b));
+            } else {
+                let _ = write!(url, "%{b:02X}");
+            }
+        }
+        url
+    }
+}
+
+struct Image<'a> {
+    width: u64,
+    height: u64,
+    placeholder: Option<&'a str>,
+    processing: bool,
+    variants: Vec<Variant<'a>>,
+}
+
+impl<'a> Image<'a> {
+    fn from_arg(func: &str, value: Option<&'a Value>) -> tera::Result<Option<Image<'a>>> {
+        let obj = match value {
+            None | Some(Value::Null) => return Ok(None),
+            Some(Value::Object(obj)) => obj,
+            Some(other) => {
+                return Err(tera::Error::msg(format!(
+                    "{func}(): image must be an image record or null, got {}",
+                    describe(other)
+                )))
+            }
+        };
+        let which = match obj.get("id") {
+            Some(id @ (Value::Number(_) | Value::String(_))) => format!("image {id}"),
+            _ => "image".to_owned(),
+        };
+        let bad = |what: String| tera::Error::msg(format!("{func}(): {which}: {what}"));
+        let dimension = |name: &str| {
+            obj.get(name)
+                .and_then(Value::as_u64)
+                .filter(|&n| n > 0)
+                .ok_or_else(|| bad(format!("`{name}` must be a positive whole number")))
+        };
+        let width = dimension("width")?;
+        let height = dimension("height")?;
+        let placeholder = match obj.get("placeholder") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) if s.is_empty() => None,
+            // Only an inline image: anything else would make every page showing
+            // this record fetch from wherever the string points.
+            Some(Value::String(s))
+                if s.get(..5).is_some_and(|p| p.eq_ignore_ascii_case("data:")) =>
+            {
+                Some(s.as_str())
+            }
+            Some(_) => return Err(bad("`placeholder` must be a data: URI or null".to_owned())),
+        };
+        let processing = match obj.get("status") {
+            None | Some(Value::Null) => false,
+            Some(Value::String(s)) => s.eq_ignore_ascii_case("processing"),
+            Some(other) => {
+                return Err(bad(format!(
+                    "`status` must be a string, got {}",
+                    describe(other)
+                )))
+            }
+        };
+        let list = match obj.get("variants") {
+            None | Some(Value::Null) => &[][..],
+            Some(Value::Array(list)) => list.as_slice(),
+            Some(other) => {
+                return Err(bad(format!(
+                    "`variants` must be a list, got {}",
+                    describe(other)
+                )))
+            }
+        };
+        let mut variants = Vec::with_capacity(list.len());
+        for (i, v) in list.iter().enumerate() {
+            let field = |name: &str| {
+                v.get(name)
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| bad(format!("variant {i} has no string `{name}`")))
+            };
+            let path = field("path")?;
+            let format = field("format")?;
+            let kind = field("kind")?;
+            let width = v
+                .get("width")
+                .and_then(Value::as_u64)
+                .filter(|&n| n > 0)
+                .ok_or_else(|| {
+                    bad(format!(
+                        "variant {i}: `width` must be a positive whole number"
+                    ))
+                })?;
+            // Paths are relative to the media folder; one that climbs out of it or
+            // names another host is not a record the images crate wrote.
+            if path.is_empty()
+                || path.starts_with(['/', '\\'])
+                || path.split(['/', '\\']).any(|s| s == ".." || s == ".")
+            {
+                return Err(bad(format!(
+                    "variant {i}: `path` {path:?} is not a relative path inside {MEDIA_URL}"
+                )));
+            }
+            let kind = match kind {
+                "width" => Kind::Width,
+                "thumbnail" => Kind::Thumbnail,
+                _ => continue,
+            };
+            let Some(format) = Format::parse(format) else {
+                continue;
+            };
+            variants.push(Variant {
+                path,
+                format,
+                kind,
+                width,
+            });
+        }
+        Ok(Some(Image {
+            width,
+            height,
+            placeholder,
+            processing,
+            variants,
+        }))
+    }
+
+    /// The width variants of `format`, narrowest first, one per width.
+    fn ladder(&self, format: Format) -> Vec<&Variant<'a>> {
+        let mut ladder: Vec<&Variant<'a>> = self
+            .variants
+            .iter()
+            .filter(|v| v.kind == Kind::Width && v.format == format)
+            .collect();
+        ladder.sort_by_key(|v| v.width);
+        ladder.dedup_by_key(|v| v.width);
+        ladder
+    }
+
+    /// The largest thumbnail of `format`.
+    fn thumbnail(&self, format: Format) -> Option<&Variant<'a>> {
+        self.variants
+            .iter()
+            .filter(|v| v.kind == Kind::Thumbnail && v.format == format)
+            .max_by_key(|v| v.width)
+    }
+
+    /// `background:` showing the placeholder until the real image paints over it.
+    fn placeholder_style(&self) -> Option<String> {
+        let uri = self.placeholder?;
+        let mut css = String::with_capacity(uri.len() + 40);
+        css.push_str("background:url(\"");
+        // The URI sits in a CSS string inside an HTML attribute: HTML escaping
+        // covers the attribute, these cover the CSS string.
+        for c in uri.chars() {
+            match c {
+                '"' => css.push_str("\\22 "),
+                '\\' => css.push_str("\\5c "),
+                '\n' => css.push_str("\\a "),
+                '\r' => css.push_str("\\d "),
+                '\x0c' => css.push_str("\\c "),
+                c => css.push(c),
+            }
+        }
+        css.push_str("\") center/cover no-repeat");
+        Some(css)
+    }
+}
+
+fn responsive(image: &Image<'_>, sizes: &str, opts: &Options<'_>) -> String {
+    let Some((img_format, img_ladder)) = Format::FALLBACK
+        .into_iter()
+        .map(|f| (f, image.ladder(f)))
+        .find(|(_, ladder)| !ladder.is_empty())
+    else {
+        return placeholder_img(image, image.width, image.height, None, opts);
+    };
+    let mut out = String::from("<picture>");
+    for format in Format::SOURCES.into_iter().filter(|&f| f != img_format) {
+        let ladder = image.ladder(format);
+        if ladder.is_empty() {
+            continue;
+        }
+        out.push_str("<source");
+        attr(&mut out, "type", format.mime());
+        attr(&mut out, "srcset", &srcset(&ladder));
+        attr(&mut out, "sizes", sizes);
+        out.push('>');
+    }
+    let src = img_ladder
+        .iter()
+        .rev()
+        .find(|v| v.width <= FALLBACK_SRC_WIDTH)
+        .or_else(|| img_ladder.first())
+        .map(|v| v.url())
+        .unwrap_or_default();
+    out.push_str("<img");
+    attr(&mut out, "src", &src);
+    attr(&mut out, "srcset", &srcset(&img_ladder));
+    attr(&mut out, "sizes", sizes);
+    img_tail(&mut out, image, image.width, image.height, opts);
+    out.push_str("</picture>");
+    out
+}
+
+fn lazy(image: &Image<'_>, size: u64, opts: &Options<'_>) -> String {
+    let Some(img) = Format::FALLBACK
+        .into_iter()
+        .find_map(|f| image.thumbnail(f))
+    else {
+        // The placeholder has the photo's shape, not a square: crop, don't squash.
+        return placeholder_img(image, size, size, Some("object-fit:cover"), opts);
+    };
+    let mut out = String::from("<picture>");
+    for format in Format::SOURCES.into_iter().filter(|&f| f != img.format) {
+        if let Some(thumb) = image.thumbnail(format) {
+            out.push_str("<source");
+            attr(&mut out, "type", format.mime());
+            attr(&mut out, "srcset", &thumb.url());
+            out.push('>');
+        }
+    }
+    out.push_str("<img");
+    attr(&mut out, "src", &img.url());
+    img_tail(&mut out, image, size, size, opts);
+    out.push_str("</picture>");
+    out
+}
+
+/// The `<img>` for an image with no variant to show yet: its placeholder, at the
+/// size the real one will have.
+fn placeholder_img(
+    image: &Image<'_>,
+    width: u64,
+    height: u64,
+    style: Option<&str>,
+    opts: &Options<'_>,
+) -> String {
+    let mut out = String::from("<img");
+    if let Some(uri) = image.placeholder {
+        attr(&mut out, "src", uri);
+    }
+    attr(&mut out, "width", &width.to_string());
+    attr(&mut out, "height", &height.to_string());
+    attr(&mut out, "alt", opts.alt);
+    loading(&mut out, opts.eager);
+    if !opts.class.is_empty() {
+        attr(&mut out, "class", opts.class);
+    }
+    if let Some(style) = style {
+        attr(&mut out, "style", style);
+    }
+    if image.processing {
+        out.push_str(" data-processing");
+    }
+    out.push('>');
+    out
+}
+
+/// The `<img>` attributes after its sources, through the closing `>`.
+fn img_tail(out: &mut String, image: &Image<'_>, width: u64, height: u64, opts: &Options<'_>) {
+    attr(out, "width", &width.to_string());
+    attr(out, "height", &height.to_string());
+    attr(out, "alt", opts.alt);
+    loading(out, opts.eager);
+    if !opts.class.is_empty() {
+        attr(out, "class", opts.class);
+    }
+    if let Some(style) = image.placeholder_style() {
+        attr(out, "style", &style);
+        // Lets the stylesheet or a script drop the background once the image has
+        // loaded, so it cannot show through a transparent one.
+        out.push_str(" data-placeholder");
+    }
+    out.push('>');
+}
+
+fn loading(out: &mut String, eager: bool) {
+    if eager {
+        out.push_str(" loading=\"eager\" fetchpriority=\"high\"");
+    } else {
+        out.push_str(" loading=\"lazy\"");
+    }
+    out.push_str(" decoding=\"async\"");
+}
+
+fn srcset(ladder: &[&Variant<'_>]) -> String {
+    let mut out = String::new();
+    for (i, v) in ladder.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        let _ = write!(out, "{} {}w", v.url(), v.width);
+    }
+    out
+}
+
+/// ` name="value"`, the value escaped for a double-quoted attribute (and `'` too,
+/// should the markup ever be pasted into a single-quoted one).
+fn attr(out: &mut String, name: &str, value: &str) {
+    out.push(' ');
+    out.push_str(name);
+    out.push_str("=\"");
+    for c in value.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// A misspelt argument would otherwise be silently ignored (tera passes through
+/// whatever the template wrote), leaving e.g. a `sizes` that never applies.
+fn known_args(func: &str, args: &HashMap<String, Value>, known: &[&str]) -> tera::Result<()> {
+    let mut unknown: Vec<&str> = args
+        .keys()
+        .map(String::as_str)
+        .filter(|k| !known.contains(k))
+        .collect();
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    unknown.sort_unstable();
+    Err(tera::Error::msg(format!(
+        "{func}(): unknown argument(s) {}; it takes {}",
+        unknown.join(", "),
+        known.join(", ")
+    )))
+}
+
+fn string_arg<'a>(
+    func: &str,
+    args: &'a HashMap<String, Value>,
+    name: &str,
+    default: Option<&'static str>,
+) -> tera::Result<&'a str> {
+    match (args.get(name), default) {
+        (Some(Value::String(s)), _) => Ok(s),
+        (None, Some(d)) => Ok(d),
+        (None, None) => Err(tera::Error::msg(format!(
+            "{func}(): needs {name}=\"...\" ({name}=\"\" if the image is decorative)"
+        ))),
+        (Some(other), _) => Err(tera::Error::msg(format!(
+            "{func}(): {name} must be a string, got {}",
+            describe(other)
+        ))),
+    }
+}
+
+fn bool_arg(
+    func: &str,
+    args: &HashMap<String, Value>,
+    name: &str,
+    default: bool,
+) -> tera::Result<bool> {
+    match args.get(name) {
+        None => Ok(default),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(other) => Err(tera::Error::msg(format!(
+            "{func}(): {name} must be true or false, got {}",
+            describe(other)
+        ))),
+    }
+}
+
+/// What a value is, for error messages, without echoing a whole record (or
+/// someone's text) into the logs.
+fn describe(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
