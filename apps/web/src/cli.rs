@@ -249,6 +249,13 @@ fn serve(settings: &Settings) -> Result<(), CliError> {
             eprintln!("warning: Redis (REDIS_URL) is not answering; serving from the in-process cache until it does");
         }
         let state = crate::build_state(settings, db, napiatke_services::SystemClock, statics, cache)?;
+        // Jobs queued in memory by a process that stopped would leave their images
+        // PROCESSING (and their pages polling) for ever: queue them again.
+        match state.services.resume_images().await {
+            Ok(0) => {}
+            Ok(n) => println!("resumed {n} unfinished image jobs"),
+            Err(e) => eprintln!("warning: unfinished image jobs not resumed: {e}"),
+        }
         crate::app::serve(settings, state).await.map_err(CliError::from)
     })?;
     Ok(())

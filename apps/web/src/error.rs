@@ -38,6 +38,9 @@ pub enum AppError {
         /// Seconds to wait.
         retry_after: u64,
     },
+    /// 408: the body did not arrive in time.
+    #[error("{0}")]
+    Timeout(String),
     /// 413: the body is over a limit the message names.
     #[error("{0}")]
     TooLarge(String),
@@ -81,6 +84,7 @@ impl ResponseError for AppError {
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
             AppError::Unavailable(_) | AppError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             AppError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            AppError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

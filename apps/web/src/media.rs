@@ -23,6 +23,13 @@ type State = web::Data<AppState>;
 /// Room-for-form-fields on top of the file itself.
 const FORM_OVERHEAD: usize = 64 * 1024;
 
+/// How long an upload's body may take to arrive once its place is reserved.
+const UPLOAD_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// How many times a processing image's fragment polls (about once a second) before
+/// it asks for a reload instead.
+pub const MAX_POLLS: u32 = 300;
+
 fn unreadable(e: impl std::fmt::Display) -> AppError {
     AppError::BadRequest(format!("the upload could not be read: {e}"))
 }
@@ -53,7 +60,6 @@ async fn receive(
     mut form: Multipart,
 ) -> Result<StoredImage, AppError> {
     state.services.authorize_upload(auth.user(), target).await?;
-    let mut csrf_ok = auth.check_csrf(req, None).is_ok();
     let max = state.image_max_bytes;
     let declared = req
         .headers()
@@ -64,6 +70,40 @@ async fn receive(
         return Err(too_large(max));
     }
     let slot = state.services.reserve_upload()?;
+    // A place is held while the body arrives: a client trickling it must not keep
+    // it (and everyone else's uploads) forever.
+    let bytes = tokio::time::timeout(UPLOAD_READ_TIMEOUT, read_form(req, auth, &mut form, max))
+        .await
+        .map_err(|_| {
+            AppError::Timeout(format!(
+                "the upload took longer than {} s to arrive; try again on a faster connection",
+                UPLOAD_READ_TIMEOUT.as_secs()
+            ))
+        })??;
+    Ok(state
+        .services
+        .upload_image(auth.user(), target, slot, bytes)
+        .await?)
+}
+
+/// Reads the form: the CSRF token (if not in the header) before the file, then the
+/// file; every byte of every field counts against `max` plus [`FORM_OVERHEAD`].
+async fn read_form(
+    req: &HttpRequest,
+    auth: &Auth,
+    form: &mut Multipart,
+    max: usize,
+) -> Result<Vec<u8>, AppError> {
+    let mut csrf_ok = auth.check_csrf(req, None).is_ok();
+    let mut total = 0usize;
+    let mut count = |n: usize| {
+        total += n;
+        if total > max.saturating_add(FORM_OVERHEAD) {
+            Err(too_large(max))
+        } else {
+            Ok(())
+        }
+    };
     let mut image: Option<Vec<u8>> = None;
     let mut misnamed: Option<String> = None;
     while let Some(field) = form.next().await {
@@ -71,6 +111,7 @@ async fn receive(
         match field.name() {
             Some("csrf_token") => {
                 let sent = read_text(&mut field, 256).await?;
+                count(sent.len())?;
                 auth.check_csrf(req, Some(&sent))?;
                 csrf_ok = true;
             }
@@ -89,6 +130,7 @@ async fn receive(
                     if bytes.len() + chunk.len() > max {
                         return Err(too_large(max));
                     }
+                    count(chunk.len())?;
                     bytes.extend_from_slice(&chunk);
                 }
                 image = Some(bytes);
@@ -104,12 +146,8 @@ async fn receive(
                 }) {
                     misnamed = Some(name.to_owned());
                 }
-                let mut seen = 0usize;
                 while let Some(chunk) = field.next().await {
-                    seen += chunk.map_err(unreadable)?.len();
-                    if seen > max {
-                        return Err(too_large(max));
-                    }
+                    count(chunk.map_err(unreadable)?.len())?;
                 }
             }
         }
@@ -117,18 +155,14 @@ async fn receive(
     if !csrf_ok {
         auth.check_csrf(req, None)?;
     }
-    let bytes = image.ok_or_else(|| {
+    image.ok_or_else(|| {
         AppError::BadRequest(match misnamed {
             Some(name) => {
                 format!("the file came in the form field {name:?}; it must be sent as \"image\"")
             }
             None => "no file was sent: choose an image (form field \"image\")".to_owned(),
         })
-    })?;
-    Ok(state
-        .services
-        .upload_image(auth.user(), target, slot, bytes)
-        .await?)
+    })
 }
 
 fn too_large(max: usize) -> AppError {
@@ -163,8 +197,11 @@ fn status_fragment(
     image: &StoredImage,
     look: Look,
     alt: &str,
+    attempt: u32,
 ) -> Result<HttpResponse, AppError> {
     let mut ctx = tera::Context::new();
+    ctx.insert("attempt", &attempt);
+    ctx.insert("max_polls", &MAX_POLLS);
     ctx.insert("image", image);
     ctx.insert("look", look.name());
     ctx.insert("alt", alt);
@@ -189,7 +226,7 @@ fn uploaded(
 ) -> Result<HttpResponse, AppError> {
     if hx.request {
         // Accepted, not done: the fragment polls until the variants exist.
-        return status_fragment(state, StatusCode::ACCEPTED, image, look, alt);
+        return status_fragment(state, StatusCode::ACCEPTED, image, look, alt, 0);
     }
     Ok(HttpResponse::SeeOther()
         .insert_header((header::LOCATION, back.to_owned()))
@@ -255,11 +292,12 @@ pub async fn avatar(
     uploaded(&state, hx, &image, Look::Avatar, &alt, "/profile/")
 }
 
-/// GET /images/<id>/?look=photo|avatar&alt=...: the status fragment an upload polls.
+/// GET /images/<id>/?look=photo|avatar&alt=...&attempt=N: the status fragment an
+/// upload polls (about once a second, for at most [`MAX_POLLS`] times).
 pub async fn image_status(
     state: State,
     req: HttpRequest,
-    _auth: Auth,
+    auth: Auth,
     path: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
     let id: ImageId = path
@@ -273,23 +311,26 @@ pub async fn image_status(
         _ => Look::Photo,
     };
     let alt = q.get("alt").map_or("", String::as_str);
-    let image = state.services.image(id).await?;
-    status_fragment(&state, StatusCode::OK, &image, look, alt)
+    let attempt = q
+        .get("attempt")
+        .and_then(|a| a.parse::<u32>().ok())
+        .unwrap_or(0);
+    let image = state.services.image(auth.user(), id).await?;
+    status_fragment(&state, StatusCode::OK, &image, look, alt, attempt)
 }
 
 /// GET and HEAD /media/<variant>: a stored variant, cached for a year (its name
 /// changes whenever its bytes would). Only names the image pipeline makes are served:
 /// originals and anything else under MEDIA_ROOT stay private, and no `..` gets in.
 pub async fn media(state: State, req: HttpRequest) -> Result<HttpResponse, AppError> {
-    let head = match *req.method() {
-        Method::GET => false,
-        Method::HEAD => true,
+    match *req.method() {
+        Method::GET | Method::HEAD => {}
         _ => {
             return Ok(HttpResponse::MethodNotAllowed()
                 .insert_header((header::ALLOW, "GET, HEAD"))
                 .finish())
         }
-    };
+    }
     let missing = || AppError::NotFound("there is no such image".to_owned());
     // The raw path, not the decoded one: an encoded `..` must not become a real one.
     let name = req
@@ -324,12 +365,8 @@ pub async fn media(state: State, req: HttpRequest) -> Result<HttpResponse, AppEr
     res.insert_header((header::CONTENT_TYPE, format.mime()))
         .insert_header((header::CACHE_CONTROL, "public, max-age=31536000, immutable"))
         .insert_header((header::ETAG, etag));
-    Ok(if fresh {
-        res.finish()
-    } else if head {
-        res.insert_header((header::CONTENT_LENGTH, bytes.len()))
-            .finish()
-    } else {
-        res.body(bytes)
-    })
+    // For HEAD the GET body goes back too: actix-http sends its length, not its bytes
+    // (as for static files); a hand-set Content-Length on an empty body would be
+    // replaced by 0 on the wire.
+    Ok(if fresh { res.finish() } else { res.body(bytes) })
 }

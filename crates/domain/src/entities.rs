@@ -164,15 +164,16 @@ pub struct StoredImage {
 
 impl StoredImage {
     /// Changes whenever what a page would show of the image changes (status and
-    /// variants): part of the key of rendered HTML that shows it.
+    /// variant names): part of the key of rendered HTML that shows it.
     #[must_use]
     pub fn version(&self) -> String {
-        format!(
-            "{}.{}.{}",
-            self.id,
-            self.status.as_str(),
-            self.variants.len()
-        )
+        // FNV-1a over the paths: reprocessing with new options changes the names (and
+        // so the URLs a page must show) without changing their number.
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in self.variants.iter().flat_map(|v| v.path.bytes().chain([0])) {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        format!("{}.{}.{h:016x}", self.id, self.status.as_str())
     }
 }
 

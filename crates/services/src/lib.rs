@@ -212,6 +212,14 @@ impl Services {
         let this = self.clone();
         tokio::task::spawn_blocking(move || span.in_scope(|| f(&this)))
             .await
-            .map_err(|e| ServiceError::Unavailable(format!("worker pool: {e}")))?
+            .map_err(|e| {
+                // A panic is a bug (a decoder on a crafted file, say), not overload: a
+                // 500 that is logged, never a 503 inviting the client to send it again.
+                if e.is_panic() {
+                    ServiceError::Internal(format!("blocking task panicked: {e}"))
+                } else {
+                    ServiceError::Unavailable(format!("worker pool: {e}"))
+                }
+            })?
     }
 }

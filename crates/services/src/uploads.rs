@@ -7,6 +7,7 @@
 //! the row and invalidates exactly what shows the image.
 
 use std::collections::HashMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -269,11 +270,18 @@ impl Services {
             if let Err(e) = saved {
                 tracing::error!(image = %id, error = %e, "recording image variants failed");
             }
-            runtime.block_on(self.image_changed(owner));
+            // The runtime is the one that took the upload: if it has shut down since,
+            // block_on panics; the row is written, so the TTL mends the cache.
+            let invalidated = catch_unwind(AssertUnwindSafe(|| {
+                runtime.block_on(self.image_changed(owner));
+            }));
+            if invalidated.is_err() {
+                tracing::warn!(image = %id, "image invalidation skipped: runtime gone");
+            }
         };
         let Ok(uploads) = self.uploads() else { return };
         let mut made: Vec<ImageVariant> = Vec::new();
-        let outcome = (|| {
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
             // Decoded again here rather than carried from the request: a queued job
             // then holds the compressed upload (at most IMAGE_MAX_BYTES), not its
             // pixels (up to 200 MB at 50 megapixels).
@@ -285,7 +293,10 @@ impl Services {
                 record(&made, ImageStatus::Ready, None);
             }
             Ok::<(), ImageError>(())
-        })();
+        }))
+        // A panic (an encoder bug on some input) must still end in a recorded status,
+        // or the page would poll a PROCESSING image forever.
+        .unwrap_or_else(|_| Err(ImageError::Encode("the encoder crashed".to_owned())));
         if let Err(e) = outcome {
             tracing::error!(image = %id, error = %e, "image processing failed");
             let status = if made.is_empty() {
@@ -297,17 +308,89 @@ impl Services {
         }
     }
 
-    /// One image, for its status while it is processed. One statement, uncached: it
-    /// changes under the poller.
-    pub async fn image(&self, id: ImageId) -> ServiceResult<StoredImage> {
-        self.blocking(move |s| Ok(image_rows::get(&mut *s.conn()?, id)?))
-            .await
-            .map_err(|e| match e {
-                ServiceError::NotFound(_) => {
-                    ServiceError::NotFound(format!("there is no image {id}"))
+    /// One image, for its status while it is processed: to an admin, to anyone for a
+    /// room's current photo, to its owner for an avatar; otherwise (someone else's
+    /// avatar, a replaced image) it does not exist. Two statements at most, uncached:
+    /// it changes under the poller.
+    pub async fn image(&self, user: &User, id: ImageId) -> ServiceResult<StoredImage> {
+        let (role, me) = (user.role, user.id);
+        let missing = move || ServiceError::NotFound(format!("there is no image {id}"));
+        self.blocking(move |s| {
+            let mut conn = s.conn()?;
+            let image = image_rows::get(&mut conn, id).map_err(|e| match e {
+                napiatke_db::DbError::NotFound => missing(),
+                other => other.into(),
+            })?;
+            let visible = role == Role::Admin
+                || match image_rows::owner(&mut conn, id)? {
+                    Some(Owner::Room(_)) => true,
+                    Some(Owner::User(owner)) => owner == me,
+                    None => false,
+                };
+            if visible {
+                Ok(image)
+            } else {
+                Err(missing())
+            }
+        })
+        .await
+    }
+
+    /// Queues again the images a stopped process left PROCESSING (their jobs lived in
+    /// its memory). Call once at start; with several processes an image may be made
+    /// twice, which is harmless (names are content-addressed, writes atomic). Stops at
+    /// a full queue: what is left waits for the next start or `images reprocess`.
+    pub async fn resume_images(&self) -> ServiceResult<usize> {
+        let uploads = Arc::clone(self.uploads()?);
+        let unfinished = self
+            .blocking(|s| Ok(image_rows::unfinished(&mut *s.conn()?)?))
+            .await?;
+        let runtime = tokio::runtime::Handle::current();
+        let mut queued = 0;
+        for (id, original) in unfinished {
+            let Ok(slot) = uploads.pool.try_reserve() else {
+                tracing::warn!(image = %id, "image queue full at start; left PROCESSING");
+                break;
+            };
+            let storage = uploads.storage.clone();
+            let found = self
+                .blocking(move |s| {
+                    let owner = image_rows::owner(&mut *s.conn()?, id)?;
+                    Ok((owner, storage.get(&original).ok()))
+                })
+                .await?;
+            match found {
+                (Some(owner), Some(bytes)) => {
+                    let (job, runtime) = (self.clone(), runtime.clone());
+                    slot.submit(move || job.make_variants(&runtime, id, owner, &bytes));
+                    queued += 1;
                 }
-                other => other,
-            })
+                (owner, _) => {
+                    // Replaced meanwhile, or its original is gone: nothing to make.
+                    let reason = if owner.is_some() {
+                        "its original is missing"
+                    } else {
+                        "replaced"
+                    };
+                    self.blocking(move |s| {
+                        let now = s.now();
+                        Ok(image_rows::set_variants(
+                            &mut *s.conn()?,
+                            id,
+                            &[],
+                            ImageStatus::Failed,
+                            Some(reason),
+                            now,
+                        )?)
+                    })
+                    .await?;
+                    if let Some(owner) = owner {
+                        self.image_changed(owner).await;
+                    }
+                }
+            }
+        }
+        Ok(queued)
     }
 
     /// Every room with its photo (cached, static class; invalidated by uploads).

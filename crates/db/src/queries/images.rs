@@ -85,7 +85,7 @@ fn image_from(
 }
 
 /// Stores a new upload as PROCESSING and makes it `owner`'s current image, in one
-/// transaction. Returns it. Four statements plus BEGIN/COMMIT.
+/// transaction. Returns it. Two statements plus BEGIN/COMMIT.
 pub fn create(
     conn: &mut DbConn,
     new: &NewImage<'_>,
@@ -111,27 +111,31 @@ pub fn create(
             ))
             .returning(images::id)
             .get_result(conn)?;
-        // Replace the owner's link: portable across both engines, unlike ON CONFLICT.
-        match owner {
-            Owner::Room(room) => {
-                diesel::delete(room_photos::table.find(room.get())).execute(conn)?;
-                diesel::insert_into(room_photos::table)
-                    .values((
-                        room_photos::room_id.eq(room.get()),
-                        room_photos::image_id.eq(id),
-                    ))
-                    .execute(conn)?;
-            }
-            Owner::User(user) => {
-                diesel::delete(user_avatars::table.find(user.get())).execute(conn)?;
-                diesel::insert_into(user_avatars::table)
-                    .values((
-                        user_avatars::user_id.eq(user.get()),
-                        user_avatars::image_id.eq(id),
-                    ))
-                    .execute(conn)?;
-            }
+        // Replace the owner's link in one statement: a DELETE then INSERT would let
+        // two concurrent uploads for one owner both find nothing to delete and the
+        // second INSERT fail on the key (PostgreSQL, READ COMMITTED). ON CONFLICT is
+        // spelled the same on both engines but diesel's MultiConnection does not
+        // build it, so each engine's connection runs the same statement.
+        macro_rules! upsert {
+            ($conn:expr, $table:ident, $key:ident, $value:expr) => {
+                diesel::insert_into($table::table)
+                    .values(($table::$key.eq($value), $table::image_id.eq(id)))
+                    .on_conflict($table::$key)
+                    .do_update()
+                    .set($table::image_id.eq(id))
+                    .execute($conn)
+            };
         }
+        match (owner, conn) {
+            (Owner::Room(room), DbConn::Pg(c)) => upsert!(c, room_photos, room_id, room.get()),
+            (Owner::Room(room), DbConn::Sqlite(c)) => {
+                upsert!(c, room_photos, room_id, room.get())
+            }
+            (Owner::User(user), DbConn::Pg(c)) => upsert!(c, user_avatars, user_id, user.get()),
+            (Owner::User(user), DbConn::Sqlite(c)) => {
+                upsert!(c, user_avatars, user_id, user.get())
+            }
+        }?;
         Ok(StoredImage {
             id: ImageId(id),
             width: new.width,
@@ -232,6 +236,17 @@ pub fn avatars(conn: &mut DbConn, users: &[UserId]) -> DbResult<HashMap<UserId, 
         }
     }
     Ok(out)
+}
+
+/// Images still PROCESSING with their original's storage name, oldest first: the
+/// jobs a stopped process did not finish. One statement.
+pub fn unfinished(conn: &mut DbConn) -> DbResult<Vec<(ImageId, String)>> {
+    let rows: Vec<(i64, String)> = images::table
+        .filter(images::status.eq(ImageStatus::Processing.as_str()))
+        .order(images::id)
+        .select((images::id, images::original))
+        .load(conn)?;
+    Ok(rows.into_iter().map(|(id, o)| (ImageId(id), o)).collect())
 }
 
 /// Every image with its original's storage name, oldest first, for reprocessing.
