@@ -40,6 +40,44 @@ fn same_count_for_10_and_1000(
 }
 
 both_engines! {
+    two_uploads_for_one_owner_at_once_both_land => |engine: Engine| {
+        use napiatke_db::queries::images::{self, NewImage, Owner};
+        use napiatke_domain::RoomId;
+        let t = fixture(engine);
+        let new = |source: &'static str| NewImage {
+            source,
+            original: "originals/aa/aa00000000000001",
+            width: 8,
+            height: 8,
+            has_alpha: false,
+            placeholder: "data:image/webp;base64,AAAA",
+        };
+        let room = Owner::Room(RoomId(1));
+        // The first upload's transaction writes the room's link and holds it open
+        // while the second runs on another connection: the second must wait and then
+        // replace the link, not fail on its key (a DELETE then INSERT does, on
+        // PostgreSQL, since the DELETE cannot see the uncommitted row).
+        let mut a = conn(&t);
+        let (started, go) = std::sync::mpsc::channel();
+        let second = std::thread::scope(|scope| {
+            let (t, new) = (&t, &new);
+            let b = scope.spawn(move || {
+                let _ = go.recv();
+                let mut c = conn(t);
+                images::create(&mut c, &new("bb00000000000002"), room, now())
+            });
+            ok(diesel::Connection::transaction::<_, napiatke_db::DbError, _>(&mut *a, |c| {
+                images::create(c, &new("aa00000000000001"), room, now())?;
+                let _ = started.send(());
+                std::thread::sleep(std::time::Duration::from_millis(300));
+                Ok(())
+            }));
+            b.join().unwrap_or_else(|_| panic!("second upload panicked"))
+        });
+        let second = ok(second);
+        assert_eq!(ok(images::owner(&mut a, second.id)), Some(room), "the later upload is the room's");
+    };
+
     images_belong_to_one_owner_and_load_in_one_statement => |engine: Engine| {
         use napiatke_db::queries::images::{self, NewImage, Owner};
         use napiatke_domain::{ImageId, ImageStatus, ImageVariant, RoomId};
