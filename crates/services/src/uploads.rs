@@ -110,6 +110,17 @@ pub struct ReprocessReport {
     pub failed: usize,
 }
 
+/// What one image's job did.
+#[derive(Debug, Default)]
+struct JobOutcome {
+    /// Variants written anew.
+    made: usize,
+    /// Variants already stored.
+    reused: usize,
+    /// Why it failed (recorded on the row too).
+    error: Option<String>,
+}
+
 fn image_error(e: ImageError) -> ServiceError {
     match e {
         ImageError::Encode(m) => ServiceError::Internal(format!("image processing: {m}")),
@@ -241,21 +252,26 @@ impl Services {
             s.image_changed(owner).await;
             let job = s.clone();
             let id = image.id;
-            slot.0
-                .submit(move || job.make_variants(&runtime, id, owner, &bytes));
+            slot.0.submit(move || {
+                job.make_variants(&runtime, id, Some(owner), Ok(bytes));
+            });
             Ok(image)
         })
         .await
     }
 
-    /// Runs on an image worker: WebP and JPEG, then AVIF, recording each phase.
+    /// One image's job, on an image worker (uploads, resumed jobs) or the blocking
+    /// pool (reprocessing): WebP and JPEG, then AVIF, recording each phase and
+    /// invalidating what shows the image (when it still has an owner). A source that
+    /// could not be read, a failed phase or a panic is recorded too, so no image is
+    /// left PROCESSING.
     fn make_variants(
         &self,
         runtime: &tokio::runtime::Handle,
         id: ImageId,
-        owner: Owner,
-        bytes: &[u8],
-    ) {
+        owner: Option<Owner>,
+        source: Result<Vec<u8>, String>,
+    ) -> JobOutcome {
         let record = |variants: &[ImageVariant], status, error: Option<&str>| {
             let saved = self.conn().and_then(|mut c| {
                 Ok(image_rows::set_variants(
@@ -270,6 +286,7 @@ impl Services {
             if let Err(e) = saved {
                 tracing::error!(image = %id, error = %e, "recording image variants failed");
             }
+            let Some(owner) = owner else { return };
             // The runtime is the one that took the upload: if it has shut down since,
             // block_on panics; the row is written, so the TTL mends the cache.
             let invalidated = catch_unwind(AssertUnwindSafe(|| {
@@ -279,33 +296,64 @@ impl Services {
                 tracing::warn!(image = %id, "image invalidation skipped: runtime gone");
             }
         };
-        let Ok(uploads) = self.uploads() else { return };
+        let mut outcome = JobOutcome::default();
         let mut made: Vec<ImageVariant> = Vec::new();
-        let outcome = catch_unwind(AssertUnwindSafe(|| {
-            // Decoded again here rather than carried from the request: a queued job
-            // then holds the compressed upload (at most IMAGE_MAX_BYTES), not its
-            // pixels (up to 200 MB at 50 megapixels).
-            let prepared = pipeline::prepare(bytes, &uploads.limits)?;
-            for phase in [&[Format::WebP, Format::Jpeg][..], &[Format::Avif]] {
-                let phase_made =
-                    pipeline::make_variants(&prepared, &uploads.options, phase, &uploads.storage)?;
-                made.extend(to_variants(&phase_made));
-                record(&made, ImageStatus::Ready, None);
-            }
-            Ok::<(), ImageError>(())
-        }))
-        // A panic (an encoder bug on some input) must still end in a recorded status,
-        // or the page would poll a PROCESSING image forever.
-        .unwrap_or_else(|_| Err(ImageError::Encode("the encoder crashed".to_owned())));
-        if let Err(e) = outcome {
+        let result = match (self.uploads(), source) {
+            (Err(e), _) => Err(e.to_string()),
+            (_, Err(e)) => Err(e),
+            (Ok(uploads), Ok(bytes)) => catch_unwind(AssertUnwindSafe(|| {
+                // Decoded again here rather than carried from the request: a queued
+                // job then holds the compressed upload (at most IMAGE_MAX_BYTES), not
+                // its pixels (up to 200 MB at 50 megapixels).
+                let prepared = pipeline::prepare(&bytes, &uploads.limits)?;
+                for phase in [&[Format::WebP, Format::Jpeg][..], &[Format::Avif]] {
+                    let phase_made = pipeline::make_variants(
+                        &prepared,
+                        &uploads.options,
+                        phase,
+                        &uploads.storage,
+                    )?;
+                    outcome.reused += phase_made.reused;
+                    outcome.made += phase_made.variants.len() - phase_made.reused;
+                    made.extend(to_variants(&phase_made));
+                    record(&made, ImageStatus::Ready, None);
+                }
+                Ok::<(), ImageError>(())
+            }))
+            // A panic (an encoder bug on some input) must still end in a recorded
+            // status, or the page would poll a PROCESSING image forever.
+            .unwrap_or_else(|_| Err(ImageError::Encode("the encoder crashed".to_owned())))
+            .map_err(|e| e.to_string()),
+        };
+        if let Err(e) = result {
             tracing::error!(image = %id, error = %e, "image processing failed");
             let status = if made.is_empty() {
                 ImageStatus::Failed
             } else {
                 ImageStatus::Ready
             };
-            record(&made, status, Some(&e.to_string()));
+            record(&made, status, Some(&e));
+            outcome.error = Some(e);
         }
+        outcome
+    }
+
+    /// An image's owner and its original's bytes (or why they cannot be read), for
+    /// jobs that start from what is stored. One statement and one read.
+    async fn stored_source(
+        &self,
+        id: ImageId,
+        original: String,
+    ) -> ServiceResult<(Option<Owner>, Result<Vec<u8>, String>)> {
+        let storage = self.uploads()?.storage.clone();
+        self.blocking(move |s| {
+            let owner = image_rows::owner(&mut *s.conn()?, id)?;
+            let bytes = storage
+                .get(&original)
+                .map_err(|e| format!("reading {original}: {e}"));
+            Ok((owner, bytes))
+        })
+        .await
     }
 
     /// One image, for its status while it is processed: to an admin, to anyone for a
@@ -352,26 +400,9 @@ impl Services {
                 tracing::warn!(image = %id, "image queue full at start; left PROCESSING");
                 break;
             };
-            let storage = uploads.storage.clone();
-            let found = self
-                .blocking(move |s| {
-                    let owner = image_rows::owner(&mut *s.conn()?, id)?;
-                    Ok((owner, storage.get(&original).ok()))
-                })
-                .await?;
-            match found {
-                (Some(owner), Some(bytes)) => {
-                    let (job, runtime) = (self.clone(), runtime.clone());
-                    slot.submit(move || job.make_variants(&runtime, id, owner, &bytes));
-                    queued += 1;
-                }
-                (owner, _) => {
-                    // Replaced meanwhile, or its original is gone: nothing to make.
-                    let reason = if owner.is_some() {
-                        "its original is missing"
-                    } else {
-                        "replaced"
-                    };
+            match self.stored_source(id, original).await? {
+                (None, _) => {
+                    // Replaced meanwhile: nothing shows it, nothing to make.
                     self.blocking(move |s| {
                         let now = s.now();
                         Ok(image_rows::set_variants(
@@ -379,14 +410,18 @@ impl Services {
                             id,
                             &[],
                             ImageStatus::Failed,
-                            Some(reason),
+                            Some("replaced"),
                             now,
                         )?)
                     })
                     .await?;
-                    if let Some(owner) = owner {
-                        self.image_changed(owner).await;
-                    }
+                }
+                (owner, source) => {
+                    let (job, runtime) = (self.clone(), runtime.clone());
+                    slot.submit(move || {
+                        job.make_variants(&runtime, id, owner, source);
+                    });
+                    queued += 1;
                 }
             }
         }
@@ -436,7 +471,7 @@ impl Services {
         &self,
         mut progress: impl FnMut(usize, usize),
     ) -> ServiceResult<ReprocessReport> {
-        let uploads = Arc::clone(self.uploads()?);
+        self.uploads()?;
         let originals = self
             .blocking(|s| Ok(image_rows::originals(&mut *s.conn()?)?))
             .await?;
@@ -444,72 +479,18 @@ impl Services {
             images: originals.len(),
             ..ReprocessReport::default()
         };
+        let runtime = tokio::runtime::Handle::current();
         for (n, (id, original)) in originals.into_iter().enumerate() {
-            let uploads = Arc::clone(&uploads);
+            let (owner, source) = self.stored_source(id, original).await?;
+            let runtime = runtime.clone();
             let outcome = self
-                .blocking(move |s| {
-                    let made = uploads
-                        .storage
-                        .get(&original)
-                        .map_err(|e| format!("reading {original}: {e}"))
-                        .and_then(|bytes| {
-                            pipeline::prepare(&bytes, &uploads.limits)
-                                .and_then(|p| {
-                                    pipeline::make_variants(
-                                        &p,
-                                        &uploads.options,
-                                        &Format::ALL,
-                                        &uploads.storage,
-                                    )
-                                })
-                                .map_err(|e| e.to_string())
-                        });
-                    let mut conn = s.conn()?;
-                    let owner = image_rows::owner(&mut conn, id)?;
-                    match made {
-                        Ok(made) => {
-                            let mut variants = to_variants(&made);
-                            // WebP and JPEG first, as the workers record them.
-                            variants.sort_by_key(|v| v.format == "avif");
-                            image_rows::set_variants(
-                                &mut conn,
-                                id,
-                                &variants,
-                                ImageStatus::Ready,
-                                None,
-                                s.now(),
-                            )?;
-                            Ok((owner, Ok(made)))
-                        }
-                        Err(e) => {
-                            image_rows::set_variants(
-                                &mut conn,
-                                id,
-                                &[],
-                                ImageStatus::Failed,
-                                Some(&e),
-                                s.now(),
-                            )?;
-                            Ok((owner, Err(e)))
-                        }
-                    }
-                })
+                .blocking(move |s| Ok(s.make_variants(&runtime, id, owner, source)))
                 .await?;
-            match outcome {
-                (owner, Ok(made)) => {
-                    report.reused += made.reused;
-                    report.made += made.variants.len() - made.reused;
-                    if let Some(owner) = owner {
-                        self.image_changed(owner).await;
-                    }
-                }
-                (owner, Err(e)) => {
-                    tracing::warn!(image = %id, error = %e, "reprocessing failed");
-                    report.failed += 1;
-                    if let Some(owner) = owner {
-                        self.image_changed(owner).await;
-                    }
-                }
+            report.made += outcome.made;
+            report.reused += outcome.reused;
+            if let Some(e) = outcome.error {
+                tracing::warn!(image = %id, error = %e, "reprocessing failed");
+                report.failed += 1;
             }
             progress(n + 1, report.images);
         }
