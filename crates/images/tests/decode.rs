@@ -248,23 +248,10 @@ fn bad_bytes_get_a_message_not_a_crash() {
         decode(&fake_bmp, &Limits::default()).err(),
         Some(ImageError::NotAnImage(_)) | Some(ImageError::Corrupt(_))
     ));
-    let img =
-        image::DynamicImage::ImageRgb8(image::DynamicImage::ImageRgba8(gradient(64, 64)).to_rgb8());
-    for format in [
-        ImageFormat::Jpeg,
-        ImageFormat::Png,
-        ImageFormat::Gif,
-        ImageFormat::WebP,
-    ] {
+    let img = rgb_gradient(64, 64);
+    for format in CUT_FORMATS {
         let whole = encode(&img, format);
-        let cut = &whole[..whole.len() / 2];
-        match decode(cut, &Limits::default()) {
-            Err(ImageError::Corrupt(msg)) => assert!(!msg.is_empty()),
-            // Some decoders fill a cut-off tail rather than fail; that is a correct
-            // output too, never a crash.
-            Ok(d) => assert_eq!((d.width(), d.height()), (64, 64), "{format:?}"),
-            Err(other) => panic!("{format:?}: {other}"),
-        }
+        assert_cut_handled(format, &whole, whole.len() / 2, (64, 64));
     }
     let limits = Limits {
         max_bytes: 100,
@@ -437,26 +424,40 @@ fn a_jpeg_with_a_gps_block_decodes_and_no_output_carries_it() {
 
 #[test]
 fn files_cut_anywhere_get_a_message_or_a_picture_never_a_panic() {
-    let img =
-        image::DynamicImage::ImageRgb8(image::DynamicImage::ImageRgba8(gradient(40, 24)).to_rgb8());
-    for format in [
-        ImageFormat::Jpeg,
-        ImageFormat::Png,
-        ImageFormat::Gif,
-        ImageFormat::WebP,
-    ] {
+    let img = rgb_gradient(40, 24);
+    for format in CUT_FORMATS {
         let whole = encode(&img, format);
         // Every length through the headers, then a few dozen through the data.
         let cuts =
             (1..whole.len().min(160)).chain((160..whole.len()).step_by(whole.len() / 40 + 1));
         for cut in cuts {
-            match decode(&whole[..cut], &Limits::default()) {
-                Ok(d) => assert_eq!((d.width(), d.height()), (40, 24), "{format:?} at {cut}"),
-                Err(ImageError::Corrupt(msg)) => assert!(!msg.is_empty()),
-                Err(ImageError::NotAnImage(_)) => assert!(cut < 16, "{format:?} at {cut}"),
-                Err(other) => panic!("{format:?} cut at {cut}: {other:?}"),
-            }
+            assert_cut_handled(format, &whole, cut, (40, 24));
         }
+    }
+}
+
+/// The formats files are cut in.
+const CUT_FORMATS: [ImageFormat; 4] = [
+    ImageFormat::Jpeg,
+    ImageFormat::Png,
+    ImageFormat::Gif,
+    ImageFormat::WebP,
+];
+
+/// An opaque gradient.
+fn rgb_gradient(w: u32, h: u32) -> image::DynamicImage {
+    image::DynamicImage::ImageRgb8(image::DynamicImage::ImageRgba8(gradient(w, h)).to_rgb8())
+}
+
+/// `whole` cut to `cut` bytes gets a message, or a picture of the whole's size (some
+/// decoders fill a cut-off tail rather than fail: a correct output too), never a
+/// panic; "not an image" only while the signature itself is cut.
+fn assert_cut_handled(format: ImageFormat, whole: &[u8], cut: usize, size: (u32, u32)) {
+    match decode(&whole[..cut], &Limits::default()) {
+        Ok(d) => assert_eq!((d.width(), d.height()), size, "{format:?} at {cut}"),
+        Err(ImageError::Corrupt(msg)) => assert!(!msg.is_empty()),
+        Err(ImageError::NotAnImage(_)) => assert!(cut < 16, "{format:?} at {cut}"),
+        Err(other) => panic!("{format:?} cut at {cut}: {other:?}"),
     }
 }
 
