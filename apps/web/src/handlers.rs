@@ -116,13 +116,13 @@ pub(crate) fn render_page(
     )?))
 }
 
-fn see_other(to: &str) -> HttpResponse {
+pub(crate) fn see_other(to: &str) -> HttpResponse {
     HttpResponse::SeeOther()
         .insert_header((header::LOCATION, to.to_owned()))
         .finish()
 }
 
-fn no_store(mut res: HttpResponse) -> HttpResponse {
+pub(crate) fn no_store(mut res: HttpResponse) -> HttpResponse {
     res.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     res

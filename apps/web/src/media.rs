@@ -15,6 +15,7 @@ use napiatke_domain::{ImageId, RoomId, StoredImage};
 use napiatke_htmx::Hx;
 use napiatke_services::UploadTarget;
 
+use crate::handlers::{base_context, no_store, render_page, see_other};
 use crate::session::Auth;
 use crate::{AppError, AppState};
 
@@ -206,13 +207,11 @@ fn status_fragment(
     ctx.insert("look", look.name());
     ctx.insert("alt", alt);
     let body = state.templates.render("image_status.html", &ctx)?;
-    let mut res = napiatke_htmx::html(status, body);
-    res.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    if let Ok(v) = HeaderValue::from_str(image.status.as_str()) {
-        res.headers_mut()
-            .insert(header::HeaderName::from_static("x-image-status"), v);
-    }
+    let mut res = no_store(napiatke_htmx::html(status, body));
+    res.headers_mut().insert(
+        header::HeaderName::from_static("x-image-status"),
+        HeaderValue::from_static(image.status.as_str()),
+    );
     Ok(res)
 }
 
@@ -228,9 +227,7 @@ fn uploaded(
         // Accepted, not done: the fragment polls until the variants exist.
         return status_fragment(state, StatusCode::ACCEPTED, image, look, alt, 0);
     }
-    Ok(HttpResponse::SeeOther()
-        .insert_header((header::LOCATION, back.to_owned()))
-        .finish())
+    Ok(see_other(back))
 }
 
 fn room_id(raw: &str) -> Result<RoomId, AppError> {
@@ -238,13 +235,20 @@ fn room_id(raw: &str) -> Result<RoomId, AppError> {
         .map_err(|_| AppError::NotFound(format!("there is no room {raw:?}")))
 }
 
+/// What a page with an upload form gets: the base context and the size limit the
+/// form states.
+fn upload_page_context(state: &AppState, auth: &Auth, nav: &str) -> tera::Context {
+    let mut ctx = base_context(auth, nav);
+    ctx.insert("image_max_bytes", &state.image_max_bytes);
+    ctx
+}
+
 /// GET /rooms/: every room with its photo; admins get an upload form on each.
 pub async fn rooms(state: State, auth: Auth, hx: Hx) -> Result<HttpResponse, AppError> {
     let rooms = state.services.rooms_with_photos().await?;
-    let mut ctx = crate::handlers::base_context(&auth, "rooms");
+    let mut ctx = upload_page_context(&state, &auth, "rooms");
     ctx.insert("rooms", rooms.as_ref());
-    ctx.insert("image_max_bytes", &state.image_max_bytes);
-    crate::handlers::render_page(&state, hx, "rooms.html", None, &ctx)
+    render_page(&state, hx, "rooms.html", None, &ctx)
 }
 
 /// POST /rooms/<id>/photo (admins; multipart field `image`).
@@ -273,10 +277,9 @@ pub async fn room_photo(
 pub async fn profile(state: State, auth: Auth, hx: Hx) -> Result<HttpResponse, AppError> {
     let user = auth.user().id;
     let avatar = state.services.avatars(&[user]).await?.remove(&user);
-    let mut ctx = crate::handlers::base_context(&auth, "profile");
+    let mut ctx = upload_page_context(&state, &auth, "profile");
     ctx.insert("avatar", &avatar);
-    ctx.insert("image_max_bytes", &state.image_max_bytes);
-    crate::handlers::render_page(&state, hx, "profile.html", None, &ctx)
+    render_page(&state, hx, "profile.html", None, &ctx)
 }
 
 /// POST /profile/avatar (any logged-in user, their own; multipart field `image`).

@@ -509,22 +509,12 @@ fn srcset(ladder: &[&Variant<'_>]) -> String {
     out
 }
 
-/// ` name="value"`, the value escaped for a double-quoted attribute (and `'` too,
-/// should the markup ever be pasted into a single-quoted one).
+/// ` name="value"`, the value escaped (see [`escape_html_into`]).
 fn attr(out: &mut String, name: &str, value: &str) {
     out.push(' ');
     out.push_str(name);
     out.push_str("=\"");
-    for c in value.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
+    crate::escape_html_into(out, value);
     out.push('"');
 }
 

@@ -35,6 +35,29 @@
 
 pub mod images;
 
+/// Appends `text` escaped for HTML text and attribute values, double- or
+/// single-quoted: `& < > " '`. Unlike tera's `escape_html` it leaves `/` alone, so
+/// URLs and messages stay readable. What the image tags and the self-contained
+/// error pages write with.
+///
+/// ```
+/// let mut out = String::new();
+/// napiatke_htmx::escape_html_into(&mut out, r#"<a href="/x">O'Neil & co</a>"#);
+/// assert_eq!(out, "&lt;a href=&quot;/x&quot;&gt;O&#x27;Neil &amp; co&lt;/a&gt;");
+/// ```
+pub fn escape_html_into(out: &mut String, text: &str) {
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#x27;"),
+            c => out.push(c),
+        }
+    }
+}
+
 use std::path::Path;
 
 use actix_web::http::header::{self, HeaderMap, HeaderValue};
