@@ -264,12 +264,7 @@ fn serve(settings: &Settings) -> Result<(), CliError> {
 fn reprocess(settings: &Settings) -> Result<(), CliError> {
     let db = open(settings)?;
     napiatke_db::migrate::run(&mut *db.get()?)?;
-    let bar = ProgressBar::new(0);
-    bar.set_style(
-        ProgressStyle::with_template("reprocessing [{bar:40}] {pos}/{len} images, {eta} left")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
+    let bar = progress_bar("reprocessing [{bar:40}] {pos}/{len} images, {eta} left");
     let started = Instant::now();
     let report = actix_web::rt::System::new().block_on(async {
         let cache = crate::app::connect_cache(settings).await;
@@ -302,16 +297,22 @@ fn reprocess(settings: &Settings) -> Result<(), CliError> {
     Ok(())
 }
 
+/// A progress bar drawn with `template` (a plain bar should the template not parse).
+fn progress_bar(template: &str) -> ProgressBar {
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template(template)
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar
+}
+
 fn seed_with_progress(
     conn: &mut napiatke_db::DbConn,
     options: &SeedOptions,
 ) -> Result<SeedReport, DbError> {
-    let bar = ProgressBar::new(0);
-    bar.set_style(
-        ProgressStyle::with_template("seeding {msg:16} [{bar:40}] {pos}/{len} rows")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
+    let bar = progress_bar("seeding {msg:16} [{bar:40}] {pos}/{len} rows");
     let started = Instant::now();
     let report = seed::run(conn, options, |p| {
         bar.set_length(p.total);

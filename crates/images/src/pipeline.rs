@@ -50,11 +50,18 @@ impl LocalStorage {
     }
 }
 
+impl LocalStorage {
+    /// [`LocalStorage::path`], or an `InvalidInput` error naming the refused name.
+    fn checked_path(&self, name: &str) -> io::Result<PathBuf> {
+        self.path(name).ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidInput, format!("bad name {name:?}"))
+        })
+    }
+}
+
 impl Storage for LocalStorage {
     fn put(&self, name: &str, bytes: &[u8]) -> io::Result<()> {
-        let path = self.path(name).ok_or_else(|| {
-            io::Error::new(io::ErrorKind::InvalidInput, format!("bad name {name:?}"))
-        })?;
+        let path = self.checked_path(name)?;
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
@@ -85,9 +92,7 @@ impl Storage for LocalStorage {
     }
 
     fn get(&self, name: &str) -> io::Result<Vec<u8>> {
-        let path = self.path(name).ok_or_else(|| {
-            io::Error::new(io::ErrorKind::InvalidInput, format!("bad name {name:?}"))
-        })?;
+        let path = self.checked_path(name)?;
         std::fs::read(path)
     }
 }
