@@ -48,6 +48,7 @@ pub async fn connect_cache(settings: &Settings) -> Cache {
         redis_url: settings.redis_url.as_ref().map(|s| s.expose().to_owned()),
         prefix: settings.cache_prefix.clone(),
         l1_capacity_bytes: settings.cache_l1_bytes,
+        keepalive: settings.redis_keepalive,
         ..CacheConfig::default()
     })
     .await

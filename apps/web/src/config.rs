@@ -81,6 +81,9 @@ pub struct Settings {
     /// CACHE_L1_BYTES: the in-process tier's bound (default 64 MiB); 0 turns it off
     /// (with REDIS_URL unset too, nothing is cached: the load baseline).
     pub cache_l1_bytes: u64,
+    /// REDIS_KEEPALIVE (milliseconds, default 5000): how often the invalidation
+    /// listener pings its Redis connection, so a half-open one is replaced.
+    pub redis_keepalive: Duration,
     /// IMAGE_WORKERS: threads making image variants (default one per core).
     pub image_workers: usize,
     /// IMAGE_QUEUE: uploads that may wait for a worker before new ones get 503
@@ -232,6 +235,7 @@ impl Settings {
         let image_queue = count("IMAGE_QUEUE", image_workers * 2, 100_000)?;
         let image_max_bytes = count("IMAGE_MAX_BYTES", 20_000_000, 1 << 30)?;
         let image_max_pixels = count("IMAGE_MAX_PIXELS", 50_000_000, 1 << 30)?;
+        let redis_keepalive = Duration::from_millis(count("REDIS_KEEPALIVE", 5_000, 600_000)?);
         Ok(Settings {
             image_workers: usize::try_from(image_workers).unwrap_or(usize::MAX),
             image_queue: usize::try_from(image_queue).unwrap_or(usize::MAX),
@@ -240,6 +244,7 @@ impl Settings {
             bind,
             cache_prefix,
             cache_l1_bytes,
+            redis_keepalive,
             expose_query_count,
             database_url,
             database_pool_size,
@@ -304,6 +309,7 @@ impl Settings {
             format!("CACHE_TTL_CALENDAR={}", self.cache_ttls.calendar.as_secs()),
             format!("CACHE_PREFIX={}", self.cache_prefix),
             format!("CACHE_L1_BYTES={}", self.cache_l1_bytes),
+            format!("REDIS_KEEPALIVE={}", self.redis_keepalive.as_millis()),
             format!("IMAGE_WORKERS={}", self.image_workers),
             format!("IMAGE_QUEUE={}", self.image_queue),
             format!("IMAGE_MAX_BYTES={}", self.image_max_bytes),
@@ -353,6 +359,8 @@ mod tests {
             ("EXPOSE_QUERY_COUNT", "maybe"),
             ("CACHE_PREFIX", "has space"),
             ("CACHE_L1_BYTES", "64MB"),
+            ("REDIS_KEEPALIVE", "0"),
+            ("REDIS_KEEPALIVE", "5s"),
             ("IMAGE_WORKERS", "0"),
             ("IMAGE_QUEUE", "many"),
             ("IMAGE_MAX_BYTES", "20MB"),
@@ -375,6 +383,6 @@ mod tests {
         let lines = s.describe();
         assert!(lines.contains(&"SENTRY_DSN=(set, hidden)".to_owned()));
         assert!(lines.iter().all(|l| !l.contains("key@")));
-        assert_eq!(lines.len(), 22);
+        assert_eq!(lines.len(), 23);
     }
 }

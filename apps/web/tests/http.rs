@@ -934,6 +934,18 @@ async fn cache_stats_page(engine: Engine) {
         "one session key in Redis (the admin's), none for made-up cookies: {sessions}"
     );
     assert!(!page.body.contains("redis-off"));
+    // The invalidation listener is up and has never had to reconnect.
+    assert!(
+        page.body.contains("Invalidation listener subscribed;")
+            && page
+                .body
+                .contains("<span id=\"reconnects\">0</span> reconnects;")
+            && page
+                .body
+                .contains("L1 emptied <span id=\"l1-resets\">0</span> times"),
+        "{}",
+        page.body
+    );
 
     let (_, tina) = login(&app, "tina@napiatke.local", FIXTURE_PASSWORD).await;
     assert_eq!(

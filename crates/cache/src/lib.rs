@@ -43,6 +43,7 @@
 
 pub mod envelope;
 mod l2;
+mod pubsub;
 mod stats;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -51,11 +52,10 @@ use std::any::Any;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bb8_redis::redis;
-use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -64,14 +64,12 @@ pub use stats::{CacheStats, LatencyStats, NamespaceStats, TierStats};
 
 use envelope::Header;
 use l2::L2;
+use pubsub::{subscriber, Message};
 use stats::NsCounters;
 
 /// The target of the per-lookup `tracing` events (fields `ns`, `tier` = "l1" | "l2",
 /// `hit`, `duration_us`), which napiatke-telemetry adds up per request.
 pub const OP_TARGET: &str = "napiatke_cache::op";
-
-/// How often the invalidation listener checks its connection.
-const PUBSUB_PING: Duration = Duration::from_secs(5);
 
 /// The longest a Redis operation may take before the request goes on without it.
 pub const MAX_OP_TIMEOUT: Duration = Duration::from_millis(50);
@@ -112,6 +110,10 @@ pub struct CacheConfig {
     pub ack_timeout: Duration,
     /// Redis connections (each is multiplexed).
     pub pool_size: u32,
+    /// How often the invalidation listener pings its connection, so a half-open one
+    /// is noticed; a ping unanswered within a second (or this, if shorter) counts as
+    /// a lost subscription.
+    pub keepalive: Duration,
 }
 
 impl Default for CacheConfig {
@@ -123,6 +125,7 @@ impl Default for CacheConfig {
             op_timeout: MAX_OP_TIMEOUT,
             ack_timeout: MAX_OP_TIMEOUT,
             pool_size: 8,
+            keepalive: Duration::from_secs(5),
         }
     }
 }
@@ -283,6 +286,9 @@ struct Inner {
     off: bool,
     l2: Option<L2>,
     ack_timeout: Duration,
+    keepalive: Duration,
+    /// Times L1 was emptied because messages may have been missed.
+    l1_resets: AtomicU64,
     namespaces: RwLock<HashMap<String, Arc<NsState>>>,
     /// Bumped by every invalidation seen here; a load that overlapped one is returned
     /// but not stored, so a read racing a write cannot cache the old row again.
@@ -435,6 +441,8 @@ impl Cache {
                 off: config.l1_capacity_bytes == 0 && l2.is_none(),
                 l2,
                 ack_timeout: config.ack_timeout.min(Duration::from_secs(1)),
+                keepalive: config.keepalive.max(Duration::from_millis(10)),
+                l1_resets: AtomicU64::new(0),
                 namespaces: RwLock::new(HashMap::new()),
                 epoch: AtomicU64::new(0),
                 seq: AtomicU64::new(0),
@@ -1100,7 +1108,7 @@ impl Cache {
     /// if invalidations are waiting, replay them now.
     async fn after_success(&self, recovered: bool) {
         if recovered {
-            self.after_outage().await;
+            self.resync(true).await;
         } else if self.inner.has_pending.load(Relaxed) {
             self.replay_pending().await;
         }
@@ -1108,7 +1116,11 @@ impl Cache {
 
     /// After Redis comes back: replay invalidations it missed, re-read generations
     /// and forget L1 (other processes' messages may have been lost meanwhile).
-    async fn after_outage(&self) {
+    /// `counted`: whether it shows in the stats as an L1 reset.
+    async fn resync(&self, counted: bool) {
+        if counted {
+            self.inner.l1_resets.fetch_add(1, Relaxed);
+        }
         self.replay_pending().await;
         let namespaces: Vec<Arc<NsState>> = self.namespace_states();
         for ns in &namespaces {
@@ -1294,6 +1306,7 @@ impl Cache {
             l1_entries: self.inner.l1.entry_count(),
             l1_bytes: self.inner.l1.weighted_size(),
             l1_capacity: self.inner.l1_capacity,
+            l1_resets: self.inner.l1_resets.load(Relaxed),
             ..CacheStats::default()
         };
         for n in &namespaces {
@@ -1308,6 +1321,10 @@ impl Cache {
             out.l2_timeouts = timeouts;
             out.l2_skipped = skipped;
             out.invalidations_received = received;
+            out.subscribed = l2.subscribed.load(Relaxed);
+            out.reconnects = l2.counters.reconnects.load(Relaxed);
+            out.last_reconnect_unix_ms =
+                Some(l2.counters.last_reconnect_unix_ms.load(Relaxed)).filter(|&ms| ms > 0);
         }
         out.namespaces = namespaces;
         out
@@ -1340,124 +1357,4 @@ impl Cache {
 #[allow(clippy::panic)]
 fn unreachable_loader<T>() -> T {
     panic!("napiatke-cache: loader consumed twice")
-}
-
-/// What travels on the invalidation channel.
-enum Message {
-    Keys(Vec<String>),
-    Namespace(String, u32, u64),
-}
-
-impl Message {
-    fn encode(&self, sender: u64, seq: u64) -> Vec<u8> {
-        let mut out = Vec::with_capacity(64);
-        out.extend_from_slice(&sender.to_le_bytes());
-        out.extend_from_slice(&seq.to_le_bytes());
-        match self {
-            Message::Keys(keys) => {
-                out.push(b'k');
-                out.extend_from_slice(keys.join("\n").as_bytes());
-            }
-            Message::Namespace(name, version, gen) => {
-                out.push(b'n');
-                out.extend_from_slice(format!("{name}\n{version}\n{gen}").as_bytes());
-            }
-        }
-        out
-    }
-
-    fn decode(bytes: &[u8]) -> Option<(u64, u64, Message)> {
-        let sender = u64::from_le_bytes(bytes.get(0..8)?.try_into().ok()?);
-        let seq = u64::from_le_bytes(bytes.get(8..16)?.try_into().ok()?);
-        let body = std::str::from_utf8(bytes.get(17..)?).ok()?;
-        let message = match bytes.get(16)? {
-            b'k' => Message::Keys(body.split('\n').map(str::to_owned).collect()),
-            b'n' => {
-                let mut parts = body.split('\n');
-                let name = parts.next()?.to_owned();
-                let version = parts.next()?.parse().ok()?;
-                let gen = parts.next()?.parse().ok()?;
-                Message::Namespace(name, version, gen)
-            }
-            _ => return None,
-        };
-        Some((sender, seq, message))
-    }
-}
-
-/// Listens for invalidations from other processes, reconnecting with backoff. Holds
-/// only a weak reference, and is aborted when the cache is dropped.
-async fn subscriber(weak: Weak<Inner>) {
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        let Some(inner) = weak.upgrade() else { return };
-        let Some(l2) = &inner.l2 else { return };
-        let client = l2.client().clone();
-        let (channel, ack_channel) = (l2.channel.clone(), l2.ack_channel.clone());
-        drop(inner);
-        let connected = async {
-            let mut ps = client.get_async_pubsub().await?;
-            ps.subscribe(&channel).await?;
-            ps.subscribe(&ack_channel).await?;
-            Ok::<_, redis::RedisError>(ps)
-        };
-        match tokio::time::timeout(Duration::from_secs(1), connected).await {
-            Ok(Ok(ps)) => {
-                backoff = Duration::from_millis(100);
-                {
-                    let Some(inner) = weak.upgrade() else { return };
-                    let cache = Cache { inner };
-                    // Messages sent while we were away are lost: start clean.
-                    cache.after_outage().await;
-                    if let Some(l2) = &cache.inner.l2 {
-                        l2.subscribed.store(true, Relaxed);
-                    }
-                }
-                let (mut sink, mut stream) = ps.split();
-                // A half-open connection would wait for messages forever (TCP keeps
-                // quiet for hours): ping it, and reconnect when it does not answer.
-                let mut ping = tokio::time::interval(PUBSUB_PING);
-                ping.tick().await;
-                loop {
-                    tokio::select! {
-                        msg = stream.next() => {
-                            let Some(msg) = msg else { break };
-                            let Some(inner) = weak.upgrade() else { return };
-                            let cache = Cache { inner };
-                            if msg.get_channel_name() == ack_channel {
-                                cache.receive_ack(msg.get_payload_bytes());
-                            } else {
-                                cache.receive(msg.get_payload_bytes()).await;
-                            }
-                        }
-                        _ = ping.tick() => {
-                            let pong = tokio::time::timeout(Duration::from_secs(1), sink.ping::<String>()).await;
-                            if !matches!(pong, Ok(Ok(_))) {
-                                break;
-                            }
-                        }
-                    }
-                }
-                let Some(inner) = weak.upgrade() else { return };
-                if let Some(l2) = &inner.l2 {
-                    l2.subscribed.store(false, Relaxed);
-                    l2.log_throttled("subscribe", &"invalidation channel closed; reconnecting");
-                }
-            }
-            Ok(Err(e)) => {
-                let Some(inner) = weak.upgrade() else { return };
-                if let Some(l2) = &inner.l2 {
-                    l2.log_throttled("subscribe", &e);
-                }
-            }
-            Err(_) => {
-                let Some(inner) = weak.upgrade() else { return };
-                if let Some(l2) = &inner.l2 {
-                    l2.log_throttled("subscribe", &"timed out");
-                }
-            }
-        }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(5));
-    }
 }

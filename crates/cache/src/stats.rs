@@ -118,6 +118,10 @@ pub(crate) struct L2Counters {
     pub timeouts: AtomicU64,
     pub skipped: AtomicU64,
     pub invalidations_received: AtomicU64,
+    /// Subscriptions after the first: each one followed a lost connection.
+    pub reconnects: AtomicU64,
+    /// When the last one happened (Unix milliseconds; 0: never).
+    pub last_reconnect_unix_ms: AtomicU64,
 }
 
 impl L2Counters {
@@ -225,6 +229,16 @@ pub struct CacheStats {
     pub l2_skipped: u64,
     /// Invalidations received from other processes.
     pub invalidations_received: u64,
+    /// Whether the invalidation listener is subscribed now.
+    pub subscribed: bool,
+    /// Times the listener subscribed again after losing its connection (0 in healthy
+    /// operation).
+    pub reconnects: u64,
+    /// When it last did, in Unix milliseconds.
+    pub last_reconnect_unix_ms: Option<u64>,
+    /// Times L1 was emptied because invalidations may have been missed (a
+    /// resubscription, or Redis answering again after the circuit breaker opened).
+    pub l1_resets: u64,
     /// Per namespace, by name.
     pub namespaces: Vec<NamespaceStats>,
 }

@@ -599,3 +599,200 @@ async fn batches_load_only_what_neither_tier_has() {
         }
     }
 }
+
+async fn with_keepalive(prefix: &str, url: String, keepalive: Duration) -> Cache {
+    Cache::try_new(CacheConfig {
+        redis_url: Some(url),
+        prefix: prefix.to_owned(),
+        keepalive,
+        ..CacheConfig::default()
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Waits up to `limit` for `cond`; whether it came true.
+async fn eventually(limit: Duration, cond: impl Fn() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    cond()
+}
+
+const KEEPALIVE: Duration = Duration::from_millis(100);
+
+/// Issue 19: a PING on a subscribed RESP2 connection answers ["pong", ""]; reading
+/// it as a string dropped the subscription and emptied L1 at every keep-alive.
+#[test]
+fn a_healthy_redis_keeps_the_subscription_and_l1_across_keepalives() {
+    use tracing_subscriber::layer::SubscriberExt;
+    let warnings = Warnings::default();
+    let subscriber = tracing_subscriber::registry().with(warnings.clone());
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    rt.block_on(async {
+        let p = prefix("keepalive");
+        let a = with_keepalive(&p, redis_url(), KEEPALIVE).await;
+        let b = with_keepalive(&p, redis_url(), KEEPALIVE).await;
+        assert!(
+            eventually(Duration::from_secs(2), || a.subscribed() && b.subscribed()).await,
+            "both subscribed"
+        );
+        let (na, nb) = (a.namespace("n", 1, MIN), b.namespace("n", 1, MIN));
+        let counter = Counter::default();
+        assert_eq!(compute(&a, &na, "k", &counter, 1).await, 1);
+        assert_eq!(compute(&b, &nb, "k", &counter, 1).await, 1);
+        // Five keep-alive intervals with nothing else happening.
+        tokio::time::sleep(KEEPALIVE * 5).await;
+        let hits = a.stats().l1.hits;
+        assert_eq!(compute(&a, &na, "k", &counter, 99).await, 1);
+        let s = a.stats();
+        assert_eq!(s.l1.hits, hits + 1, "answered from L1: it was kept: {s:?}");
+        assert_eq!(counter.runs(), 1);
+        assert!(s.subscribed, "{s:?}");
+        assert_eq!((s.reconnects, s.l1_resets), (0, 0), "{s:?}");
+        assert_eq!(s.last_reconnect_unix_ms, None);
+        assert_eq!(b.stats().reconnects, 0);
+        // The subscription is alive: a write on one is seen by the other at once.
+        a.set(&na, "k", 2u64).await;
+        assert_eq!(b.get::<u64>(&nb, "k").await.as_deref(), Some(&2));
+    });
+    assert_eq!(
+        warnings.0.load(SeqCst),
+        0,
+        "no warning in healthy operation"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_redis_gives_one_reconnect_and_one_l1_reset() {
+    let mut redis = RedisServer::start(None).unwrap_or_else(|e| panic!("{e}"));
+    let cache = with_keepalive(&prefix("restart"), redis.url(), KEEPALIVE).await;
+    assert!(eventually(Duration::from_secs(2), || cache.subscribed()).await);
+    let ns = cache.namespace("n", 1, MIN);
+    let counter = Counter::default();
+    assert_eq!(compute(&cache, &ns, "k", &counter, 1).await, 1);
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default();
+
+    redis.stop();
+    assert!(
+        eventually(Duration::from_secs(3), || !cache.subscribed()).await,
+        "the loss is noticed"
+    );
+    let redis = RedisServer::start(Some(redis.port())).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        eventually(Duration::from_secs(15), || cache.subscribed()).await,
+        "subscribed again: {:?}",
+        cache.stats()
+    );
+    tokio::time::sleep(KEEPALIVE * 4).await;
+    let s = cache.stats();
+    assert_eq!((s.reconnects, s.l1_resets), (1, 1), "{s:?}");
+    assert!(
+        s.last_reconnect_unix_ms.is_some_and(|t| t >= before),
+        "{s:?}"
+    );
+    // L1 was emptied and the restarted Redis has nothing: the loader runs again.
+    assert_eq!(compute(&cache, &ns, "k", &counter, 2).await, 2);
+    assert_eq!(counter.runs(), 2);
+    drop(redis);
+}
+
+/// A TCP proxy to the test Redis that can stop forwarding while keeping every
+/// connection open: a half-open link, as a dead NAT entry or a partition gives.
+struct BlackHoleProxy {
+    port: u16,
+    forwarding: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl BlackHoleProxy {
+    fn start(upstream: std::net::SocketAddr) -> BlackHoleProxy {
+        use std::io::{Read, Write};
+        use std::sync::atomic::AtomicBool;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+        let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
+        let forwarding = Arc::new(AtomicBool::new(true));
+        let flag = Arc::clone(&forwarding);
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let Ok(server) = std::net::TcpStream::connect(upstream) else {
+                    continue;
+                };
+                for (mut from, mut to) in [
+                    (client.try_clone(), server.try_clone()),
+                    (server.try_clone(), client.try_clone()),
+                ]
+                .into_iter()
+                .filter_map(|(a, b)| Some((a.ok()?, b.ok()?)))
+                {
+                    let flag = Arc::clone(&flag);
+                    std::thread::spawn(move || {
+                        let mut buf = [0u8; 16 * 1024];
+                        while let Ok(n) = from.read(&mut buf) {
+                            // Swallowed, not refused: the peer never learns.
+                            if n == 0 || (flag.load(SeqCst) && to.write_all(&buf[..n]).is_err()) {
+                                break;
+                            }
+                        }
+                    });
+                }
+            }
+        });
+        BlackHoleProxy { port, forwarding }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    fn forward(&self, on: bool) {
+        self.forwarding.store(on, SeqCst);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_half_open_connection_is_found_by_the_keepalive() {
+    use std::net::ToSocketAddrs;
+    let url = redis_url();
+    let host_port = url
+        .trim_start_matches("redis://")
+        .split(['/', '?'])
+        .next()
+        .unwrap_or_default();
+    let upstream = host_port
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .unwrap_or_else(|| panic!("no host:port in {url}"));
+    let proxy = BlackHoleProxy::start(upstream);
+    let cache = with_keepalive(&prefix("halfopen"), proxy.url(), KEEPALIVE).await;
+    assert!(eventually(Duration::from_secs(2), || cache.subscribed()).await);
+    tokio::time::sleep(KEEPALIVE * 3).await;
+    assert_eq!(cache.stats().reconnects, 0, "{:?}", cache.stats());
+
+    // Nothing closes: only the keep-alive can tell.
+    proxy.forward(false);
+    assert!(
+        eventually(Duration::from_secs(3), || !cache.subscribed()).await,
+        "the silent connection was given up: {:?}",
+        cache.stats()
+    );
+    proxy.forward(true);
+    assert!(
+        eventually(Duration::from_secs(15), || cache.subscribed()).await,
+        "subscribed again once the link carries data: {:?}",
+        cache.stats()
+    );
+    let s = cache.stats();
+    assert_eq!((s.reconnects, s.l1_resets), (1, 1), "{s:?}");
+}

@@ -221,6 +221,8 @@ pub struct CacheReport {
     pub l1_size: String,
     /// Mean Redis round trip as text ("85.3").
     pub l2_mean_us: String,
+    /// When the invalidation listener last reconnected, as UTC text.
+    pub last_reconnect: Option<String>,
 }
 
 fn mib(bytes: u64) -> String {
@@ -283,6 +285,11 @@ impl Services {
             generation_keys: count("gen").unwrap_or(0),
             l1_size: format!("{} of {}", mib(stats.l1_bytes), mib(stats.l1_capacity)),
             l2_mean_us: format!("{:.1}", stats.l2_latency.mean_us),
+            last_reconnect: stats
+                .last_reconnect_unix_ms
+                .and_then(|ms| i64::try_from(ms).ok())
+                .and_then(chrono::DateTime::from_timestamp_millis)
+                .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string()),
             namespaces,
             stats,
         }
