@@ -10,6 +10,14 @@
 #   bash scripts/load.sh sqlite            # SQLite file under target/load/
 #   bash scripts/load.sh postgres          # database napiatke_load on 127.0.0.1
 #   DURATION=10s CONNECTIONS=32 bash scripts/load.sh sqlite
+#
+# Before/after a change, side by side in one run: BEFORE=path/to/old/napiatke runs
+# two L1+Redis servers instead (that binary, then this tree's), each with a Redis
+# prefix of its own, and the last column is after / before. BIN replaces this tree's
+# build; PAGES (space-separated) replaces the page list; ROUNDS=n measures every page
+# n times on each server, alternating, and reports the median req/s.
+#   BEFORE=/tmp/napiatke-old PAGES="/students/ /students/?page=2" ROUNDS=3 \
+#     DURATION=20s bash scripts/load.sh sqlite
 set -euo pipefail
 cd "$(dirname "$0")/.."
 engine=${1:-sqlite}
@@ -20,8 +28,12 @@ command -v wrk >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq
 command -v curl >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq curl >/dev/null; }
 bash scripts/deps.sh
 bash scripts/ensure-redis.sh
-cargo build --release -q -p napiatke-web --bin napiatke
-bin=target/release/napiatke
+if [ -z "${BIN:-}" ]; then
+  cargo build --release -q -p napiatke-web --bin napiatke
+fi
+bin=${BIN:-target/release/napiatke}
+before=${BEFORE:-}
+rounds=${ROUNDS:-1}
 mkdir -p target/load
 case "$engine" in
   sqlite) url="sqlite://target/load/load.sqlite3"; rm -f target/load/load.sqlite3*;;
@@ -34,24 +46,31 @@ case "$engine" in
     url="postgres://postgres:postgres@127.0.0.1:5432/napiatke_load";;
   *) echo "usage: $0 sqlite|postgres" >&2; exit 2;;
 esac
-export DATABASE_URL=$url NAPIATKE_ENV=production EXPOSE_QUERY_COUNT=true RUST_LOG=error
+# Warnings (throttled) go to target/load/serve-N.log: a run is explained by them.
+export DATABASE_URL=$url NAPIATKE_ENV=production EXPOSE_QUERY_COUNT=true RUST_LOG=warn
 "$bin" demo >/dev/null
 "$bin" collectstatic >/dev/null
 prefix="napiatke-load-$$"
-names=(uncached l1 l1+redis)
+redis=redis://127.0.0.1:6379/0
+if [ -n "$before" ]; then
+  names=("before L1+Redis" "after L1+Redis")
+  servers=("$before|REDIS_URL=$redis CACHE_PREFIX=$prefix-0" "$bin|REDIS_URL=$redis CACHE_PREFIX=$prefix-1")
+else
+  names=(uncached L1 L1+Redis)
+  servers=("$bin|CACHE_L1_BYTES=0" "$bin|" "$bin|REDIS_URL=$redis CACHE_PREFIX=$prefix-2")
+fi
+n=${#servers[@]}
 pids=()
-trap 'kill "${pids[@]}" 2>/dev/null || true; redis-cli --scan --pattern "$prefix:*" | xargs -r redis-cli del >/dev/null' EXIT
-for i in 0 1 2; do
+trap 'kill "${pids[@]}" 2>/dev/null || true; redis-cli --scan --pattern "$prefix-*" | xargs -r redis-cli del >/dev/null' EXIT
+for i in $(seq 0 $((n - 1))); do
   port=$((base_port + i))
-  case $i in
-    0) env BIND=127.0.0.1:$port CACHE_L1_BYTES=0 "$bin" serve >target/load/serve-$i.log 2>&1 & ;;
-    1) env BIND=127.0.0.1:$port "$bin" serve >target/load/serve-$i.log 2>&1 & ;;
-    2) env BIND=127.0.0.1:$port REDIS_URL=redis://127.0.0.1:6379/0 CACHE_PREFIX=$prefix "$bin" serve >target/load/serve-$i.log 2>&1 & ;;
-  esac
+  IFS='|' read -r server_bin server_env <<<"${servers[$i]}"
+  # shellcheck disable=SC2086 # server_env is a list of NAME=value words
+  env BIND=127.0.0.1:$port $server_env "$server_bin" serve >target/load/serve-$i.log 2>&1 &
   pids+=($!)
 done
 sessions=()
-for i in 0 1 2; do
+for i in $(seq 0 $((n - 1))); do
   port=$((base_port + i))
   for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.2; done
   jar=target/load/cookies-$i
@@ -72,22 +91,42 @@ measure() { # port session page -> "rps p50 p99 statements(second request)"
   printf '%s %s %s %s\n' "$(awk '/Requests\/sec/ {printf "%.0f", $2}' <<<"$out")" \
     "$(awk '$1=="50%" {print $2}' <<<"$out")" "$(awk '$1=="99%" {print $2}' <<<"$out")" "${q:-?}"
 }
-printf '| page | uncached req/s (p50, statements) | L1 req/s (p50, statements) | L1+Redis req/s (p50, statements) | L1 / uncached | L1+Redis / uncached |\n|---|---|---|---|---|---|\n'
-for page in /dashboard/ /lessons/ "/lessons/?page=200" /lessons/100/ "/calendar/?start=$week" /students/ "/students/?q=kow" /healthz; do
-  cells=() rps=()
-  for i in 0 1 2; do
-    read -r r p50 _p99 q < <(measure $((base_port + i)) "${sessions[$i]}" "$page")
-    cells+=("$r ($p50, $q)")
-    rps+=("$r")
+read -r -a pages <<<"${PAGES:-/dashboard/ /lessons/ /lessons/?page=200 /lessons/100/ /calendar/?start=$week /students/ /students/?q=kow /healthz}"
+median() { tr ' ' '\n' | sort -n | awk '{v[NR]=$1} END {print (NR % 2) ? v[(NR + 1) / 2] : int((v[NR / 2] + v[NR / 2 + 1]) / 2)}'; }
+header="| page |" rule="|---|"
+for name in "${names[@]}"; do header+=" $name req/s (p50, statements) |"; rule+="---|"; done
+if [ -n "$before" ]; then header+=" after / before |"; rule+="---|"
+else for name in "${names[@]:1}"; do header+=" $name / uncached |"; rule+="---|"; done; fi
+[ "$rounds" -gt 1 ] && header="${header//req\/s (/median req\/s of $rounds (}"
+printf '%s\n%s\n' "$header" "$rule"
+for page in "${pages[@]}"; do
+  declare -A runs=() p50s=() stmts=()
+  for _ in $(seq 1 "$rounds"); do
+    for i in $(seq 0 $((n - 1))); do
+      read -r r p50 _p99 q < <(measure $((base_port + i)) "${sessions[$i]}" "$page")
+      runs[$i]="${runs[$i]:-} $r"; p50s[$i]=$p50; stmts[$i]=$q
+    done
   done
-  printf '| %s | %s | %s | %s | %sx | %sx |\n' "$page" "${cells[0]}" "${cells[1]}" "${cells[2]}" \
-    "$(awk -v a="${rps[1]}" -v b="${rps[0]}" 'BEGIN{printf "%.1f", a/b}')" \
-    "$(awk -v a="${rps[2]}" -v b="${rps[0]}" 'BEGIN{printf "%.1f", a/b}')"
+  row="| $page |" rps=()
+  for i in $(seq 0 $((n - 1))); do
+    m=$(median <<<"${runs[$i]# }")
+    rps+=("$m"); row+=" $m (${p50s[$i]}, ${stmts[$i]}) |"
+  done
+  for i in $(seq 1 $((n - 1))); do
+    row+=" $(awk -v a="${rps[$i]}" -v b="${rps[0]}" 'BEGIN{printf "%.2f", a/b}')x |"
+  done
+  printf '%s\n' "$row"
+  unset runs p50s stmts
 done
-for i in 1 2; do
+for i in $(seq 0 $((n - 1))); do
+  [ "${names[$i]}" = uncached ] && continue
   page=$(curl -s -H "Cookie: napiatke_session=${sessions[$i]}" "http://127.0.0.1:$((base_port + i))/admin/cache-stats/")
   rate=$(sed -n 's/.*id="overall-rate">\([^<]*\)<.*/\1/p' <<<"$page" | head -n 1)
   l1=$(sed -n 's/.*id="l1-rate">\([^<]*\)<.*/\1/p' <<<"$page" | head -n 1)
   counts=$(sed -n 's/.*<p>\([0-9]* of [0-9]* lookups\) since.*/\1/p' <<<"$page" | head -n 1)
-  echo "${names[$i]}: hit rate over the run $rate ($counts; L1 alone $l1)"
+  reconnects=$(sed -n 's/.*id="reconnects">\([0-9]*\)<.*/\1/p' <<<"$page" | head -n 1)
+  resets=$(sed -n 's/.*id="l1-resets">\([0-9]*\)<.*/\1/p' <<<"$page" | head -n 1)
+  extra=""
+  [ -n "$reconnects" ] && extra="; listener reconnects $reconnects, L1 emptied $resets times"
+  echo "${names[$i]}: hit rate over the run $rate ($counts; L1 alone $l1$extra)"
 done

@@ -181,7 +181,12 @@ pub fn load_static_files(settings: &Settings, collect: bool) -> Result<Arc<Stati
     }
     StaticFiles::load(&settings.static_root)
         .map(Arc::new)
-        .map_err(|e| AppError::Internal(format!("static files: {e}")))
+        .map_err(|e| match e {
+            napiatke_assets::AssetsError::Manifest { .. } => {
+                AppError::Internal(format!("static files: {e}; run `napiatke collectstatic`"))
+            }
+            e => AppError::Internal(format!("static files: {e}")),
+        })
 }
 
 /// Serves until stopped.

@@ -6,9 +6,9 @@ use std::time::Instant;
 use chrono::{NaiveDateTime, Timelike, Utc};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use napiatke_db::queries::dashboard;
-use napiatke_db::seed::{self, Scale, SeedOptions, SeedReport};
-use napiatke_db::{Db, DbError, PoolOptions};
+use napiatke_db::{Db, DbError, Engine, PoolOptions};
+use napiatke_services::setup::{self, GlobalStats, Scale, SeedOptions, SeedReport};
+use napiatke_services::ServiceError;
 
 use crate::config::{ConfigError, Settings};
 
@@ -82,9 +82,18 @@ pub enum CliError {
     /// A setting is unusable.
     #[error("configuration: {0}")]
     Config(#[from] ConfigError),
-    /// The database refused or failed.
+    /// The database could not be opened.
     #[error("{0}")]
     Db(#[from] DbError),
+    /// Seeding refused a database that holds data.
+    #[error("the database already holds {users} users; rerun with --force to replace all data")]
+    NotEmpty {
+        /// Users found.
+        users: i64,
+    },
+    /// Migrating, seeding or reading failed.
+    #[error("{}", crate::error::chain(.0))]
+    Service(ServiceError),
     /// collectstatic failed.
     #[error("collectstatic: {0}")]
     Assets(#[from] napiatke_assets::AssetsError),
@@ -112,6 +121,15 @@ fn now_minute() -> NaiveDateTime {
         .unwrap_or(now)
 }
 
+impl From<ServiceError> for CliError {
+    fn from(e: ServiceError) -> Self {
+        match e.kind() {
+            ServiceError::NotEmpty { users } => CliError::NotEmpty { users: *users },
+            _ => CliError::Service(e),
+        }
+    }
+}
+
 /// Runs the chosen subcommand.
 pub fn run(args: Args) -> Result<(), CliError> {
     let settings = Settings::from_env()?;
@@ -120,7 +138,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
         Command::Demo => demo(&settings).map(|_| ()),
         Command::Migrate => {
             let db = open(&settings)?;
-            let applied = napiatke_db::migrate::run(&mut *db.get()?)?;
+            let applied = setup::migrate(&db)?;
             if applied.is_empty() {
                 println!("database is up to date ({})", db.url().redacted());
             } else {
@@ -139,13 +157,12 @@ pub fn run(args: Args) -> Result<(), CliError> {
             now,
         } => {
             let db = open(&settings)?;
-            let mut conn = db.get()?;
-            napiatke_db::migrate::run(&mut conn)?;
+            setup::migrate(&db)?;
             let options = SeedOptions {
                 force,
                 ..SeedOptions::new(scale, seed_value, now.unwrap_or_else(now_minute))
             };
-            let report = seed_with_progress(&mut conn, &options)?;
+            let report = seed_with_progress(&db, &options)?;
             print_report(&report, db.engine());
             Ok(())
         }
@@ -190,8 +207,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
         }
         Command::Stats => {
             let db = open(&settings)?;
-            let mut conn = db.get()?;
-            print_stats(&dashboard::global_stats(&mut conn, now_minute())?);
+            print_stats(&setup::school_figures(&db, now_minute())?);
             Ok(())
         }
     }
@@ -210,11 +226,10 @@ fn open(settings: &Settings) -> Result<Db, DbError> {
 /// Migrates, seeds the standard set into an empty database, prints the figures.
 fn demo(settings: &Settings) -> Result<Db, CliError> {
     let db = open(settings)?;
-    let mut conn = db.get()?;
-    napiatke_db::migrate::run(&mut conn)?;
-    if napiatke_db::queries::users::count_all(&mut conn)? == 0 {
+    setup::migrate(&db)?;
+    if setup::is_empty(&db)? {
         let options = SeedOptions::new(Scale::Standard, 42, now_minute());
-        let report = seed_with_progress(&mut conn, &options)?;
+        let report = seed_with_progress(&db, &options)?;
         print_report(&report, db.engine());
     } else {
         println!(
@@ -222,8 +237,7 @@ fn demo(settings: &Settings) -> Result<Db, CliError> {
             db.url().redacted()
         );
     }
-    print_stats(&dashboard::global_stats(&mut conn, now_minute())?);
-    drop(conn);
+    print_stats(&setup::school_figures(&db, now_minute())?);
     Ok(db)
 }
 
@@ -263,7 +277,7 @@ fn serve(settings: &Settings) -> Result<(), CliError> {
 
 fn reprocess(settings: &Settings) -> Result<(), CliError> {
     let db = open(settings)?;
-    napiatke_db::migrate::run(&mut *db.get()?)?;
+    setup::migrate(&db)?;
     let bar = progress_bar("reprocessing [{bar:40}] {pos}/{len} images, {eta} left");
     let started = Instant::now();
     let report = actix_web::rt::System::new().block_on(async {
@@ -308,13 +322,10 @@ fn progress_bar(template: &str) -> ProgressBar {
     bar
 }
 
-fn seed_with_progress(
-    conn: &mut napiatke_db::DbConn,
-    options: &SeedOptions,
-) -> Result<SeedReport, DbError> {
+fn seed_with_progress(db: &Db, options: &SeedOptions) -> Result<SeedReport, CliError> {
     let bar = progress_bar("seeding {msg:16} [{bar:40}] {pos}/{len} rows");
     let started = Instant::now();
-    let report = seed::run(conn, options, |p| {
+    let report = setup::seed(db, options, |p| {
         bar.set_length(p.total);
         bar.set_position(p.done);
         bar.set_message(p.table);
@@ -325,7 +336,7 @@ fn seed_with_progress(
     Ok(report)
 }
 
-fn print_report(report: &SeedReport, engine: napiatke_db::Engine) {
+fn print_report(report: &SeedReport, engine: Engine) {
     let rows: Vec<String> = report
         .rows
         .iter()
@@ -340,7 +351,7 @@ fn print_report(report: &SeedReport, engine: napiatke_db::Engine) {
     );
 }
 
-fn print_stats(s: &dashboard::GlobalStats) {
+fn print_stats(s: &GlobalStats) {
     println!("active students        {}", s.active_students);
     println!("active tutors          {}", s.active_tutors);
     println!(

@@ -51,21 +51,39 @@ pub enum AppError {
 
 impl From<ServiceError> for AppError {
     fn from(e: ServiceError) -> Self {
-        match e {
-            ServiceError::NotFound(m) => AppError::NotFound(m),
-            ServiceError::Forbidden(m) => AppError::Forbidden(m),
-            ServiceError::BadInput(m) => AppError::BadRequest(m),
-            ServiceError::Unavailable(m) => AppError::Unavailable(m),
+        match e.kind() {
+            ServiceError::NotFound(m) => AppError::NotFound(m.clone()),
+            ServiceError::Forbidden(m) => AppError::Forbidden(m.clone()),
+            ServiceError::BadInput(m) => AppError::BadRequest(m.clone()),
+            ServiceError::BadImage(image) => AppError::BadRequest(image.to_string()),
             ServiceError::Busy {
                 message,
                 retry_after,
             } => AppError::Busy {
-                message,
+                message: message.clone(),
                 retry_after: retry_after.as_secs().max(1),
             },
-            ServiceError::Internal(m) => AppError::Internal(m),
+            // A session that ended between the cookie check and the use case.
+            ServiceError::NoSession => AppError::LoginRequired {
+                next: "/dashboard/".to_owned(),
+                htmx: false,
+            },
+            kind if e.is_unavailable() => AppError::Unavailable(chain(kind)),
+            kind => AppError::Internal(chain(kind)),
         }
     }
+}
+
+/// An error and its causes on one line ("database: connection refused"), for the log.
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    out
 }
 
 impl From<napiatke_htmx::HtmxError> for AppError {
@@ -172,6 +190,7 @@ mod tests {
         let res = AppError::Internal("password=hunter2 at db.rs:12".into()).error_response();
         assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
         let res = AppError::Unavailable("pool".into()).error_response();
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(
             res.headers()
                 .get(header::RETRY_AFTER)

@@ -4,7 +4,7 @@
 use actix_web::cookie::{time::Duration as CookieDuration, Cookie, SameSite};
 use actix_web::dev::Payload;
 use actix_web::{web, FromRequest, HttpRequest};
-use napiatke_domain::{Role, User};
+use napiatke_domain::User;
 use napiatke_services::{Session, SESSION_TTL};
 use subtle::ConstantTimeEq;
 
@@ -31,22 +31,6 @@ impl Auth {
     /// The user.
     pub fn user(&self) -> &User {
         &self.session.user
-    }
-
-    /// 403 unless the user has one of `roles`.
-    pub fn require(&self, roles: &[Role]) -> Result<(), AppError> {
-        if roles.contains(&self.session.user.role) {
-            Ok(())
-        } else {
-            Err(AppError::Forbidden(format!(
-                "this page is for {}",
-                roles
-                    .iter()
-                    .map(|r| r.as_str().to_lowercase() + "s")
-                    .collect::<Vec<_>>()
-                    .join(" and ")
-            )))
-        }
     }
 
     /// 403 unless `sent` (form field or header) is this session's CSRF token.

@@ -2,7 +2,6 @@
 //! against the hand-built fixture (napiatke_db::testing::FIXTURE_SQL, now = Thursday
 //! 2026-11-26 12:00 UTC) and, for statement budgets, the standard demo set.
 
-#[macro_use]
 mod common;
 
 use std::collections::HashMap;
@@ -15,7 +14,8 @@ use napiatke_db::Engine;
 use napiatke_services::FixedClock;
 use napiatke_web::config::Settings;
 
-both_engines! {
+napiatke_db::both_engines! {
+    #[actix_web::test] async
     login_rotates_the_session_and_logout_ends_it => login_flow;
     pages_show_the_fixture => page_content;
     every_route_checks_its_roles => role_table;

@@ -2,7 +2,6 @@
 //! avatars from the form to /media/, the status an upload polls, what pages show,
 //! who may upload, every kind of bad input, a full queue, and reprocessing.
 
-#[macro_use]
 mod common;
 
 use std::time::Duration;
@@ -143,7 +142,8 @@ async fn settle(state: &actix_web::web::Data<napiatke_web::AppState>) {
     );
 }
 
-both_engines! {
+napiatke_db::both_engines! {
+    #[actix_web::test] async
     a_room_photo_goes_from_placeholder_to_a_responsive_picture => room_photo_flow;
     an_avatar_shows_on_the_profile_and_lesson_pages => avatar_flow;
     only_admins_upload_room_photos_and_only_with_the_token => upload_rights;

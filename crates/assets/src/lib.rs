@@ -67,7 +67,7 @@ pub enum AssetsError {
     #[error("{0}: CSS imports form a cycle")]
     Cycle(String),
     /// The manifest is missing or unreadable.
-    #[error("manifest {path}: {reason}; run `napiatke collectstatic`")]
+    #[error("manifest {path}: {reason}")]
     Manifest {
         /// Where it was looked for.
         path: String,

@@ -17,8 +17,9 @@ use futures_util::StreamExt;
 
 use crate::{unix_ms, Cache, Inner};
 
-/// The longest a keep-alive PING may wait for its reply (less if the interval is
-/// shorter), and the longest a (re)subscription may take.
+/// The longest a (re)subscription may take, and the least a keep-alive PING waits
+/// for its reply (it waits a whole interval when that is longer: a busy machine
+/// must not pass for a dead link).
 const REPLY_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// What travels on the invalidation channel.
@@ -192,7 +193,7 @@ async fn listen(
     keepalive: Duration,
 ) -> Option<Lost> {
     let (mut sink, mut stream) = ps.split();
-    let reply_timeout = REPLY_TIMEOUT.min(keepalive);
+    let reply_timeout = REPLY_TIMEOUT.max(keepalive);
     let mut ping = tokio::time::interval(keepalive);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ping.tick().await;

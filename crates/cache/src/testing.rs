@@ -49,7 +49,7 @@ impl RedisServer {
             .spawn()
             .map_err(|e| {
                 RedisServerError::Start(format!(
-                    "could not run it ({e}); scripts/test.sh installs it"
+                    "could not run it ({e}); is redis-server installed?"
                 ))
             })?;
         let server = RedisServer {

@@ -236,7 +236,7 @@ mod tests {
             let err = DatabaseUrl::parse(bad).err().map(|e| e.to_string());
             assert!(
                 err.as_deref()
-                    .is_some_and(|e| e.starts_with("invalid DATABASE_URL")),
+                    .is_some_and(|e| e.starts_with("invalid database URL")),
                 "{bad:?} gave {err:?}"
             );
         }

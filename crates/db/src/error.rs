@@ -4,8 +4,8 @@ use napiatke_domain::DomainError;
 /// `NotFound` to 404, `Unavailable` to 503, `InvalidUrl` stops start-up, the rest 500.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
-    /// DATABASE_URL names no engine we speak or is malformed.
-    #[error("invalid DATABASE_URL {url:?}: {reason}")]
+    /// The database URL names no engine we speak or is malformed.
+    #[error("invalid database URL {url:?}: {reason}")]
     InvalidUrl {
         /// The URL with any password masked.
         url: String,
@@ -22,7 +22,7 @@ pub enum DbError {
     #[error("migration failed: {0}")]
     Migration(String),
     /// `seed` was asked to fill a database that already holds data.
-    #[error("the database already holds {users} users; rerun with --force to replace all data")]
+    #[error("the database already holds {users} users")]
     NotEmpty {
         /// Users found.
         users: i64,

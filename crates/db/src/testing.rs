@@ -285,3 +285,45 @@ impl tracing::field::Visit for SqlField {
         }
     }
 }
+
+/// Generates one test per engine from one body: `mod sqlite` and `mod postgres`, each
+/// with a test per `name => body` line calling `body(Engine::…)`. Synchronous bodies
+/// by default; with `#[attribute] async` first, async bodies under that test
+/// attribute (`#[tokio::test]`, `#[actix_web::test]`...), awaited.
+///
+/// ```
+/// use napiatke_db::{both_engines, Engine};
+///
+/// fn named(engine: Engine) {
+///     assert!(["sqlite", "postgres"].contains(&engine.to_string().as_str()));
+/// }
+/// both_engines! {
+///     names_each_engine => named;
+/// }
+/// // Async bodies: `both_engines! { #[tokio::test] async  name => body; }`
+/// # fn main() {}
+/// ```
+#[macro_export]
+macro_rules! both_engines {
+    // `super::` so a test may bear its body's name.
+    (#[$test:meta] async $($name:ident => $body:ident;)+) => {
+        mod sqlite {
+            $(#[$test] async fn $name() { super::$body($crate::Engine::Sqlite).await })+
+        }
+        mod postgres {
+            $(#[$test] async fn $name() { super::$body($crate::Engine::Postgres).await })+
+        }
+    };
+    ($($name:ident => $body:expr;)+) => {
+        mod sqlite {
+            #[allow(unused_imports)]
+            use super::*;
+            $(#[test] fn $name() { ($body)($crate::Engine::Sqlite) })+
+        }
+        mod postgres {
+            #[allow(unused_imports)]
+            use super::*;
+            $(#[test] fn $name() { ($body)($crate::Engine::Postgres) })+
+        }
+    };
+}

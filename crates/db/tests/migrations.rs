@@ -3,6 +3,8 @@
 
 mod common;
 
+use napiatke_db::both_engines;
+
 use std::collections::BTreeSet;
 
 use common::{conn, fresh};

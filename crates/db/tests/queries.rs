@@ -2,6 +2,8 @@
 
 mod common;
 
+use napiatke_db::both_engines;
+
 use common::{add_bulk, conn, date, fixture, now, ts};
 use napiatke_db::queries::lessons::{self, LessonCounts, LessonFilter};
 use napiatke_db::queries::{catalog, dashboard, invoices, students, users, PageRequest, Scope};

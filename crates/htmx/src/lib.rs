@@ -285,7 +285,7 @@ impl tera::Function for StaticUrls {
         match (self.resolve)(name) {
             Some(url) => Ok(tera::Value::String(url)),
             None if self.strict => Err(tera::Error::msg(format!(
-                "static(): {name:?} is not in the static files manifest (run collectstatic?)"
+                "static(): {name:?} is not in the static files manifest"
             ))),
             None => {
                 tracing::error!(
@@ -601,5 +601,6 @@ impl FragmentCache {
         self.cache
             .get_or_compute(&self.ns, &key, || async { templates.render(name, &ctx()) })
             .await
+            .map_err(std::sync::Arc::unwrap_or_clone)
     }
 }

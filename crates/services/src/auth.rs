@@ -71,8 +71,7 @@ impl DbSessionStore {
 /// 256 random bits as 64 hex digits: session, CSRF and login-form tokens.
 pub fn random_token() -> ServiceResult<String> {
     let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes)
-        .map_err(|e| ServiceError::Internal(format!("no randomness: {e}")))?;
+    getrandom::fill(&mut bytes).map_err(ServiceError::Random)?;
     Ok(hex(&bytes))
 }
 
@@ -85,8 +84,6 @@ fn hex(bytes: &[u8]) -> String {
             s
         })
 }
-
-const NO_SESSION: &str = "no such session";
 
 /// A cookie that cannot be one of ours is not looked up at all.
 fn looks_like_token(token: &str) -> bool {
@@ -183,17 +180,22 @@ impl Services {
         .await
     }
 
-    /// Logs in: checks the credentials and starts a fresh session (never reusing one
-    /// the browser already had, so a planted session id is worthless), written to the
-    /// database and then to the cache.
+    /// Logs in: checks the credentials and starts a fresh session, written to the
+    /// database and then to the cache. The session the browser had before
+    /// (`previous`, its cookie token) is ended on success, never reused, so a planted
+    /// session id is worthless; a failed login leaves it alone.
     pub async fn login(
         &self,
         email: &str,
         password: &str,
+        previous: Option<&str>,
     ) -> ServiceResult<Option<(User, NewSession)>> {
         let Some(user) = self.authenticate(email, password).await? else {
             return Ok(None);
         };
+        if let Some(old) = previous {
+            self.logout(old).await?;
+        }
         let id = user.id;
         let new = self.blocking(move |s| s.sessions().create(id)).await?;
         let session = Session {
@@ -220,17 +222,13 @@ impl Services {
         let cached = self
             .cache
             .get_or_compute(&self.ns.session, &token_hash(token), || {
-                self.blocking(move |s| {
-                    s.sessions()
-                        .load(&owned)?
-                        .ok_or_else(|| ServiceError::NotFound(NO_SESSION.to_owned()))
-                })
+                self.blocking(move |s| s.sessions().load(&owned)?.ok_or(ServiceError::NoSession))
             })
             .await;
         let session = match cached {
             Ok(s) => s,
-            Err(ServiceError::NotFound(m)) if m == NO_SESSION => return Ok(None),
-            Err(e) => return Err(e),
+            Err(e) if matches!(e.kind(), ServiceError::NoSession) => return Ok(None),
+            Err(e) => return Err(e.into()),
         };
         Ok((session.expires_at > self.now()).then(|| session.as_ref().clone()))
     }

@@ -15,6 +15,9 @@
 //!
 //! Figures that depend on "today" carry the date in their key, so none survives
 //! midnight. Scopes are `all`, `t{tutor}` and `s{student}`.
+//!
+//! Rendered HTML is keyed here too: the lesson page's per-viewer key is
+//! [`crate::LessonPage::render_key`]; the calendar week's is its data's version.
 
 use std::time::Duration;
 
@@ -22,9 +25,9 @@ use chrono::{Days, NaiveDate};
 use napiatke_cache::{Cache, Namespace};
 use napiatke_db::queries::images::Owner;
 use napiatke_db::queries::Scope;
-use napiatke_domain::{LessonId, UserId};
+use napiatke_domain::{LessonId, Role, User, UserId};
 
-use crate::{AttendanceChange, Services};
+use crate::{AttendanceChange, ServiceError, ServiceResult, Services};
 
 /// The TTL classes (configuration: CACHE_TTL_STATIC, _USER, _DASHBOARD, _CALENDAR).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -237,8 +240,14 @@ fn rate(r: Option<f64>) -> String {
 const MAX_SCAN_STEPS: u32 = 100;
 
 impl Services {
-    /// The cache's figures, with Redis's when it is configured and answers.
-    pub async fn cache_report(&self) -> CacheReport {
+    /// The cache's figures, with Redis's when it is configured and answers (admins
+    /// only).
+    pub async fn cache_report(&self, viewer: &User) -> ServiceResult<CacheReport> {
+        if viewer.role != Role::Admin {
+            return Err(ServiceError::Forbidden(
+                "the cache statistics are for admins".to_owned(),
+            ));
+        }
         self.cache.sync_stats().await;
         let stats = self.cache.stats();
         let (redis, mut redis_error) = match self.cache.redis_info().await {
@@ -274,7 +283,7 @@ impl Services {
                 stats: n.clone(),
             })
             .collect();
-        CacheReport {
+        Ok(CacheReport {
             l1_rate: rate(stats.l1.hit_rate()),
             l2_rate: rate(stats.l2.hit_rate()),
             overall_rate: rate(stats.hit_rate()),
@@ -292,6 +301,6 @@ impl Services {
                 .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string()),
             namespaces,
             stats,
-        }
+        })
     }
 }

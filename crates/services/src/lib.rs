@@ -23,6 +23,7 @@
 mod auth;
 pub mod cached;
 mod pages;
+pub mod setup;
 mod uploads;
 
 use std::sync::Arc;
@@ -35,13 +36,15 @@ pub use cached::{CacheReport, CacheTtls, NamespaceLine};
 
 pub use auth::{random_token, DbSessionStore, NewSession, Session, SessionStore, SESSION_TTL};
 pub use pages::{
-    AttendanceChange, CalendarDay, CalendarWeek, Dashboard, LessonQuery, LessonView, LessonsPage,
-    StudentQuery,
+    may_mark_attendance, AttendanceChange, CalendarDay, CalendarWeek, Dashboard, LessonPage,
+    LessonQuery, LessonView, LessonsPage, StudentQuery, MAX_SEARCH_CHARS, PAGE_SIZE,
 };
 pub use uploads::{ImageConfig, ReprocessReport, RoomCard, UploadSlot, UploadTarget};
 
-/// What a use case can fail with; apps/web maps each to an HTTP status once.
-#[derive(Debug, Clone, thiserror::Error)]
+/// What a use case can fail with; apps/web maps each to an HTTP status once. Failures
+/// of the parts below keep their cause ([`std::error::Error::source`]), so the log
+/// gets the whole chain.
+#[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
     /// The thing asked for does not exist, or is not the caller's to see.
     #[error("{0}")]
@@ -52,6 +55,10 @@ pub enum ServiceError {
     /// The input cannot be acted on; the message says why in words a person can use.
     #[error("{0}")]
     BadInput(String),
+    /// The image cannot be taken: it is not one we read, or over a limit (the message
+    /// says which, for the uploader).
+    #[error(transparent)]
+    BadImage(napiatke_images::ImageError),
     /// Too busy right now: try again after `retry_after` (HTTP 503 with Retry-After).
     #[error("{message}")]
     Busy {
@@ -60,21 +67,85 @@ pub enum ServiceError {
         /// When to try again.
         retry_after: std::time::Duration,
     },
+    /// No live session behind the token.
+    #[error("no such session")]
+    NoSession,
+    /// Seeding refused: the database already holds `users` users.
+    #[error("the database already holds {users} users")]
+    NotEmpty {
+        /// Users found.
+        users: i64,
+    },
     /// The database is unreachable or overloaded.
-    #[error("service unavailable: {0}")]
-    Unavailable(String),
-    /// Anything else; details go to the log, not the page.
-    #[error("internal error: {0}")]
-    Internal(String),
+    #[error("the database is unavailable")]
+    Unavailable(#[source] DbError),
+    /// The database failed otherwise.
+    #[error("database")]
+    Database(#[source] DbError),
+    /// An upload was refused because the app was built without image processing.
+    #[error("image uploads are not configured")]
+    UploadsOff,
+    /// Resizing or encoding an image failed (not the uploader's doing).
+    #[error("image processing")]
+    Image(#[source] napiatke_images::ImageError),
+    /// Writing to media storage failed.
+    #[error("storing {path}")]
+    Storage {
+        /// The storage name.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The blocking pool could not run the work (shutting down), or the work panicked.
+    #[error("blocking task")]
+    Task(#[source] tokio::task::JoinError),
+    /// The operating system gave no randomness for a token.
+    #[error("no randomness")]
+    Random(#[source] getrandom::Error),
+    /// The same failure, shared by every caller that waited on one cache load.
+    #[error(transparent)]
+    Shared(Arc<ServiceError>),
+}
+
+impl ServiceError {
+    /// The failure itself, seen through [`ServiceError::Shared`].
+    #[must_use]
+    pub fn kind(&self) -> &ServiceError {
+        match self {
+            ServiceError::Shared(inner) => inner.kind(),
+            other => other,
+        }
+    }
+
+    /// Whether retrying soon may work (the database or the blocking pool is down or
+    /// overloaded), as opposed to a bug.
+    #[must_use]
+    pub fn is_unavailable(&self) -> bool {
+        match self.kind() {
+            ServiceError::Unavailable(_) | ServiceError::UploadsOff => true,
+            ServiceError::Task(e) => !e.is_panic(),
+            _ => false,
+        }
+    }
 }
 
 impl From<DbError> for ServiceError {
     fn from(e: DbError) -> Self {
         match e {
             DbError::NotFound => ServiceError::NotFound("not found".to_owned()),
-            DbError::Unavailable(m) => ServiceError::Unavailable(m),
-            other => ServiceError::Internal(other.to_string()),
+            DbError::NotEmpty { users } => ServiceError::NotEmpty { users },
+            e @ DbError::Unavailable(_) => ServiceError::Unavailable(e),
+            other => ServiceError::Database(other),
         }
+    }
+}
+
+/// A cache load shares its error among everyone waiting on it (moka's `try_get_with`
+/// hands out an `Arc`); the one holder takes it back whole.
+impl From<Arc<ServiceError>> for ServiceError {
+    fn from(e: Arc<ServiceError>) -> Self {
+        Arc::try_unwrap(e).unwrap_or_else(ServiceError::Shared)
     }
 }
 
@@ -174,11 +245,8 @@ impl Services {
 
     /// Whether the database answers (for /healthz). One statement.
     pub async fn healthy(&self) -> ServiceResult<()> {
-        self.blocking(|s| {
-            s.db.ping()
-                .map_err(|e| ServiceError::Unavailable(e.to_string()))
-        })
-        .await
+        self.blocking(|s| s.db.ping().map_err(ServiceError::Unavailable))
+            .await
     }
 
     fn conn(&self) -> ServiceResult<napiatke_db::PooledConn> {
@@ -196,9 +264,7 @@ impl Services {
     {
         use tracing::Instrument;
         let task = f(self.clone()).instrument(tracing::Span::current());
-        tokio::spawn(task)
-            .await
-            .map_err(|e| ServiceError::Internal(format!("write task: {e}")))?
+        tokio::spawn(task).await.map_err(ServiceError::Task)?
     }
 
     /// Runs blocking work (database, argon2) on tokio's blocking pool inside the
@@ -210,16 +276,11 @@ impl Services {
     {
         let span = tracing::Span::current();
         let this = self.clone();
+        // A panic is a bug (a decoder on a crafted file, say), not overload: a 500
+        // that is logged, never a 503 inviting the client to send it again (see
+        // `ServiceError::is_unavailable`).
         tokio::task::spawn_blocking(move || span.in_scope(|| f(&this)))
             .await
-            .map_err(|e| {
-                // A panic is a bug (a decoder on a crafted file, say), not overload: a
-                // 500 that is logged, never a 503 inviting the client to send it again.
-                if e.is_panic() {
-                    ServiceError::Internal(format!("blocking task panicked: {e}"))
-                } else {
-                    ServiceError::Unavailable(format!("worker pool: {e}"))
-                }
-            })?
+            .map_err(ServiceError::Task)?
     }
 }

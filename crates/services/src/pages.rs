@@ -8,7 +8,8 @@ use napiatke_db::queries::students::{self, LessonStats, StudentListItem};
 use napiatke_db::queries::{attendance, catalog, Page, PageRequest, Scope};
 use napiatke_db::DbConn;
 use napiatke_domain::{
-    AttendanceStatus, LessonId, LessonStatus, Role, Room, Subject, SubjectId, User, UserId,
+    AttendanceStatus, LessonId, LessonStatus, Role, Room, StoredImage, Subject, SubjectId, User,
+    UserId,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -17,10 +18,24 @@ use std::sync::Arc;
 use crate::cached::{
     admin_dashboard_key, calendar_key, lesson_key, student_key, student_stats_key, tutor_key,
 };
-use crate::{ServiceError, ServiceResult, Services};
+use crate::{ServiceError, ServiceResult, Services, Session};
 
 /// Rows per list page (SPEC).
 pub const PAGE_SIZE: u32 = 50;
+
+/// The longest student search, in characters.
+pub const MAX_SEARCH_CHARS: usize = 100;
+
+/// Whether `user` may mark attendance in a lesson taught by `tutor`: admins, and the
+/// lesson's own tutor.
+#[must_use]
+pub fn may_mark_attendance(user: &User, tutor: UserId) -> bool {
+    match user.role {
+        Role::Admin => true,
+        Role::Tutor => tutor == user.id,
+        Role::Student => false,
+    }
+}
 
 /// The dashboard of one user, by role.
 #[derive(Debug, Clone, Serialize)]
@@ -113,6 +128,30 @@ pub struct LessonView {
     /// Changes whenever the lesson is loaded anew (so after every invalidation): what
     /// rendered copies of the page are keyed by.
     pub version: String,
+}
+
+/// The lesson page as one viewer sees it: the lesson, whether they may mark it, the
+/// students' avatars, and the key its rendered HTML is kept under.
+#[derive(Debug, Clone, Serialize)]
+pub struct LessonPage {
+    /// Lesson, tutor, subject, room, students and marks.
+    pub detail: LessonDetail,
+    /// Whether the viewer may mark attendance (admins and the lesson's tutor).
+    pub can_mark: bool,
+    /// Each student's avatar, in the lesson's order.
+    pub avatars: Vec<Option<StoredImage>>,
+    #[serde(skip)]
+    render_key: String,
+}
+
+impl LessonPage {
+    /// The key of `block`'s rendered HTML for this viewer: it changes with the lesson's
+    /// data, the viewer's rights and CSRF token (both are in the page) and each avatar's
+    /// version (avatars change apart from the lesson, without invalidating it).
+    #[must_use]
+    pub fn render_key(&self, block: &str) -> String {
+        format!("{}:{block}", self.render_key)
+    }
 }
 
 /// What marking attendance changed: the lesson as it is now, whose mark and which.
@@ -226,6 +265,7 @@ impl Services {
                 self.blocking(|s| Ok(catalog::subjects(&mut *s.conn()?)?))
             })
             .await
+            .map_err(ServiceError::from)
     }
 
     /// Every room (cached, static class).
@@ -235,6 +275,7 @@ impl Services {
                 self.blocking(|s| Ok(catalog::rooms(&mut *s.conn()?)?))
             })
             .await
+            .map_err(ServiceError::from)
     }
 
     /// The lesson list. Three statements (count, page, students) and the cached
@@ -296,6 +337,56 @@ impl Services {
             .ok_or_else(|| ServiceError::NotFound(format!("there is no lesson {id}")))
     }
 
+    /// The lesson page for `viewer` (see [`LessonPage`]): the lesson from the cache,
+    /// and the avatars (cached per user; one statement for those not cached).
+    pub async fn lesson_page(&self, viewer: &Session, id: LessonId) -> ServiceResult<LessonPage> {
+        let view = self.lesson(&viewer.user, id).await?;
+        self.present(viewer, view.detail, &view.version).await
+    }
+
+    /// Marks attendance as [`Services::mark_attendance`] does and returns the lesson
+    /// page as it is after the mark.
+    pub async fn mark_attendance_page(
+        &self,
+        viewer: &Session,
+        lesson: LessonId,
+        student: UserId,
+        status: AttendanceStatus,
+    ) -> ServiceResult<LessonPage> {
+        let change = self
+            .mark_attendance(&viewer.user, lesson, student, status)
+            .await?;
+        // Freshly read after the write: a version of its own, so no HTML rendered
+        // from an older copy can be taken for it.
+        self.present(viewer, change.lesson, &version()?).await
+    }
+
+    async fn present(
+        &self,
+        viewer: &Session,
+        detail: LessonDetail,
+        version: &str,
+    ) -> ServiceResult<LessonPage> {
+        let ids: Vec<UserId> = detail.students.iter().map(|s| s.student.id).collect();
+        let mut found = self.avatars(&ids).await?;
+        let avatars: Vec<Option<StoredImage>> = ids.iter().map(|id| found.remove(id)).collect();
+        let can_mark = may_mark_attendance(&viewer.user, detail.card.tutor.id);
+        let faces = avatars
+            .iter()
+            .map(|a| {
+                a.as_ref()
+                    .map_or_else(|| "-".to_owned(), StoredImage::version)
+            })
+            .collect::<Vec<_>>()
+            .join(",");
+        Ok(LessonPage {
+            render_key: format!("{version}:{can_mark}:{}:{faces}", viewer.csrf_token),
+            detail,
+            can_mark,
+            avatars,
+        })
+    }
+
     /// Marks a student's attendance in a lesson (admins, or the lesson's tutor), then
     /// invalidates what that changes (see [`crate::cached`]).
     pub async fn mark_attendance(
@@ -305,7 +396,9 @@ impl Services {
         student: UserId,
         status: AttendanceStatus,
     ) -> ServiceResult<AttendanceChange> {
-        if user.role == Role::Student {
+        // Refused before any statement for whoever may mark no lesson at all (as if
+        // they taught it themselves).
+        if !may_mark_attendance(user, user.id) {
             return Err(ServiceError::Forbidden(
                 "students cannot mark attendance".to_owned(),
             ));
@@ -318,7 +411,7 @@ impl Services {
                     let mut conn = s.conn()?;
                     let detail =
                         lessons::get(&mut conn, lesson, Scope::All).map_err(no_lesson(lesson))?;
-                    if user.role == Role::Tutor && detail.card.tutor.id != user.id {
+                    if !may_mark_attendance(&user, detail.card.tutor.id) {
                         return Err(ServiceError::Forbidden(
                             "only the lesson's tutor or an admin can mark its attendance"
                                 .to_owned(),
@@ -381,6 +474,7 @@ impl Services {
                 })
             })
             .await
+            .map_err(ServiceError::from)
     }
 
     /// The student list with search (admins and tutors). Three statements.
@@ -393,6 +487,15 @@ impl Services {
             return Err(ServiceError::Forbidden(
                 "the student list is for staff".to_owned(),
             ));
+        }
+        if query
+            .q
+            .as_ref()
+            .is_some_and(|q| q.chars().count() > MAX_SEARCH_CHARS)
+        {
+            return Err(ServiceError::BadInput(format!(
+                "the search may be at most {MAX_SEARCH_CHARS} characters"
+            )));
         }
         let query = query.clone();
         let mut page = self

@@ -123,8 +123,8 @@ struct JobOutcome {
 
 fn image_error(e: ImageError) -> ServiceError {
     match e {
-        ImageError::Encode(m) => ServiceError::Internal(format!("image processing: {m}")),
-        other => ServiceError::BadInput(other.to_string()),
+        e @ ImageError::Encode(_) => ServiceError::Image(e),
+        other => ServiceError::BadImage(other),
     }
 }
 
@@ -154,9 +154,7 @@ impl Services {
     }
 
     fn uploads(&self) -> ServiceResult<&Arc<Uploads>> {
-        self.uploads
-            .as_ref()
-            .ok_or_else(|| ServiceError::Unavailable("image uploads are not configured".to_owned()))
+        self.uploads.as_ref().ok_or(ServiceError::UploadsOff)
     }
 
     /// The image worker pool's figures, when uploads are configured.
@@ -229,10 +227,12 @@ impl Services {
                         pipeline::prepare(&bytes, &uploads.limits).map_err(image_error)?;
                     let original =
                         format!("originals/{}/{}", &prepared.source[..2], prepared.source);
-                    uploads
-                        .storage
-                        .put(&original, &bytes)
-                        .map_err(|e| ServiceError::Internal(format!("storing {original}: {e}")))?;
+                    uploads.storage.put(&original, &bytes).map_err(|source| {
+                        ServiceError::Storage {
+                            path: original.clone(),
+                            source,
+                        }
+                    })?;
                     let image = image_rows::create(
                         &mut *s.conn()?,
                         &NewImage {
@@ -440,6 +440,7 @@ impl Services {
                 })
             })
             .await
+            .map_err(ServiceError::from)
     }
 
     /// The avatars of these users (those without one are absent). Cached per user;

@@ -16,7 +16,7 @@ async fn sessions_expire_and_end(engine: Engine) {
     t.load_fixture().unwrap_or_else(|e| panic!("{e}"));
     let today = Services::new(t.db.clone(), FixedClock(now()));
     let (user, session) = today
-        .login("tina@napiatke.local", FIXTURE_PASSWORD)
+        .login("tina@napiatke.local", FIXTURE_PASSWORD, None)
         .await
         .unwrap_or_else(|e| panic!("{e}"))
         .unwrap_or_else(|| panic!("login failed"));
@@ -46,7 +46,7 @@ async fn sessions_expire_and_end(engine: Engine) {
         .is_none());
     // A login fifteen days on sweeps the expired row.
     let (_, fresh) = later(15)
-        .login("sara@napiatke.local", FIXTURE_PASSWORD)
+        .login("sara@napiatke.local", FIXTURE_PASSWORD, None)
         .await
         .ok()
         .flatten()
@@ -74,13 +74,13 @@ async fn sessions_expire_and_end(engine: Engine) {
         .flatten()
         .is_none());
     assert!(today
-        .login("tina@napiatke.local", "wrong")
+        .login("tina@napiatke.local", "wrong", None)
         .await
         .ok()
         .flatten()
         .is_none());
     assert!(today
-        .login("not an e-mail", FIXTURE_PASSWORD)
+        .login("not an e-mail", FIXTURE_PASSWORD, None)
         .await
         .ok()
         .flatten()

@@ -300,14 +300,3 @@ where
     }
     (res, browser)
 }
-
-macro_rules! both_engines {
-    ($($name:ident => $body:ident;)+) => {
-        mod sqlite {
-            $(#[actix_web::test] async fn $name() { super::$body(napiatke_db::Engine::Sqlite).await })+
-        }
-        mod postgres {
-            $(#[actix_web::test] async fn $name() { super::$body(napiatke_db::Engine::Postgres).await })+
-        }
-    };
-}

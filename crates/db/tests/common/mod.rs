@@ -84,20 +84,3 @@ pub fn add_bulk(conn: &mut DbConn, n: usize) {
     conn.batch_execute(&sql)
         .unwrap_or_else(|e| panic!("bulk rows: {e}"));
 }
-
-/// Generates the same test body for SQLite and PostgreSQL.
-#[macro_export]
-macro_rules! both_engines {
-    ($($name:ident => $body:expr;)+) => {
-        mod sqlite {
-            #[allow(unused_imports)]
-            use super::*;
-            $(#[test] fn $name() { ($body)(napiatke_db::Engine::Sqlite) })+
-        }
-        mod postgres {
-            #[allow(unused_imports)]
-            use super::*;
-            $(#[test] fn $name() { ($body)(napiatke_db::Engine::Postgres) })+
-        }
-    };
-}

@@ -1,0 +1,153 @@
+//! Namespaces and the key scheme: `{prefix}:{name}:{version}:{generation}:{key}`, the
+//! generation counters (`{prefix}:gen:{name}`) that invalidate a namespace in one
+//! INCR, and keeping this process's copy of them current.
+
+use super::*;
+
+/// A family of keys with one TTL and one value type, invalidated together by
+/// [`Cache::invalidate_namespace`]. Cheap to clone; create once at start-up with
+/// [`Cache::namespace`].
+#[derive(Clone)]
+pub struct Namespace {
+    pub(crate) state: Arc<NsState>,
+    pub(crate) ttl: Duration,
+}
+
+impl std::fmt::Debug for Namespace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Namespace")
+            .field("name", &self.state.name)
+            .field("version", &self.state.version)
+            .field("ttl", &self.ttl)
+            .finish()
+    }
+}
+
+impl Namespace {
+    /// Its name.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.state.name
+    }
+    /// How long its entries live.
+    #[must_use]
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+}
+
+pub(crate) struct NsState {
+    pub(crate) name: String,
+    pub(crate) version: u32,
+    pub(crate) generation: AtomicU64,
+    /// Whether `generation` has been read from Redis since (re)connecting.
+    pub(crate) synced: AtomicBool,
+    pub(crate) counters: NsCounters,
+}
+
+impl Cache {
+    /// Declares a namespace: `name` (lower-case letters, digits, `_` and `-`),
+    /// `version` (bump it when the cached type changes shape) and the TTL of its
+    /// entries. Declaring the same name again shares its generation and counters.
+    ///
+    /// # Panics
+    /// On a name outside that alphabet or the reserved name `gen`: namespaces are
+    /// fixed in code, so this is a programming error found at start-up.
+    #[must_use]
+    #[allow(clippy::panic)]
+    pub fn namespace(&self, name: &str, version: u32, ttl: Duration) -> Namespace {
+        assert!(
+            !name.is_empty()
+                && name != "gen"
+                && name.bytes().all(|b| b.is_ascii_lowercase()
+                    || b.is_ascii_digit()
+                    || b == b'_'
+                    || b == b'-'),
+            "bad cache namespace name {name:?}"
+        );
+        let key = format!("{name}:{version}");
+        let mut map = self
+            .inner
+            .namespaces
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let state = map
+            .entry(key)
+            .or_insert_with(|| {
+                Arc::new(NsState {
+                    name: name.to_owned(),
+                    version,
+                    generation: AtomicU64::new(0),
+                    synced: AtomicBool::new(false),
+                    counters: NsCounters::default(),
+                })
+            })
+            .clone();
+        Namespace { state, ttl }
+    }
+
+    pub(crate) fn full_key(&self, ns: &Namespace, key: &str) -> String {
+        let s = &ns.state;
+        format!(
+            "{}:{}:{}:{}:{}",
+            self.inner.prefix,
+            s.name,
+            s.version,
+            s.generation.load(Relaxed),
+            key
+        )
+    }
+
+    pub(crate) fn gen_key(&self, name: &str) -> String {
+        format!("{}:gen:{name}", self.inner.prefix)
+    }
+
+    /// One INCR of a namespace's generation counter: the new generation.
+    pub(crate) async fn incr_generation(
+        &self,
+        l2: &L2,
+        name: &str,
+    ) -> Result<(u64, bool), L2Error> {
+        let key = self.gen_key(name);
+        l2.run("incr generation", |mut c| async move {
+            redis::cmd("INCR")
+                .arg(&key)
+                .query_async::<u64>(&mut c)
+                .await
+        })
+        .await
+    }
+
+    /// Reads the namespace's generation from Redis once after each (re)connection.
+    pub(crate) async fn sync_generation(&self, ns: &Namespace) {
+        let Some(l2) = &self.inner.l2 else { return };
+        if ns.state.synced.load(Relaxed) {
+            return;
+        }
+        let key = self.gen_key(&ns.state.name);
+        if let Ok((gen, recovered)) = l2
+            .run("get generation", |mut c| async move {
+                redis::cmd("GET")
+                    .arg(&key)
+                    .query_async::<Option<u64>>(&mut c)
+                    .await
+            })
+            .await
+        {
+            // Never backwards: an INCR or a message may have raised it meanwhile.
+            ns.state.generation.fetch_max(gen.unwrap_or(0), Relaxed);
+            ns.state.synced.store(true, Relaxed);
+            self.after_success(recovered).await;
+        }
+    }
+
+    pub(crate) fn namespace_states(&self) -> Vec<Arc<NsState>> {
+        self.inner
+            .namespaces
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect()
+    }
+}

@@ -1,0 +1,227 @@
+//! The rules the use cases hold, tested without HTTP, on both engines: who may see
+//! and mark a lesson, who may list students and read the cache figures, what a
+//! search may be, session rotation at login, and that a mark shows at once.
+
+use chrono::{NaiveDate, NaiveDateTime};
+use napiatke_db::testing::{TestDb, FIXTURE_PASSWORD};
+use napiatke_db::Engine;
+use napiatke_domain::{AttendanceStatus, LessonId, Role, User, UserId};
+use napiatke_services::{
+    may_mark_attendance, FixedClock, ServiceError, Services, Session, StudentQuery,
+};
+
+fn now() -> NaiveDateTime {
+    NaiveDate::from_ymd_opt(2026, 11, 26)
+        .and_then(|d| d.and_hms_opt(12, 0, 0))
+        .unwrap_or_default()
+}
+
+fn fixture(engine: Engine) -> (TestDb, Services) {
+    let t = TestDb::new(engine).unwrap_or_else(|e| panic!("{e}"));
+    t.load_fixture().unwrap_or_else(|e| panic!("{e}"));
+    let services = Services::new(t.db.clone(), FixedClock(now()));
+    (t, services)
+}
+
+/// A live session for the fixture user `name` (`tina` → tina@napiatke.local).
+async fn session(services: &Services, name: &str) -> Session {
+    let (_, new) = services
+        .login(&format!("{name}@napiatke.local"), FIXTURE_PASSWORD, None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("{name} could not log in"));
+    services
+        .session(&new.token)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("{name}'s session is not live"))
+}
+
+fn lesson(id: i64) -> LessonId {
+    LessonId(id)
+}
+
+fn user(id: i64, role: Role) -> User {
+    User {
+        id: UserId(id),
+        email: napiatke_domain::Email::parse("someone@napiatke.local")
+            .unwrap_or_else(|e| panic!("{e}")),
+        first_name: "Some".to_owned(),
+        last_name: "One".to_owned(),
+        role,
+        is_active: true,
+        created_at: now(),
+    }
+}
+
+#[test]
+fn who_may_mark_attendance() {
+    let (tina, tom) = (UserId(2), UserId(3));
+    assert!(may_mark_attendance(&user(1, Role::Admin), tina));
+    assert!(may_mark_attendance(&user(2, Role::Tutor), tina));
+    assert!(!may_mark_attendance(&user(2, Role::Tutor), tom));
+    assert!(!may_mark_attendance(&user(4, Role::Student), tina));
+}
+
+fn forbidden<T: std::fmt::Debug>(r: Result<T, ServiceError>) -> bool {
+    matches!(
+        r.as_ref().map_err(ServiceError::kind),
+        Err(ServiceError::Forbidden(_))
+    )
+}
+
+async fn lesson_page_rules(engine: Engine) {
+    let (_t, services) = fixture(engine);
+    let admin = session(&services, "admin").await;
+    let tina = session(&services, "tina").await;
+    let tom = session(&services, "tom").await;
+    let sara = session(&services, "sara").await;
+    // Lesson 4: Tina's, with Sara, Bob and Dan.
+    let page = |s: Session| {
+        let services = services.clone();
+        async move { services.lesson_page(&s, lesson(4)).await }
+    };
+    let of_admin = page(admin.clone()).await.unwrap_or_else(|e| panic!("{e}"));
+    assert!(of_admin.can_mark);
+    assert_eq!(of_admin.avatars.len(), 3, "one avatar place per student");
+    assert!(of_admin.avatars.iter().all(Option::is_none));
+    let of_tina = page(tina.clone()).await.unwrap_or_else(|e| panic!("{e}"));
+    assert!(of_tina.can_mark, "the lesson's own tutor");
+    let of_tom = page(tom.clone()).await.unwrap_or_else(|e| panic!("{e}"));
+    assert!(!of_tom.can_mark, "another tutor reads but does not mark");
+    let of_sara = page(sara.clone()).await.unwrap_or_else(|e| panic!("{e}"));
+    assert!(!of_sara.can_mark);
+    // Lesson 3 is Tom's, without Sara: missing for her, not forbidden.
+    assert!(matches!(
+        services.lesson_page(&sara, lesson(3)).await.map_err(|e| e.kind().to_string()),
+        Err(m) if m == "there is no lesson 3"
+    ));
+
+    // Rendered HTML is kept per viewer and block.
+    let key = of_admin.render_key("page");
+    assert_eq!(
+        page(admin.clone()).await.map(|p| p.render_key("page")).ok(),
+        Some(key.clone()),
+        "the same viewer, data and block: the same key"
+    );
+    assert_ne!(key, of_admin.render_key("students"));
+    assert_ne!(key, of_tina.render_key("page"), "another viewer");
+
+    // Only admins and the lesson's tutor mark; the student must be in the lesson.
+    let bob = UserId(5);
+    for who in [&tom, &sara] {
+        assert!(forbidden(
+            services
+                .mark_attendance_page(who, lesson(4), bob, AttendanceStatus::Present)
+                .await
+        ));
+    }
+    assert!(matches!(
+        services
+            .mark_attendance_page(&tina, lesson(4), UserId(6), AttendanceStatus::Present)
+            .await
+            .map_err(|e| e.kind().to_string()),
+        Err(m) if m == "student 6 is not in lesson 4"
+    ));
+    let marked = services
+        .mark_attendance_page(&tina, lesson(4), bob, AttendanceStatus::Present)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mark_of = |p: &napiatke_services::LessonPage| {
+        p.detail
+            .students
+            .iter()
+            .find(|s| s.student.id == bob)
+            .and_then(|s| s.attendance)
+    };
+    assert_eq!(mark_of(&marked), Some(AttendanceStatus::Present));
+    // Every viewer's next read shows the mark (the cached lesson was invalidated),
+    // under a new key, so no page rendered before the mark is served.
+    let after = page(admin.clone()).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(mark_of(&after), Some(AttendanceStatus::Present));
+    assert_ne!(after.render_key("page"), key);
+}
+
+async fn list_and_report_rules(engine: Engine) {
+    let (_t, services) = fixture(engine);
+    let admin = session(&services, "admin").await;
+    let tina = session(&services, "tina").await;
+    let sara = session(&services, "sara").await;
+    let query = |q: Option<String>| StudentQuery { page: 1, q };
+    assert!(forbidden(services.students(&sara.user, &query(None)).await));
+    let all = services
+        .students(&tina.user, &query(None))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        all.total, 3,
+        "tutors list every active student (Cleo is not)"
+    );
+    let long = "ą".repeat(101);
+    assert!(matches!(
+        services.students(&admin.user, &query(Some(long))).await.map_err(|e| e.kind().to_string()),
+        Err(m) if m == "the search may be at most 100 characters"
+    ));
+    let longest = services
+        .students(&admin.user, &query(Some("ą".repeat(100))))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        longest.total, 0,
+        "100 characters are searched (nothing matches)"
+    );
+    // A student asking with a bad search is refused for who they are first.
+    assert!(forbidden(
+        services
+            .students(&sara.user, &query(Some("x".repeat(101))))
+            .await
+    ));
+
+    assert!(forbidden(services.cache_report(&tina.user).await));
+    assert!(forbidden(services.cache_report(&sara.user).await));
+    assert!(services.cache_report(&admin.user).await.is_ok());
+}
+
+async fn login_rotates_the_session(engine: Engine) {
+    let (_t, services) = fixture(engine);
+    let login = |password: &'static str, previous: Option<String>| {
+        let services = services.clone();
+        async move {
+            services
+                .login("tina@napiatke.local", password, previous.as_deref())
+                .await
+                .unwrap_or_else(|e| panic!("{e}"))
+        }
+    };
+    let live = |token: String| {
+        let services = services.clone();
+        async move {
+            services
+                .session(&token)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"))
+                .is_some()
+        }
+    };
+    let first = login(FIXTURE_PASSWORD, None).await.map(|(_, s)| s.token);
+    let first = first.unwrap_or_else(|| panic!("login failed"));
+    assert!(live(first.clone()).await);
+    // A wrong password leaves the session the browser had.
+    assert!(login("wrong", Some(first.clone())).await.is_none());
+    assert!(live(first.clone()).await);
+    // A new login ends it: a planted or stolen id dies with the next login.
+    let second = login(FIXTURE_PASSWORD, Some(first.clone()))
+        .await
+        .map(|(_, s)| s.token)
+        .unwrap_or_else(|| panic!("login failed"));
+    assert_ne!(first, second);
+    assert!(!live(first).await, "the previous session was ended");
+    assert!(live(second).await);
+}
+
+napiatke_db::both_engines! {
+    #[tokio::test] async
+    a_lesson_page_says_who_may_mark_and_shows_marks_at_once => lesson_page_rules;
+    students_and_cache_figures_are_for_staff_and_admins => list_and_report_rules;
+    login_ends_the_previous_session => login_rotates_the_session;
+}
