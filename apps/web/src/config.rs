@@ -333,7 +333,7 @@ mod tests {
 
     #[test]
     fn defaults_serve_the_demo() {
-        let s = with(&[]).unwrap_or_else(|e| panic!("{e}"));
+        let s = with(&[]).unwrap();
         assert_eq!(s.bind.to_string(), "127.0.0.1:8000");
         assert_eq!(s.database_url, "sqlite://data/napiatke.sqlite3");
         assert_eq!(s.environment, Environment::Development);
@@ -377,8 +377,7 @@ mod tests {
 
     #[test]
     fn secrets_do_not_print() {
-        let s = with(&[("SENTRY_DSN", "https://key@sentry.example/1")])
-            .unwrap_or_else(|e| panic!("{e}"));
+        let s = with(&[("SENTRY_DSN", "https://key@sentry.example/1")]).unwrap();
         assert!(!format!("{s:?}").contains("key@"));
         let lines = s.describe();
         assert!(lines.contains(&"SENTRY_DSN=(set, hidden)".to_owned()));

@@ -511,7 +511,7 @@ pub fn serve_static(state: &AppState, req: &HttpRequest) -> HttpResponse {
         }
     }
     // For HEAD the body is still attached: actix's HTTP/1 encoder sends its length as
-    // Content-Length and drops the bytes (tests/static_files.rs checks it on the wire).
+    // Content-Length and drops the bytes (tests/app/static_files.rs checks it on the wire).
     match res.body {
         napiatke_assets::Body::Bytes(bytes) => out.body(bytes),
         napiatke_assets::Body::Empty => out.finish(),

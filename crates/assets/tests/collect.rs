@@ -1,6 +1,10 @@
 //! collectstatic on real files: hashing, CSS rewriting, precompression, idempotence,
 //! incremental runs, and clear failures.
 
+// Helpers outside #[test] functions may unwrap too: a panic is the failure report
+// (clippy.toml's allow-unwrap-in-tests covers only the test functions).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::{Path, PathBuf};
 
 use napiatke_assets::{collect, AssetsError, Manifest, MANIFEST};
@@ -60,14 +64,14 @@ fn dirs(name: &str) -> Dirs {
 
 fn write(path: &Path, bytes: &[u8]) {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::create_dir_all(dir).unwrap();
     }
-    std::fs::write(path, bytes).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(path, bytes).unwrap();
 }
 
 fn manifest(root: &Path) -> Manifest {
-    let bytes = std::fs::read(root.join(MANIFEST)).unwrap_or_else(|e| panic!("{e}"));
-    serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{e}"))
+    let bytes = std::fs::read(root.join(MANIFEST)).unwrap();
+    serde_json::from_slice(&bytes).unwrap()
 }
 
 fn read(root: &Path, name: &str) -> String {
@@ -80,7 +84,7 @@ fn read(root: &Path, name: &str) -> String {
 #[test]
 fn hashes_rewrites_and_precompresses() {
     let d = dirs("full");
-    let report = collect(&d.src, &d.root).unwrap_or_else(|e| panic!("{e}"));
+    let report = collect(&d.src, &d.root).unwrap();
     assert_eq!(report.files, 7, "the hidden file is skipped");
     let m = manifest(&d.root);
     let hashed = |n: &str| {
@@ -155,7 +159,7 @@ fn hashes_rewrites_and_precompresses() {
 #[test]
 fn runs_are_idempotent_and_incremental() {
     let d = dirs("incr");
-    let first = collect(&d.src, &d.root).unwrap_or_else(|e| panic!("{e}"));
+    let first = collect(&d.src, &d.root).unwrap();
     assert!(first.compressed >= 8, "{first:?}");
     let m1 = manifest(&d.root);
     let app = m1.paths.get("css/app.css").cloned().unwrap_or_default();
@@ -166,7 +170,7 @@ fn runs_are_idempotent_and_incremental() {
     };
     let before = (mtime(&app), mtime(&format!("{app}.br")), mtime(MANIFEST));
 
-    let second = collect(&d.src, &d.root).unwrap_or_else(|e| panic!("{e}"));
+    let second = collect(&d.src, &d.root).unwrap();
     assert_eq!(second.compressed, 0, "{second:?}");
     assert_eq!(
         second.reused,
@@ -188,7 +192,7 @@ fn runs_are_idempotent_and_incremental() {
             .repeat(20)
             .as_bytes(),
     );
-    let third = collect(&d.src, &d.root).unwrap_or_else(|e| panic!("{e}"));
+    let third = collect(&d.src, &d.root).unwrap();
     assert_eq!(
         third.compressed, 4,
         "logo.svg and app.css, br and gz: {third:?}"

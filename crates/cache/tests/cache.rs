@@ -2,6 +2,10 @@
 //! redis://127.0.0.1:6379/0); every test has its own key prefix, so they run in
 //! parallel. Outage tests start their own redis-server on a free port.
 
+// Helpers outside #[test] functions may unwrap too: a panic is the failure report
+// (clippy.toml's allow-unwrap-in-tests covers only the test functions).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,7 +33,7 @@ async fn with_url(prefix: &str, url: Option<String>) -> Cache {
         ..CacheConfig::default()
     })
     .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    .unwrap();
     cache
 }
 
@@ -58,7 +62,7 @@ async fn compute(cache: &Cache, ns: &Namespace, key: &str, counter: &Counter, v:
     *cache
         .get_or_compute(ns, key, || counter.load(v))
         .await
-        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap()
 }
 
 #[tokio::test]
@@ -96,12 +100,12 @@ async fn absent_results_are_cached_too() {
         let v = cache
             .get_or_compute(&ns, "none", || counter.load(None::<u64>))
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap();
         assert_eq!(*v, None);
         let empty = cache
             .get_or_compute(&ns, "empty", || counter.load(Vec::<String>::new()))
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap();
         assert!(empty.is_empty());
     }
     assert_eq!(
@@ -155,12 +159,12 @@ async fn concurrent_misses_compute_once() {
                             counter.load(42u64).await
                         })
                         .await
-                        .unwrap_or_else(|e| panic!("{e}"))
+                        .unwrap()
                 })
             })
             .collect();
         for t in tasks {
-            assert_eq!(t.await.unwrap_or_else(|e| panic!("{e}")), 42);
+            assert_eq!(t.await.unwrap(), 42);
         }
         assert_eq!(counter.runs(), 1, "16 concurrent misses, one load");
     }
@@ -178,19 +182,13 @@ async fn early_refresh_recomputes_before_expiry() {
             counter.load(v).await
         }
     };
-    cache
-        .get_or_compute(&ns, "k", slow(1))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    cache.get_or_compute(&ns, "k", slow(1)).await.unwrap();
     // Inside the last compute-time of the TTL, each read refreshes with probability
     // e^(-left/delta) >= e^-1; 50 reads all declining would be (1-e^-1)^50 < 1e-9.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let mut fresh = false;
     for _ in 0..50 {
-        let v = cache
-            .get_or_compute(&ns, "k", slow(2))
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        let v = cache.get_or_compute(&ns, "k", slow(2)).await.unwrap();
         if *v == 2 {
             fresh = true;
             break;
@@ -265,7 +263,7 @@ async fn a_changed_type_reads_old_entries_as_misses() {
             })
         })
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert_eq!(
         *v,
         New {
@@ -320,7 +318,7 @@ async fn two_processes_never_read_stale_after_a_write_on_the_other() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_down_serves_from_l1_and_loader_then_comes_back() {
-    let mut redis = RedisServer::start(None).unwrap_or_else(|e| panic!("{e}"));
+    let mut redis = RedisServer::start(None).unwrap();
     let cache = with_url(&prefix("outage"), Some(redis.url())).await;
     let ns = cache.namespace("n", 1, MIN);
     let counter = Counter::default();
@@ -346,7 +344,7 @@ async fn redis_down_serves_from_l1_and_loader_then_comes_back() {
     assert!(s.l2_skipped > 0, "the breaker stopped trying: {s:?}");
 
     // Same port again: the breaker lets a request through, the pool dials anew.
-    let redis = RedisServer::start(Some(redis.port())).unwrap_or_else(|e| panic!("{e}"));
+    let redis = RedisServer::start(Some(redis.port())).unwrap();
     let back = tokio::time::timeout(Duration::from_secs(15), async {
         loop {
             cache.clear_local();
@@ -369,7 +367,7 @@ async fn redis_down_serves_from_l1_and_loader_then_comes_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_that_never_answers_costs_one_timeout_per_operation_at_most() {
     // Accepts connections and reads, never replies: a hung server.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
     std::thread::spawn(move || {
         let mut held = Vec::new();
@@ -420,7 +418,7 @@ async fn redis_figures_and_key_counts_per_namespace() {
         .key_counts(10_000)
         .await
         .unwrap_or_else(|| panic!("redis configured"))
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert!(counts.complete);
     assert_eq!(
         counts.per_namespace,
@@ -434,7 +432,7 @@ async fn redis_figures_and_key_counts_per_namespace() {
         .redis_info()
         .await
         .unwrap_or_else(|| panic!("redis configured"))
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert!(info.keys >= 7 && info.connected_clients >= 1 && !info.used_memory.is_empty());
     assert!(local().await.redis_info().await.is_none());
 }
@@ -446,7 +444,7 @@ async fn l1_is_bounded_by_bytes() {
         ..CacheConfig::default()
     })
     .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    .unwrap();
     let ns = cache.namespace("big", 1, MIN);
     // 100 values of about 1.3 KB each (large numbers: postcard's varints take 10
     // bytes each), several times what L1 may hold.
@@ -487,7 +485,7 @@ fn warnings_during(test: impl std::future::Future<Output = ()>) -> usize {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap()
         .block_on(test);
     warnings.0.load(SeqCst)
 }
@@ -499,7 +497,7 @@ fn a_dead_redis_is_logged_once_per_interval_not_per_request() {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap();
         let cache = with_url(
             &prefix("quiet"),
             Some(format!("redis://127.0.0.1:{port}/0")),
@@ -542,17 +540,13 @@ async fn a_load_overlapping_an_invalidation_stores_nothing() {
                 Ok::<_, String>(old)
             })
             .await
-            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap()
         })
     };
     let _ = read_rx.await;
     a.delete(&na, "k").await; // the write's invalidation, on the other process
     let _ = go_tx.send(());
-    assert_eq!(
-        loader.await.unwrap_or_else(|e| panic!("{e}")),
-        1,
-        "the caller still gets its answer"
-    );
+    assert_eq!(loader.await.unwrap(), 1, "the caller still gets its answer");
     assert_eq!(b.get::<u64>(&nb, "k").await, None, "not kept in b");
     a.clear_local();
     assert_eq!(a.get::<u64>(&na, "k").await, None, "not in Redis");
@@ -574,7 +568,7 @@ async fn batches_load_only_what_neither_tier_has() {
         let got = cache
             .get_or_compute_many(&ns, &keys, load(Arc::clone(&asked)))
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap();
         let values: Vec<u64> = got
             .iter()
             .map(|v| v.as_deref().copied().unwrap_or(999))
@@ -594,7 +588,7 @@ async fn batches_load_only_what_neither_tier_has() {
                 Err::<Vec<u64>, _>("not called".to_owned())
             })
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap();
         assert_eq!(again.iter().filter(|v| v.is_some()).count(), 5);
         let s = cache.stats();
         if cache.has_redis() {
@@ -613,7 +607,7 @@ async fn with_keepalive(prefix: &str, url: String, keepalive: Duration) -> Cache
         ..CacheConfig::default()
     })
     .await
-    .unwrap_or_else(|e| panic!("{e}"))
+    .unwrap()
 }
 
 /// Waits up to `limit` for `cond`; whether it came true.
@@ -666,7 +660,7 @@ fn a_healthy_redis_keeps_the_subscription_and_l1_across_keepalives() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_redis_gives_one_reconnect_and_one_l1_reset() {
-    let mut redis = RedisServer::start(None).unwrap_or_else(|e| panic!("{e}"));
+    let mut redis = RedisServer::start(None).unwrap();
     let cache = with_keepalive(&prefix("restart"), redis.url(), KEEPALIVE).await;
     assert!(eventually(Duration::from_secs(2), || cache.subscribed()).await);
     let ns = cache.namespace("n", 1, MIN);
@@ -682,7 +676,7 @@ async fn a_restarted_redis_gives_one_reconnect_and_one_l1_reset() {
         eventually(Duration::from_secs(3), || !cache.subscribed()).await,
         "the loss is noticed"
     );
-    let redis = RedisServer::start(Some(redis.port())).unwrap_or_else(|e| panic!("{e}"));
+    let redis = RedisServer::start(Some(redis.port())).unwrap();
     assert!(
         eventually(Duration::from_secs(15), || cache.subscribed()).await,
         "subscribed again: {:?}",
@@ -712,7 +706,7 @@ impl BlackHoleProxy {
     fn start(upstream: std::net::SocketAddr) -> BlackHoleProxy {
         use std::io::{Read, Write};
         use std::sync::atomic::AtomicBool;
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
         let forwarding = Arc::new(AtomicBool::new(true));
         let flag = Arc::clone(&forwarding);

@@ -1,6 +1,10 @@
 //! Migrations: identical folders for both engines, reversible, and the live schema
 //! matches schema.rs.
 
+// Helpers outside #[test] functions may unwrap too: a panic is the failure report
+// (clippy.toml's allow-unwrap-in-tests covers only the test functions).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use napiatke_db::both_engines;
@@ -48,7 +52,7 @@ fn live_columns(c: &mut napiatke_db::DbConn, engine: Engine, table: &str) -> Vec
     };
     diesel::sql_query(sql)
         .load::<Name>(c)
-        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap()
         .into_iter()
         .map(|n| n.name)
         .collect()
@@ -121,7 +125,7 @@ fn every_spec_index_exists(engine: Engine) {
     };
     let names: BTreeSet<String> = diesel::sql_query(sql)
         .load::<Name>(&mut c)
-        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap()
         .into_iter()
         .map(|n| n.name)
         .collect();
@@ -157,19 +161,17 @@ fn every_spec_index_exists(engine: Engine) {
 fn down_reverts_up(engine: Engine) {
     let t = fresh(engine);
     let mut c = conn(&t);
-    let applied = migrate::applied(&mut c).unwrap_or_else(|e| panic!("{e}"));
+    let applied = migrate::applied(&mut c).unwrap();
     assert!(!applied.is_empty());
-    let reverted = migrate::revert_all(&mut c).unwrap_or_else(|e| panic!("{e}"));
+    let reverted = migrate::revert_all(&mut c).unwrap();
     assert_eq!(reverted.len(), applied.len());
     assert!(
         live_columns(&mut c, engine, "lessons").is_empty(),
         "lessons survived down.sql"
     );
-    let again = migrate::run(&mut c).unwrap_or_else(|e| panic!("{e}"));
+    let again = migrate::run(&mut c).unwrap();
     assert_eq!(again, applied);
-    assert!(migrate::run(&mut c)
-        .unwrap_or_else(|e| panic!("{e}"))
-        .is_empty());
+    assert!(migrate::run(&mut c).unwrap().is_empty());
 }
 
 fn failed_migration_reports_and_keeps_data(engine: Engine) {
@@ -177,16 +179,15 @@ fn failed_migration_reports_and_keeps_data(engine: Engine) {
     // leave what was there untouched.
     // A fresh database with its migrations rolled back: empty, and dropped at the end.
     let t = fresh(engine);
-    migrate::revert_all(&mut conn(&t)).unwrap_or_else(|e| panic!("{e}"));
+    migrate::revert_all(&mut conn(&t)).unwrap();
     let url = t.url.clone();
     let mut c = napiatke_db::DatabaseUrl::parse(&url)
         .and_then(|u| u.establish())
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     diesel::connection::SimpleConnection::batch_execute(
         &mut c,
         "CREATE TABLE rooms (id INTEGER PRIMARY KEY, note TEXT); INSERT INTO rooms VALUES (1, 'keep me');",
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+    ).unwrap();
     let err = migrate::run(&mut c)
         .err()
         .map(|e| e.to_string())

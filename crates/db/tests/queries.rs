@@ -329,12 +329,12 @@ both_engines! {
     users_and_catalogues_load => |engine: Engine| {
         let t = fixture(engine);
         let mut c = conn(&t);
-        let email = Email::parse("SARA@napiatke.local").unwrap_or_else(|e| panic!("{e}"));
+        let email = Email::parse("SARA@napiatke.local").unwrap();
         let found = ok(users::credentials(&mut c, &email));
         let (user, hash) = found.unwrap_or_else(|| panic!("sara not found by e-mail"));
         assert_eq!((user.id, user.full_name()), (SARA, "Sara Adams".to_owned()));
         assert!(hash.starts_with("$argon2id$"), "{hash}");
-        let nobody = Email::parse("nobody@napiatke.local").unwrap_or_else(|e| panic!("{e}"));
+        let nobody = Email::parse("nobody@napiatke.local").unwrap();
         assert!(ok(users::credentials(&mut c, &nobody)).is_none());
         assert_eq!(ok(users::get(&mut c, TOM)).role, napiatke_domain::Role::Tutor);
         assert!(matches!(users::get(&mut c, UserId(404)), Err(DbError::NotFound)));

@@ -1,6 +1,10 @@
 //! The demo data set: deterministic across engines, refused on a non-empty database,
 //! all or nothing.
 
+// Helpers outside #[test] functions may unwrap too: a panic is the failure report
+// (clippy.toml's allow-unwrap-in-tests covers only the test functions).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use napiatke_db::both_engines;
@@ -54,7 +58,7 @@ fn count(c: &mut DbConn, table: &str) -> i64 {
     diesel::sql_query(format!("SELECT COUNT(*) AS n FROM {table}"))
         .get_result::<Count>(c)
         .map(|r| r.n)
-        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap()
 }
 
 fn seeded(engine: Engine, seed_value: u64) -> Vec<String> {
@@ -89,8 +93,7 @@ fn refuses_non_empty_and_force_replaces(engine: Engine) {
     let mut c = conn(&t);
     let opts = SeedOptions::new(Scale::Tiny, 42, now());
     let mut progress = Vec::new();
-    seed::run(&mut c, &opts, |p| progress.push((p.table, p.done, p.total)))
-        .unwrap_or_else(|e| panic!("{e}"));
+    seed::run(&mut c, &opts, |p| progress.push((p.table, p.done, p.total))).unwrap();
     let last = progress.last().copied().unwrap_or(("", 0, 1));
     assert_eq!(last.0, "invoices");
     assert_eq!(last.1, last.2, "progress ends at the total");
@@ -112,7 +115,7 @@ fn refuses_non_empty_and_force_replaces(engine: Engine) {
         force: true,
         ..SeedOptions::new(Scale::Tiny, 7, now())
     };
-    seed::run(&mut c, &forced, |_| {}).unwrap_or_else(|e| panic!("{e}"));
+    seed::run(&mut c, &forced, |_| {}).unwrap();
     let after = dump(&mut c);
     assert_ne!(after, before);
     assert_eq!(count(&mut c, "users"), 28);
@@ -129,7 +132,7 @@ fn a_failing_seed_leaves_nothing_behind(engine: Engine) {
     // A room with the id the seed will use: the rooms insert fails after users,
     // profiles and subjects were written.
     c.batch_execute("INSERT INTO rooms (id, name, capacity) VALUES (1, 'In the way', 3)")
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     let r = seed::run(&mut c, &SeedOptions::new(Scale::Tiny, 42, now()), |_| {});
     assert!(r.is_err(), "the seed must fail on the duplicate room id");
     for table in [
@@ -169,18 +172,17 @@ fn demo_logins_verify(engine: Engine) {
     use argon2::password_hash::{PasswordHash, PasswordVerifier};
     let t = fresh(engine);
     let mut c = conn(&t);
-    seed::run(&mut c, &SeedOptions::new(Scale::Tiny, 42, now()), |_| {})
-        .unwrap_or_else(|e| panic!("{e}"));
+    seed::run(&mut c, &SeedOptions::new(Scale::Tiny, 42, now()), |_| {}).unwrap();
     for (email, password) in [
         ("admin@napiatke.local", "admin"),
         ("tutor3@napiatke.local", "tutor"),
         ("student24@napiatke.local", "student"),
     ] {
-        let email = napiatke_domain::Email::parse(email).unwrap_or_else(|e| panic!("{e}"));
+        let email = napiatke_domain::Email::parse(email).unwrap();
         let (user, hash) = napiatke_db::queries::users::credentials(&mut c, &email)
-            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap()
             .unwrap_or_else(|| panic!("{email} missing"));
-        let parsed = PasswordHash::new(&hash).unwrap_or_else(|e| panic!("{e}"));
+        let parsed = PasswordHash::new(&hash).unwrap();
         assert!(argon2::Argon2::default()
             .verify_password(password.as_bytes(), &parsed)
             .is_ok());

@@ -437,7 +437,7 @@ mod tests {
                  {%- block rows -%}<td>{{ cell }}</td>{%- endblock rows -%}{% endblock content %}",
             ),
         ])
-        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap()
     }
 
     fn ctx() -> tera::Context {
@@ -476,7 +476,7 @@ mod tests {
         for (hx, full) in [(Hx::default(), true), (fragment, false), (restore, true)] {
             let res = t
                 .respond(StatusCode::OK, hx, "page.html", Some("rows"), &ctx())
-                .unwrap_or_else(|e| panic!("{e}"));
+                .unwrap();
             assert_eq!(
                 res.headers()
                     .get(header::VARY)
@@ -499,7 +499,7 @@ mod tests {
             "d.html",
             "{{ a | date(format=\"%a %d %b %H:%M\") }}|{{ b | date(format=\"%d.%m.%Y\") }}",
         )])
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
         let mut c = tera::Context::new();
         c.insert("a", "2026-11-26T09:05:00");
         c.insert("b", "2026-11-23");
@@ -519,15 +519,13 @@ mod tests {
             "p.html",
             "<link href=\"{{ static(name='css/gone.css') }}\">",
         )];
-        let dev =
-            Templates::from_sources_with(&src, Some(urls(true))).unwrap_or_else(|e| panic!("{e}"));
+        let dev = Templates::from_sources_with(&src, Some(urls(true))).unwrap();
         let err = dev
             .render("p.html", &tera::Context::new())
             .err()
             .map(|e| e.to_string());
         assert!(err.as_deref().is_some_and(|e| e.contains("\"css/gone.css\" is not in the static files manifest")), "{err:?}");
-        let prod =
-            Templates::from_sources_with(&src, Some(urls(false))).unwrap_or_else(|e| panic!("{e}"));
+        let prod = Templates::from_sources_with(&src, Some(urls(false))).unwrap();
         assert_eq!(
             prod.render("p.html", &tera::Context::new())
                 .unwrap_or_default(),

@@ -279,7 +279,7 @@ mod tests {
         let (gate_tx, gate_rx) = mpsc::channel::<()>();
         let (done_tx, done_rx) = mpsc::channel::<u32>();
         // The first job blocks the only worker until the gate opens.
-        let first = pool.try_reserve().unwrap_or_else(|e| panic!("{e}"));
+        let first = pool.try_reserve().unwrap();
         let tx = done_tx.clone();
         first.submit(move || {
             let _ = gate_rx.recv();
@@ -289,14 +289,14 @@ mod tests {
         while pool.stats().running == 0 {
             std::thread::yield_now();
         }
-        let a = pool.try_reserve().unwrap_or_else(|e| panic!("{e}"));
-        let b = pool.try_reserve().unwrap_or_else(|e| panic!("{e}"));
+        let a = pool.try_reserve().unwrap();
+        let b = pool.try_reserve().unwrap();
         let full = pool.try_reserve().err();
         assert_eq!(full.map(|f| f.queued), Some(2));
         assert!(full.is_some_and(|f| f.retry_after >= Duration::from_secs(1)));
         // An unused reservation gives its place back.
         drop(b);
-        let c = pool.try_reserve().unwrap_or_else(|e| panic!("{e}"));
+        let c = pool.try_reserve().unwrap();
         for (slot, n) in [(a, 2), (c, 3)] {
             let tx = done_tx.clone();
             slot.submit(move || {
@@ -313,15 +313,11 @@ mod tests {
     #[test]
     fn a_panicking_job_is_counted_and_the_worker_lives_on() {
         let pool = WorkerPool::new(1, 4);
-        pool.try_reserve()
-            .unwrap_or_else(|e| panic!("{e}"))
-            .submit(|| panic!("bad image"));
+        pool.try_reserve().unwrap().submit(|| panic!("bad image"));
         let (tx, rx) = mpsc::channel();
-        pool.try_reserve()
-            .unwrap_or_else(|e| panic!("{e}"))
-            .submit(move || {
-                let _ = tx.send("after");
-            });
+        pool.try_reserve().unwrap().submit(move || {
+            let _ = tx.send("after");
+        });
         assert_eq!(rx.recv_timeout(Duration::from_secs(5)).ok(), Some("after"));
         assert!(pool.wait_idle(Duration::from_secs(5)));
         let stats = pool.stats();
@@ -335,13 +331,11 @@ mod tests {
         let (tx, rx) = mpsc::channel();
         for _ in 0..3 {
             let (barrier, tx) = (Arc::clone(&barrier), tx.clone());
-            pool.try_reserve()
-                .unwrap_or_else(|e| panic!("{e}"))
-                .submit(move || {
-                    // Only passes if all three run at once.
-                    barrier.wait();
-                    let _ = tx.send(());
-                });
+            pool.try_reserve().unwrap().submit(move || {
+                // Only passes if all three run at once.
+                barrier.wait();
+                let _ = tx.send(());
+            });
         }
         for _ in 0..3 {
             assert!(rx.recv_timeout(Duration::from_secs(5)).is_ok());

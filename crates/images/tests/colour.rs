@@ -3,6 +3,10 @@
 //! and broken profiles leave them alone, and CMYK/YCCK JPEGs come out in the right
 //! RGB.
 
+// Helpers outside #[test] functions may unwrap too: a panic is the failure report
+// (clippy.toml's allow-unwrap-in-tests covers only the test functions).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::io::Cursor;
 
 use image::codecs::jpeg::JpegEncoder;
@@ -12,11 +16,11 @@ use image::{ExtendedColorType, ImageEncoder, Rgba, RgbaImage};
 use napiatke_images::{decode, Decoded, ImageError, Limits};
 
 fn ok(bytes: &[u8]) -> Decoded {
-    decode(bytes, &Limits::default()).unwrap_or_else(|e| panic!("{e}"))
+    decode(bytes, &Limits::default()).unwrap()
 }
 
 fn icc(profile: &moxcms::ColorProfile) -> Vec<u8> {
-    profile.encode().unwrap_or_else(|e| panic!("{e}"))
+    profile.encode().unwrap()
 }
 
 /// A 2×2 block of each colour, side by side.
@@ -33,7 +37,7 @@ fn swatch(d: &Decoded, i: usize) -> [u8; 4] {
 /// Writes `img` through `enc`, with `profile` embedded when given.
 fn write_with(mut enc: impl image::ImageEncoder, img: &RgbaImage, profile: Option<Vec<u8>>) {
     if let Some(p) = profile {
-        enc.set_icc_profile(p).unwrap_or_else(|e| panic!("{e}"));
+        enc.set_icc_profile(p).unwrap();
     }
     enc.write_image(
         img.as_raw(),
@@ -41,7 +45,7 @@ fn write_with(mut enc: impl image::ImageEncoder, img: &RgbaImage, profile: Optio
         img.height(),
         ExtendedColorType::Rgba8,
     )
-    .unwrap_or_else(|e| panic!("{e}"));
+    .unwrap();
 }
 
 fn png_with(img: &RgbaImage, profile: Option<Vec<u8>>) -> Vec<u8> {
@@ -135,9 +139,9 @@ fn an_adobe_rgb_jpeg_comes_out_in_srgb() {
     let mut jpeg = Vec::new();
     let mut enc = JpegEncoder::new_with_quality(&mut jpeg, 100);
     enc.set_icc_profile(icc(&moxcms::ColorProfile::new_adobe_rgb()))
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     enc.write_image(img.as_raw(), 32, 16, ExtendedColorType::Rgb8)
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert!(
         jpeg.windows(12).any(|w| w == b"ICC_PROFILE\0"),
         "APP2 written"
@@ -201,9 +205,9 @@ fn a_grey_png_with_a_linear_grey_profile_is_brightened_and_keeps_alpha() {
     let mut png = Vec::new();
     let mut enc = PngEncoder::new(&mut png);
     enc.set_icc_profile(icc(&moxcms::ColorProfile::new_gray_with_gamma(1.0)))
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     enc.write_image(grey.as_raw(), 3, 3, ExtendedColorType::La8)
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     let d = ok(&png);
     assert!(d.icc_converted);
     // 128/255 of linear light is sRGB 188.
@@ -228,8 +232,7 @@ fn cmyk_jpeg(ink: [u8; 4], ycck: bool, quality: u8, progressive: bool) -> Vec<u8
     } else {
         jpeg_encoder::ColorType::Cmyk
     };
-    enc.encode(&data, w, h, colour)
-        .unwrap_or_else(|e| panic!("{e}"));
+    enc.encode(&data, w, h, colour).unwrap();
     out
 }
 

@@ -2,6 +2,10 @@
 //! the image crate's encoders, plus the real photographs in ../shared/testdata/photos
 //! when present.
 
+// Helpers outside #[test] functions may unwrap too: a panic is the failure report
+// (clippy.toml's allow-unwrap-in-tests covers only the test functions).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod photos;
 
 use std::io::Cursor;
@@ -11,8 +15,7 @@ use napiatke_images::{decode, ImageError, Limits, SourceFormat};
 
 fn encode(img: &image::DynamicImage, format: ImageFormat) -> Vec<u8> {
     let mut out = Vec::new();
-    img.write_to(&mut Cursor::new(&mut out), format)
-        .unwrap_or_else(|e| panic!("{e}"));
+    img.write_to(&mut Cursor::new(&mut out), format).unwrap();
     out
 }
 
@@ -21,7 +24,7 @@ fn gradient(w: u32, h: u32) -> RgbaImage {
 }
 
 fn ok(bytes: &[u8]) -> napiatke_images::Decoded {
-    decode(bytes, &Limits::default()).unwrap_or_else(|e| panic!("{e}"))
+    decode(bytes, &Limits::default()).unwrap()
 }
 
 #[test]
@@ -107,7 +110,7 @@ fn an_animated_gif_gives_its_first_frame() {
                 Delay::from_numer_denom_ms(100, 1),
             )
         });
-        enc.encode_frames(frames).unwrap_or_else(|e| panic!("{e}"));
+        enc.encode_frames(frames).unwrap();
     }
     let d = ok(&bytes);
     assert_eq!(d.format, SourceFormat::Gif);
@@ -288,7 +291,7 @@ fn the_test_photographs_decode_upright_and_opaque() {
         if path.extension().and_then(|e| e.to_str()) != Some("jpg") {
             continue;
         }
-        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{e}"));
+        let bytes = std::fs::read(&path).unwrap();
         let d = ok(&bytes);
         assert_eq!(d.format, SourceFormat::Jpeg);
         assert!(!d.has_alpha && d.width() >= 1920, "{}", path.display());
@@ -344,8 +347,8 @@ fn a_paletted_png_keeps_its_transparency() {
     ihdr.extend_from_slice(&1u32.to_be_bytes());
     ihdr.extend_from_slice(&[8, 3, 0, 0, 0]);
     let mut idat = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
-    std::io::Write::write_all(&mut idat, &[0, 0, 1]).unwrap_or_else(|e| panic!("{e}"));
-    let idat = idat.finish().unwrap_or_else(|e| panic!("{e}"));
+    std::io::Write::write_all(&mut idat, &[0, 0, 1]).unwrap();
+    let idat = idat.finish().unwrap();
     let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
     png.extend_from_slice(&chunk(b"IHDR", &ihdr));
     png.extend_from_slice(&chunk(b"PLTE", &[255, 0, 0, 0, 0, 255]));
@@ -411,7 +414,7 @@ fn a_jpeg_with_a_gps_block_decodes_and_no_output_carries_it() {
         ..Options::default()
     };
     for format in Format::ALL {
-        let out = variants::encode(&d.pixels, format, &options).unwrap_or_else(|e| panic!("{e}"));
+        let out = variants::encode(&d.pixels, format, &options).unwrap();
         for needle in [&b"Exif"[..], b"WGS-84", b"GPS"] {
             assert!(
                 !out.windows(needle.len()).any(|w| w == needle),

@@ -1,5 +1,9 @@
 //! The whole pipeline into local storage: names, idempotence, traversal-proof paths.
 
+// Helpers outside #[test] functions may unwrap too: a panic is the failure report
+// (clippy.toml's allow-unwrap-in-tests covers only the test functions).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use image::{Rgba, RgbaImage};
 use napiatke_images::pipeline::{process, Kind, LocalStorage, Storage};
 use napiatke_images::variants::Options;
@@ -12,7 +16,7 @@ fn png(w: u32, h: u32) -> Vec<u8> {
     let mut out = Vec::new();
     image::DynamicImage::ImageRgba8(img)
         .write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     out
 }
 
@@ -34,8 +38,7 @@ fn every_variant_is_stored_under_a_content_name_and_reprocessing_reuses_them() {
     let dir = scratch("pipeline");
     let storage = LocalStorage::new(&dir);
     let source = png(700, 350);
-    let first =
-        process(&source, &Limits::default(), &fast(), &storage).unwrap_or_else(|e| panic!("{e}"));
+    let first = process(&source, &Limits::default(), &fast(), &storage).unwrap();
     // 320 and 640 wide, and the 300 thumbnail (capped by the 350 height), in 3 formats.
     let sizes: Vec<(Kind, u32, u32)> = first
         .variants
@@ -58,8 +61,7 @@ fn every_variant_is_stored_under_a_content_name_and_reprocessing_reuses_them() {
         first.placeholder.starts_with("data:image/webp;base64,") && first.placeholder.len() <= 600
     );
 
-    let again =
-        process(&source, &Limits::default(), &fast(), &storage).unwrap_or_else(|e| panic!("{e}"));
+    let again = process(&source, &Limits::default(), &fast(), &storage).unwrap();
     assert_eq!(again.variants, first.variants, "same names, same sizes");
     assert_eq!(again.reused, 9, "nothing encoded twice");
 
@@ -68,8 +70,7 @@ fn every_variant_is_stored_under_a_content_name_and_reprocessing_reuses_them() {
         webp_quality: 70.0,
         ..fast()
     };
-    let other =
-        process(&source, &Limits::default(), &q70, &storage).unwrap_or_else(|e| panic!("{e}"));
+    let other = process(&source, &Limits::default(), &q70, &storage).unwrap();
     let webp = |p: &napiatke_images::pipeline::Processed| {
         p.variants
             .iter()
@@ -107,8 +108,7 @@ fn only_names_the_pipeline_makes_are_variant_names() {
     use napiatke_images::variants::Format;
     let dir = scratch("names");
     let storage = LocalStorage::new(&dir);
-    let made = process(&png(400, 300), &Limits::default(), &fast(), &storage)
-        .unwrap_or_else(|e| panic!("{e}"));
+    let made = process(&png(400, 300), &Limits::default(), &fast(), &storage).unwrap();
     for v in &made.variants {
         assert_eq!(
             variant_format(&v.path).map(Format::name),

@@ -2,6 +2,10 @@
 //! and mark a lesson, who may list students and read the cache figures, what a
 //! search may be, session rotation at login, and that a mark shows at once.
 
+// Helpers outside #[test] functions may unwrap too: a panic is the failure report
+// (clippy.toml's allow-unwrap-in-tests covers only the test functions).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use chrono::{NaiveDate, NaiveDateTime};
 use napiatke_db::testing::{TestDb, FIXTURE_PASSWORD};
 use napiatke_db::Engine;
@@ -17,8 +21,8 @@ fn now() -> NaiveDateTime {
 }
 
 fn fixture(engine: Engine) -> (TestDb, Services) {
-    let t = TestDb::new(engine).unwrap_or_else(|e| panic!("{e}"));
-    t.load_fixture().unwrap_or_else(|e| panic!("{e}"));
+    let t = TestDb::new(engine).unwrap();
+    t.load_fixture().unwrap();
     let services = Services::new(t.db.clone(), FixedClock(now()));
     (t, services)
 }
@@ -28,12 +32,12 @@ async fn session(services: &Services, name: &str) -> Session {
     let (_, new) = services
         .login(&format!("{name}@napiatke.local"), FIXTURE_PASSWORD, None)
         .await
-        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap()
         .unwrap_or_else(|| panic!("{name} could not log in"));
     services
         .session(&new.token)
         .await
-        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap()
         .unwrap_or_else(|| panic!("{name}'s session is not live"))
 }
 
@@ -44,8 +48,7 @@ fn lesson(id: i64) -> LessonId {
 fn user(id: i64, role: Role) -> User {
     User {
         id: UserId(id),
-        email: napiatke_domain::Email::parse("someone@napiatke.local")
-            .unwrap_or_else(|e| panic!("{e}")),
+        email: napiatke_domain::Email::parse("someone@napiatke.local").unwrap(),
         first_name: "Some".to_owned(),
         last_name: "One".to_owned(),
         role,
@@ -81,15 +84,15 @@ async fn lesson_page_rules(engine: Engine) {
         let services = services.clone();
         async move { services.lesson_page(&s, lesson(4)).await }
     };
-    let of_admin = page(admin.clone()).await.unwrap_or_else(|e| panic!("{e}"));
+    let of_admin = page(admin.clone()).await.unwrap();
     assert!(of_admin.can_mark);
     assert_eq!(of_admin.avatars.len(), 3, "one avatar place per student");
     assert!(of_admin.avatars.iter().all(Option::is_none));
-    let of_tina = page(tina.clone()).await.unwrap_or_else(|e| panic!("{e}"));
+    let of_tina = page(tina.clone()).await.unwrap();
     assert!(of_tina.can_mark, "the lesson's own tutor");
-    let of_tom = page(tom.clone()).await.unwrap_or_else(|e| panic!("{e}"));
+    let of_tom = page(tom.clone()).await.unwrap();
     assert!(!of_tom.can_mark, "another tutor reads but does not mark");
-    let of_sara = page(sara.clone()).await.unwrap_or_else(|e| panic!("{e}"));
+    let of_sara = page(sara.clone()).await.unwrap();
     assert!(!of_sara.can_mark);
     // Lesson 3 is Tom's, without Sara: missing for her, not forbidden.
     assert!(matches!(
@@ -126,7 +129,7 @@ async fn lesson_page_rules(engine: Engine) {
     let marked = services
         .mark_attendance_page(&tina, lesson(4), bob, AttendanceStatus::Present)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     let mark_of = |p: &napiatke_services::LessonPage| {
         p.detail
             .students
@@ -137,7 +140,7 @@ async fn lesson_page_rules(engine: Engine) {
     assert_eq!(mark_of(&marked), Some(AttendanceStatus::Present));
     // Every viewer's next read shows the mark (the cached lesson was invalidated),
     // under a new key, so no page rendered before the mark is served.
-    let after = page(admin.clone()).await.unwrap_or_else(|e| panic!("{e}"));
+    let after = page(admin.clone()).await.unwrap();
     assert_eq!(mark_of(&after), Some(AttendanceStatus::Present));
     assert_ne!(after.render_key("page"), key);
 }
@@ -149,10 +152,7 @@ async fn list_and_report_rules(engine: Engine) {
     let sara = session(&services, "sara").await;
     let query = |q: Option<String>| StudentQuery { page: 1, q };
     assert!(forbidden(services.students(&sara.user, &query(None)).await));
-    let all = services
-        .students(&tina.user, &query(None))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let all = services.students(&tina.user, &query(None)).await.unwrap();
     assert_eq!(
         all.total, 3,
         "tutors list every active student (Cleo is not)"
@@ -165,7 +165,7 @@ async fn list_and_report_rules(engine: Engine) {
     let longest = services
         .students(&admin.user, &query(Some("ą".repeat(100))))
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert_eq!(
         longest.total, 0,
         "100 characters are searched (nothing matches)"
@@ -190,18 +190,12 @@ async fn login_rotates_the_session(engine: Engine) {
             services
                 .login("tina@napiatke.local", password, previous.as_deref())
                 .await
-                .unwrap_or_else(|e| panic!("{e}"))
+                .unwrap()
         }
     };
     let live = |token: String| {
         let services = services.clone();
-        async move {
-            services
-                .session(&token)
-                .await
-                .unwrap_or_else(|e| panic!("{e}"))
-                .is_some()
-        }
+        async move { services.session(&token).await.unwrap().is_some() }
     };
     let first = login(FIXTURE_PASSWORD, None).await.map(|(_, s)| s.token);
     let first = first.unwrap_or_else(|| panic!("login failed"));

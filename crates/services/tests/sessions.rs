@@ -1,5 +1,9 @@
 //! Sessions: only a hash is stored, they expire, and logout ends them. Both engines.
 
+// Helpers outside #[test] functions may unwrap too: a panic is the failure report
+// (clippy.toml's allow-unwrap-in-tests covers only the test functions).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use chrono::{Days, NaiveDate, NaiveDateTime};
 use napiatke_db::testing::{TestDb, FIXTURE_PASSWORD};
 use napiatke_db::Engine;
@@ -12,19 +16,16 @@ fn now() -> NaiveDateTime {
 }
 
 async fn sessions_expire_and_end(engine: Engine) {
-    let t = TestDb::new(engine).unwrap_or_else(|e| panic!("{e}"));
-    t.load_fixture().unwrap_or_else(|e| panic!("{e}"));
+    let t = TestDb::new(engine).unwrap();
+    t.load_fixture().unwrap();
     let today = Services::new(t.db.clone(), FixedClock(now()));
     let (user, session) = today
         .login("tina@napiatke.local", FIXTURE_PASSWORD, None)
         .await
-        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap()
         .unwrap_or_else(|| panic!("login failed"));
     assert_eq!(user.first_name, "Tina");
-    let loaded = today
-        .sessions()
-        .load(&session.token)
-        .unwrap_or_else(|e| panic!("{e}"));
+    let loaded = today.sessions().load(&session.token).unwrap();
     assert_eq!(
         loaded.map(|s| (s.user.id, s.csrf_token)),
         Some((user.id, session.csrf_token.clone()))
@@ -61,10 +62,7 @@ async fn sessions_expire_and_end(engine: Engine) {
         "swept"
     );
 
-    today
-        .sessions()
-        .destroy(&fresh.token)
-        .unwrap_or_else(|e| panic!("{e}"));
+    today.sessions().destroy(&fresh.token).unwrap();
     assert!(today.sessions().load(&fresh.token).ok().flatten().is_none());
     // Junk never reaches the database as a lookup.
     assert!(today

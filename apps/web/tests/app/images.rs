@@ -2,14 +2,12 @@
 //! avatars from the form to /media/, the status an upload polls, what pages show,
 //! who may upload, every kind of bad input, a full queue, and reprocessing.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::*;
 use actix_web::dev::{Service, ServiceResponse};
 use actix_web::http::StatusCode;
 use actix_web::test::{self, TestRequest};
-use common::*;
 use napiatke_db::testing::FIXTURE_PASSWORD;
 use napiatke_db::Engine;
 
@@ -28,7 +26,7 @@ fn png(w: u32, h: u32) -> Vec<u8> {
     let mut out = Vec::new();
     image::DynamicImage::ImageRgba8(img)
         .write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     out
 }
 
@@ -42,7 +40,7 @@ fn jpeg(w: u32, h: u32) -> Vec<u8> {
             &mut std::io::Cursor::new(&mut out),
             image::ImageFormat::Jpeg,
         )
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     out
 }
 
@@ -546,7 +544,7 @@ async fn bad_uploads(engine: Engine) {
             image::Luma([x as u8])
         }))
         .write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
         out
     };
     let deep = {
@@ -555,7 +553,7 @@ async fn bad_uploads(engine: Engine) {
             image::Rgba([(x * 700) as u16, (y * 1000) as u16, 30_000, 65_535])
         }))
         .write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
         out
     };
     for bytes in [png(100, 80), gray, deep] {
@@ -607,10 +605,7 @@ async fn full_queue(engine: Engine) {
     let app = test::init_service(napiatke_web::app::app(state.clone())).await;
     let (_, admin) = login(&app, "admin@napiatke.local", FIXTURE_PASSWORD).await;
     // Another request holds the only place while it reads its upload.
-    let held = state
-        .services
-        .reserve_upload()
-        .unwrap_or_else(|e| panic!("{e}"));
+    let held = state.services.reserve_upload().unwrap();
     let res = upload(&app, &admin, "/rooms/1/photo", &png(64, 64), true).await;
     assert_eq!(res.status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(res
@@ -695,24 +690,20 @@ async fn reprocess(engine: Engine) {
         .collect();
     // 320 and 640 wide and the thumbnail, in three formats.
     assert_eq!(variants.len(), 9, "{variants:?}");
-    std::fs::remove_file(root.join(&variants[0])).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::remove_file(root.join(&variants[0])).unwrap();
     let mut seen = Vec::new();
     let report = state
         .services
         .reprocess_images(|done, total| seen.push((done, total)))
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert_eq!(
         (report.images, report.made, report.reused, report.failed),
         (1, 1, 8, 0)
     );
     assert_eq!(seen, vec![(1, 1)]);
     assert!(root.join(&variants[0]).is_file());
-    let report = state
-        .services
-        .reprocess_images(|_, _| {})
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let report = state.services.reprocess_images(|_, _| {}).await.unwrap();
     assert_eq!((report.made, report.reused), (0, 9));
     let page = send(&app, admin.get("/rooms/")).await;
     assert_eq!(
@@ -731,7 +722,7 @@ async fn reprocess(engine: Engine) {
         .unwrap_or_else(|| panic!("no original"));
     {
         use napiatke_db::queries::images::{create, NewImage, Owner};
-        let mut conn = t.db.get().unwrap_or_else(|e| panic!("{e}"));
+        let mut conn = t.db.get().unwrap();
         let new = NewImage {
             source: original.rsplit('/').next().unwrap_or_default(),
             original: &original,
@@ -746,7 +737,7 @@ async fn reprocess(engine: Engine) {
             Owner::Room(napiatke_domain::RoomId(1)),
             now(),
         )
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     }
     let restarted = state_tweaked(&t, false, &cache_prefix(), Some(redis_url()), |s| {
         s.media_root = root.clone();
@@ -766,14 +757,10 @@ async fn reprocess(engine: Engine) {
     let given_up = send(&app, admin.get("/images/2/?attempt=300")).await;
     assert!(!given_up.body.contains("hx-get") && given_up.body.contains("reload the page"));
     let resumed = restarted.services.resume_images().await;
-    assert_eq!(resumed.unwrap_or_else(|e| panic!("{e}")), 1);
+    assert_eq!(resumed.unwrap(), 1);
     settle(&restarted).await;
     let page = send(&app, admin.get("/rooms/")).await;
     assert_eq!(media_urls(&page.body).len(), 6, "{}", page.body);
     let again = restarted.services.resume_images().await;
-    assert_eq!(
-        again.unwrap_or_else(|e| panic!("{e}")),
-        0,
-        "nothing left PROCESSING"
-    );
+    assert_eq!(again.unwrap(), 0, "nothing left PROCESSING");
 }

@@ -1,7 +1,6 @@
-//! The test harness the HTTP test files share: app state over a per-test database
-//! (SQLite or PostgreSQL), Redis under a prefix of its own and a scratch MEDIA_ROOT,
-//! requests, a logged-in browser, and `both_engines!`.
-#![allow(dead_code, unused_imports)] // each test file uses its own part
+//! The harness the test modules share: app state over a per-test database (SQLite or
+//! PostgreSQL), Redis under a prefix of its own and a scratch MEDIA_ROOT, requests,
+//! and a logged-in browser.
 
 use std::collections::HashMap;
 
@@ -11,7 +10,7 @@ use actix_web::http::StatusCode;
 use actix_web::test::{self, TestRequest};
 use actix_web::web;
 use chrono::{NaiveDate, NaiveDateTime};
-use napiatke_db::testing::{TestDb, FIXTURE_PASSWORD};
+use napiatke_db::testing::TestDb;
 use napiatke_db::Engine;
 use napiatke_services::FixedClock;
 use napiatke_web::config::Settings;
@@ -29,8 +28,7 @@ pub fn settings(production: bool) -> Settings {
     } else {
         "development"
     };
-    let mut s = Settings::from_lookup(|k| (k == "NAPIATKE_ENV").then(|| env.to_owned()))
-        .unwrap_or_else(|e| panic!("{e}"));
+    let mut s = Settings::from_lookup(|k| (k == "NAPIATKE_ENV").then(|| env.to_owned())).unwrap();
     s.expose_query_count = true;
     s
 }
@@ -45,8 +43,8 @@ pub fn statics() -> std::sync::Arc<napiatke_assets::StaticFiles> {
             let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../assets");
             let root =
                 std::env::temp_dir().join(format!("napiatke-http-static-{}", std::process::id()));
-            napiatke_assets::collect(&src, &root).unwrap_or_else(|e| panic!("{e}"));
-            let files = napiatke_assets::StaticFiles::load(&root).unwrap_or_else(|e| panic!("{e}"));
+            napiatke_assets::collect(&src, &root).unwrap();
+            let files = napiatke_assets::StaticFiles::load(&root).unwrap();
             let _ = std::fs::remove_dir_all(&root);
             std::sync::Arc::new(files)
         })
@@ -104,9 +102,8 @@ pub async fn state_tweaked(
         ..napiatke_cache::CacheConfig::default()
     })
     .await
-    .unwrap_or_else(|e| panic!("{e}"));
-    napiatke_web::build_state(&settings, t.db.clone(), FixedClock(now()), statics(), cache)
-        .unwrap_or_else(|e| panic!("{e}"))
+    .unwrap();
+    napiatke_web::build_state(&settings, t.db.clone(), FixedClock(now()), statics(), cache).unwrap()
 }
 
 /// The scratch MEDIA_ROOT of the state made with cache prefix `prefix`.
@@ -115,8 +112,8 @@ pub fn media_root(prefix: &str) -> std::path::PathBuf {
 }
 
 pub fn fixture(engine: Engine) -> TestDb {
-    let t = TestDb::new(engine).unwrap_or_else(|e| panic!("{e}"));
-    t.load_fixture().unwrap_or_else(|e| panic!("{e}"));
+    let t = TestDb::new(engine).unwrap();
+    t.load_fixture().unwrap();
     t
 }
 
@@ -299,4 +296,13 @@ where
         browser.csrf = form_token(&page.body);
     }
     (res, browser)
+}
+
+/// The attendance rate a dashboard shows ("66.7%").
+pub fn rate_in(body: &str) -> String {
+    body.split("</b>attendance")
+        .next()
+        .and_then(|s| s.rsplit("<b>").next())
+        .unwrap_or_default()
+        .to_owned()
 }

@@ -26,10 +26,10 @@ impl Drop for Fixture {
 fn fixture() -> Fixture {
     let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../assets");
     let root = std::env::temp_dir().join(format!("napiatke-static-test-{}", std::process::id()));
-    napiatke_assets::collect(&src, &root).unwrap_or_else(|e| panic!("{e}"));
-    let files = Arc::new(StaticFiles::load(&root).unwrap_or_else(|e| panic!("{e}")));
-    let db = TestDb::sqlite().unwrap_or_else(|e| panic!("{e}"));
-    let settings = Settings::from_lookup(|_| None).unwrap_or_else(|e| panic!("{e}"));
+    napiatke_assets::collect(&src, &root).unwrap();
+    let files = Arc::new(StaticFiles::load(&root).unwrap());
+    let db = TestDb::sqlite().unwrap();
+    let settings = Settings::from_lookup(|_| None).unwrap();
     let now = chrono::NaiveDate::from_ymd_opt(2026, 11, 26)
         .and_then(|d| d.and_hms_opt(12, 0, 0))
         .unwrap_or_default();
@@ -40,7 +40,7 @@ fn fixture() -> Fixture {
         Arc::clone(&files),
         napiatke_cache::Cache::local(napiatke_cache::CacheConfig::default()),
     )
-    .unwrap_or_else(|e| panic!("{e}"));
+    .unwrap();
     Fixture {
         files,
         root,
@@ -333,8 +333,8 @@ async fn nothing_outside_the_static_root_is_reachable() {
 fn head_over_the_wire_has_the_length_and_no_body() {
     use std::io::{Read, Write};
     let f = fixture();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
-    let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
     let state = f.state.clone();
     let expected = f.files.url("js/htmx.min.js").unwrap_or_default();
     let server = std::thread::spawn(move || {
@@ -342,7 +342,7 @@ fn head_over_the_wire_has_the_length_and_no_body() {
             let srv = actix_web::HttpServer::new(move || napiatke_web::app::app(state.clone()))
                 .workers(1)
                 .listen(listener)
-                .unwrap_or_else(|e| panic!("{e}"))
+                .unwrap()
                 .run();
             let handle = srv.handle();
             actix_web::rt::spawn(async move {
@@ -364,8 +364,7 @@ fn head_over_the_wire_has_the_length_and_no_body() {
     s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
         .ok();
     let request = format!("HEAD {expected} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-    s.write_all(request.as_bytes())
-        .unwrap_or_else(|e| panic!("{e}"));
+    s.write_all(request.as_bytes()).unwrap();
     let mut raw = Vec::new();
     let _ = s.read_to_end(&mut raw);
     let text = String::from_utf8_lossy(&raw);

@@ -21,7 +21,7 @@ fn text(b: &[u8]) -> String {
 }
 
 fn database(engine: Engine) -> TestDb {
-    TestDb::new(engine).unwrap_or_else(|e| panic!("{e}"))
+    TestDb::new(engine).unwrap()
 }
 
 const NOW: &str = "2026-11-26T12:00";
@@ -125,7 +125,7 @@ fn bad_settings_stop_start_up() {
         .arg("config")
         .env("CACHE_TTL_USER", "soon")
         .output()
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         text(&out.stderr),
@@ -137,7 +137,7 @@ fn bad_settings_stop_start_up() {
 fn images_optimize_writes_the_variants_and_prints_json() {
     let dir = std::env::temp_dir().join(format!("napiatke-cli-images-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::create_dir_all(&dir).unwrap();
     // A tiny PNG (a 1×1 red pixel), saved under a misleading name.
     let png: &[u8] = &[
         0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0x00, 0x00, 0x00, 0x0D, 0x49, 0x48, 0x44,
@@ -147,7 +147,7 @@ fn images_optimize_writes_the_variants_and_prints_json() {
         0x00, 0x49, 0x45, 0x4E, 0x44, 0xAE, 0x42, 0x60, 0x82,
     ];
     let file = dir.join("photo.jpg");
-    std::fs::write(&file, png).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&file, png).unwrap();
     let out_dir = dir.join("out");
     let file_arg = file.display().to_string();
     let out_arg = out_dir.display().to_string();
@@ -175,7 +175,7 @@ fn images_optimize_writes_the_variants_and_prints_json() {
         .is_some_and(|p| p.starts_with("data:image/webp;base64,")));
 
     let junk = dir.join("notes.png");
-    std::fs::write(&junk, b"just text").unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&junk, b"just text").unwrap();
     let junk_arg = junk.display().to_string();
     let bad = napiatke(
         "sqlite::memory:",
@@ -193,7 +193,7 @@ fn images_optimize_writes_the_variants_and_prints_json() {
 fn images_reprocess(engine: Engine) {
     use napiatke_db::queries::images::{create, NewImage, Owner};
     let t = database(engine);
-    t.load_fixture().unwrap_or_else(|e| panic!("{e}"));
+    t.load_fixture().unwrap();
     let media = std::env::temp_dir().join(format!(
         "napiatke-cli-reprocess-{engine}-{}",
         std::process::id()
@@ -219,11 +219,10 @@ fn images_reprocess(engine: Engine) {
         image::Rgb([x as u8, y as u8, 9])
     }))
     .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
-    .unwrap_or_else(|e| panic!("{e}"));
-    std::fs::create_dir_all(media.join("originals/aa")).unwrap_or_else(|e| panic!("{e}"));
-    std::fs::write(media.join("originals/aa/aa00000000000001"), &png)
-        .unwrap_or_else(|e| panic!("{e}"));
-    let mut conn = t.db.get().unwrap_or_else(|e| panic!("{e}"));
+    .unwrap();
+    std::fs::create_dir_all(media.join("originals/aa")).unwrap();
+    std::fs::write(media.join("originals/aa/aa00000000000001"), &png).unwrap();
+    let mut conn = t.db.get().unwrap();
     let now = chrono::NaiveDate::from_ymd_opt(2026, 11, 26)
         .and_then(|d| d.and_hms_opt(12, 0, 0))
         .unwrap_or_default();
@@ -245,7 +244,7 @@ fn images_reprocess(engine: Engine) {
             has_alpha: false,
             placeholder: "data:image/webp;base64,",
         };
-        create(&mut conn, &new, owner, now).unwrap_or_else(|e| panic!("{e}"));
+        create(&mut conn, &new, owner, now).unwrap();
     }
     drop(conn);
     let out = run();
@@ -258,12 +257,10 @@ fn images_reprocess(engine: Engine) {
         "{stdout}"
     );
     assert!(text(&out.stderr).contains("1 images could not be reprocessed"));
-    let mut conn = t.db.get().unwrap_or_else(|e| panic!("{e}"));
-    let lost = napiatke_db::queries::images::get(&mut conn, napiatke_domain::ImageId(2))
-        .unwrap_or_else(|e| panic!("{e}"));
+    let mut conn = t.db.get().unwrap();
+    let lost = napiatke_db::queries::images::get(&mut conn, napiatke_domain::ImageId(2)).unwrap();
     assert_eq!(lost.status, napiatke_domain::ImageStatus::Failed);
-    let kept = napiatke_db::queries::images::get(&mut conn, napiatke_domain::ImageId(1))
-        .unwrap_or_else(|e| panic!("{e}"));
+    let kept = napiatke_db::queries::images::get(&mut conn, napiatke_domain::ImageId(1)).unwrap();
     assert_eq!(kept.status, napiatke_domain::ImageStatus::Ready);
     assert_eq!(kept.variants.len(), 6);
     assert!(kept.variants.iter().all(|v| media.join(&v.path).is_file()));
