@@ -654,6 +654,31 @@ async fn media_safety(engine: Engine) {
     )
     .await;
     assert_eq!(again.status, StatusCode::NOT_MODIFIED);
+    assert_eq!(
+        again.header("cache-control"),
+        Some("public, max-age=31536000, immutable")
+    );
+    // Ranges, from the file on disk (actix-files): the first 12 bytes of the WebP.
+    let on_disk =
+        std::fs::read(media_root(&prefix).join(url.trim_start_matches("/media/"))).unwrap();
+    let part = send(
+        &app,
+        TestRequest::get()
+            .uri(&url)
+            .insert_header(("range", "bytes=0-11")),
+    )
+    .await;
+    assert_eq!(part.status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(
+        part.header("content-range"),
+        Some(format!("bytes 0-11/{}", on_disk.len()).as_str())
+    );
+    assert_eq!(part.body, String::from_utf8_lossy(&on_disk[..12]));
+    assert!(part.body.starts_with("RIFF") && part.body.ends_with("WEBP"));
+    let whole = send(&app, TestRequest::get().uri(&url)).await;
+    assert_eq!(whole.status, StatusCode::OK);
+    assert_eq!(whole.body, String::from_utf8_lossy(&on_disk));
+    assert_eq!(whole.header("etag"), head.header("etag"));
     let post = send(&app, TestRequest::post().uri(&url)).await;
     assert_eq!(post.status, StatusCode::METHOD_NOT_ALLOWED);
     // The original (EXIF and all) is stored but never served; nor is anything else.

@@ -1,5 +1,5 @@
-//! Images in the web shell: the upload endpoints (room photos, avatars), the room and
-//! profile pages, the status fragment an upload polls, and /media/.
+//! The upload endpoints (room photos, avatars) and the status fragment an upload
+//! polls.
 //!
 //! An upload is refused as early as it can be, cheapest first: who may upload, the
 //! CSRF token (header, or a form field before the file), a place in the image queue
@@ -8,14 +8,14 @@
 
 use actix_multipart::{Field, Multipart};
 use actix_web::http::header::{self, HeaderValue};
-use actix_web::http::{Method, StatusCode};
+use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
 use napiatke_domain::{ImageId, RoomId, StoredImage};
 use napiatke_htmx::Hx;
 use napiatke_services::UploadTarget;
 
-use crate::handlers::{base_context, no_store, render_page, see_other};
+use crate::handlers::{no_store, see_other};
 use crate::session::Auth;
 use crate::{AppError, AppState};
 
@@ -29,7 +29,7 @@ const UPLOAD_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(
 
 /// How many times a processing image's fragment polls (about once a second) before
 /// it asks for a reload instead.
-pub const MAX_POLLS: u32 = 300;
+pub(crate) const MAX_POLLS: u32 = 300;
 
 fn unreadable(e: impl std::fmt::Display) -> AppError {
     AppError::BadRequest(format!("the upload could not be read: {e}"))
@@ -235,22 +235,6 @@ fn room_id(raw: &str) -> Result<RoomId, AppError> {
         .map_err(|_| AppError::NotFound(format!("there is no room {raw:?}")))
 }
 
-/// What a page with an upload form gets: the base context and the size limit the
-/// form states.
-fn upload_page_context(state: &AppState, auth: &Auth, nav: &str) -> tera::Context {
-    let mut ctx = base_context(auth, nav);
-    ctx.insert("image_max_bytes", &state.image_max_bytes);
-    ctx
-}
-
-/// GET /rooms/: every room with its photo; admins get an upload form on each.
-pub async fn rooms(state: State, auth: Auth, hx: Hx) -> Result<HttpResponse, AppError> {
-    let rooms = state.services.rooms_with_photos().await?;
-    let mut ctx = upload_page_context(&state, &auth, "rooms");
-    ctx.insert("rooms", rooms.as_ref());
-    render_page(&state, hx, "rooms.html", None, &ctx)
-}
-
 /// POST /rooms/<id>/photo (admins; multipart field `image`).
 pub async fn room_photo(
     state: State,
@@ -271,15 +255,6 @@ pub async fn room_photo(
         .map(|r| r.name.clone())
         .unwrap_or_default();
     uploaded(&state, hx, &image, Look::Photo, &name, "/rooms/")
-}
-
-/// GET /profile/: the user's own avatar and the form to change it.
-pub async fn profile(state: State, auth: Auth, hx: Hx) -> Result<HttpResponse, AppError> {
-    let user = auth.user().id;
-    let avatar = state.services.avatars(&[user]).await?.remove(&user);
-    let mut ctx = upload_page_context(&state, &auth, "profile");
-    ctx.insert("avatar", &avatar);
-    render_page(&state, hx, "profile.html", None, &ctx)
 }
 
 /// POST /profile/avatar (any logged-in user, their own; multipart field `image`).
@@ -320,56 +295,4 @@ pub async fn image_status(
         .unwrap_or(0);
     let image = state.services.image(auth.user(), id).await?;
     status_fragment(&state, StatusCode::OK, &image, look, alt, attempt)
-}
-
-/// GET and HEAD /media/<variant>: a stored variant, cached for a year (its name
-/// changes whenever its bytes would). Only names the image pipeline makes are served:
-/// originals and anything else under MEDIA_ROOT stay private, and no `..` gets in.
-pub async fn media(state: State, req: HttpRequest) -> Result<HttpResponse, AppError> {
-    match *req.method() {
-        Method::GET | Method::HEAD => {}
-        _ => {
-            return Ok(HttpResponse::MethodNotAllowed()
-                .insert_header((header::ALLOW, "GET, HEAD"))
-                .finish())
-        }
-    }
-    let missing = || AppError::NotFound("there is no such image".to_owned());
-    // The raw path, not the decoded one: an encoded `..` must not become a real one.
-    let name = req
-        .uri()
-        .path()
-        .strip_prefix("/media/")
-        .unwrap_or_default()
-        .to_owned();
-    let format = napiatke_images::pipeline::variant_format(&name).ok_or_else(missing)?;
-    let etag = format!("\"{}\"", name.rsplit('/').next().unwrap_or_default());
-    let fresh = req
-        .headers()
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
-    let storage = state.media.clone();
-    let bytes = web::block(move || {
-        use napiatke_images::pipeline::Storage;
-        storage.get(&name)
-    })
-    .await
-    .map_err(|e| AppError::Internal(format!("media read: {e}")))?
-    .map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => missing(),
-        _ => AppError::Internal(format!("media read: {e}")),
-    })?;
-    let mut res = if fresh {
-        HttpResponse::NotModified()
-    } else {
-        HttpResponse::Ok()
-    };
-    res.insert_header((header::CONTENT_TYPE, format.mime()))
-        .insert_header((header::CACHE_CONTROL, "public, max-age=31536000, immutable"))
-        .insert_header((header::ETAG, etag));
-    // For HEAD the GET body goes back too: actix-http sends its length, not its bytes
-    // (as for static files); a hand-set Content-Length on an empty body would be
-    // replaced by 0 on the wire.
-    Ok(if fresh { res.finish() } else { res.body(bytes) })
 }
