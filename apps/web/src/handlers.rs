@@ -1,18 +1,18 @@
 //! Thin handlers: extract and check input, call a service on the blocking pool,
 //! render.
 
-use std::collections::HashMap;
-
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use chrono::NaiveDate;
-use napiatke_domain::{AttendanceStatus, LessonId, LessonStatus, SubjectId, UserId};
+use napiatke_domain::{AttendanceStatus, LessonId, LessonStatus};
 use napiatke_htmx::Hx;
-use napiatke_services::{LessonPage, LessonQuery, StudentQuery};
+use napiatke_services::{LessonPage, LessonQuery};
 use serde::Serialize;
 
 use crate::error::encode_query;
+use crate::params::{
+    AttendanceForm, CalendarParams, LessonsParams, LoginForm, LoginPage, StudentsParams, TokenForm,
+};
 use crate::session::{
     login_csrf_cookie, removal, safe_next, session_cookie, tokens_match, Auth, LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,
@@ -20,28 +20,6 @@ use crate::session::{
 use crate::{AppError, AppState};
 
 type State = web::Data<AppState>;
-type Form = web::Form<HashMap<String, String>>;
-
-/// Query parameters of a GET, or 400 naming what could not be read.
-fn query(req: &HttpRequest) -> Result<HashMap<String, String>, AppError> {
-    web::Query::<HashMap<String, String>>::from_query(req.query_string())
-        .map(web::Query::into_inner)
-        .map_err(|e| AppError::BadRequest(format!("the address's query could not be read: {e}")))
-}
-
-/// A non-empty parameter, trimmed.
-fn param<'a>(q: &'a HashMap<String, String>, name: &str) -> Option<&'a str> {
-    q.get(name).map(|s| s.trim()).filter(|s| !s.is_empty())
-}
-
-fn page_number(q: &HashMap<String, String>) -> Result<u32, AppError> {
-    match param(q, "page") {
-        None => Ok(1),
-        Some(p) => p.parse::<u32>().ok().filter(|n| *n >= 1).ok_or_else(|| {
-            AppError::BadRequest(format!("page must be a whole number from 1 up; got {p:?}"))
-        }),
-    }
-}
 
 /// A page past the last one is missing, like any other address that names nothing.
 fn check_page_exists(number: u32, total_pages: u32) -> Result<(), AppError> {
@@ -172,9 +150,12 @@ fn login_page(
     Ok(no_store(res))
 }
 
-pub async fn login_form(state: State, req: HttpRequest) -> Result<HttpResponse, AppError> {
-    let q = query(&req)?;
-    let next = safe_next(param(&q, "next"));
+pub async fn login_form(
+    state: State,
+    req: HttpRequest,
+    q: web::Query<LoginPage>,
+) -> Result<HttpResponse, AppError> {
+    let next = safe_next(q.next());
     let existing = req.cookie(LOGIN_CSRF_COOKIE).map(|c| c.value().to_owned());
     let csrf = match existing.filter(|t| t.len() == 64) {
         Some(t) => t,
@@ -186,20 +167,22 @@ pub async fn login_form(state: State, req: HttpRequest) -> Result<HttpResponse, 
     Ok(res)
 }
 
-pub async fn login(state: State, req: HttpRequest, form: Form) -> Result<HttpResponse, AppError> {
+pub async fn login(
+    state: State,
+    req: HttpRequest,
+    form: web::Form<LoginForm>,
+) -> Result<HttpResponse, AppError> {
     let cookie = req.cookie(LOGIN_CSRF_COOKIE).map(|c| c.value().to_owned());
-    let sent = form
-        .get("csrf_token")
-        .map(String::as_str)
-        .unwrap_or_default();
-    if !cookie.as_deref().is_some_and(|c| tokens_match(sent, c)) {
+    if !cookie
+        .as_deref()
+        .is_some_and(|c| tokens_match(&form.csrf_token, c))
+    {
         return Err(AppError::Forbidden(
             "the login form's security token is missing or out of date; reload the page and try again".to_owned(),
         ));
     }
-    let email = form.get("email").cloned().unwrap_or_default();
-    let password = form.get("password").cloned().unwrap_or_default();
-    let next = safe_next(form.get("next").map(String::as_str));
+    let (email, password) = (&form.email, &form.password);
+    let next = safe_next(form.next());
     if email.trim().is_empty() || password.is_empty() {
         let csrf = cookie.unwrap_or_default();
         return login_page(
@@ -207,14 +190,14 @@ pub async fn login(state: State, req: HttpRequest, form: Form) -> Result<HttpRes
             StatusCode::BAD_REQUEST,
             &csrf,
             &next,
-            &email,
+            email,
             Some("Enter your e-mail and password."),
         );
     }
     let previous = req.cookie(SESSION_COOKIE).map(|c| c.value().to_owned());
     let outcome = state
         .services
-        .login(&email, &password, previous.as_deref())
+        .login(email, password, previous.as_deref())
         .await?;
     match outcome {
         Some((user, session)) => {
@@ -234,7 +217,7 @@ pub async fn login(state: State, req: HttpRequest, form: Form) -> Result<HttpRes
                 StatusCode::UNAUTHORIZED,
                 &csrf,
                 &next,
-                &email,
+                email,
                 Some("Wrong e-mail or password."),
             )
         }
@@ -245,9 +228,9 @@ pub async fn logout(
     state: State,
     req: HttpRequest,
     auth: Auth,
-    form: Form,
+    form: web::Form<TokenForm>,
 ) -> Result<HttpResponse, AppError> {
-    auth.check_csrf(&req, form.get("csrf_token").map(String::as_str))?;
+    auth.check_csrf(&req, form.csrf_token.as_deref())?;
     state.services.logout(&auth.token).await?;
     let mut res = see_other("/login");
     res.add_cookie(&removal(SESSION_COOKIE, "/", state.secure_cookies))
@@ -264,31 +247,16 @@ pub async fn dashboard(state: State, auth: Auth, hx: Hx) -> Result<HttpResponse,
 
 pub async fn lessons(
     state: State,
-    req: HttpRequest,
     auth: Auth,
     hx: Hx,
+    params: web::Query<LessonsParams>,
 ) -> Result<HttpResponse, AppError> {
-    let q = query(&req)?;
-    let page = page_number(&q)?;
-    let status = match param(&q, "status") {
-        None => None,
-        Some(s) => Some(
-            s.to_ascii_uppercase()
-                .parse::<LessonStatus>()
-                .map_err(|e| AppError::BadRequest(e.to_string()))?,
-        ),
-    };
-    let subject = match param(&q, "subject") {
-        None => None,
-        Some(s) => Some(s.parse::<SubjectId>().map_err(|_| {
-            AppError::BadRequest(format!("subject must be a subject's number; got {s:?}"))
-        })?),
-    };
-    let query = LessonQuery {
+    let query = params.query()?;
+    let LessonQuery {
         page,
         status,
         subject,
-    };
+    } = query;
     let result = state.services.lessons(auth.user(), query).await?;
     let total_pages = result.lessons.total_pages();
     check_page_exists(page, total_pages)?;
@@ -364,21 +332,11 @@ pub async fn attendance(
     auth: Auth,
     hx: Hx,
     path: web::Path<String>,
-    form: Form,
+    form: web::Form<AttendanceForm>,
 ) -> Result<HttpResponse, AppError> {
-    auth.check_csrf(&req, form.get("csrf_token").map(String::as_str))?;
+    auth.check_csrf(&req, form.csrf_token.as_deref())?;
     let id = lesson_id(&path)?;
-    let student = form
-        .get("student_id")
-        .and_then(|s| s.trim().parse::<UserId>().ok())
-        .ok_or_else(|| AppError::BadRequest("student_id must be a student's number".to_owned()))?;
-    let raw_status = form
-        .get("status")
-        .map(|s| s.trim().to_ascii_uppercase())
-        .unwrap_or_default();
-    let status = raw_status
-        .parse::<AttendanceStatus>()
-        .map_err(|e| AppError::BadRequest(e.to_string()))?;
+    let (student, status) = form.mark()?;
     let page = state
         .services
         .mark_attendance_page(&auth.session, id, student, status)
@@ -397,18 +355,14 @@ pub async fn attendance(
 
 pub async fn calendar(
     state: State,
-    req: HttpRequest,
     auth: Auth,
     hx: Hx,
+    params: web::Query<CalendarParams>,
 ) -> Result<HttpResponse, AppError> {
-    let q = query(&req)?;
-    let start = match param(&q, "start") {
-        None => None,
-        Some(s) => Some(NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| {
-            AppError::BadRequest(format!("start must be a date like 2026-11-23; got {s:?}"))
-        })?),
-    };
-    let week = state.services.calendar(auth.user(), start).await?;
+    let week = state
+        .services
+        .calendar(auth.user(), params.start()?)
+        .await?;
     // Rendering 800 entries costs more than fetching them: the week's HTML is cached
     // by the data's version, so it is rendered once per change.
     let html = state
@@ -431,17 +385,12 @@ pub async fn calendar(
 
 pub async fn students(
     state: State,
-    req: HttpRequest,
     auth: Auth,
     hx: Hx,
+    params: web::Query<StudentsParams>,
 ) -> Result<HttpResponse, AppError> {
-    let q = query(&req)?;
-    let page = page_number(&q)?;
-    let search = param(&q, "q").map(str::to_owned);
-    let query = StudentQuery {
-        page,
-        q: search.clone(),
-    };
+    let query = params.query()?;
+    let (page, search) = (query.page, query.q.clone());
     let result = state.services.students(auth.user(), &query).await?;
     let total_pages = result.total_pages();
     check_page_exists(page, total_pages)?;

@@ -9,6 +9,7 @@ mod error;
 mod handlers;
 mod media;
 mod middleware;
+mod params;
 mod session;
 
 pub use app::{build_state, init_tracing, AppState};

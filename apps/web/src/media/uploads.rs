@@ -16,6 +16,7 @@ use napiatke_htmx::Hx;
 use napiatke_services::UploadTarget;
 
 use crate::handlers::{no_store, see_other};
+use crate::params::{Look, StatusParams};
 use crate::session::Auth;
 use crate::{AppError, AppState};
 
@@ -173,23 +174,6 @@ fn too_large(max: usize) -> AppError {
     ))
 }
 
-/// How an image is shown: a room's photo (responsive, full width) or an avatar (a
-/// fixed-size square).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Look {
-    Photo,
-    Avatar,
-}
-
-impl Look {
-    fn name(self) -> &'static str {
-        match self {
-            Look::Photo => "photo",
-            Look::Avatar => "avatar",
-        }
-    }
-}
-
 /// The image's status fragment: the placeholder while it is processed (polling
 /// itself), then the image; `X-Image-Status` says which for scripts and tests.
 fn status_fragment(
@@ -281,18 +265,7 @@ pub async fn image_status(
     let id: ImageId = path
         .parse()
         .map_err(|_| AppError::NotFound(format!("there is no image {:?}", path.as_str())))?;
-    let q = web::Query::<std::collections::HashMap<String, String>>::from_query(req.query_string())
-        .map(web::Query::into_inner)
-        .unwrap_or_default();
-    let look = match q.get("look").map(String::as_str) {
-        Some("avatar") => Look::Avatar,
-        _ => Look::Photo,
-    };
-    let alt = q.get("alt").map_or("", String::as_str);
-    let attempt = q
-        .get("attempt")
-        .and_then(|a| a.parse::<u32>().ok())
-        .unwrap_or(0);
+    let q = StatusParams::from_query(req.query_string());
     let image = state.services.image(auth.user(), id).await?;
-    status_fragment(&state, StatusCode::OK, &image, look, alt, attempt)
+    status_fragment(&state, StatusCode::OK, &image, q.look, &q.alt, q.attempt)
 }

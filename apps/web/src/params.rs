@@ -1,0 +1,286 @@
+//! What each route reads from its query string or form: one serde struct per route,
+//! taken by actix's `Query` and `Form` extractors (whose errors become a 400 in
+//! [`crate::app::app`]), and its validation into the services' types with messages a
+//! person can act on. Fields arrive as text so a bad value gets its own message
+//! rather than serde's; blank values count as absent; unknown fields are ignored.
+
+use chrono::NaiveDate;
+use napiatke_domain::{AttendanceStatus, LessonStatus, SubjectId, UserId};
+use napiatke_services::{LessonQuery, StudentQuery};
+use serde::Deserialize;
+
+use crate::AppError;
+
+/// A non-empty value, trimmed.
+fn given(v: &Option<String>) -> Option<&str> {
+    v.as_deref().map(str::trim).filter(|s| !s.is_empty())
+}
+
+fn page_number(page: &Option<String>) -> Result<u32, AppError> {
+    match given(page) {
+        None => Ok(1),
+        Some(p) => p.parse::<u32>().ok().filter(|n| *n >= 1).ok_or_else(|| {
+            AppError::BadRequest(format!("page must be a whole number from 1 up; got {p:?}"))
+        }),
+    }
+}
+
+/// `/login?next=`.
+#[derive(Debug, Default, Deserialize)]
+pub struct LoginPage {
+    next: Option<String>,
+}
+
+impl LoginPage {
+    /// Where to go after logging in, as given (checked by `session::safe_next`).
+    pub fn next(&self) -> Option<&str> {
+        given(&self.next)
+    }
+}
+
+/// The login form.
+#[derive(Debug, Default, Deserialize)]
+pub struct LoginForm {
+    /// The pre-login CSRF token.
+    #[serde(default)]
+    pub csrf_token: String,
+    /// As typed.
+    #[serde(default)]
+    pub email: String,
+    /// As typed.
+    #[serde(default)]
+    pub password: String,
+    next: Option<String>,
+}
+
+impl LoginForm {
+    /// Where to go after logging in, as given.
+    pub fn next(&self) -> Option<&str> {
+        given(&self.next)
+    }
+}
+
+/// A form that carries only its CSRF token (logout).
+#[derive(Debug, Default, Deserialize)]
+pub struct TokenForm {
+    /// The session's CSRF token (or the X-CSRF-Token header instead).
+    pub csrf_token: Option<String>,
+}
+
+/// `/lessons/?page=&status=&subject=`.
+#[derive(Debug, Default, Deserialize)]
+pub struct LessonsParams {
+    page: Option<String>,
+    status: Option<String>,
+    subject: Option<String>,
+}
+
+impl LessonsParams {
+    /// The filters and page, checked (whether the subject exists is the service's).
+    pub fn query(&self) -> Result<LessonQuery, AppError> {
+        let status = match given(&self.status) {
+            None => None,
+            Some(s) => Some(
+                s.to_ascii_uppercase()
+                    .parse::<LessonStatus>()
+                    .map_err(|e| AppError::BadRequest(e.to_string()))?,
+            ),
+        };
+        let subject = match given(&self.subject) {
+            None => None,
+            Some(s) => Some(s.parse::<SubjectId>().map_err(|_| {
+                AppError::BadRequest(format!("subject must be a subject's number; got {s:?}"))
+            })?),
+        };
+        Ok(LessonQuery {
+            page: page_number(&self.page)?,
+            status,
+            subject,
+        })
+    }
+}
+
+/// `/students/?page=&q=`.
+#[derive(Debug, Default, Deserialize)]
+pub struct StudentsParams {
+    page: Option<String>,
+    q: Option<String>,
+}
+
+impl StudentsParams {
+    /// The page and search (its length is the service's to limit).
+    pub fn query(&self) -> Result<StudentQuery, AppError> {
+        Ok(StudentQuery {
+            page: page_number(&self.page)?,
+            q: given(&self.q).map(str::to_owned),
+        })
+    }
+}
+
+/// `/calendar/?start=`.
+#[derive(Debug, Default, Deserialize)]
+pub struct CalendarParams {
+    start: Option<String>,
+}
+
+impl CalendarParams {
+    /// The first day to show, if given.
+    pub fn start(&self) -> Result<Option<NaiveDate>, AppError> {
+        given(&self.start)
+            .map(|s| {
+                NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| {
+                    AppError::BadRequest(format!("start must be a date like 2026-11-23; got {s:?}"))
+                })
+            })
+            .transpose()
+    }
+}
+
+/// The attendance form: whose mark, and which.
+#[derive(Debug, Default, Deserialize)]
+pub struct AttendanceForm {
+    /// The session's CSRF token (or the X-CSRF-Token header instead).
+    pub csrf_token: Option<String>,
+    student_id: Option<String>,
+    status: Option<String>,
+}
+
+impl AttendanceForm {
+    /// The student and the mark, checked.
+    pub fn mark(&self) -> Result<(UserId, AttendanceStatus), AppError> {
+        let student = given(&self.student_id)
+            .and_then(|s| s.parse::<UserId>().ok())
+            .ok_or_else(|| {
+                AppError::BadRequest("student_id must be a student's number".to_owned())
+            })?;
+        let status = given(&self.status)
+            .unwrap_or_default()
+            .to_ascii_uppercase()
+            .parse::<AttendanceStatus>()
+            .map_err(|e| AppError::BadRequest(e.to_string()))?;
+        Ok((student, status))
+    }
+}
+
+/// How an image's status fragment shows it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Look {
+    /// A room's photo: responsive, full width.
+    #[default]
+    Photo,
+    /// An avatar: a fixed-size square.
+    Avatar,
+}
+
+impl Look {
+    /// Its name in templates.
+    pub fn name(self) -> &'static str {
+        match self {
+            Look::Photo => "photo",
+            Look::Avatar => "avatar",
+        }
+    }
+}
+
+/// `/images/<id>/?look=&alt=&attempt=`: what the polling fragment sends back. Lenient
+/// by design (it is the page's own script talking): anything unreadable takes its
+/// default.
+#[derive(Debug, Default)]
+pub struct StatusParams {
+    /// Photo or avatar.
+    pub look: Look,
+    /// The image's alt text.
+    pub alt: String,
+    /// How many polls so far.
+    pub attempt: u32,
+}
+
+impl StatusParams {
+    /// From a raw query string.
+    pub fn from_query(query: &str) -> StatusParams {
+        #[derive(Deserialize)]
+        struct Raw {
+            look: Option<String>,
+            alt: Option<String>,
+            attempt: Option<String>,
+        }
+        let raw: Option<Raw> = serde_urlencoded::from_str(query).ok();
+        let Some(raw) = raw else {
+            return StatusParams::default();
+        };
+        StatusParams {
+            look: match raw.look.as_deref() {
+                Some("avatar") => Look::Avatar,
+                _ => Look::Photo,
+            },
+            alt: raw.alt.unwrap_or_default(),
+            attempt: raw.attempt.and_then(|a| a.parse().ok()).unwrap_or(0),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q<T: serde::de::DeserializeOwned>(s: &str) -> T {
+        serde_urlencoded::from_str(s).unwrap()
+    }
+
+    #[test]
+    fn lesson_filters_are_checked_with_messages() {
+        let ok: LessonsParams = q("page=2&status=completed&subject=1&_=123");
+        let query = ok.query().unwrap();
+        assert_eq!(query.page, 2);
+        assert_eq!(query.status, Some(LessonStatus::Completed));
+        assert_eq!(query.subject, Some(SubjectId(1)));
+        let blank: LessonsParams = q("page=&status=+&subject=");
+        assert_eq!(
+            blank.query().unwrap(),
+            LessonQuery {
+                page: 1,
+                ..LessonQuery::default()
+            }
+        );
+        for (input, message) in [
+            ("page=0", "page must be a whole number from 1 up; got \"0\""),
+            (
+                "page=-1",
+                "page must be a whole number from 1 up; got \"-1\"",
+            ),
+            (
+                "subject=maths",
+                "subject must be a subject's number; got \"maths\"",
+            ),
+            ("status=LOST", "unknown lesson status \"LOST\""),
+        ] {
+            let p: LessonsParams = q(input);
+            let err = p.query().err().map(|e| e.to_string());
+            assert!(
+                err.as_deref().is_some_and(|e| e.starts_with(message)),
+                "{input}: {err:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn forms_and_dates() {
+        let f: AttendanceForm = q("csrf_token=t&student_id=+4+&status=present");
+        assert_eq!(f.mark().unwrap(), (UserId(4), AttendanceStatus::Present));
+        let f: AttendanceForm = q("status=PRESENT");
+        assert_eq!(
+            f.mark().err().map(|e| e.to_string()).as_deref(),
+            Some("student_id must be a student's number")
+        );
+        let c: CalendarParams = q("start=2026-02-30");
+        assert!(c.start().is_err());
+        let c: CalendarParams = q("start=2026-11-23");
+        assert_eq!(c.start().unwrap(), NaiveDate::from_ymd_opt(2026, 11, 23));
+        let s = StatusParams::from_query("look=avatar&alt=Sara&attempt=x");
+        assert_eq!(
+            (s.look, s.alt.as_str(), s.attempt),
+            (Look::Avatar, "Sara", 0)
+        );
+    }
+}
