@@ -21,7 +21,8 @@ allowed() {
   case "$1" in
     napiatke-domain) echo "" ;;
     napiatke-db) echo "napiatke-domain" ;;
-    napiatke-cache|napiatke-images|napiatke-assets|napiatke-telemetry) echo "" ;;
+    napiatke-cache|napiatke-assets|napiatke-telemetry) echo "" ;;
+    napiatke-images) echo "napiatke-domain" ;;
     napiatke-services) echo "napiatke-domain napiatke-db napiatke-cache napiatke-images" ;;
     napiatke-htmx) echo "napiatke-cache napiatke-assets" ;;
     napiatke-web|napiatke-benches) echo "*" ;;

@@ -10,7 +10,7 @@ fn main() {
     collect(Path::new("../../migrations"), &mut files);
     files.sort();
     // FNV-1a: stable across Rust versions, unlike DefaultHasher.
-    let mut h = Fnv(0xcbf2_9ce4_8422_2325);
+    let mut h = fnv::FnvHasher::default();
     for f in files {
         h.write(f.to_string_lossy().as_bytes());
         h.write(&std::fs::read(&f).unwrap_or_default());
@@ -32,20 +32,6 @@ fn collect(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
             collect(&p, out);
         } else {
             out.push(p);
-        }
-    }
-}
-
-struct Fnv(u64);
-
-impl Hasher for Fnv {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 ^= u64::from(*b);
-            self.0 = self.0.wrapping_mul(0x100_0000_01b3);
         }
     }
 }

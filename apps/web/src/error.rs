@@ -168,15 +168,7 @@ fn escape(s: &str) -> String {
 
 /// Percent-encodes a query value (RFC 3986 unreserved characters and `/` kept).
 pub(crate) fn encode_query(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    napiatke_htmx::percent_encode(s)
 }
 
 #[cfg(test)]

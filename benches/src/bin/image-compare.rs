@@ -253,7 +253,7 @@ fn stored(storage: &LocalStorage, made: &Made, step: &Step, format: Format) -> R
             v.kind == step.kind
                 && v.width == step.width
                 && v.height == step.height
-                && v.format == format.name()
+                && v.format == format
         })
         .and_then(|v| storage.path(&v.path))
         .ok_or_else(|| {

@@ -35,15 +35,11 @@ pub struct Header {
 /// same source, different as soon as either changes.
 #[must_use]
 pub fn type_tag<T: ?Sized>(version: u32) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in std::any::type_name::<T>()
-        .bytes()
-        .chain(version.to_le_bytes())
-    {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
+    use std::hash::Hasher;
+    let mut h = fnv::FnvHasher::default();
+    h.write(std::any::type_name::<T>().as_bytes());
+    h.write(&version.to_le_bytes());
+    h.finish()
 }
 
 /// Header plus payload.

@@ -105,8 +105,8 @@ both_engines! {
 
         let variant = ImageVariant {
             path: "cc/cc00000000000003/w320x240-1a2b3c4d.webp".to_owned(),
-            format: "webp".to_owned(),
-            kind: "width".to_owned(),
+            format: napiatke_domain::ImageFormat::WebP,
+            kind: napiatke_domain::VariantKind::Width,
             width: 320,
             height: 240,
             bytes: 1234,

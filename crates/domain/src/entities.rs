@@ -169,11 +169,13 @@ impl StoredImage {
     pub fn version(&self) -> String {
         // FNV-1a over the paths: reprocessing with new options changes the names (and
         // so the URLs a page must show) without changing their number.
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in self.variants.iter().flat_map(|v| v.path.bytes().chain([0])) {
-            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        use std::hash::Hasher;
+        let mut h = fnv::FnvHasher::default();
+        for v in &self.variants {
+            h.write(v.path.as_bytes());
+            h.write(&[0]);
         }
-        format!("{}.{}.{h:016x}", self.id, self.status.as_str())
+        format!("{}.{}.{:016x}", self.id, self.status.as_str(), h.finish())
     }
 }
 
@@ -182,10 +184,10 @@ impl StoredImage {
 pub struct ImageVariant {
     /// Storage name; its URL is `/media/{path}`.
     pub path: String,
-    /// "avif", "webp" or "jpeg".
-    pub format: String,
-    /// "width" (a srcset step) or "thumbnail" (square).
-    pub kind: String,
+    /// Its encoding.
+    pub format: crate::ImageFormat,
+    /// A srcset step or the (square) thumbnail.
+    pub kind: crate::VariantKind,
     /// Pixels across.
     pub width: u32,
     /// Pixels down.

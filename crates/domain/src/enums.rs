@@ -176,3 +176,64 @@ mod tests {
         assert!("present".parse::<AttendanceStatus>().is_err());
     }
 }
+
+/// An image variant's encoding. Serialised as its name ("avif", "webp", "jpeg"): what
+/// the images table stores and the image template functions read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum ImageFormat {
+    /// AV1 still image: the smallest.
+    #[serde(rename = "avif")]
+    Avif,
+    /// Lossy WebP.
+    #[serde(rename = "webp")]
+    WebP,
+    /// Progressive JPEG: the fallback every browser reads (no alpha: flattened onto
+    /// white).
+    #[serde(rename = "jpeg")]
+    Jpeg,
+}
+
+impl ImageFormat {
+    /// Every output format, best first (the order of `<source>` elements).
+    pub const ALL: [ImageFormat; 3] = [ImageFormat::Avif, ImageFormat::WebP, ImageFormat::Jpeg];
+
+    /// Its name ("avif", "webp", "jpeg").
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            ImageFormat::Avif => "avif",
+            ImageFormat::WebP => "webp",
+            ImageFormat::Jpeg => "jpeg",
+        }
+    }
+
+    /// The Content-Type.
+    #[must_use]
+    pub const fn mime(self) -> &'static str {
+        match self {
+            ImageFormat::Avif => "image/avif",
+            ImageFormat::WebP => "image/webp",
+            ImageFormat::Jpeg => "image/jpeg",
+        }
+    }
+
+    /// The file extension.
+    #[must_use]
+    pub const fn extension(self) -> &'static str {
+        match self {
+            ImageFormat::Avif => "avif",
+            ImageFormat::WebP => "webp",
+            ImageFormat::Jpeg => "jpg",
+        }
+    }
+}
+
+/// What an image variant is for. Serialised as "width" or "thumbnail".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VariantKind {
+    /// A step of the width ladder (srcset).
+    Width,
+    /// The square thumbnail.
+    Thumbnail,
+}

@@ -24,7 +24,9 @@ pub use entities::{
     Attendance, ImageVariant, Invoice, Lesson, LessonStudent, Room, StoredImage, StudentProfile,
     Subject, TutorProfile, User,
 };
-pub use enums::{AttendanceStatus, ImageStatus, InvoiceStatus, LessonStatus, Role};
+pub use enums::{
+    AttendanceStatus, ImageFormat, ImageStatus, InvoiceStatus, LessonStatus, Role, VariantKind,
+};
 pub use error::DomainError;
 pub use ids::{
     AttendanceId, ImageId, InvoiceId, LessonId, LessonStudentId, RoomId, SubjectId, UserId,

@@ -21,7 +21,9 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::num::NonZeroU64;
 
+use serde::Deserialize;
 use tera::Value;
 
 /// Where uploaded images' variants are served: a variant's URL is this followed by
@@ -162,11 +164,17 @@ struct Options<'a> {
     eager: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A variant's encoding, as the record names it ("avif", "webp", "jpeg"); any other
+/// is read as `Other` and skipped, so the images crate can add one without breaking
+/// pages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
 enum Format {
     Avif,
     Webp,
     Jpeg,
+    #[serde(other)]
+    Other,
 }
 
 impl Format {
@@ -176,48 +184,37 @@ impl Format {
     /// Order for the `<img>` fallback, which every browser must be able to show.
     const FALLBACK: [Format; 3] = [Format::Jpeg, Format::Webp, Format::Avif];
 
-    fn parse(s: &str) -> Option<Format> {
-        match s {
-            "avif" => Some(Format::Avif),
-            "webp" => Some(Format::Webp),
-            "jpeg" => Some(Format::Jpeg),
-            _ => None,
-        }
-    }
-
     fn mime(self) -> &'static str {
         match self {
             Format::Avif => "image/avif",
             Format::Webp => "image/webp",
-            Format::Jpeg => "image/jpeg",
+            Format::Jpeg | Format::Other => "image/jpeg",
         }
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a variant is for ("width" or "thumbnail"); any other is skipped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
 enum Kind {
     Width,
     Thumbnail,
+    #[serde(other)]
+    Other,
 }
 
+#[derive(Deserialize)]
 struct Variant<'a> {
+    #[serde(borrow)]
     path: &'a str,
     format: Format,
     kind: Kind,
-    width: u64,
+    width: NonZeroU64,
 }
 
 impl Variant<'_> {
     fn url(&self) -> String {
-        let mut url = String::from(MEDIA_URL);
-        for b in self.path.bytes() {
-            if b.is_ascii_alphanumeric() || matches!(b, b'/' | b'.' | b'-' | b'_' | b'~') {
-                url.push(char::from(b));
-            } else {
-                let _ = write!(url, "%{b:02X}");
-            }
-        }
-        url
+        format!("{MEDIA_URL}{}", crate::percent_encode(self.path))
     }
 }
 
@@ -231,9 +228,21 @@ struct Image<'a> {
 
 impl<'a> Image<'a> {
     fn from_arg(func: &str, value: Option<&'a Value>) -> tera::Result<Option<Image<'a>>> {
+        /// The record's shape; what the types cannot say is checked below.
+        #[derive(Deserialize)]
+        struct Record<'a> {
+            width: NonZeroU64,
+            height: NonZeroU64,
+            #[serde(default, borrow)]
+            placeholder: Option<&'a str>,
+            #[serde(default, borrow)]
+            status: Option<&'a str>,
+            #[serde(default, borrow)]
+            variants: Option<Vec<Variant<'a>>>,
+        }
         let obj = match value {
             None | Some(Value::Null) => return Ok(None),
-            Some(Value::Object(obj)) => obj,
+            Some(v @ Value::Object(obj)) => (v, obj),
             Some(other) => {
                 return Err(tera::Error::msg(format!(
                     "{func}(): image must be an image record or null, got {}",
@@ -241,72 +250,30 @@ impl<'a> Image<'a> {
                 )))
             }
         };
-        let which = match obj.get("id") {
+        let which = match obj.1.get("id") {
             Some(id @ (Value::Number(_) | Value::String(_))) => format!("image {id}"),
             _ => "image".to_owned(),
         };
         let bad = |what: String| tera::Error::msg(format!("{func}(): {which}: {what}"));
-        let dimension = |name: &str| {
-            obj.get(name)
-                .and_then(Value::as_u64)
-                .filter(|&n| n > 0)
-                .ok_or_else(|| bad(format!("`{name}` must be a positive whole number")))
-        };
-        let width = dimension("width")?;
-        let height = dimension("height")?;
-        let placeholder = match obj.get("placeholder") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) if s.is_empty() => None,
-            // Only an inline image: anything else would make every page showing
-            // this record fetch from wherever the string points.
-            Some(Value::String(s))
-                if s.get(..5).is_some_and(|p| p.eq_ignore_ascii_case("data:")) =>
-            {
-                Some(s.as_str())
+        // The path of the offending field leads the message ("variants[0].width: ...").
+        let record: Record<'a> = serde_path_to_error::deserialize(obj.0).map_err(|e| {
+            match e.path().to_string().as_str() {
+                "." => bad(e.inner().to_string()),
+                path => bad(format!("`{path}`: {}", e.inner())),
             }
+        })?;
+        // Only an inline image: anything else would make every page showing this
+        // record fetch from wherever the string points.
+        let placeholder = match record.placeholder {
+            None | Some("") => None,
+            Some(s) if s.get(..5).is_some_and(|p| p.eq_ignore_ascii_case("data:")) => Some(s),
             Some(_) => return Err(bad("`placeholder` must be a data: URI or null".to_owned())),
         };
-        let processing = match obj.get("status") {
-            None | Some(Value::Null) => false,
-            Some(Value::String(s)) => s.eq_ignore_ascii_case("processing"),
-            Some(other) => {
-                return Err(bad(format!(
-                    "`status` must be a string, got {}",
-                    describe(other)
-                )))
-            }
-        };
-        let list = match obj.get("variants") {
-            None | Some(Value::Null) => &[][..],
-            Some(Value::Array(list)) => list.as_slice(),
-            Some(other) => {
-                return Err(bad(format!(
-                    "`variants` must be a list, got {}",
-                    describe(other)
-                )))
-            }
-        };
-        let mut variants = Vec::with_capacity(list.len());
-        for (i, v) in list.iter().enumerate() {
-            let field = |name: &str| {
-                v.get(name)
-                    .and_then(Value::as_str)
-                    .ok_or_else(|| bad(format!("variant {i} has no string `{name}`")))
-            };
-            let path = field("path")?;
-            let format = field("format")?;
-            let kind = field("kind")?;
-            let width = v
-                .get("width")
-                .and_then(Value::as_u64)
-                .filter(|&n| n > 0)
-                .ok_or_else(|| {
-                    bad(format!(
-                        "variant {i}: `width` must be a positive whole number"
-                    ))
-                })?;
+        let mut variants = record.variants.unwrap_or_default();
+        for (i, v) in variants.iter().enumerate() {
             // Paths are relative to the media folder; one that climbs out of it or
             // names another host is not a record the images crate wrote.
+            let path = v.path;
             if path.is_empty()
                 || path.starts_with(['/', '\\'])
                 || path.split(['/', '\\']).any(|s| s == ".." || s == ".")
@@ -315,26 +282,15 @@ impl<'a> Image<'a> {
                     "variant {i}: `path` {path:?} is not a relative path inside {MEDIA_URL}"
                 )));
             }
-            let kind = match kind {
-                "width" => Kind::Width,
-                "thumbnail" => Kind::Thumbnail,
-                _ => continue,
-            };
-            let Some(format) = Format::parse(format) else {
-                continue;
-            };
-            variants.push(Variant {
-                path,
-                format,
-                kind,
-                width,
-            });
         }
+        variants.retain(|v| v.format != Format::Other && v.kind != Kind::Other);
         Ok(Some(Image {
-            width,
-            height,
+            width: record.width.get(),
+            height: record.height.get(),
             placeholder,
-            processing,
+            processing: record
+                .status
+                .is_some_and(|s| s.eq_ignore_ascii_case("processing")),
             variants,
         }))
     }
@@ -404,7 +360,7 @@ fn responsive(image: &Image<'_>, sizes: &str, opts: &Options<'_>) -> String {
     let src = img_ladder
         .iter()
         .rev()
-        .find(|v| v.width <= FALLBACK_SRC_WIDTH)
+        .find(|v| v.width.get() <= FALLBACK_SRC_WIDTH)
         .or_else(|| img_ladder.first())
         .map(|v| v.url())
         .unwrap_or_default();

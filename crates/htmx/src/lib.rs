@@ -186,11 +186,10 @@ impl Templates {
         statics: Option<StaticUrls>,
     ) -> Result<Templates, HtmxError> {
         let mut all: Vec<(String, String)> = Vec::new();
-        let mut fingerprint: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut fingerprint = fnv::FnvHasher::default();
         for (name, source) in sources {
-            for b in name.bytes().chain([0]).chain(source.bytes()).chain([0]) {
-                fingerprint ^= u64::from(b);
-                fingerprint = fingerprint.wrapping_mul(0x0100_0000_01b3);
+            for part in [name.as_bytes(), &[0], source.as_bytes(), &[0]] {
+                std::hash::Hasher::write(&mut fingerprint, part);
             }
             all.push(((*name).to_owned(), (*source).to_owned()));
             for (block, body) in named_blocks(source) {
@@ -207,7 +206,10 @@ impl Templates {
         tera.add_raw_templates(all)?;
         // Every template is HTML, fragments (`page.html#rows`) included.
         tera.autoescape_on(vec![""]);
-        Ok(Templates { tera, fingerprint })
+        Ok(Templates {
+            tera,
+            fingerprint: std::hash::Hasher::finish(&fingerprint),
+        })
     }
 
     /// Renders a template (`page.html` or `page.html#block`).
@@ -601,4 +603,23 @@ impl FragmentCache {
             .await
             .map_err(std::sync::Arc::unwrap_or_clone)
     }
+}
+
+/// What [`percent_encode`] leaves as it is: RFC 3986's unreserved characters and `/`.
+const URL_SAFE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~')
+    .remove(b'/');
+
+/// `s` percent-encoded for a URL path or a query value (RFC 3986's unreserved
+/// characters and `/` kept): media paths in image tags, `next=` and pager links.
+///
+/// ```
+/// assert_eq!(napiatke_htmx::percent_encode("/lessons/?page=2&x=ą"), "/lessons/%3Fpage%3D2%26x%3D%C4%85");
+/// ```
+#[must_use]
+pub fn percent_encode(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, URL_SAFE).to_string()
 }

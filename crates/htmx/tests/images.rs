@@ -389,23 +389,23 @@ fn malformed_images_are_render_errors() {
         ),
         (
             r#"{"id": 7, "height": 10, "variants": []}"#,
-            "image 7: `width` must be a positive whole number",
+            "image 7: missing field `width`",
         ),
         (
             r#"{"id": 7, "width": 10, "height": "10"}"#,
-            "image 7: `height` must be a positive whole number",
+            "image 7: `height`: invalid type: string \"10\"",
         ),
         (
             r#"{"id": 7, "width": 10, "height": 10, "variants": {}}"#,
-            "image 7: `variants` must be a list, got an object",
+            "image 7: `variants`: invalid type: map, expected a sequence",
         ),
         (
             r#"{"id": 7, "width": 10, "height": 10, "variants": [{"format": "jpeg", "kind": "width", "width": 10}]}"#,
-            "image 7: variant 0 has no string `path`",
+            "image 7: `variants[0]`: missing field `path`",
         ),
         (
             r#"{"id": 7, "width": 10, "height": 10, "variants": [{"path": "a.jpg", "format": "jpeg", "kind": "width", "width": -1}]}"#,
-            "image 7: variant 0: `width` must be a positive whole number",
+            "image 7: `variants[0].width`: invalid value: integer `-1`",
         ),
         (
             r#"{"id": 7, "width": 10, "height": 10, "variants": [{"path": "../../etc/passwd", "format": "jpeg", "kind": "width", "width": 10}]}"#,
@@ -421,7 +421,7 @@ fn malformed_images_are_render_errors() {
         ),
         (
             r#"{"id": 7, "width": 10, "height": 10, "status": 1}"#,
-            "`status` must be a string, got a number",
+            "image 7: `status`: invalid type: integer `1`",
         ),
     ];
     for (image, expected) in cases {

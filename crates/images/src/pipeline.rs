@@ -133,23 +133,16 @@ pub fn variant_format(name: &str) -> Option<Format> {
     (tag_ok && is_hex(params, 8)).then_some(format)
 }
 
-/// What a variant is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Kind {
-    /// A step of the width ladder (srcset).
-    Width,
-    /// The square thumbnail.
-    Thumbnail,
-}
+/// What a variant is for (the domain's).
+pub use napiatke_domain::VariantKind as Kind;
 
 /// One stored variant.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct VariantInfo {
     /// Storage name (the URL under /media/).
     pub path: String,
-    /// "avif", "webp" or "jpeg".
-    pub format: &'static str,
+    /// Its encoding.
+    pub format: Format,
     /// Ladder step or thumbnail.
     pub kind: Kind,
     /// Pixels across.
@@ -283,7 +276,7 @@ pub fn make_variants(
             };
             out.variants.push(VariantInfo {
                 path: name,
-                format: format.name(),
+                format,
                 kind,
                 width: w,
                 height: h,

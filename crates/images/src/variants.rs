@@ -58,52 +58,9 @@ impl Default for Options {
 /// AVIF is encoded at `avif_speed - 2` (see [`Options::avif_speed`]).
 const SMALL_AVIF_PIXELS: u64 = 120_000;
 
-/// An output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Format {
-    /// AV1 still image: the smallest.
-    Avif,
-    /// Lossy WebP.
-    WebP,
-    /// Progressive JPEG: the fallback every browser reads (no alpha: flattened onto
-    /// white).
-    Jpeg,
-}
-
-impl Format {
-    /// Every output format, best first (the order of `<source>` elements).
-    pub const ALL: [Format; 3] = [Format::Avif, Format::WebP, Format::Jpeg];
-
-    /// Its name ("avif", "webp", "jpeg").
-    #[must_use]
-    pub const fn name(self) -> &'static str {
-        match self {
-            Format::Avif => "avif",
-            Format::WebP => "webp",
-            Format::Jpeg => "jpeg",
-        }
-    }
-
-    /// The Content-Type.
-    #[must_use]
-    pub const fn mime(self) -> &'static str {
-        match self {
-            Format::Avif => "image/avif",
-            Format::WebP => "image/webp",
-            Format::Jpeg => "image/jpeg",
-        }
-    }
-
-    /// The file extension.
-    #[must_use]
-    pub const fn extension(self) -> &'static str {
-        match self {
-            Format::Avif => "avif",
-            Format::WebP => "webp",
-            Format::Jpeg => "jpg",
-        }
-    }
-}
+/// An output format: the domain's, so the pipeline, the database and the templates
+/// speak one vocabulary.
+pub use napiatke_domain::ImageFormat as Format;
 
 /// The sizes of the width ladder for a `width`×`height` source: each target width
 /// the source reaches (no upscaling), scaled down further where it would be taller

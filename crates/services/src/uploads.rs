@@ -133,11 +133,8 @@ fn to_variants(made: &Made) -> Vec<ImageVariant> {
         .iter()
         .map(|v| ImageVariant {
             path: v.path.clone(),
-            format: v.format.to_owned(),
-            kind: match v.kind {
-                pipeline::Kind::Width => "width".to_owned(),
-                pipeline::Kind::Thumbnail => "thumbnail".to_owned(),
-            },
+            format: v.format,
+            kind: v.kind,
             width: v.width,
             height: v.height,
             bytes: v.bytes as u64,
