@@ -14,8 +14,8 @@ use crate::params::{
     AttendanceForm, CalendarParams, LessonsParams, LoginForm, LoginPage, StudentsParams, TokenForm,
 };
 use crate::session::{
-    login_csrf_cookie, removal, safe_next, session_cookie, tokens_match, Auth, LOGIN_CSRF_COOKIE,
-    SESSION_COOKIE,
+    check_login_csrf, login_csrf_cookie, removal, safe_next, session_cookie, Auth,
+    LOGIN_CSRF_COOKIE, SESSION_COOKIE,
 };
 use crate::{AppError, AppState};
 
@@ -172,56 +172,34 @@ pub async fn login(
     req: HttpRequest,
     form: web::Form<LoginForm>,
 ) -> Result<HttpResponse, AppError> {
-    let cookie = req.cookie(LOGIN_CSRF_COOKIE).map(|c| c.value().to_owned());
-    if !cookie
-        .as_deref()
-        .is_some_and(|c| tokens_match(&form.csrf_token, c))
-    {
-        return Err(AppError::Forbidden(
-            "the login form's security token is missing or out of date; reload the page and try again".to_owned(),
-        ));
-    }
-    let (email, password) = (&form.email, &form.password);
+    let csrf = check_login_csrf(&req, &form.csrf_token)?;
     let next = safe_next(form.next());
-    if email.trim().is_empty() || password.is_empty() {
-        let csrf = cookie.unwrap_or_default();
-        return login_page(
-            &state,
-            StatusCode::BAD_REQUEST,
-            &csrf,
-            &next,
-            email,
-            Some("Enter your e-mail and password."),
-        );
-    }
+    let again =
+        |status, message| login_page(&state, status, &csrf, &next, &form.email, Some(message));
+    let Some((email, password)) = form.credentials() else {
+        return again(StatusCode::BAD_REQUEST, "Enter your e-mail and password.");
+    };
     let previous = req.cookie(SESSION_COOKIE).map(|c| c.value().to_owned());
-    let outcome = state
+    match state
         .services
         .login(email, password, previous.as_deref())
-        .await?;
-    match outcome {
+        .await?
+    {
         Some((user, session)) => {
             tracing::info!(user_id = user.id.get(), "login");
-            let mut res = see_other(&next);
-            res.add_cookie(&session_cookie(session.token, state.secure_cookies))
-                .and_then(|()| {
-                    res.add_cookie(&removal(LOGIN_CSRF_COOKIE, "/login", state.secure_cookies))
-                })
-                .map_err(|e| AppError::Internal(e.to_string()))?;
-            Ok(no_store(res))
+            logged_in(&state, &next, session.token)
         }
-        None => {
-            let csrf = cookie.unwrap_or_default();
-            login_page(
-                &state,
-                StatusCode::UNAUTHORIZED,
-                &csrf,
-                &next,
-                email,
-                Some("Wrong e-mail or password."),
-            )
-        }
+        None => again(StatusCode::UNAUTHORIZED, "Wrong e-mail or password."),
     }
+}
+
+/// 303 to `next` with the new session's cookie, the login form's cookie removed.
+fn logged_in(state: &AppState, next: &str, token: String) -> Result<HttpResponse, AppError> {
+    let mut res = see_other(next);
+    res.add_cookie(&session_cookie(token, state.secure_cookies))
+        .and_then(|()| res.add_cookie(&removal(LOGIN_CSRF_COOKIE, "/login", state.secure_cookies)))
+        .map_err(|e| AppError::Internal(e.to_string()))?;
+    Ok(no_store(res))
 }
 
 pub async fn logout(

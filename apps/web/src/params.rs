@@ -58,6 +58,12 @@ impl LoginForm {
     pub fn next(&self) -> Option<&str> {
         given(&self.next)
     }
+
+    /// The e-mail and password, or `None` when either is blank.
+    pub fn credentials(&self) -> Option<(&str, &str)> {
+        (!self.email.trim().is_empty() && !self.password.is_empty())
+            .then_some((self.email.as_str(), self.password.as_str()))
+    }
 }
 
 /// A form that carries only its CSRF token (logout).

@@ -51,6 +51,17 @@ impl Auth {
     }
 }
 
+/// The login form's double-submit check: the form's token must be the one in the
+/// pre-login cookie (returned, for the form shown again). 403 otherwise.
+pub fn check_login_csrf(req: &HttpRequest, sent: &str) -> Result<String, AppError> {
+    match req.cookie(LOGIN_CSRF_COOKIE) {
+        Some(c) if tokens_match(sent, c.value()) => Ok(c.value().to_owned()),
+        _ => Err(AppError::Forbidden(
+            "the login form's security token is missing or out of date; reload the page and try again".to_owned(),
+        )),
+    }
+}
+
 /// Constant-time comparison; an empty token never matches.
 pub fn tokens_match(sent: &str, expected: &str) -> bool {
     !expected.is_empty() && bool::from(sent.as_bytes().ct_eq(expected.as_bytes()))

@@ -1,4 +1,4 @@
-//! GET and HEAD /media/<variant>: stored variants, through actix-files.
+//! GET and HEAD `/media/<variant>`: stored variants, through actix-files.
 //!
 //! Only names the image pipeline makes are served (originals and anything else under
 //! MEDIA_ROOT stay private, and no `..` gets in); the name is checked before the
