@@ -213,9 +213,75 @@ async fn login_rotates_the_session(engine: Engine) {
     assert!(live(second).await);
 }
 
+async fn upload_rules(engine: Engine) {
+    use napiatke_domain::RoomId;
+    use napiatke_services::UploadTarget;
+    let (_t, services) = fixture(engine);
+    let admin = session(&services, "admin").await;
+    let tina = session(&services, "tina").await;
+    let sara = session(&services, "sara").await;
+    let room = UploadTarget::RoomPhoto(RoomId(1));
+    assert!(services.authorize_upload(&admin.user, room).await.is_ok());
+    assert!(forbidden(services.authorize_upload(&tina.user, room).await));
+    assert!(forbidden(services.authorize_upload(&sara.user, room).await));
+    assert!(matches!(
+        services
+            .authorize_upload(&admin.user, UploadTarget::RoomPhoto(RoomId(99)))
+            .await
+            .map_err(|e| e.kind().to_string()),
+        Err(m) if m == "there is no room 99"
+    ));
+    // An avatar is always the uploader's own: anyone may set theirs.
+    for who in [&admin, &tina, &sara] {
+        assert!(services
+            .authorize_upload(&who.user, UploadTarget::Avatar)
+            .await
+            .is_ok());
+    }
+}
+
+/// The student list caches each student's figures; a mark must show in them at once.
+async fn a_mark_shows_in_the_student_list(engine: Engine) {
+    let (_t, services) = fixture(engine);
+    let admin = session(&services, "admin").await;
+    let bob = UserId(5);
+    let rate = || {
+        let services = services.clone();
+        let admin = admin.clone();
+        async move {
+            let list = services
+                .students(
+                    &admin.user,
+                    &StudentQuery {
+                        page: 1,
+                        q: Some("Brown".to_owned()),
+                    },
+                )
+                .await
+                .unwrap();
+            let row = list.items.iter().find(|s| s.id == bob).map(|s| s.stats);
+            row.map(|s| (s.total, s.attendance.to_string()))
+        }
+    };
+    // Bob: lessons 1 (ABSENT), 3 and 4 (unmarked).
+    assert_eq!(rate().await, Some((3, "0.0%".to_owned())));
+    assert_eq!(
+        rate().await,
+        Some((3, "0.0%".to_owned())),
+        "now from the cache"
+    );
+    services
+        .mark_attendance_page(&admin, lesson(4), bob, AttendanceStatus::Present)
+        .await
+        .unwrap();
+    assert_eq!(rate().await, Some((3, "50.0%".to_owned())));
+}
+
 napiatke_db::both_engines! {
     #[tokio::test] async
     a_lesson_page_says_who_may_mark_and_shows_marks_at_once => lesson_page_rules;
     students_and_cache_figures_are_for_staff_and_admins => list_and_report_rules;
     login_ends_the_previous_session => login_rotates_the_session;
+    only_admins_set_room_photos_and_everyone_their_avatar => upload_rules;
+    a_mark_shows_in_the_student_list_at_once => a_mark_shows_in_the_student_list;
 }
