@@ -157,9 +157,6 @@ pub fn app(
                     AppError::BadRequest(format!("the form could not be read: {e}")).into()
                 }),
         )
-        .app_data(web::QueryConfig::default().error_handler(|e, _| {
-            AppError::BadRequest(format!("the address's query could not be read: {e}")).into()
-        }))
         .app_data(
             web::PathConfig::default()
                 .error_handler(|_, _| AppError::NotFound("no such page".to_owned()).into()),

@@ -63,11 +63,6 @@ impl From<ServiceError> for AppError {
                 message: message.clone(),
                 retry_after: retry_after.as_secs().max(1),
             },
-            // A session that ended between the cookie check and the use case.
-            ServiceError::NoSession => AppError::LoginRequired {
-                next: "/dashboard/".to_owned(),
-                htmx: false,
-            },
             kind if e.is_unavailable() => AppError::Unavailable(chain(kind)),
             kind => AppError::Internal(chain(kind)),
         }

@@ -11,7 +11,8 @@ use serde::Serialize;
 
 use crate::error::encode_query;
 use crate::params::{
-    AttendanceForm, CalendarParams, LessonsParams, LoginForm, LoginPage, StudentsParams, TokenForm,
+    AttendanceForm, CalendarParams, LessonsParams, LoginForm, LoginPage, Params, StudentsParams,
+    TokenForm,
 };
 use crate::session::{
     check_login_csrf, login_csrf_cookie, removal, safe_next, session_cookie, Auth,
@@ -153,7 +154,7 @@ fn login_page(
 pub async fn login_form(
     state: State,
     req: HttpRequest,
-    q: web::Query<LoginPage>,
+    q: Params<LoginPage>,
 ) -> Result<HttpResponse, AppError> {
     let next = safe_next(q.next());
     let existing = req.cookie(LOGIN_CSRF_COOKIE).map(|c| c.value().to_owned());
@@ -227,7 +228,7 @@ pub async fn lessons(
     state: State,
     auth: Auth,
     hx: Hx,
-    params: web::Query<LessonsParams>,
+    params: Params<LessonsParams>,
 ) -> Result<HttpResponse, AppError> {
     let query = params.query()?;
     let LessonQuery {
@@ -315,13 +316,19 @@ pub async fn attendance(
     auth.check_csrf(&req, form.csrf_token.as_deref())?;
     let id = lesson_id(&path)?;
     let (student, status) = form.mark()?;
+    if !hx.request {
+        // The page is read again after the redirect: nothing to build here.
+        let user = auth.user();
+        state
+            .services
+            .mark_attendance(user, id, student, status)
+            .await?;
+        return Ok(see_other(&format!("/lessons/{id}/")));
+    }
     let page = state
         .services
         .mark_attendance_page(&auth.session, id, student, status)
         .await?;
-    if !hx.request {
-        return Ok(see_other(&format!("/lessons/{id}/")));
-    }
     render_page(
         &state,
         hx,
@@ -335,7 +342,7 @@ pub async fn calendar(
     state: State,
     auth: Auth,
     hx: Hx,
-    params: web::Query<CalendarParams>,
+    params: Params<CalendarParams>,
 ) -> Result<HttpResponse, AppError> {
     let week = state
         .services
@@ -365,8 +372,11 @@ pub async fn students(
     state: State,
     auth: Auth,
     hx: Hx,
-    params: web::Query<StudentsParams>,
+    params: Params<StudentsParams>,
 ) -> Result<HttpResponse, AppError> {
+    // Who may see the list before what they asked for: a student gets 403 whatever
+    // the query holds.
+    state.services.may_list_students(auth.user())?;
     let query = params.query()?;
     let (page, search) = (query.page, query.q.clone());
     let result = state.services.students(auth.user(), &query).await?;

@@ -1,8 +1,9 @@
 //! What each route reads from its query string or form: one serde struct per route,
-//! taken by actix's `Query` and `Form` extractors (whose errors become a 400 in
+//! taken by [`Params`] (query strings) or actix's `Form` (whose errors become a 400 in
 //! [`crate::app::app`]), and its validation into the services' types with messages a
 //! person can act on. Fields arrive as text so a bad value gets its own message
-//! rather than serde's; blank values count as absent; unknown fields are ignored.
+//! rather than serde's; blank values count as absent; unknown fields are ignored; a
+//! name given twice in a query takes its last value, as it always has.
 
 use chrono::NaiveDate;
 use napiatke_domain::{AttendanceStatus, LessonStatus, SubjectId, UserId};
@@ -10,6 +11,51 @@ use napiatke_services::{LessonQuery, StudentQuery};
 use serde::Deserialize;
 
 use crate::AppError;
+
+/// A query string read into `T`, a name given twice taking its last value (serde's
+/// derived structs refuse duplicates; links and forms that repeat a name must keep
+/// working). Never fails on a well-formed query, so it never answers before the
+/// session extractor can send a logged-out user to the login page.
+#[derive(Debug)]
+pub struct Params<T>(pub T);
+
+impl<T> std::ops::Deref for Params<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T: serde::de::DeserializeOwned> Params<T> {
+    /// From a raw query string.
+    pub fn parse(query: &str) -> Result<Params<T>, AppError> {
+        let unreadable = |e: &dyn std::fmt::Display| {
+            AppError::BadRequest(format!("the address's query could not be read: {e}"))
+        };
+        let pairs: Vec<(String, String)> =
+            serde_urlencoded::from_str(query).map_err(|e| unreadable(&e))?;
+        let mut last: Vec<(String, String)> = Vec::with_capacity(pairs.len());
+        for (k, v) in pairs {
+            match last.iter_mut().find(|(seen, _)| *seen == k) {
+                Some(slot) => slot.1 = v,
+                None => last.push((k, v)),
+            }
+        }
+        let again = serde_urlencoded::to_string(&last).map_err(|e| unreadable(&e))?;
+        serde_urlencoded::from_str(&again)
+            .map(Params)
+            .map_err(|e| unreadable(&e))
+    }
+}
+
+impl<T: serde::de::DeserializeOwned> actix_web::FromRequest for Params<T> {
+    type Error = AppError;
+    type Future = std::future::Ready<Result<Self, AppError>>;
+
+    fn from_request(req: &actix_web::HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        std::future::ready(Params::parse(req.query_string()))
+    }
+}
 
 /// A non-empty value, trimmed.
 fn given(v: &Option<String>) -> Option<&str> {
@@ -169,8 +215,7 @@ impl AttendanceForm {
 }
 
 /// How an image's status fragment shows it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Look {
     /// A room's photo: responsive, full width.
     #[default]
@@ -268,6 +313,16 @@ mod tests {
                 "{input}: {err:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_name_given_twice_takes_its_last_value() {
+        let p: Params<LessonsParams> = Params::parse("page=1&status=&page=3").unwrap();
+        assert_eq!(p.query().unwrap().page, 3);
+        let p: Params<LoginPage> = Params::parse("next=/a/&next=/b/").unwrap();
+        assert_eq!(p.next(), Some("/b/"));
+        let p: Params<CalendarParams> = Params::parse("").unwrap();
+        assert_eq!(p.start().unwrap(), None);
     }
 
     #[test]

@@ -236,8 +236,10 @@ pub struct CacheStats {
     pub reconnects: u64,
     /// When it last did, in Unix milliseconds.
     pub last_reconnect_unix_ms: Option<u64>,
-    /// Times L1 was emptied because invalidations may have been missed (a
-    /// resubscription, or Redis answering again after the circuit breaker opened).
+    /// Times L1 was emptied because invalidations may have been missed: a
+    /// resubscription (the first subscription too, when attempts before it failed),
+    /// or Redis answering again after the circuit breaker opened. One outage that
+    /// both tripped the breaker and dropped the subscription counts twice.
     pub l1_resets: u64,
     /// Per namespace, by name.
     pub namespaces: Vec<NamespaceStats>,

@@ -193,9 +193,6 @@ impl Services {
         let Some(user) = self.authenticate(email, password).await? else {
             return Ok(None);
         };
-        if let Some(old) = previous {
-            self.logout(old).await?;
-        }
         let id = user.id;
         let new = self.blocking(move |s| s.sessions().create(id)).await?;
         let session = Session {
@@ -206,6 +203,10 @@ impl Services {
         self.cache
             .set(&self.ns.session, &token_hash(&new.token), session)
             .await;
+        // Only once the new session exists: a failure before leaves the old one.
+        if let Some(old) = previous {
+            self.logout(old).await?;
+        }
         Ok(Some((user, new)))
     }
 

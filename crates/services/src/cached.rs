@@ -245,7 +245,7 @@ impl Services {
     pub async fn cache_report(&self, viewer: &User) -> ServiceResult<CacheReport> {
         if viewer.role != Role::Admin {
             return Err(ServiceError::Forbidden(
-                "the cache statistics are for admins".to_owned(),
+                "this page is for admins".to_owned(),
             ));
         }
         self.cache.sync_stats().await;

@@ -356,8 +356,8 @@ impl Services {
         let change = self
             .mark_attendance(&viewer.user, lesson, student, status)
             .await?;
-        // Freshly read after the write: a version of its own, so no HTML rendered
-        // from an older copy can be taken for it.
+        // Freshly read after the write: a version of its own, so its render key can
+        // never name HTML rendered from an older copy.
         self.present(viewer, change.lesson, &version()?).await
     }
 
@@ -477,17 +477,23 @@ impl Services {
             .map_err(ServiceError::from)
     }
 
+    /// `Forbidden` unless `user` may see the student list (admins and tutors).
+    pub fn may_list_students(&self, user: &User) -> ServiceResult<()> {
+        match user.role {
+            Role::Admin | Role::Tutor => Ok(()),
+            Role::Student => Err(ServiceError::Forbidden(
+                "this page is for admins and tutors".to_owned(),
+            )),
+        }
+    }
+
     /// The student list with search (admins and tutors). Three statements.
     pub async fn students(
         &self,
         user: &User,
         query: &StudentQuery,
     ) -> ServiceResult<Page<StudentListItem>> {
-        if user.role == Role::Student {
-            return Err(ServiceError::Forbidden(
-                "the student list is for staff".to_owned(),
-            ));
-        }
+        self.may_list_students(user)?;
         if query
             .q
             .as_ref()

@@ -3,19 +3,32 @@
 //! Only names the image pipeline makes are served (originals and anything else under
 //! MEDIA_ROOT stay private, and no `..` gets in); the name is checked before the
 //! disk is touched. A variant's name changes whenever its bytes would, so it is
-//! cached for a year, its ETag is the name itself, and a matching If-None-Match is
-//! answered 304 without opening the file. Everything else (ranges, If-Range,
-//! Last-Modified, streaming from disk in chunks instead of reading the file into
-//! memory first) is actix-files' `NamedFile`.
+//! cached for a year and its ETag is the name itself: the same on every machine
+//! serving it, unlike one made from inode and mtime. The validators are answered
+//! here (If-None-Match: 304; If-Match: 412 unless it names this variant); the body
+//! is actix-files' `NamedFile`: ranges and streaming from disk in chunks instead of
+//! reading the file into memory first. (actix-files 0.6 ignores If-Range and always
+//! serves the range, which is right for content that never changes under its name.)
 
 use actix_files::NamedFile;
 use actix_web::http::header::{self, HeaderValue};
-use actix_web::http::Method;
+use actix_web::http::{Method, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use crate::{AppError, AppState};
 
-/// GET and HEAD /media/<variant>.
+/// Whether a validator header (`If-None-Match`, `If-Match`) lists `etag` or `*`.
+fn names(req: &HttpRequest, name: header::HeaderName, etag: &str) -> Option<bool> {
+    let value = req.headers().get(name)?.to_str().ok()?;
+    Some(
+        value
+            .split(',')
+            .map(str::trim)
+            .any(|t| t == etag || t == "*" || t.strip_prefix("W/") == Some(etag)),
+    )
+}
+
+/// GET and HEAD `/media/<variant>`.
 pub async fn media(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, AppError> {
     match *req.method() {
         Method::GET | Method::HEAD => {}
@@ -31,39 +44,40 @@ pub async fn media(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpR
     let format = napiatke_images::pipeline::variant_format(name).ok_or_else(missing)?;
     let path = state.media.path(name).ok_or_else(missing)?;
     let etag = format!("\"{}\"", name.rsplit('/').next().unwrap_or_default());
-    let fresh = req
-        .headers()
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
-    let mut res = if fresh {
+    // Opened first: a validator never vouches for a variant that is gone.
+    let file = NamedFile::open_async(&path)
+        .await
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => missing(),
+            _ => AppError::Internal(format!("media read {}: {e}", path.display())),
+        })?;
+    let mut res = if names(&req, header::IF_MATCH, &etag) == Some(false) {
+        HttpResponse::new(StatusCode::PRECONDITION_FAILED)
+    } else if names(&req, header::IF_NONE_MATCH, &etag) == Some(true) {
         HttpResponse::NotModified().finish()
-    } else {
-        let file = NamedFile::open_async(&path)
+    } else if req.headers().contains_key(header::IF_MATCH) {
+        // It matched; NamedFile, which knows no ETag of ours, would refuse it.
+        let bytes = web::block(move || std::fs::read(path))
             .await
-            .map_err(|e| match e.kind() {
-                std::io::ErrorKind::NotFound => missing(),
-                _ => AppError::Internal(format!("media read {}: {e}", path.display())),
-            })?;
-        file.set_content_type(format.mime().parse().map_err(|_| missing())?)
-            // The name is the version: no weak ETag from inode and mtime.
-            .use_etag(false)
+            .map_err(|e| AppError::Internal(format!("media read: {e}")))?
+            .map_err(|e| AppError::Internal(format!("media read: {e}")))?;
+        HttpResponse::Ok().body(bytes)
+    } else {
+        file.use_etag(false)
             .disable_content_disposition()
             .into_response(&req)
     };
     let headers = res.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(format.mime()),
+    );
     headers.insert(
         header::CACHE_CONTROL,
         HeaderValue::from_static("public, max-age=31536000, immutable"),
     );
     if let Ok(etag) = HeaderValue::from_str(&etag) {
         headers.insert(header::ETAG, etag);
-    }
-    if fresh {
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static(format.mime()),
-        );
     }
     Ok(res)
 }

@@ -679,6 +679,25 @@ async fn media_safety(engine: Engine) {
     assert_eq!(whole.status, StatusCode::OK);
     assert_eq!(whole.body, String::from_utf8_lossy(&on_disk));
     assert_eq!(whole.header("etag"), head.header("etag"));
+    // If-Match: the variant's own tag passes, another fails.
+    let etag = head.header("etag").unwrap_or_default().to_owned();
+    let matched = send(
+        &app,
+        TestRequest::get()
+            .uri(&url)
+            .insert_header(("if-match", etag.clone())),
+    )
+    .await;
+    assert_eq!(matched.status, StatusCode::OK);
+    assert_eq!(matched.body, whole.body);
+    let other = send(
+        &app,
+        TestRequest::get()
+            .uri(&url)
+            .insert_header(("if-match", "\"something-else\"")),
+    )
+    .await;
+    assert_eq!(other.status, StatusCode::PRECONDITION_FAILED);
     let post = send(&app, TestRequest::post().uri(&url)).await;
     assert_eq!(post.status, StatusCode::METHOD_NOT_ALLOWED);
     // The original (EXIF and all) is stored but never served; nor is anything else.
@@ -716,6 +735,15 @@ async fn reprocess(engine: Engine) {
     // 320 and 640 wide and the thumbnail, in three formats.
     assert_eq!(variants.len(), 9, "{variants:?}");
     std::fs::remove_file(root.join(&variants[0])).unwrap();
+    // A validator never vouches for a variant that is gone.
+    let gone = send(
+        &app,
+        TestRequest::get()
+            .uri(&format!("/media/{}", variants[0]))
+            .insert_header(("if-none-match", "*")),
+    )
+    .await;
+    assert_eq!(gone.status, StatusCode::NOT_FOUND);
     let mut seen = Vec::new();
     let report = state
         .services

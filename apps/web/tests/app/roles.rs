@@ -22,6 +22,7 @@ async fn role_table(engine: Engine) {
     let ok = StatusCode::OK;
     let login_page = StatusCode::SEE_OTHER;
     let forbidden = StatusCode::FORBIDDEN;
+    let bad = StatusCode::BAD_REQUEST;
     // route: admin, tutor, student, logged out
     let table = [
         ("/dashboard/", [ok, ok, ok, login_page]),
@@ -29,6 +30,10 @@ async fn role_table(engine: Engine) {
         ("/lessons/1/", [ok, ok, ok, login_page]),
         ("/calendar/", [ok, ok, ok, login_page]),
         ("/students/", [ok, ok, forbidden, login_page]),
+        // Who may see a page comes before what they asked of it.
+        ("/students/?page=x", [bad, bad, forbidden, login_page]),
+        ("/lessons/?page=1&page=x", [bad, bad, bad, login_page]),
+        ("/lessons/?page=x&page=1", [ok, ok, ok, login_page]),
         (
             "/admin/cache-stats/",
             [ok, forbidden, forbidden, login_page],
@@ -48,7 +53,7 @@ async fn role_table(engine: Engine) {
             if want == login_page {
                 assert_eq!(
                     got.header("location"),
-                    Some(format!("/login?next={}", route).as_str())
+                    Some(format!("/login?next={}", napiatke_htmx::percent_encode(route)).as_str())
                 );
             }
         }
@@ -74,6 +79,10 @@ async fn role_table(engine: Engine) {
         forbidden,
         "not Tom's lesson"
     );
+    let refused = send(&app, student.get("/students/")).await;
+    assert!(refused.body.contains("this page is for admins and tutors"));
+    let refused = send(&app, tutor.get("/admin/cache-stats/")).await;
+    assert!(refused.body.contains("this page is for admins"));
     // htmx without a session is told where to go instead of being redirected.
     let hx = send(
         &app,
