@@ -18,6 +18,7 @@
 # n times on each server, alternating, and reports the median req/s.
 #   BEFORE=/tmp/napiatke-old PAGES="/students/ /students/?page=2" ROUNDS=3 \
 #     DURATION=20s bash scripts/load.sh sqlite
+# SCALE=large measures on the large demo set (10x the data) instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 engine=${1:-sqlite}
@@ -48,7 +49,8 @@ case "$engine" in
 esac
 # Warnings (throttled) go to target/load/serve-N.log: a run is explained by them.
 export DATABASE_URL=$url NAPIATKE_ENV=production EXPOSE_QUERY_COUNT=true RUST_LOG=warn
-"$bin" demo >/dev/null
+# SCALE=large loads the large demo set (10x) instead of the standard one.
+if [ "${SCALE:-standard}" = standard ]; then "$bin" demo >/dev/null; else "$bin" seed --scale "$SCALE" --force >/dev/null; fi
 "$bin" collectstatic >/dev/null
 prefix="napiatke-load-$$"
 redis=redis://127.0.0.1:6379/0
