@@ -105,7 +105,7 @@ impl ResponseError for AppError {
     fn error_response(&self) -> HttpResponse {
         let status = self.status_code();
         if let AppError::LoginRequired { next, .. } = self {
-            let to = format!("/login?next={}", encode_query(next));
+            let to = format!("/login?next={}", napiatke_htmx::percent_encode(next));
             let mut res = HttpResponse::build(status);
             match self.status_code() {
                 StatusCode::UNAUTHORIZED => res.insert_header(("HX-Redirect", to)),
@@ -161,11 +161,6 @@ fn escape(s: &str) -> String {
     out
 }
 
-/// Percent-encodes a query value (RFC 3986 unreserved characters and `/` kept).
-pub(crate) fn encode_query(s: &str) -> String {
-    napiatke_htmx::percent_encode(s)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,7 +180,7 @@ mod tests {
             Some("5")
         );
         assert_eq!(
-            encode_query("/lessons/?page=2&x=ą"),
+            napiatke_htmx::percent_encode("/lessons/?page=2&x=ą"),
             "/lessons/%3Fpage%3D2%26x%3D%C4%85"
         );
     }

@@ -9,7 +9,6 @@ use napiatke_htmx::Hx;
 use napiatke_services::{LessonPage, LessonQuery};
 use serde::Serialize;
 
-use crate::error::encode_query;
 use crate::params::{
     AttendanceForm, CalendarParams, LessonsParams, LoginForm, LoginPage, Params, StudentsParams,
     TokenForm,
@@ -61,7 +60,10 @@ fn pager(
     let link = |n: u32| {
         let mut parts: Vec<String> = keep
             .iter()
-            .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={}", encode_query(v))))
+            .filter_map(|(k, v)| {
+                v.as_ref()
+                    .map(|v| format!("{k}={}", napiatke_htmx::percent_encode(v)))
+            })
             .collect();
         parts.push(format!("page={n}"));
         format!("{base}?{}", parts.join("&"))

@@ -256,8 +256,7 @@ impl StatusParams {
             alt: Option<String>,
             attempt: Option<String>,
         }
-        let raw: Option<Raw> = serde_urlencoded::from_str(query).ok();
-        let Some(raw) = raw else {
+        let Ok(Params(raw)) = Params::<Raw>::parse(query) else {
             return StatusParams::default();
         };
         StatusParams {
@@ -343,5 +342,8 @@ mod tests {
             (s.look, s.alt.as_str(), s.attempt),
             (Look::Avatar, "Sara", 0)
         );
+        // Repeated names: the last one, as for every other query.
+        let s = StatusParams::from_query("attempt=1&look=photo&attempt=7&look=avatar");
+        assert_eq!((s.look, s.attempt), (Look::Avatar, 7));
     }
 }
