@@ -7,7 +7,7 @@ use actix_web::middleware::{from_fn, DefaultHeaders};
 use actix_web::{web, App, HttpServer};
 use napiatke_assets::StaticFiles;
 use napiatke_cache::{Cache, CacheConfig};
-use napiatke_htmx::{FragmentCache, StaticUrls, Templates};
+use napiatke_htmx::{FragmentCache, HtmlCache, StaticUrls, Templates};
 use napiatke_services::{Clock, ImageConfig, Services};
 
 use crate::config::{Environment, Settings};
@@ -24,7 +24,10 @@ pub struct AppState {
     pub fragments: FragmentCache,
     /// Rendered personal pages (the lesson page), keyed by data version and session:
     /// in this process only, never in Redis, since they hold a CSRF token.
-    pub session_pages: FragmentCache,
+    pub session_pages: HtmlCache,
+    /// Rendered list rows for htmx, shared by every viewer of a scope and every
+    /// process (L1 and Redis), keyed by data version.
+    pub html: HtmlCache,
     /// The collected static files, held in memory.
     pub static_files: Arc<StaticFiles>,
     /// Secure cookies (production).
@@ -72,13 +75,15 @@ pub fn build_state(
     let templates = Templates::from_sources_with(crate::embedded::TEMPLATES, Some(urls))?;
     Ok(web::Data::new(AppState {
         fragments: FragmentCache::new(&cache, settings.cache_ttls.calendar),
-        session_pages: FragmentCache::new(
+        session_pages: HtmlCache::new(
             &Cache::local(CacheConfig {
                 l1_capacity_bytes: settings.cache_l1_bytes / 4,
                 ..CacheConfig::default()
             }),
+            "page",
             settings.cache_ttls.user,
         ),
+        html: HtmlCache::new(&cache, "html", settings.cache_ttls.user),
         services: Services::new(db, clock)
             .with_cache(cache, &settings.cache_ttls)
             .with_images(&image_config(settings)),

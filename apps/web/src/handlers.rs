@@ -5,7 +5,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use napiatke_domain::{AttendanceStatus, LessonId, LessonStatus};
-use napiatke_htmx::Hx;
+use napiatke_htmx::{Effort, FragmentKey, Hx, StoredHtml};
 use napiatke_services::{LessonPage, LessonQuery};
 use serde::Serialize;
 
@@ -78,21 +78,74 @@ fn pager(
 }
 
 /// A 200 page (or its `fragment` block for htmx) that no shared cache may keep: every
-/// page is personal.
+/// page is personal (its forms carry the session's CSRF token). Rendered for this
+/// response alone, so compressed at the fast setting.
 pub(crate) fn render_page(
     state: &AppState,
+    req: &HttpRequest,
     hx: Hx,
     template: &str,
     fragment: Option<&str>,
     ctx: &tera::Context,
 ) -> Result<HttpResponse, AppError> {
-    Ok(no_store(state.templates.respond(
-        StatusCode::OK,
-        hx,
-        template,
-        fragment,
-        ctx,
-    )?))
+    let html = match fragment {
+        Some(block) if hx.wants_fragment() => state
+            .templates
+            .render(&format!("{template}#{block}"), ctx)?,
+        _ => state.templates.render(template, ctx)?,
+    };
+    Ok(StoredHtml::new(html, Effort::Fast).respond(req.headers(), StatusCode::OK, "no-store"))
+}
+
+/// A list page from the HTML caches, keyed by the version of the data it shows: the
+/// `block` alone for htmx, shared by every viewer in `scope` and revalidated by its
+/// ETag (it holds no secret); the whole page per session (it holds the CSRF token).
+/// `ctx` is only built on a miss.
+#[allow(clippy::too_many_arguments)]
+async fn cached_list(
+    state: &AppState,
+    req: &HttpRequest,
+    hx: Hx,
+    auth: &Auth,
+    (template, block): (&str, &str),
+    (scope, version): (&str, &str),
+    params: &[(&str, Option<String>)],
+    ctx: impl FnOnce() -> tera::Context,
+) -> Result<HttpResponse, AppError> {
+    let route = req.match_pattern().unwrap_or_else(|| req.path().to_owned());
+    let (cache, key, name, cache_control) = if hx.wants_fragment() {
+        // The target is part of the key only when it is the one the page uses: any
+        // other value gets the same block, so it must not make entries of its own.
+        let target = req
+            .headers()
+            .get("hx-target")
+            .and_then(|v| v.to_str().ok())
+            .filter(|t| *t == block);
+        (
+            &state.html,
+            FragmentKey::new(&route, scope, target, version),
+            format!("{template}#{block}"),
+            "private, no-cache",
+        )
+    } else {
+        (
+            &state.session_pages,
+            FragmentKey::new(&route, &auth.session.csrf_token, None, version),
+            template.to_owned(),
+            "no-store",
+        )
+    };
+    let key = params
+        .iter()
+        .fold(key, |k, (name, value)| k.param(name, value.as_deref()));
+    let (html, status) = cache
+        .get_or_render(&state.templates, &key, || {
+            state.templates.render(&name, &ctx())
+        })
+        .await?;
+    let mut res = html.respond(req.headers(), StatusCode::OK, cache_control);
+    status.mark(&mut res);
+    Ok(res)
 }
 
 pub(crate) fn see_other(to: &str) -> HttpResponse {
@@ -219,15 +272,21 @@ pub async fn logout(
     Ok(no_store(res))
 }
 
-pub async fn dashboard(state: State, auth: Auth, hx: Hx) -> Result<HttpResponse, AppError> {
+pub async fn dashboard(
+    state: State,
+    req: HttpRequest,
+    auth: Auth,
+    hx: Hx,
+) -> Result<HttpResponse, AppError> {
     let dashboard = state.services.dashboard(auth.user()).await?;
     let mut ctx = base_context(&auth, "dashboard");
     ctx.insert("dashboard", &dashboard);
-    render_page(&state, hx, "dashboard.html", None, &ctx)
+    render_page(&state, &req, hx, "dashboard.html", None, &ctx)
 }
 
 pub async fn lessons(
     state: State,
+    req: HttpRequest,
     auth: Auth,
     hx: Hx,
     params: Params<LessonsParams>,
@@ -239,28 +298,37 @@ pub async fn lessons(
         subject,
     } = query;
     let result = state.services.lessons(auth.user(), query).await?;
-    let total_pages = result.lessons.total_pages();
+    let total_pages = result.page.total_pages();
     check_page_exists(page, total_pages)?;
-    let mut ctx = base_context(&auth, "lessons");
-    ctx.insert("lessons", &result.lessons.items);
-    ctx.insert("subjects", &result.subjects);
-    ctx.insert("statuses", LessonStatus::ALL);
-    ctx.insert("status", &status);
-    ctx.insert("subject", &subject);
-    ctx.insert(
-        "pager",
-        &pager(
-            page,
-            total_pages,
-            result.lessons.total,
-            "/lessons/",
-            &[
-                ("status", status.map(|s| s.as_str().to_owned())),
-                ("subject", subject.map(|s| s.to_string())),
-            ],
-        ),
-    );
-    render_page(&state, hx, "lessons.html", Some("rows"), &ctx)
+    let keep = [
+        ("status", status.map(|s| s.as_str().to_owned())),
+        ("subject", subject.map(|s| s.to_string())),
+    ];
+    let mut params = keep.to_vec();
+    params.push(("page", Some(page.to_string())));
+    cached_list(
+        &state,
+        &req,
+        hx,
+        &auth,
+        ("lessons.html", "rows"),
+        (result.scope(), result.version()),
+        &params,
+        || {
+            let mut ctx = base_context(&auth, "lessons");
+            ctx.insert("lessons", &result.lessons());
+            ctx.insert("subjects", result.subjects.as_ref());
+            ctx.insert("statuses", LessonStatus::ALL);
+            ctx.insert("status", &status);
+            ctx.insert("subject", &subject);
+            ctx.insert(
+                "pager",
+                &pager(page, total_pages, result.page.total, "/lessons/", &keep),
+            );
+            ctx
+        },
+    )
+    .await
 }
 
 fn lesson_id(raw: &str) -> Result<LessonId, AppError> {
@@ -272,6 +340,7 @@ fn lesson_id(raw: &str) -> Result<LessonId, AppError> {
 
 pub async fn lesson(
     state: State,
+    req: HttpRequest,
     auth: Auth,
     hx: Hx,
     path: web::Path<String>,
@@ -286,16 +355,18 @@ pub async fn lesson(
     } else {
         ("lesson.html", "page")
     };
-    let body = state
+    let key = FragmentKey::new("/lessons/{id}/", &page.render_key(block), None, "");
+    let (html, status) = state
         .session_pages
-        .render(&state.templates, template, &page.render_key(block), || {
-            lesson_context(&auth, &page)
+        .get_or_render(&state.templates, &key, || {
+            state
+                .templates
+                .render(template, &lesson_context(&auth, &page))
         })
         .await?;
-    Ok(no_store(napiatke_htmx::varying_html(
-        StatusCode::OK,
-        body.as_ref().clone(),
-    )))
+    let mut res = html.respond(req.headers(), StatusCode::OK, "no-store");
+    status.mark(&mut res);
+    Ok(res)
 }
 
 fn lesson_context(auth: &Auth, page: &LessonPage) -> tera::Context {
@@ -333,6 +404,7 @@ pub async fn attendance(
         .await?;
     render_page(
         &state,
+        &req,
         hx,
         "lesson.html",
         Some("students"),
@@ -342,6 +414,7 @@ pub async fn attendance(
 
 pub async fn calendar(
     state: State,
+    req: HttpRequest,
     auth: Auth,
     hx: Hx,
     params: Params<CalendarParams>,
@@ -367,11 +440,12 @@ pub async fn calendar(
         .await?;
     let mut ctx = base_context(&auth, "calendar");
     ctx.insert("week_html", html.as_str());
-    render_page(&state, hx, "calendar.html", Some("week"), &ctx)
+    render_page(&state, &req, hx, "calendar.html", Some("week"), &ctx)
 }
 
 pub async fn students(
     state: State,
+    req: HttpRequest,
     auth: Auth,
     hx: Hx,
     params: Params<StudentsParams>,
@@ -382,29 +456,48 @@ pub async fn students(
     let query = params.query()?;
     let (page, search) = (query.page, query.q.clone());
     let result = state.services.students(auth.user(), &query).await?;
-    let total_pages = result.total_pages();
+    let total_pages = result.students.total_pages();
     check_page_exists(page, total_pages)?;
-    let mut ctx = base_context(&auth, "students");
-    ctx.insert("students", &result.items);
-    ctx.insert("q", &search);
-    ctx.insert(
-        "pager",
-        &pager(
-            page,
-            total_pages,
-            result.total,
-            "/students/",
-            &[("q", search.clone())],
-        ),
-    );
-    render_page(&state, hx, "students.html", Some("rows"), &ctx)
+    let keep = [("q", search.clone())];
+    let params = [("q", search.clone()), ("page", Some(page.to_string()))];
+    cached_list(
+        &state,
+        &req,
+        hx,
+        &auth,
+        ("students.html", "rows"),
+        // Admins and tutors see the same list.
+        ("staff", result.version()),
+        &params,
+        || {
+            let mut ctx = base_context(&auth, "students");
+            ctx.insert("students", &result.students.items);
+            ctx.insert("q", &search);
+            ctx.insert(
+                "pager",
+                &pager(
+                    page,
+                    total_pages,
+                    result.students.total,
+                    "/students/",
+                    &keep,
+                ),
+            );
+            ctx
+        },
+    )
+    .await
 }
 
-pub async fn cache_stats(state: State, auth: Auth) -> Result<HttpResponse, AppError> {
+pub async fn cache_stats(
+    state: State,
+    req: HttpRequest,
+    auth: Auth,
+) -> Result<HttpResponse, AppError> {
     let report = state.services.cache_report(auth.user()).await?;
     let mut ctx = base_context(&auth, "admin");
     ctx.insert("report", &report);
-    render_page(&state, Hx::default(), "cache_stats.html", None, &ctx)
+    render_page(&state, &req, Hx::default(), "cache_stats.html", None, &ctx)
 }
 
 /// `/static/...` when reached through the router (the static middleware answers

@@ -68,8 +68,19 @@ pub async fn accounting(
             c.l2_hits + c.l2_misses,
             elapsed.as_secs_f64() * 1000.0
         );
+        // One field, after any entries the handler set (the HTML cache's).
+        let name = HeaderName::from_static("server-timing");
+        let earlier: Vec<String> = headers
+            .get_all(&name)
+            .filter_map(|v| v.to_str().ok().map(str::to_owned))
+            .collect();
+        let timing = earlier
+            .into_iter()
+            .chain([timing])
+            .collect::<Vec<_>>()
+            .join(", ");
         if let Ok(v) = HeaderValue::from_str(&timing) {
-            headers.insert(HeaderName::from_static("server-timing"), v);
+            headers.insert(name, v);
         }
     }
     Ok(res)

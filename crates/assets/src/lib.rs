@@ -40,7 +40,7 @@ mod collect;
 mod serve;
 
 pub use collect::{collect, CollectReport, Manifest, MANIFEST};
-pub use serve::{Body, HeaderText, Method, Request, Response, StaticFiles};
+pub use serve::{negotiate, Body, Coding, HeaderText, Method, Request, Response, StaticFiles};
 
 /// What can go wrong collecting or loading static files.
 #[derive(Debug, thiserror::Error)]

@@ -240,11 +240,22 @@ impl StaticFiles {
         let Some(asset) = safe_name(req.path).and_then(|p| self.assets.get(p)) else {
             return Response::bare(404);
         };
-        let accept = AcceptEncoding::parse(req.accept_encoding);
-        let (variant, encoding) = match (&asset.br, &asset.gz) {
-            (Some(br), _) if accept.allows("br") => (br, Some("br")),
-            (_, Some(gz)) if accept.allows("gzip") => (gz, Some("gzip")),
-            _ if accept.allows("identity") => (&asset.identity, None),
+        let mut offered = Vec::with_capacity(3);
+        if asset.br.is_some() {
+            offered.push(Coding::Br);
+        }
+        if asset.gz.is_some() {
+            offered.push(Coding::Gzip);
+        }
+        offered.push(Coding::Identity);
+        let (variant, encoding) = match (
+            negotiate(req.accept_encoding, &offered),
+            &asset.br,
+            &asset.gz,
+        ) {
+            (Some(Coding::Br), Some(br), _) => (br, Some("br")),
+            (Some(Coding::Gzip), _, Some(gz)) => (gz, Some("gzip")),
+            (Some(Coding::Identity), _, _) => (&asset.identity, None),
             _ => {
                 let mut res = Response::bare(406);
                 if asset.vary {
@@ -350,6 +361,77 @@ fn not_modified(req: &Request<'_>, asset: &Asset, etag: &str) -> bool {
             };
             secs(asset.last_modified) <= secs(since)
         })
+}
+
+/// A content coding napiatke sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Coding {
+    /// Brotli.
+    Br,
+    /// gzip.
+    Gzip,
+    /// No coding.
+    Identity,
+}
+
+impl Coding {
+    /// What a server holding a body in brotli and/or gzip offers, in napiatke's
+    /// preference order: brotli, gzip, identity.
+    #[must_use]
+    pub fn offered(br: bool, gzip: bool) -> Vec<Coding> {
+        let mut offered = Vec::with_capacity(3);
+        if br {
+            offered.push(Coding::Br);
+        }
+        if gzip {
+            offered.push(Coding::Gzip);
+        }
+        offered.push(Coding::Identity);
+        offered
+    }
+
+    /// The name in `Content-Encoding` (`identity` for none).
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Coding::Br => "br",
+            Coding::Gzip => "gzip",
+            Coding::Identity => "identity",
+        }
+    }
+}
+
+/// Which of `offered` (the server's preference order) to send for an
+/// `Accept-Encoding` header (RFC 9110 §12.5.3): the highest q-value wins, ties go to
+/// the server's order, `*` stands for codings not named, identity is acceptable
+/// unless refused, and no header means identity only. `None`: nothing offered is
+/// acceptable (a 406, or identity anyway where the server prefers that).
+///
+/// ```
+/// use napiatke_assets::{negotiate, Coding};
+/// let all = [Coding::Br, Coding::Gzip, Coding::Identity];
+/// assert_eq!(negotiate(Some("gzip, deflate, br"), &all), Some(Coding::Br));
+/// assert_eq!(negotiate(Some("br;q=0.5, gzip"), &all), Some(Coding::Gzip));
+/// assert_eq!(negotiate(None, &all), Some(Coding::Identity));
+/// assert_eq!(negotiate(Some("identity;q=0"), &[Coding::Identity]), None);
+/// ```
+#[must_use]
+pub fn negotiate(accept_encoding: Option<&str>, offered: &[Coding]) -> Option<Coding> {
+    let accept = AcceptEncoding::parse(accept_encoding);
+    let mut best: Option<(Coding, f32)> = None;
+    for &coding in offered {
+        if !accept.allows(coding.as_str()) {
+            continue;
+        }
+        let q = accept
+            .q(coding.as_str())
+            .or_else(|| accept.q("*"))
+            .unwrap_or(1.0);
+        if best.is_none_or(|(_, b)| q > b) {
+            best = Some((coding, q));
+        }
+    }
+    best.map(|(c, _)| c)
 }
 
 /// `Accept-Encoding` with q-values (RFC 9110 §12.5.3).

@@ -129,6 +129,16 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    /// One folded search document per student (name, e-mail, class): a trigram GIN
+    /// index on PostgreSQL, an FTS5 trigram table on SQLite. Written by the seed and
+    /// [`crate::queries::students::rebuild_search`].
+    student_search (user_id) {
+        user_id -> BigInt,
+        document -> Text,
+    }
+}
+
 diesel::joinable!(tutor_profiles -> users (user_id));
 diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(student_profiles -> users (user_id));
@@ -148,6 +158,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     users,
     tutor_profiles,
     student_profiles,
+    student_search,
     subjects,
     rooms,
     lessons,
@@ -165,6 +176,7 @@ pub const TABLES: &[&str] = &[
     "users",
     "tutor_profiles",
     "student_profiles",
+    "student_search",
     "subjects",
     "rooms",
     "lessons",

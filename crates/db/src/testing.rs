@@ -230,6 +230,7 @@ impl TestDb {
         diesel::update(crate::schema::users::table)
             .set(crate::schema::users::password_hash.eq(hash))
             .execute(&mut *conn)?;
+        crate::queries::students::rebuild_search(&mut conn)?;
         if let crate::DbConn::Pg(pg) = &mut *conn {
             crate::seed::reset_identities(pg)?;
         }

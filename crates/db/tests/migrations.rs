@@ -94,6 +94,7 @@ fn schema_matches(engine: Engine) {
             "student_profiles",
             declared_columns(student_profiles::table),
         ),
+        ("student_search", declared_columns(student_search::table)),
         ("subjects", declared_columns(subjects::table)),
         ("rooms", declared_columns(rooms::table)),
         ("lessons", declared_columns(lessons::table)),

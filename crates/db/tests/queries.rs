@@ -371,3 +371,107 @@ both_engines! {
         assert_eq!(sql.len(), 1);
     };
 }
+
+/// Deep pages and indexed search.
+mod lists {
+    use super::*;
+
+    /// Every page of `filter` by offset and by seeking from the cached page starts: the
+    /// same lessons in the same order, pages past the end empty.
+    fn keyset_matches_offset(c: &mut napiatke_db::PooledConn, filter: &LessonFilter, size: u32) {
+        let (starts, total) = ok(lessons::page_starts(c, filter, size));
+        let by_offset = ok(lessons::list(c, filter, PageRequest::new(1, size)));
+        assert_eq!(total, by_offset.total, "{filter:?}");
+        assert_eq!(
+            starts.len() as u32,
+            if total == 0 {
+                0
+            } else {
+                by_offset.total_pages()
+            },
+            "{filter:?}"
+        );
+        for (n, from) in starts.iter().enumerate() {
+            let page = ok(lessons::list(
+                c,
+                filter,
+                PageRequest::new(n as u32 + 1, size),
+            ));
+            let sought: Vec<i64> = ok(lessons::page_ids(c, filter, *from, size))
+                .iter()
+                .map(|id| id.get())
+                .collect();
+            assert_eq!(sought, ids(&page.items), "{filter:?} page {}", n + 1);
+            assert_eq!(Some(from.id.get()), sought.first().copied());
+        }
+    }
+
+    both_engines! {
+        deep_pages_seek_to_the_same_lessons_as_offsets => |engine: Engine| {
+            let t = fixture(engine);
+            let mut c = conn(&t);
+            // 1,000 lessons at one start time: ties broken by id, across page edges.
+            add_bulk(&mut c, 1_000);
+            for filter in [
+                LessonFilter::default(),
+                LessonFilter { status: Some(LessonStatus::Completed), ..Default::default() },
+                LessonFilter { status: Some(LessonStatus::Scheduled), ..Default::default() },
+                LessonFilter { subject: Some(SubjectId(2)), ..Default::default() },
+                LessonFilter { scope: Scope::Student(SARA), ..Default::default() },
+                LessonFilter { scope: Scope::Tutor(TOM), ..Default::default() },
+                LessonFilter { subject: Some(SubjectId(99)), ..Default::default() },
+            ] {
+                for size in [1, 3, 50] {
+                    keyset_matches_offset(&mut c, &filter, size);
+                }
+            }
+            // Page 20 of 21 costs one statement, like page 1; so do the page starts.
+            let all = LessonFilter::default();
+            let ((starts, total), sql) = count_statements(|| ok(lessons::page_starts(&mut c, &all, 50)));
+            assert_eq!((starts.len(), total, sql.len()), (21, 1_007, 1));
+            let (deep, sql) = count_statements(|| ok(lessons::page_ids(&mut c, &all, starts[19], 50)));
+            assert_eq!((deep.len(), sql.len()), (50, 1));
+            let (rows, sql) = count_statements(|| ok(lessons::details(&mut c, &deep)));
+            assert_eq!((rows.len(), sql.len()), (50, 2));
+            assert_eq!(rows.iter().map(|d| d.card.lesson.id).collect::<Vec<_>>(), deep, "in the order asked");
+            assert!(ok(lessons::details(&mut c, &[LessonId(424_242)])).is_empty());
+        };
+
+        student_search_is_indexed_folded_and_literal => |engine: Engine| {
+            use diesel::connection::SimpleConnection;
+            let t = fixture(engine);
+            let mut c = conn(&t);
+            assert!(!ok(students::search_is_stale(&mut c)), "the fixture indexes its students");
+            c.batch_execute(
+                "INSERT INTO users (id, email, first_name, last_name, role, is_active, password_hash, created_at) \
+                 VALUES (20, 'l.zolc_1@napiatke.local', 'Łukasz', 'Żółć \"Q\"', 'STUDENT', TRUE, 'x', '2026-01-01 00:00:00'); \
+                 INSERT INTO student_profiles (user_id, class_name, parent_email) VALUES (20, '8B', 'p@napiatke.local');",
+            )
+            .unwrap();
+            assert!(ok(students::search_is_stale(&mut c)), "a student written around the seed");
+            assert_eq!(ok(students::rebuild_search(&mut c)), 5);
+            assert!(!ok(students::search_is_stale(&mut c)));
+            let names = |q: &str, c: &mut napiatke_db::PooledConn| {
+                let ids = ok(students::search_ids(c, Some(q)));
+                ok(students::rows(c, &ids)).into_iter().map(|s| s.first_name).collect::<Vec<_>>()
+            };
+            for q in ["lukasz", "ŁUKASZ", "Łukasz", "zolc", "ŻÓŁĆ", "ukasz zo", "lu", "zolc_1", "\"q\""] {
+                assert_eq!(names(q, &mut c), ["Łukasz"], "{q:?}");
+            }
+            assert_eq!(names("8b", &mut c), ["Bob", "Łukasz"], "class, in list order");
+            assert_eq!(names("zolc%1", &mut c), Vec::<String>::new(), "a typed % is literal");
+            assert_eq!(names("l_z", &mut c), Vec::<String>::new(), "so is _");
+            assert_eq!(names("\"", &mut c), ["Łukasz"], "a lone quote is text, not syntax");
+            assert_eq!(names("  ", &mut c).len(), 4, "blank: every active student");
+            // One statement whatever the term's length (trigram index or the short scan).
+            for q in ["lukasz", "lu"] {
+                let (_, sql) = count_statements(|| ok(students::search_ids(&mut c, Some(q))));
+                assert_eq!(sql.len(), 1, "{q}: {sql:?}");
+            }
+            let first = ok(students::search_ids(&mut c, None));
+            let page = students::page_of(&first, PageRequest::new(2, 3));
+            assert_eq!(page.len(), 1);
+            assert!(students::page_of(&first, PageRequest::new(3, 3)).is_empty());
+        };
+    }
+}

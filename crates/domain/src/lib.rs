@@ -18,6 +18,7 @@ mod entities;
 mod enums;
 mod error;
 mod ids;
+mod search;
 mod values;
 
 pub use entities::{
@@ -31,4 +32,5 @@ pub use error::DomainError;
 pub use ids::{
     AttendanceId, ImageId, InvoiceId, LessonId, LessonStudentId, RoomId, SubjectId, UserId,
 };
+pub use search::fold_search;
 pub use values::{AttendanceRate, Color, Email, Money};

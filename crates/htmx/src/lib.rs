@@ -36,11 +36,13 @@
 mod fragments;
 mod hx;
 pub mod images;
+mod stored;
 mod templates;
 mod text;
 
 pub use fragments::FragmentCache;
 pub use hx::{html, varying_html, Hx};
+pub use stored::{CacheStatus, Effort, FragmentKey, HtmlCache, StoredHtml, MIN_COMPRESS_BYTES};
 pub use templates::{StaticUrls, Templates};
 pub use text::{escape_html_into, percent_encode};
 

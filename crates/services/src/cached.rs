@@ -12,9 +12,18 @@
 //! | `lesson`   | user      | `{id}`                       | `Option<LessonView>`         |
 //! | `catalog`  | static    | `room_photos`                | every room with its photo    |
 //! | `avatar`   | user      | `{user id}`                  | `Option<StoredImage>`        |
+//! | `lists`    | user      | `lessons:{scope}:{status}:{subject}` | page starts and count |
+//! | `lists`    | user      | `lessons:{scope}:{status}:{subject}:{page}` | the page's lesson ids |
+//! | `lists`    | user      | `students:{folded term}`     | ids of the matching students |
+//! | `lists`    | user      | `students:{folded term}:{page}` | the page's rows (no figures) |
 //!
 //! Figures that depend on "today" carry the date in their key, so none survives
-//! midnight. Scopes are `all`, `t{tutor}` and `s{student}`.
+//! midnight. Scopes are `all`, `t{tutor}` and `s{student}`. A missing filter is `-`.
+//!
+//! `lists` holds which rows a list page has, never the rows' data (that is the
+//! lesson's own entry, or the student's figures), so an attendance mark leaves it
+//! valid. No in-app write adds, removes or reorders lessons or students (the seed
+//! does, with the server stopped, or `napiatke` commands that flush what they change).
 //!
 //! Rendered HTML is keyed here too: the lesson page's per-viewer key is
 //! [`crate::LessonPage::render_key`]; the calendar week's is its data's version.
@@ -24,6 +33,7 @@ use std::time::Duration;
 use chrono::{Days, NaiveDate};
 use napiatke_cache::{Cache, Namespace};
 use napiatke_db::queries::images::Owner;
+use napiatke_db::queries::lessons::LessonFilter;
 use napiatke_db::queries::Scope;
 use napiatke_domain::{LessonId, Role, User, UserId};
 
@@ -63,6 +73,7 @@ pub(crate) struct Namespaces {
     pub calendar: Namespace,
     pub lesson: Namespace,
     pub avatar: Namespace,
+    pub lists: Namespace,
 }
 
 impl Namespaces {
@@ -75,6 +86,7 @@ impl Namespaces {
             calendar: cache.namespace("calendar", 1, ttl.calendar),
             lesson: cache.namespace("lesson", 2, ttl.user),
             avatar: cache.namespace("avatar", 1, ttl.user),
+            lists: cache.namespace("lists", 1, ttl.user),
         }
     }
 }
@@ -109,6 +121,33 @@ pub(crate) fn calendar_key(scope: Scope, start: NaiveDate) -> String {
 
 pub(crate) fn lesson_key(id: LessonId) -> String {
     id.to_string()
+}
+
+fn filter_key(filter: &LessonFilter) -> String {
+    format!(
+        "lessons:{}:{}:{}",
+        scope_key(filter.scope),
+        filter.status.map_or("-", |s| s.as_str()),
+        filter
+            .subject
+            .map_or_else(|| "-".to_owned(), |s| s.to_string())
+    )
+}
+
+pub(crate) fn lesson_starts_key(filter: &LessonFilter) -> String {
+    filter_key(filter)
+}
+
+pub(crate) fn lesson_page_key(filter: &LessonFilter, page: u32) -> String {
+    format!("{}:{page}", filter_key(filter))
+}
+
+pub(crate) fn student_ids_key(term: &str) -> String {
+    format!("students:{term}")
+}
+
+pub(crate) fn student_page_key(term: &str, page: u32) -> String {
+    format!("students:{term}:{page}")
 }
 
 pub(crate) const ROOM_PHOTOS_KEY: &str = "room_photos";

@@ -22,6 +22,7 @@
 
 mod auth;
 pub mod cached;
+mod lists;
 mod pages;
 pub mod setup;
 mod uploads;
@@ -35,9 +36,10 @@ use napiatke_db::{Db, DbError};
 pub use cached::{CacheReport, CacheTtls, NamespaceLine};
 
 pub use auth::{random_token, DbSessionStore, NewSession, Session, SessionStore, SESSION_TTL};
+pub use lists::{LessonQuery, LessonRows, LessonsPage, StudentQuery, StudentsPage};
 pub use pages::{
     may_mark_attendance, AttendanceChange, CalendarDay, CalendarWeek, Dashboard, LessonPage,
-    LessonQuery, LessonView, LessonsPage, StudentQuery, MAX_SEARCH_CHARS, PAGE_SIZE,
+    LessonView, MAX_SEARCH_CHARS, PAGE_SIZE,
 };
 pub use uploads::{ImageConfig, ReprocessReport, RoomCard, UploadSlot, UploadTarget};
 

@@ -3,21 +3,15 @@
 use chrono::{Datelike, Days, NaiveDate, NaiveDateTime, NaiveTime};
 use napiatke_cache::Namespace;
 use napiatke_db::queries::dashboard::{self, GlobalStats, StudentStats, TutorStats};
-use napiatke_db::queries::lessons::{self, CalendarEntry, LessonCard, LessonDetail, LessonFilter};
-use napiatke_db::queries::students::{self, LessonStats, StudentListItem};
-use napiatke_db::queries::{attendance, catalog, Page, PageRequest, Scope};
+use napiatke_db::queries::lessons::{self, CalendarEntry, LessonCard, LessonDetail};
+use napiatke_db::queries::{attendance, catalog, Scope};
 use napiatke_db::DbConn;
-use napiatke_domain::{
-    AttendanceStatus, LessonId, LessonStatus, Role, Room, StoredImage, Subject, SubjectId, User,
-    UserId,
-};
+use napiatke_domain::{AttendanceStatus, LessonId, Role, Room, StoredImage, Subject, User, UserId};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
-use crate::cached::{
-    admin_dashboard_key, calendar_key, lesson_key, student_key, student_stats_key, tutor_key,
-};
+use crate::cached::{admin_dashboard_key, calendar_key, lesson_key, student_key, tutor_key};
 use crate::{ServiceError, ServiceResult, Services, Session};
 
 /// Rows per list page (SPEC).
@@ -62,35 +56,6 @@ pub enum Dashboard {
         /// Their next 10 lessons.
         upcoming: Vec<LessonCard>,
     },
-}
-
-/// Filters and page of the lesson list, already parsed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct LessonQuery {
-    /// 1-based page.
-    pub page: u32,
-    /// Only this status.
-    pub status: Option<LessonStatus>,
-    /// Only this subject (must exist).
-    pub subject: Option<SubjectId>,
-}
-
-/// The lesson list page: lessons and what the filter form offers.
-#[derive(Debug, Clone, Serialize)]
-pub struct LessonsPage {
-    /// The page of lessons.
-    pub lessons: Page<LessonDetail>,
-    /// Every subject, for the filter.
-    pub subjects: Vec<Subject>,
-}
-
-/// Search and page of the student list.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct StudentQuery {
-    /// 1-based page.
-    pub page: u32,
-    /// Free-text search.
-    pub q: Option<String>,
 }
 
 /// One day of the calendar.
@@ -184,7 +149,7 @@ fn no_lesson(id: LessonId) -> impl FnOnce(napiatke_db::DbError) -> ServiceError 
 }
 
 /// Tutors read every lesson (they cover for each other); students only theirs.
-fn lesson_read_scope(user: &User) -> Scope {
+pub(crate) fn lesson_read_scope(user: &User) -> Scope {
     match user.role {
         Role::Student => Scope::Student(user.id),
         Role::Admin | Role::Tutor => Scope::All,
@@ -276,37 +241,6 @@ impl Services {
             })
             .await
             .map_err(ServiceError::from)
-    }
-
-    /// The lesson list. Three statements (count, page, students) and the cached
-    /// subjects.
-    pub async fn lessons(&self, user: &User, query: LessonQuery) -> ServiceResult<LessonsPage> {
-        let subjects = self.subjects().await?;
-        if let Some(id) = query.subject {
-            if !subjects.iter().any(|s| s.id == id) {
-                return Err(ServiceError::BadInput(format!(
-                    "there is no subject with id {id}"
-                )));
-            }
-        }
-        let filter = LessonFilter {
-            status: query.status,
-            subject: query.subject,
-            scope: lesson_read_scope(user),
-        };
-        let lessons = self
-            .blocking(move |s| {
-                Ok(lessons::list(
-                    &mut *s.conn()?,
-                    &filter,
-                    PageRequest::new(query.page, PAGE_SIZE),
-                )?)
-            })
-            .await?;
-        Ok(LessonsPage {
-            lessons,
-            subjects: subjects.as_ref().clone(),
-        })
     }
 
     /// One lesson with its students and marks (cached; two statements on a miss). A
@@ -486,59 +420,6 @@ impl Services {
             )),
         }
     }
-
-    /// The student list with search (admins and tutors). Three statements.
-    pub async fn students(
-        &self,
-        user: &User,
-        query: &StudentQuery,
-    ) -> ServiceResult<Page<StudentListItem>> {
-        self.may_list_students(user)?;
-        if query
-            .q
-            .as_ref()
-            .is_some_and(|q| q.chars().count() > MAX_SEARCH_CHARS)
-        {
-            return Err(ServiceError::BadInput(format!(
-                "the search may be at most {MAX_SEARCH_CHARS} characters"
-            )));
-        }
-        let query = query.clone();
-        let mut page = self
-            .blocking(move |s| {
-                Ok(students::list_without_stats(
-                    &mut *s.conn()?,
-                    query.q.as_deref(),
-                    PageRequest::new(query.page, PAGE_SIZE),
-                )?)
-            })
-            .await?;
-        // Each student's figures are cached on their own (user class), so a page of
-        // 50 costs one statement for those not cached, and none when all are.
-        let ids: Vec<UserId> = page.items.iter().map(|s| s.id).collect();
-        let keys: Vec<String> = ids.iter().map(|&id| student_stats_key(id)).collect();
-        let stats = self
-            .cache
-            .get_or_compute_many(&self.ns.user, &keys, |missing: Vec<usize>| {
-                let wanted: Vec<UserId> = missing.iter().map(|&i| ids[i]).collect();
-                self.blocking(move |s| {
-                    let found: std::collections::HashMap<UserId, LessonStats> =
-                        students::lesson_stats(&mut *s.conn()?, &wanted)?
-                            .into_iter()
-                            .collect();
-                    // No lessons yet is a figure too (zeros), cached like the others.
-                    Ok(wanted
-                        .iter()
-                        .map(|id| found.get(id).copied().unwrap_or_default())
-                        .collect())
-                })
-            })
-            .await?;
-        for (item, s) in page.items.iter_mut().zip(stats) {
-            item.stats = s.map(|s| *s).unwrap_or_default();
-        }
-        Ok(page)
-    }
 }
 
 fn week_of(
@@ -572,6 +453,6 @@ fn week_of(
 }
 
 /// 64 random bits as hex: a fresh version for freshly loaded data.
-fn version() -> ServiceResult<String> {
+pub(crate) fn version() -> ServiceResult<String> {
     Ok(crate::random_token()?[..16].to_owned())
 }

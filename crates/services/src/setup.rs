@@ -15,6 +15,7 @@
 //! ```
 
 use chrono::NaiveDateTime;
+use napiatke_db::queries::students;
 use napiatke_db::Db;
 
 pub use napiatke_db::queries::dashboard::GlobalStats;
@@ -22,9 +23,17 @@ pub use napiatke_db::seed::{Progress, Scale, SeedOptions, SeedReport};
 
 use crate::ServiceResult;
 
-/// Applies pending migrations; the names of those applied (none: up to date).
+/// Applies pending migrations; the names of those applied (none: up to date). Then
+/// fills the student search table if it does not hold every student (a database
+/// migrated from before it existed): two counts when it does.
 pub fn migrate(db: &Db) -> ServiceResult<Vec<String>> {
-    Ok(napiatke_db::migrate::run(&mut *db.get()?)?)
+    let mut conn = db.get()?;
+    let applied = napiatke_db::migrate::run(&mut conn)?;
+    if students::search_is_stale(&mut conn)? {
+        let n = students::rebuild_search(&mut conn)?;
+        tracing::info!(students = n, "student search rebuilt");
+    }
+    Ok(applied)
 }
 
 /// Whether the database holds no users (a fresh one, to seed).

@@ -154,7 +154,7 @@ async fn list_and_report_rules(engine: Engine) {
     assert!(forbidden(services.students(&sara.user, &query(None)).await));
     let all = services.students(&tina.user, &query(None)).await.unwrap();
     assert_eq!(
-        all.total, 3,
+        all.students.total, 3,
         "tutors list every active student (Cleo is not)"
     );
     let long = "ą".repeat(101);
@@ -167,7 +167,7 @@ async fn list_and_report_rules(engine: Engine) {
         .await
         .unwrap();
     assert_eq!(
-        longest.total, 0,
+        longest.students.total, 0,
         "100 characters are searched (nothing matches)"
     );
     // A student asking with a bad search is refused for who they are first.
@@ -259,7 +259,12 @@ async fn a_mark_shows_in_the_student_list(engine: Engine) {
                 )
                 .await
                 .unwrap();
-            let row = list.items.iter().find(|s| s.id == bob).map(|s| s.stats);
+            let row = list
+                .students
+                .items
+                .iter()
+                .find(|s| s.id == bob)
+                .map(|s| s.stats);
             row.map(|s| (s.total, s.attendance.to_string()))
         }
     };

@@ -106,6 +106,25 @@ pub async fn state_tweaked(
     napiatke_web::build_state(&settings, t.db.clone(), FixedClock(now()), statics(), cache).unwrap()
 }
 
+/// The app's state over `t` with no cache at all (no L1, no Redis): every request
+/// runs every statement it would on a cold cache.
+pub async fn uncached_state(t: &TestDb) -> web::Data<AppState> {
+    napiatke_web::init_tracing();
+    let prefix = cache_prefix();
+    let mut settings = settings(false);
+    settings.cache_prefix = prefix.clone();
+    settings.media_root = media_root(&prefix);
+    let cache = napiatke_cache::Cache::try_new(napiatke_cache::CacheConfig {
+        redis_url: None,
+        prefix,
+        l1_capacity_bytes: 0,
+        ..napiatke_cache::CacheConfig::default()
+    })
+    .await
+    .unwrap();
+    napiatke_web::build_state(&settings, t.db.clone(), FixedClock(now()), statics(), cache).unwrap()
+}
+
 /// The scratch MEDIA_ROOT of the state made with cache prefix `prefix`.
 pub fn media_root(prefix: &str) -> std::path::PathBuf {
     std::env::temp_dir().join(format!("napiatke-media-{prefix}"))

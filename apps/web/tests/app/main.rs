@@ -15,6 +15,7 @@ mod cache_stats;
 mod cli;
 mod health;
 mod images;
+mod lists;
 mod login;
 mod pages;
 mod roles;

@@ -268,6 +268,83 @@ pub fn list(
     })
 }
 
+/// Where a page of the lesson list starts: its first lesson's start and id. The list
+/// runs newest first, so a page holds this lesson and those after it in that order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PageStart {
+    /// The first lesson's start.
+    pub start_time: NaiveDateTime,
+    /// The first lesson's id.
+    pub id: LessonId,
+}
+
+/// The start of every page of `size` lessons under `filter`, in page order (so the
+/// list's total is at most `starts.len() * size`, and the count is returned with
+/// them). One statement reading the filter's (start_time, id) pairs once from the
+/// index: cached, it turns every page, however deep, into a seek ([`page_ids`]).
+pub fn page_starts(
+    conn: &mut DbConn,
+    filter: &LessonFilter,
+    size: u32,
+) -> DbResult<(Vec<PageStart>, i64)> {
+    let keys: Vec<(NaiveDateTime, i64)> =
+        filtered!(lessons::table.into_boxed::<MultiBackend>(), filter)
+            .order((lessons::start_time.desc(), lessons::id.desc()))
+            .select((lessons::start_time, lessons::id))
+            .load(conn)?;
+    let total = i64::try_from(keys.len()).unwrap_or(i64::MAX);
+    let starts = keys
+        .into_iter()
+        .step_by(size.max(1) as usize)
+        .map(|(start_time, id)| PageStart {
+            start_time,
+            id: LessonId(id),
+        })
+        .collect();
+    Ok((starts, total))
+}
+
+/// The ids of at most `limit` lessons under `filter` from `from` on, in list order
+/// (newest first). One statement that seeks in the (start_time, id) index: page 200
+/// costs what page 1 does.
+pub fn page_ids(
+    conn: &mut DbConn,
+    filter: &LessonFilter,
+    from: PageStart,
+    limit: u32,
+) -> DbResult<Vec<LessonId>> {
+    // Written so that both engines bound the index scan by start_time (a row-value
+    // or a bare OR would make PostgreSQL walk from the newest lesson).
+    let ids: Vec<i64> = filtered!(lessons::table.into_boxed::<MultiBackend>(), filter)
+        .filter(lessons::start_time.le(from.start_time))
+        .filter(
+            lessons::start_time
+                .lt(from.start_time)
+                .or(lessons::id.le(from.id.get())),
+        )
+        .order((lessons::start_time.desc(), lessons::id.desc()))
+        .limit(i64::from(limit))
+        .select(lessons::id)
+        .load(conn)?;
+    Ok(ids.into_iter().map(LessonId).collect())
+}
+
+/// The given lessons with everything the list and the lesson page show, in the order
+/// asked (ids that name no lesson are left out). Two statements: cards, students.
+pub fn details(conn: &mut DbConn, ids: &[LessonId]) -> DbResult<Vec<LessonDetail>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let keys: Vec<i64> = ids.iter().map(|id| id.get()).collect();
+    let rows: Vec<CardTuple> = cards!().filter(lessons::id.eq_any(&keys)).load(conn)?;
+    let mut by_id: HashMap<i64, LessonCard> = rows
+        .into_iter()
+        .map(|row| card_from(row).map(|c| (c.lesson.id.get(), c)))
+        .collect::<DbResult<_>>()?;
+    let cards = keys.iter().filter_map(|id| by_id.remove(id)).collect();
+    with_students(conn, cards)
+}
+
 /// One lesson with everything, or [`DbError::NotFound`]. Two statements.
 pub fn get(conn: &mut DbConn, id: LessonId, scope: Scope) -> DbResult<LessonDetail> {
     let filter = LessonFilter {

@@ -1,19 +1,17 @@
 //! Students: the active ones, the list with search, and their lesson statistics.
 
+use diesel::connection::SimpleConnection;
 use diesel::dsl::{count, sql};
 use diesel::prelude::*;
-use diesel::sql_types::BigInt;
-use napiatke_domain::{AttendanceRate, Role, UserId};
+use diesel::sql_types::{BigInt, Bool, Text};
+use napiatke_domain::{fold_search, AttendanceRate, Role, UserId};
 
 use super::{count_where, Page, PageRequest};
 use crate::conn::MultiBackend;
-use crate::schema::{attendance, lesson_students, lessons, student_profiles, users};
-use crate::{DbConn, DbResult};
-
-diesel::define_sql_function! {
-    /// SQL `lower(text)`: both engines have it.
-    fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text;
-}
+use crate::schema::{
+    attendance, lesson_students, lessons, student_profiles, student_search, users,
+};
+use crate::{DbConn, DbResult, Engine};
 
 /// A student's lesson figures (Django's `with_lesson_stats`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -44,80 +42,90 @@ pub struct StudentListItem {
     pub stats: LessonStats,
 }
 
-/// Active students matching `q` (case-insensitive substring of first name, last name,
-/// "first last", e-mail or class; blank matches all), by family name, one page, with
-/// lesson stats. Three statements: count, page, stats.
+/// Active students matching `q` (see [`search_ids`]), by family name, one page, with
+/// lesson stats. Three statements: the matching ids, the page's rows, their stats.
 pub fn list(
     conn: &mut DbConn,
     q: Option<&str>,
     page: PageRequest,
 ) -> DbResult<Page<StudentListItem>> {
-    let mut found = list_without_stats(conn, q, page)?;
-    let ids: Vec<UserId> = found.items.iter().map(|s| s.id).collect();
-    if !ids.is_empty() {
+    let ids = search_ids(conn, q)?;
+    let mut items = rows(conn, page_of(&ids, page))?;
+    let wanted: Vec<UserId> = items.iter().map(|s| s.id).collect();
+    if !wanted.is_empty() {
         let stats: std::collections::HashMap<UserId, LessonStats> =
-            lesson_stats(conn, &ids)?.into_iter().collect();
-        for item in &mut found.items {
+            lesson_stats(conn, &wanted)?.into_iter().collect();
+        for item in &mut items {
             item.stats = stats.get(&item.id).copied().unwrap_or_default();
         }
     }
-    Ok(found)
+    Ok(Page {
+        items,
+        number: page.number,
+        size: page.size,
+        total: i64::try_from(ids.len()).unwrap_or(i64::MAX),
+    })
 }
 
-/// As [`list`], with every `stats` left at zero, for callers that have the figures
-/// elsewhere (cached per student). Two statements: count, page.
-pub fn list_without_stats(
-    conn: &mut DbConn,
-    q: Option<&str>,
-    page: PageRequest,
-) -> DbResult<Page<StudentListItem>> {
-    let pattern = q
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| format!("%{}%", escape_like(&s.to_lowercase())));
+/// The slice of `ids` that `page` covers (empty past the end).
+#[must_use]
+pub fn page_of(ids: &[UserId], page: PageRequest) -> &[UserId] {
+    let size = page.size as usize;
+    let start = (page.number.max(1) as usize - 1).saturating_mul(size);
+    ids.get(start..)
+        .map_or(&[], |rest| &rest[..rest.len().min(size)])
+}
 
-    macro_rules! matching {
-        ($query:expr) => {{
-            let mut q = $query
-                .filter(users::role.eq(Role::Student.as_str()))
-                .filter(users::is_active.eq(true));
-            if let Some(p) = &pattern {
-                q = q.filter(
-                    lower(users::first_name)
-                        .like(p.clone())
-                        .escape('\\')
-                        .or(lower(users::last_name).like(p.clone()).escape('\\'))
-                        .or(
-                            lower(users::first_name.concat(" ").concat(users::last_name))
-                                .like(p.clone())
-                                .escape('\\'),
-                        )
-                        .or(users::email.like(p.clone()).escape('\\'))
-                        .or(lower(student_profiles::class_name)
-                            .like(p.clone())
-                            .escape('\\')),
-                );
-            }
-            q
-        }};
+/// Terms shorter than this many characters cannot use a trigram index.
+const TRIGRAM: usize = 3;
+
+/// Every active student whose search document (given and family name, e-mail, class;
+/// folded by [`fold_search`]) contains `q` folded the same way, in list order (family
+/// name, given name, id); every active student when `q` is blank. One statement,
+/// served by the trigram index on both engines for terms of three characters or more
+/// (shorter ones scan the small search table). `%` and `_` match themselves.
+pub fn search_ids(conn: &mut DbConn, q: Option<&str>) -> DbResult<Vec<UserId>> {
+    let term = q.map(fold_search).filter(|t| !t.is_empty());
+    let mut query = users::table
+        .filter(users::role.eq(Role::Student.as_str()))
+        .filter(users::is_active.eq(true))
+        .order((users::last_name, users::first_name, users::id))
+        .select(users::id)
+        .into_boxed::<MultiBackend>();
+    if let Some(term) = term {
+        if conn.engine() == Engine::Sqlite && term.chars().count() >= TRIGRAM {
+            // FTS5 uses its trigram index for MATCH; a LIKE with ESCAPE it cannot.
+            let phrase = format!("\"{}\"", term.replace('"', "\"\""));
+            query = query.filter(
+                users::id.eq_any(
+                    student_search::table
+                        .filter(sql::<Bool>("student_search MATCH ").bind::<Text, _>(phrase))
+                        .select(student_search::user_id),
+                ),
+            );
+        } else {
+            let pattern = format!("%{}%", escape_like(&term));
+            query = query.filter(
+                users::id.eq_any(
+                    student_search::table
+                        .filter(student_search::document.like(pattern).escape('\\'))
+                        .select(student_search::user_id),
+                ),
+            );
+        }
     }
+    Ok(query.load::<i64>(conn)?.into_iter().map(UserId).collect())
+}
 
-    let from = || {
-        users::table.left_join(student_profiles::table.on(student_profiles::user_id.eq(users::id)))
-    };
-    // Without a search the count needs no profiles: joining them for nothing cost 15x
-    // on the large demo set (12,000 lookups into student_profiles per count).
-    let total: i64 = match &pattern {
-        None => active_count(conn)?,
-        Some(_) => matching!(from().into_boxed::<MultiBackend>())
-            .count()
-            .get_result(conn)?,
-    };
-    let rows: Vec<(i64, String, String, String, Option<String>)> =
-        matching!(from().into_boxed::<MultiBackend>())
-            .order((users::last_name, users::first_name, users::id))
-            .limit(page.limit())
-            .offset(page.offset())
+/// Id, given and family name, e-mail and class of a student.
+type StudentRow = (i64, String, String, String, Option<String>);
+
+/// Every student (active or not) with their class, as [`StudentRow`]s.
+macro_rules! students_with_class {
+    () => {
+        users::table
+            .left_join(student_profiles::table.on(student_profiles::user_id.eq(users::id)))
+            .filter(users::role.eq(Role::Student.as_str()))
             .select((
                 users::id,
                 users::first_name,
@@ -125,12 +133,25 @@ pub fn list_without_stats(
                 users::email,
                 student_profiles::class_name.nullable(),
             ))
-            .load(conn)?;
-    Ok(Page {
-        items: rows
-            .into_iter()
-            .map(
-                |(id, first_name, last_name, email, class_name)| StudentListItem {
+    };
+}
+
+/// The list rows of `ids`, in that order (ids that are not students are left out),
+/// with every `stats` at zero for the caller to fill. One statement.
+pub fn rows(conn: &mut DbConn, ids: &[UserId]) -> DbResult<Vec<StudentListItem>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let keys: Vec<i64> = ids.iter().map(|id| id.get()).collect();
+    let found: Vec<StudentRow> = students_with_class!()
+        .filter(users::id.eq_any(&keys))
+        .load(conn)?;
+    let mut by_id: std::collections::HashMap<i64, StudentListItem> = found
+        .into_iter()
+        .map(|(id, first_name, last_name, email, class_name)| {
+            (
+                id,
+                StudentListItem {
                     id: UserId(id),
                     first_name,
                     last_name,
@@ -139,11 +160,67 @@ pub fn list_without_stats(
                     stats: LessonStats::default(),
                 },
             )
-            .collect(),
-        number: page.number,
-        size: page.size,
-        total,
-    })
+        })
+        .collect();
+    Ok(keys.iter().filter_map(|id| by_id.remove(id)).collect())
+}
+
+/// Rows per INSERT when rebuilding the search table (3 columns: far below SQLite's
+/// bind limit).
+const SEARCH_CHUNK: usize = 500;
+
+/// Writes every student's search document anew, in one transaction (a savepoint in
+/// the caller's, if any), and returns how many. Run by the seed and at start when the table is stale (see
+/// [`search_is_stale`]); users are written nowhere else. Three statements and one
+/// INSERT per 500 students.
+pub fn rebuild_search(conn: &mut DbConn) -> DbResult<usize> {
+    conn.transaction(rebuild_search_now)
+}
+
+fn rebuild_search_now(conn: &mut DbConn) -> DbResult<usize> {
+    let students: Vec<StudentRow> = students_with_class!().load(conn)?;
+    let documents: Vec<(i64, String)> = students
+        .into_iter()
+        .map(|(id, first, last, email, class)| {
+            let class = class.unwrap_or_default();
+            (id, fold_search(&format!("{first} {last} {email} {class}")))
+        })
+        .collect();
+    diesel::delete(student_search::table).execute(conn)?;
+    for chunk in documents.chunks(SEARCH_CHUNK) {
+        let values: Vec<_> = chunk
+            .iter()
+            .map(|(id, doc)| {
+                (
+                    student_search::user_id.eq(*id),
+                    student_search::document.eq(doc.as_str()),
+                )
+            })
+            .collect();
+        // A multi-row INSERT is built per engine: MultiConnection has no batch insert.
+        let insert = diesel::insert_into(student_search::table).values(values);
+        match conn {
+            DbConn::Pg(c) => insert.execute(c)?,
+            DbConn::Sqlite(c) => insert.execute(c)?,
+        };
+    }
+    if conn.engine() == Engine::Postgres {
+        // Fresh statistics: the seed analysed the table while it was still empty.
+        conn.batch_execute("ANALYZE student_search")?;
+    }
+    Ok(documents.len())
+}
+
+/// Whether the search table's row count differs from the students' (a database
+/// migrated from before the table existed, or users written around the seed). Two
+/// statements.
+pub fn search_is_stale(conn: &mut DbConn) -> DbResult<bool> {
+    let indexed: i64 = student_search::table.count().get_result(conn)?;
+    let students: i64 = users::table
+        .filter(users::role.eq(Role::Student.as_str()))
+        .count()
+        .get_result(conn)?;
+    Ok(indexed != students)
 }
 
 /// Lesson stats for the given students: one aggregate statement. Students without

@@ -147,9 +147,11 @@ pub fn run(
             refuse_non_empty(conn)?;
         }
         match conn {
-            DbConn::Pg(pg) => write_pg(pg, &data, &mut tracker),
-            DbConn::Sqlite(lite) => write_sqlite(lite, &data, &mut tracker),
+            DbConn::Pg(pg) => write_pg(pg, &data, &mut tracker)?,
+            DbConn::Sqlite(lite) => write_sqlite(lite, &data, &mut tracker)?,
         }
+        crate::queries::students::rebuild_search(conn)?;
+        Ok(())
     })?;
     Ok(SeedReport {
         rows,

@@ -1,0 +1,363 @@
+//! The list pages and their htmx rows: cached per scope and data version, compressed
+//! by negotiation, revalidated by ETag, invalidated exactly by an attendance mark,
+//! never shared across viewers who see different rows.
+
+use std::io::Read as _;
+
+use actix_web::dev::{Service, ServiceResponse};
+use actix_web::http::StatusCode;
+use actix_web::test::{self, TestRequest};
+use napiatke_db::testing::FIXTURE_PASSWORD;
+use napiatke_db::Engine;
+
+use crate::common::*;
+
+napiatke_db::both_engines! {
+    #[actix_web::test] async
+    htmx_rows_are_cached_compressed_and_revalidated => rows_cached_compressed;
+    a_mark_re_renders_only_the_rows_that_show_its_lesson => mark_is_exact;
+    viewers_share_rows_within_a_scope_and_never_across => scopes_never_cross;
+    every_html_page_is_negotiated => pages_negotiated;
+}
+
+/// A response with its body decoded as its Content-Encoding says.
+struct Raw {
+    status: StatusCode,
+    headers: actix_web::http::header::HeaderMap,
+    wire: usize,
+    text: String,
+}
+
+impl Raw {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+async fn fetch<S, B>(app: &S, req: TestRequest) -> Raw
+where
+    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: actix_web::body::MessageBody,
+{
+    let res = app.call(req.to_request()).await.unwrap();
+    let status = res.status();
+    let headers = res.headers().clone();
+    let bytes = test::read_body(res).await;
+    let mut text = String::new();
+    match headers
+        .get("content-encoding")
+        .and_then(|v| v.to_str().ok())
+    {
+        Some("br") => {
+            brotli::Decompressor::new(&bytes[..], 4096)
+                .read_to_string(&mut text)
+                .unwrap();
+        }
+        Some("gzip") => {
+            flate2::read::GzDecoder::new(&bytes[..])
+                .read_to_string(&mut text)
+                .unwrap();
+        }
+        None => text = String::from_utf8(bytes.to_vec()).unwrap(),
+        Some(other) => panic!("unexpected coding {other}"),
+    }
+    Raw {
+        status,
+        headers,
+        wire: bytes.len(),
+        text,
+    }
+}
+
+fn rows(who: &Browser, path: &str, accept: Option<&str>) -> TestRequest {
+    let mut r = who
+        .get(path)
+        .insert_header(("HX-Request", "true"))
+        .insert_header(("HX-Target", "rows"));
+    if let Some(a) = accept {
+        r = r.insert_header(("Accept-Encoding", a));
+    }
+    r
+}
+
+async fn rows_cached_compressed(engine: Engine) {
+    let t = fixture(engine);
+    let app = test::init_service(napiatke_web::app::app(state(&t, false).await)).await;
+    let (_, admin) = login(&app, "admin@napiatke.local", FIXTURE_PASSWORD).await;
+    let first = fetch(&app, rows(&admin, "/lessons/", Some("gzip, deflate, br"))).await;
+    assert_eq!(first.status, StatusCode::OK);
+    assert_eq!(first.header("x-cache"), Some("MISS"));
+    assert_eq!(first.header("content-encoding"), Some("br"));
+    assert!(
+        first.wire < first.text.len() / 2,
+        "{} of {}",
+        first.wire,
+        first.text.len()
+    );
+    assert!(first.text.contains("Math 4") && !first.text.contains("<html"));
+    assert_eq!(first.header("cache-control"), Some("private, no-cache"));
+    let vary = first.header("vary").unwrap_or_default();
+    assert!(
+        vary.contains("HX-Request") && vary.contains("Accept-Encoding"),
+        "{vary}"
+    );
+    assert!(
+        first
+            .header("server-timing")
+            .unwrap_or_default()
+            .contains("html;desc=MISS"),
+        "{:?}",
+        first.header("server-timing")
+    );
+    let etag = first.header("etag").unwrap().to_owned();
+    assert!(etag.starts_with('"') && etag.ends_with("-br\""), "{etag}");
+
+    let again = fetch(&app, rows(&admin, "/lessons/", Some("br"))).await;
+    assert_eq!(again.header("x-cache"), Some("HIT"));
+    assert_eq!(again.header("etag"), Some(etag.as_str()));
+    assert_eq!(again.text, first.text);
+    assert_eq!(again.queries(), 0, "a warm list page runs no statement");
+
+    // The validator: 304 with no body, without rendering.
+    let revalidated = fetch(
+        &app,
+        rows(&admin, "/lessons/", Some("br")).insert_header(("If-None-Match", etag.as_str())),
+    )
+    .await;
+    assert_eq!(revalidated.status, StatusCode::NOT_MODIFIED);
+    assert_eq!(revalidated.wire, 0);
+    assert_eq!(revalidated.header("etag"), Some(etag.as_str()));
+
+    // q-values decide; each coding is its own representation with its own tag.
+    let gz = fetch(&app, rows(&admin, "/lessons/", Some("br;q=0.5, gzip"))).await;
+    assert_eq!(gz.header("content-encoding"), Some("gzip"));
+    assert_eq!(gz.text, first.text);
+    assert_ne!(gz.header("etag"), Some(etag.as_str()));
+    let stale = fetch(
+        &app,
+        rows(&admin, "/lessons/", Some("gzip")).insert_header(("If-None-Match", etag.as_str())),
+    )
+    .await;
+    assert_eq!(
+        stale.status,
+        StatusCode::OK,
+        "the br tag does not validate gzip"
+    );
+    let plain = fetch(&app, rows(&admin, "/lessons/", None)).await;
+    assert_eq!(plain.header("content-encoding"), None);
+    assert_eq!(plain.text, first.text);
+    let refused = fetch(&app, rows(&admin, "/lessons/", Some("br;q=0, gzip;q=0"))).await;
+    assert_eq!(refused.header("content-encoding"), None);
+
+    // A tiny body goes as it is: compressing it would cost more than it saves.
+    let none = fetch(&app, rows(&admin, "/students/?q=nobody-at-all", Some("br"))).await;
+    assert!(none.text.contains("No students match."));
+    assert!(
+        none.text.len() < napiatke_htmx::MIN_COMPRESS_BYTES,
+        "{}",
+        none.text.len()
+    );
+    assert_eq!(none.header("content-encoding"), None);
+
+    // The whole page holds the session's CSRF token: kept per session, never stored
+    // by the browser.
+    let page = fetch(
+        &app,
+        admin
+            .get("/lessons/")
+            .insert_header(("Accept-Encoding", "br")),
+    )
+    .await;
+    assert_eq!(page.header("x-cache"), Some("MISS"));
+    assert_eq!(page.header("cache-control"), Some("no-store"));
+    assert!(page.text.contains("<html") && page.text.contains(&admin.csrf));
+    let page2 = fetch(
+        &app,
+        admin
+            .get("/lessons/")
+            .insert_header(("Accept-Encoding", "br")),
+    )
+    .await;
+    assert_eq!(page2.header("x-cache"), Some("HIT"));
+    let (_, other) = login(&app, "admin@napiatke.local", FIXTURE_PASSWORD).await;
+    let theirs = fetch(&app, other.get("/lessons/")).await;
+    assert_eq!(
+        theirs.header("x-cache"),
+        Some("MISS"),
+        "another session's page is its own"
+    );
+    assert!(theirs.text.contains(&other.csrf) && !theirs.text.contains(&admin.csrf));
+}
+
+impl Raw {
+    fn queries(&self) -> u64 {
+        self.header("x-query-count")
+            .and_then(|v| v.parse().ok())
+            .unwrap()
+    }
+}
+
+async fn mark_is_exact(engine: Engine) {
+    let t = fixture(engine);
+    let app = test::init_service(napiatke_web::app::app(state(&t, false).await)).await;
+    let (_, admin) = login(&app, "admin@napiatke.local", FIXTURE_PASSWORD).await;
+    let scheduled = "/lessons/?status=SCHEDULED";
+    let completed = "/lessons/?status=COMPLETED";
+    for path in [scheduled, completed, "/students/?q=dunn"] {
+        assert_eq!(
+            fetch(&app, rows(&admin, path, None))
+                .await
+                .header("x-cache"),
+            Some("MISS")
+        );
+        assert_eq!(
+            fetch(&app, rows(&admin, path, None))
+                .await
+                .header("x-cache"),
+            Some("HIT")
+        );
+    }
+    let before = fetch(&app, rows(&admin, scheduled, None)).await;
+    assert!(row_after(&before.text, "Math 4").contains("<td class=\"present-count\">0</td>"));
+    // Dan present in lesson 4 (scheduled): its rows and Dan's figures change...
+    assert_eq!(
+        mark(&app, &admin, 4, "7", "present").await.status,
+        StatusCode::SEE_OTHER
+    );
+    let after = fetch(&app, rows(&admin, scheduled, None)).await;
+    assert_eq!(after.header("x-cache"), Some("MISS"));
+    assert!(
+        row_after(&after.text, "Math 4").contains("<td class=\"present-count\">1</td>"),
+        "{}",
+        after.text
+    );
+    assert_ne!(after.header("etag"), before.header("etag"));
+    let dan = fetch(&app, rows(&admin, "/students/?q=dunn", None)).await;
+    assert_eq!(dan.header("x-cache"), Some("MISS"));
+    assert!(
+        dan.text.contains("<td class=\"rate\">100.0%</td>"),
+        "{}",
+        dan.text
+    );
+    // ...and nothing else: the completed lessons' rows are still the cached ones.
+    let other = fetch(&app, rows(&admin, completed, None)).await;
+    assert_eq!(other.header("x-cache"), Some("HIT"));
+    assert_eq!(other.queries(), 0);
+    // An old validator no longer matches; the new one does.
+    let old = fetch(
+        &app,
+        rows(&admin, scheduled, None)
+            .insert_header(("If-None-Match", before.header("etag").unwrap())),
+    )
+    .await;
+    assert_eq!(old.status, StatusCode::OK);
+}
+
+async fn scopes_never_cross(engine: Engine) {
+    let t = fixture(engine);
+    let app = test::init_service(napiatke_web::app::app(state(&t, false).await)).await;
+    let (_, admin) = login(&app, "admin@napiatke.local", FIXTURE_PASSWORD).await;
+    let (_, tina) = login(&app, "tina@napiatke.local", FIXTURE_PASSWORD).await;
+    let (_, sara) = login(&app, "sara@napiatke.local", FIXTURE_PASSWORD).await;
+    let (_, bob) = login(&app, "bob@napiatke.local", FIXTURE_PASSWORD).await;
+    let first = fetch(&app, rows(&admin, "/lessons/", None)).await;
+    assert_eq!(first.header("x-cache"), Some("MISS"));
+    // Tutors read every lesson, as admins do: the same rows, rendered once.
+    let tutor = fetch(&app, rows(&tina, "/lessons/", None)).await;
+    assert_eq!(tutor.header("x-cache"), Some("HIT"));
+    assert_eq!(tutor.text, first.text);
+    for round in 0..3 {
+        for (who, mine, not_mine) in [
+            (
+                &sara,
+                &["Math 4", "Physics 2", "Math 1", "Math 6"][..],
+                &["Math 3", "Physics 5", "Math 7"][..],
+            ),
+            (
+                &bob,
+                &["Math 4", "Math 3", "Math 1"][..],
+                &["Physics 2", "Physics 5", "Math 6", "Math 7"][..],
+            ),
+        ] {
+            let got = fetch(&app, rows(who, "/lessons/", None)).await;
+            assert_eq!(got.status, StatusCode::OK);
+            assert_eq!(
+                got.header("x-cache"),
+                Some(if round == 0 { "MISS" } else { "HIT" })
+            );
+            for title in mine {
+                assert!(
+                    got.text.contains(&format!(">{title}</a>")),
+                    "round {round}: {title}"
+                );
+            }
+            for title in not_mine {
+                assert!(
+                    !got.text.contains(&format!(">{title}</a>")),
+                    "round {round}: {title} leaked"
+                );
+            }
+        }
+        let all = fetch(&app, rows(&admin, "/lessons/", None)).await;
+        assert!(all.text.contains(">Math 7</a>") && all.text.contains(">Physics 5</a>"));
+        // The student list is staff's: cached for admins, still 403 for a student.
+        assert_eq!(
+            fetch(&app, rows(&admin, "/students/", None)).await.status,
+            StatusCode::OK
+        );
+        assert_eq!(
+            fetch(&app, rows(&sara, "/students/", None)).await.status,
+            StatusCode::FORBIDDEN
+        );
+    }
+    // An HX-Target we do not render for gets the same block, without an entry of its own.
+    let odd = fetch(
+        &app,
+        admin
+            .get("/lessons/")
+            .insert_header(("HX-Request", "true"))
+            .insert_header(("HX-Target", "elsewhere")),
+    )
+    .await;
+    assert_eq!(odd.text, first.text);
+}
+
+async fn pages_negotiated(engine: Engine) {
+    let t = fixture(engine);
+    let app = test::init_service(napiatke_web::app::app(state(&t, false).await)).await;
+    let (_, admin) = login(&app, "admin@napiatke.local", FIXTURE_PASSWORD).await;
+    for path in [
+        "/dashboard/",
+        "/calendar/",
+        "/lessons/4/",
+        "/students/",
+        "/rooms/",
+        "/profile/",
+        "/admin/cache-stats/",
+    ] {
+        let br = fetch(
+            &app,
+            admin
+                .get(path)
+                .insert_header(("Accept-Encoding", "gzip, br")),
+        )
+        .await;
+        assert_eq!(br.status, StatusCode::OK, "{path}");
+        assert_eq!(br.header("content-encoding"), Some("br"), "{path}");
+        assert!(br.text.contains("</html>"), "{path}");
+        assert!(
+            br.header("vary")
+                .unwrap_or_default()
+                .contains("Accept-Encoding"),
+            "{path}"
+        );
+        let plain = fetch(&app, admin.get(path)).await;
+        assert_eq!(plain.header("content-encoding"), None, "{path}");
+        assert!(
+            plain.wire > br.wire * 2,
+            "{path}: {} vs {}",
+            plain.wire,
+            br.wire
+        );
+    }
+}

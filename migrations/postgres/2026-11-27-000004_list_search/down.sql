@@ -1,0 +1,4 @@
+-- pg_trgm stays: it may have been there before, and other objects may use it.
+DROP TABLE student_search;
+DROP INDEX lessons_status_start_id_idx;
+DROP INDEX lessons_start_id_idx;
