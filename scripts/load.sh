@@ -18,7 +18,12 @@
 # n times on each server, alternating, and reports the median req/s.
 #   BEFORE=/tmp/napiatke-old PAGES="/students/ /students/?page=2" ROUNDS=3 \
 #     DURATION=20s bash scripts/load.sh sqlite
-# SCALE=large measures on the large demo set (10x the data) instead.
+# SCALE=large measures on the large demo set (10x the data) instead. STOCK=1 keeps
+# PostgreSQL's stock settings (no random_page_cost = 1.1). ENCODING sets
+# the Accept-Encoding every request sends (default br). A page written hx:PATH is the
+# htmx request for PATH (HX-Request and HX-Target: rows). BARE=1 adds, per page, actix
+# alone sending the same bytes (apps/web/examples/bare.rs) and the last server's share.
+# Columns: req/s (p50, p99, statements of a repeated request, bytes on the wire).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 engine=${1:-sqlite}
@@ -43,7 +48,10 @@ case "$engine" in
     psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS napiatke_load WITH (FORCE)" >/dev/null 2>&1
     psql -h 127.0.0.1 -U postgres -qc "CREATE DATABASE napiatke_load" >/dev/null
     # Data in RAM or on SSD: random reads are not 4x sequential ones (operations.md).
-    psql -h 127.0.0.1 -U postgres -qc "ALTER DATABASE napiatke_load SET random_page_cost = 1.1" >/dev/null
+    # STOCK=1 leaves PostgreSQL's settings as installed, as a new user would.
+    if [ -z "${STOCK:-}" ]; then
+      psql -h 127.0.0.1 -U postgres -qc "ALTER DATABASE napiatke_load SET random_page_cost = 1.1" >/dev/null
+    fi
     url="postgres://postgres:postgres@127.0.0.1:5432/napiatke_load";;
   *) echo "usage: $0 sqlite|postgres" >&2; exit 2;;
 esac
@@ -84,41 +92,69 @@ for i in $(seq 0 $((n - 1))); do
   sessions+=("$s")
 done
 week=$(date -u -d "last monday" +%F 2>/dev/null || date -u +%F)
-measure() { # port session page -> "rps p50 p99 statements(second request)"
-  local q out
-  curl -s -o /dev/null -H "Cookie: napiatke_session=$2" "http://127.0.0.1:$1$3"
-  q=$(curl -s -D - -o /dev/null -H "Cookie: napiatke_session=$2" "http://127.0.0.1:$1$3" | tr -d '\r' | awk -F': ' 'tolower($1)=="x-query-count"{print $2}')
-  out=$(wrk -t2 -c"$connections" -d"$duration" --latency -H "Cookie: napiatke_session=$2" "http://127.0.0.1:$1$3")
-  if grep -q Non-2xx <<<"$out"; then echo "non-2xx answers on $3" >&2; exit 1; fi
-  printf '%s %s %s %s\n' "$(awk '/Requests\/sec/ {printf "%.0f", $2}' <<<"$out")" \
-    "$(awk '$1=="50%" {print $2}' <<<"$out")" "$(awk '$1=="99%" {print $2}' <<<"$out")" "${q:-?}"
+# Page entries: a path, or hx:PATH for the htmx request (HX-Request, HX-Target: rows).
+# Every request sends Accept-Encoding: $ENCODING (default br; "identity" for none).
+encoding=${ENCODING:-br}
+request_headers() { # session page -> curl/wrk -H arguments, one per line
+  printf '%s\n' "Cookie: napiatke_session=$1" "Accept-Encoding: $encoding"
+  case "$2" in hx:*) printf '%s\n' "HX-Request: true" "HX-Target: rows";; esac
 }
-read -r -a pages <<<"${PAGES:-/dashboard/ /lessons/ /lessons/?page=200 /lessons/100/ /calendar/?start=$week /students/ /students/?q=kow /healthz}"
+measure() { # port session page -> "rps p50 p99 statements(second request) bytes-on-the-wire"
+  local q out path=${3#hx:} size args=()
+  while IFS= read -r h; do args+=(-H "$h"); done < <(request_headers "$2" "$3")
+  curl -s -o /dev/null "${args[@]}" "http://127.0.0.1:$1$path"
+  q=$(curl -s -D - -o /dev/null "${args[@]}" "http://127.0.0.1:$1$path" | tr -d '\r' | awk -F': ' 'tolower($1)=="x-query-count"{print $2}')
+  size=$(curl -s -o /dev/null -w '%{size_download}' "${args[@]}" "http://127.0.0.1:$1$path")
+  out=$(wrk -t2 -c"$connections" -d"$duration" --latency "${args[@]}" "http://127.0.0.1:$1$path")
+  if grep -q Non-2xx <<<"$out"; then echo "non-2xx answers on $3" >&2; exit 1; fi
+  printf '%s %s %s %s %s\n' "$(awk '/Requests\/sec/ {printf "%.0f", $2}' <<<"$out")" \
+    "$(awk '$1=="50%" {print $2}' <<<"$out")" "$(awk '$1=="99%" {print $2}' <<<"$out")" "${q:-?}" "$size"
+}
+read -r -a pages <<<"${PAGES:-/dashboard/ /lessons/ /lessons/?page=3 hx:/lessons/?page=3 /lessons/?page=200 hx:/lessons/?page=200 /lessons/?page=3&status=COMPLETED hx:/lessons/?page=3&status=COMPLETED /lessons/100/ /calendar/?start=$week /students/ /students/?page=2 hx:/students/?page=2 /students/?q=kow hx:/students/?q=kow /healthz}"
 median() { tr ' ' '\n' | sort -n | awk '{v[NR]=$1} END {print (NR % 2) ? v[(NR + 1) / 2] : int((v[NR / 2] + v[NR / 2 + 1]) / 2)}'; }
 header="| page |" rule="|---|"
-for name in "${names[@]}"; do header+=" $name req/s (p50, statements) |"; rule+="---|"; done
+for name in "${names[@]}"; do header+=" $name req/s (p50, p99, statements, bytes) |"; rule+="---|"; done
 if [ -n "$before" ]; then header+=" after / before |"; rule+="---|"
 else for name in "${names[@]:1}"; do header+=" $name / uncached |"; rule+="---|"; done; fi
+# BARE=1: for each page, actix alone sending the same bytes (examples/bare.rs) with the
+# same request headers, and the last server's share of it.
+if [ -n "${BARE:-}" ]; then
+  cargo build --release -q -p napiatke-web --example bare
+  header+=" bare actix, same bytes req/s | last / bare |"; rule+="---|---|"
+fi
 [ "$rounds" -gt 1 ] && header="${header//req\/s (/median req\/s of $rounds (}"
 printf '%s\n%s\n' "$header" "$rule"
+bare_port=$((base_port + 50))
 for page in "${pages[@]}"; do
-  declare -A runs=() p50s=() stmts=()
+  declare -A runs=() p50s=() p99s=() stmts=() sizes=()
   for _ in $(seq 1 "$rounds"); do
     for i in $(seq 0 $((n - 1))); do
-      read -r r p50 _p99 q < <(measure $((base_port + i)) "${sessions[$i]}" "$page")
-      runs[$i]="${runs[$i]:-} $r"; p50s[$i]=$p50; stmts[$i]=$q
+      read -r r p50 p99 q size < <(measure $((base_port + i)) "${sessions[$i]}" "$page")
+      runs[$i]="${runs[$i]:-} $r"; p50s[$i]=$p50; p99s[$i]=$p99; stmts[$i]=$q; sizes[$i]=$size
     done
   done
   row="| $page |" rps=()
   for i in $(seq 0 $((n - 1))); do
     m=$(median <<<"${runs[$i]# }")
-    rps+=("$m"); row+=" $m (${p50s[$i]}, ${stmts[$i]}) |"
+    rps+=("$m"); row+=" $m (${p50s[$i]}, ${p99s[$i]}, ${stmts[$i]}, ${sizes[$i]}) |"
   done
   for i in $(seq 1 $((n - 1))); do
     row+=" $(awk -v a="${rps[$i]}" -v b="${rps[0]}" 'BEGIN{printf "%.2f", a/b}')x |"
   done
+  if [ -n "${BARE:-}" ]; then
+    last=$((n - 1)) args=()
+    while IFS= read -r h; do args+=(-H "$h"); done < <(request_headers "${sessions[$last]}" "$page")
+    body=target/load/bare-body
+    coding=$(curl -s -D - -o "$body" "${args[@]}" "http://127.0.0.1:$((base_port + last))${page#hx:}" | tr -d '\r' | awk -F': ' 'tolower($1)=="content-encoding"{print $2}')
+    env BIND=127.0.0.1:$bare_port ${coding:+CONTENT_ENCODING=$coding} target/release/examples/bare "$body" >target/load/bare.log 2>&1 &
+    bare_pid=$!
+    for _ in $(seq 1 50); do curl -sf -o /dev/null "http://127.0.0.1:$bare_port/" && break; sleep 0.1; done
+    b=$(wrk -t2 -c"$connections" -d"$duration" "${args[@]}" "http://127.0.0.1:$bare_port/" | awk '/Requests\/sec/ {printf "%.0f", $2}')
+    kill "$bare_pid"; wait "$bare_pid" 2>/dev/null || true
+    row+=" $b | $(awk -v a="${rps[$last]}" -v b="$b" 'BEGIN{printf "%.0f%%", 100 * a / b}') |"
+  fi
   printf '%s\n' "$row"
-  unset runs p50s stmts
+  unset runs p50s p99s stmts sizes
 done
 for i in $(seq 0 $((n - 1))); do
   [ "${names[$i]}" = uncached ] && continue

@@ -11,7 +11,7 @@ use napiatke_htmx::{FragmentCache, HtmlCache, StaticUrls, Templates};
 use napiatke_services::{Clock, ImageConfig, Services};
 
 use crate::config::{Environment, Settings};
-use crate::{handlers, media, middleware, AppError};
+use crate::{handlers, media, middleware, origin, AppError};
 
 /// What every handler can reach.
 #[derive(Debug)]
@@ -173,6 +173,7 @@ pub fn app(
                 .add(("X-Frame-Options", "DENY"))
                 .add(("Referrer-Policy", "same-origin")),
         )
+        .wrap(from_fn(origin::protect))
         .wrap(from_fn(middleware::accounting))
         .wrap(from_fn(middleware::static_files))
 }

@@ -11,7 +11,6 @@ use serde::Serialize;
 
 use crate::params::{
     AttendanceForm, CalendarParams, LessonsParams, LoginForm, LoginPage, Params, StudentsParams,
-    TokenForm,
 };
 use crate::session::{
     check_login_csrf, login_csrf_cookie, removal, safe_next, session_cookie, Auth,
@@ -20,6 +19,10 @@ use crate::session::{
 use crate::{AppError, AppState};
 
 type State = web::Data<AppState>;
+
+/// Pages for one user: their browser may keep them but must revalidate (ETag) before
+/// each use; no shared cache may keep them.
+const PERSONAL: &str = "private, no-cache";
 
 /// A page past the last one is missing, like any other address that names nothing.
 fn check_page_exists(number: u32, total_pages: u32) -> Result<(), AppError> {
@@ -31,11 +34,12 @@ fn check_page_exists(number: u32, total_pages: u32) -> Result<(), AppError> {
     Ok(())
 }
 
-/// What every page template gets: the user and the CSRF token for forms and htmx.
+/// What every page template gets: the user and where they are. No secret: forms are
+/// protected by where they come from ([`crate::origin`]), so pages can be cached per
+/// user and revalidated.
 pub(crate) fn base_context(auth: &Auth, nav: &str) -> tera::Context {
     let mut ctx = tera::Context::new();
     ctx.insert("user", &auth.session.user);
-    ctx.insert("csrf_token", &auth.session.csrf_token);
     ctx.insert("nav", nav);
     ctx
 }
@@ -77,9 +81,9 @@ fn pager(
     }
 }
 
-/// A 200 page (or its `fragment` block for htmx) that no shared cache may keep: every
-/// page is personal (its forms carry the session's CSRF token). Rendered for this
-/// response alone, so compressed at the fast setting.
+/// A 200 page (or its `fragment` block for htmx) that only the user's browser may
+/// keep, revalidating by ETag. Rendered for this response alone, so compressed at the
+/// fast setting.
 pub(crate) fn render_page(
     state: &AppState,
     req: &HttpRequest,
@@ -94,12 +98,12 @@ pub(crate) fn render_page(
             .render(&format!("{template}#{block}"), ctx)?,
         _ => state.templates.render(template, ctx)?,
     };
-    Ok(StoredHtml::new(html, Effort::Fast).respond(req.headers(), StatusCode::OK, "no-store"))
+    Ok(StoredHtml::new(html, Effort::Fast).respond(req.headers(), StatusCode::OK, PERSONAL))
 }
 
 /// A list page from the HTML caches, keyed by the version of the data it shows: the
-/// `block` alone for htmx, shared by every viewer in `scope` and revalidated by its
-/// ETag (it holds no secret); the whole page per session (it holds the CSRF token).
+/// `block` alone for htmx, shared by every viewer in `scope`; the whole page per user
+/// (it names them), in this process. Both revalidate by ETag (no secret in them).
 /// `ctx` is only built on a miss.
 #[allow(clippy::too_many_arguments)]
 async fn cached_list(
@@ -125,14 +129,14 @@ async fn cached_list(
             &state.html,
             FragmentKey::new(&route, scope, target, version),
             format!("{template}#{block}"),
-            "private, no-cache",
+            PERSONAL,
         )
     } else {
         (
             &state.session_pages,
-            FragmentKey::new(&route, &auth.session.csrf_token, None, version),
+            FragmentKey::new(&route, &format!("u{}", auth.user().id), None, version),
             template.to_owned(),
-            "no-store",
+            PERSONAL,
         )
     };
     let key = params
@@ -258,13 +262,7 @@ fn logged_in(state: &AppState, next: &str, token: String) -> Result<HttpResponse
     Ok(no_store(res))
 }
 
-pub async fn logout(
-    state: State,
-    req: HttpRequest,
-    auth: Auth,
-    form: web::Form<TokenForm>,
-) -> Result<HttpResponse, AppError> {
-    auth.check_csrf(&req, form.csrf_token.as_deref())?;
+pub async fn logout(state: State, auth: Auth) -> Result<HttpResponse, AppError> {
     state.services.logout(&auth.token).await?;
     let mut res = see_other("/login");
     res.add_cookie(&removal(SESSION_COOKIE, "/", state.secure_cookies))
@@ -364,7 +362,7 @@ pub async fn lesson(
                 .render(template, &lesson_context(&auth, &page))
         })
         .await?;
-    let mut res = html.respond(req.headers(), StatusCode::OK, "no-store");
+    let mut res = html.respond(req.headers(), StatusCode::OK, PERSONAL);
     status.mark(&mut res);
     Ok(res)
 }
@@ -386,7 +384,6 @@ pub async fn attendance(
     path: web::Path<String>,
     form: web::Form<AttendanceForm>,
 ) -> Result<HttpResponse, AppError> {
-    auth.check_csrf(&req, form.csrf_token.as_deref())?;
     let id = lesson_id(&path)?;
     let (student, status) = form.mark()?;
     if !hx.request {

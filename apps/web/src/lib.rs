@@ -9,6 +9,7 @@ mod error;
 mod handlers;
 mod media;
 mod middleware;
+pub mod origin;
 mod params;
 mod session;
 

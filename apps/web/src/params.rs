@@ -112,13 +112,6 @@ impl LoginForm {
     }
 }
 
-/// A form that carries only its CSRF token (logout).
-#[derive(Debug, Default, Deserialize)]
-pub struct TokenForm {
-    /// The session's CSRF token (or the X-CSRF-Token header instead).
-    pub csrf_token: Option<String>,
-}
-
 /// `/lessons/?page=&status=&subject=`.
 #[derive(Debug, Default, Deserialize)]
 pub struct LessonsParams {
@@ -191,8 +184,6 @@ impl CalendarParams {
 /// The attendance form: whose mark, and which.
 #[derive(Debug, Default, Deserialize)]
 pub struct AttendanceForm {
-    /// The session's CSRF token (or the X-CSRF-Token header instead).
-    pub csrf_token: Option<String>,
     student_id: Option<String>,
     status: Option<String>,
 }

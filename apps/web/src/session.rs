@@ -1,5 +1,6 @@
-//! Sessions and CSRF at the HTTP edge: the cookie, the extractor that loads the
-//! logged-in user, and token checks.
+//! Sessions at the HTTP edge: the cookie, the extractor that loads the logged-in
+//! user, and the login form's double-submit token (forms after login are protected
+//! by where they come from: [`crate::origin`]).
 
 use actix_web::cookie::{time::Duration as CookieDuration, Cookie, SameSite};
 use actix_web::dev::Payload;
@@ -14,8 +15,6 @@ use crate::{AppError, AppState};
 pub const SESSION_COOKIE: &str = "napiatke_session";
 /// The pre-login CSRF cookie (double submit): the login form has no session yet.
 pub const LOGIN_CSRF_COOKIE: &str = "napiatke_csrf";
-/// The header htmx sends the CSRF token in (set from a meta tag by `hx-headers`).
-pub const CSRF_HEADER: &str = "x-csrf-token";
 
 /// The logged-in user. Extracting it from a request without a live session fails
 /// with [`AppError::LoginRequired`].
@@ -31,23 +30,6 @@ impl Auth {
     /// The user.
     pub fn user(&self) -> &User {
         &self.session.user
-    }
-
-    /// 403 unless `sent` (form field or header) is this session's CSRF token.
-    pub fn check_csrf(&self, req: &HttpRequest, form_token: Option<&str>) -> Result<(), AppError> {
-        let sent = req
-            .headers()
-            .get(CSRF_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .or(form_token)
-            .unwrap_or_default();
-        if tokens_match(sent, &self.session.csrf_token) {
-            Ok(())
-        } else {
-            Err(AppError::Forbidden(
-                "the form's security token is missing or out of date; reload the page and try again".to_owned(),
-            ))
-        }
     }
 }
 

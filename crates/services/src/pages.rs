@@ -111,7 +111,7 @@ pub struct LessonPage {
 
 impl LessonPage {
     /// The key of `block`'s rendered HTML for this viewer: it changes with the lesson's
-    /// data, the viewer's rights and CSRF token (both are in the page) and each avatar's
+    /// data, the viewer (their name and rights are in the page) and each avatar's
     /// version (avatars change apart from the lesson, without invalidating it).
     #[must_use]
     pub fn render_key(&self, block: &str) -> String {
@@ -314,7 +314,7 @@ impl Services {
             .collect::<Vec<_>>()
             .join(",");
         Ok(LessonPage {
-            render_key: format!("{version}:{can_mark}:{}:{faces}", viewer.csrf_token),
+            render_key: format!("{version}:{can_mark}:u{}:{faces}", viewer.user.id),
             detail,
             can_mark,
             avatars,

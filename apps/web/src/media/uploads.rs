@@ -6,7 +6,7 @@
 //! (503 with Retry-After), the declared size (413); only then is the body read, and a
 //! file growing past the limit is cut off there.
 
-use actix_multipart::{Field, Multipart};
+use actix_multipart::Multipart;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -36,22 +36,6 @@ fn unreadable(e: impl std::fmt::Display) -> AppError {
     AppError::BadRequest(format!("the upload could not be read: {e}"))
 }
 
-/// A small text field (the CSRF token), refused past `max` bytes.
-async fn read_text(field: &mut Field, max: usize) -> Result<String, AppError> {
-    let mut out = Vec::new();
-    while let Some(chunk) = field.next().await {
-        let chunk = chunk.map_err(unreadable)?;
-        if out.len() + chunk.len() > max {
-            return Err(AppError::BadRequest(format!(
-                "the form field {:?} is too long",
-                field.name().unwrap_or_default()
-            )));
-        }
-        out.extend_from_slice(&chunk);
-    }
-    String::from_utf8(out).map_err(|_| AppError::BadRequest("a form field is not text".to_owned()))
-}
-
 /// Reads the multipart field `image` (at most `max` bytes) after the checks above,
 /// then hands it to the upload use case.
 async fn receive(
@@ -74,7 +58,7 @@ async fn receive(
     let slot = state.services.reserve_upload()?;
     // A place is held while the body arrives: a client trickling it must not keep
     // it (and everyone else's uploads) forever.
-    let bytes = tokio::time::timeout(UPLOAD_READ_TIMEOUT, read_form(req, auth, &mut form, max))
+    let bytes = tokio::time::timeout(UPLOAD_READ_TIMEOUT, read_form(&mut form, max))
         .await
         .map_err(|_| {
             AppError::Timeout(format!(
@@ -88,15 +72,10 @@ async fn receive(
         .await?)
 }
 
-/// Reads the form: the CSRF token (if not in the header) before the file, then the
-/// file; every byte of every field counts against `max` plus [`FORM_OVERHEAD`].
-async fn read_form(
-    req: &HttpRequest,
-    auth: &Auth,
-    form: &mut Multipart,
-    max: usize,
-) -> Result<Vec<u8>, AppError> {
-    let mut csrf_ok = auth.check_csrf(req, None).is_ok();
+/// Reads the form's file; every byte of every field counts against `max` plus
+/// [`FORM_OVERHEAD`]. (Cross-site posts were refused before the body was read:
+/// [`crate::origin`].)
+async fn read_form(form: &mut Multipart, max: usize) -> Result<Vec<u8>, AppError> {
     let mut total = 0usize;
     let mut count = |n: usize| {
         total += n;
@@ -111,18 +90,7 @@ async fn read_form(
     while let Some(field) = form.next().await {
         let mut field = field.map_err(unreadable)?;
         match field.name() {
-            Some("csrf_token") => {
-                let sent = read_text(&mut field, 256).await?;
-                count(sent.len())?;
-                auth.check_csrf(req, Some(&sent))?;
-                csrf_ok = true;
-            }
             Some("image") => {
-                // The token must come first (header, or a field before the file), so
-                // a forged request is refused before its file is read.
-                if !csrf_ok {
-                    auth.check_csrf(req, None)?;
-                }
                 if image.is_some() {
                     return Err(AppError::BadRequest("send one image at a time".to_owned()));
                 }
@@ -153,9 +121,6 @@ async fn read_form(
                 }
             }
         }
-    }
-    if !csrf_ok {
-        auth.check_csrf(req, None)?;
     }
     image.ok_or_else(|| {
         AppError::BadRequest(match misnamed {

@@ -44,16 +44,16 @@ fn jpeg(w: u32, h: u32) -> Vec<u8> {
     out
 }
 
-/// How the CSRF token travels with an upload.
+/// Where an upload says it comes from (Fetch Metadata and Origin).
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Token {
-    /// A form field before the file (what the page's form sends).
+    /// A browser on napiatke's own page: `Sec-Fetch-Site: same-origin`.
     Field,
-    /// The X-CSRF-Token header (what htmx sends).
+    /// An older browser on napiatke's own page: only `Origin`, naming this host.
     Header,
-    /// Not at all.
+    /// Another site's page: `Sec-Fetch-Site: cross-site`.
     Missing,
-    /// A form field after the file.
+    /// An older browser on another site: only a foreign `Origin`.
     FieldAfter,
 }
 
@@ -67,13 +67,6 @@ fn upload_request(
     htmx: bool,
 ) -> TestRequest {
     let mut body = Vec::new();
-    let csrf_part = format!(
-        "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"csrf_token\"\r\n\r\n{}\r\n",
-        who.csrf
-    );
-    if token == Token::Field {
-        body.extend_from_slice(csrf_part.as_bytes());
-    }
     body.extend_from_slice(
         format!(
             "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"photo.jpg\"\r\nContent-Type: image/jpeg\r\n\r\n"
@@ -82,9 +75,6 @@ fn upload_request(
     );
     body.extend_from_slice(bytes);
     body.extend_from_slice(b"\r\n");
-    if token == Token::FieldAfter {
-        body.extend_from_slice(csrf_part.as_bytes());
-    }
     body.extend_from_slice(format!("--{BOUNDARY}--\r\n").as_bytes());
     let mut r = TestRequest::post()
         .uri(path)
@@ -99,9 +89,12 @@ fn upload_request(
             s.clone(),
         ));
     }
-    if token == Token::Header {
-        r = r.insert_header(("x-csrf-token", who.csrf.clone()));
-    }
+    r = match token {
+        Token::Field => r.insert_header(("sec-fetch-site", "same-origin")),
+        Token::Header => r.insert_header(("origin", "http://localhost:8080")),
+        Token::Missing => r.insert_header(("sec-fetch-site", "cross-site")),
+        Token::FieldAfter => r.insert_header(("origin", "https://evil.example")),
+    };
     if htmx {
         r = r.insert_header(("hx-request", "true"));
     }
@@ -385,16 +378,11 @@ async fn upload_rights(engine: Engine) {
         assert_eq!(
             res.status,
             StatusCode::FORBIDDEN,
-            "the token must come before the file"
+            "a cross-site upload is refused before its body is read"
         );
+        assert!(res.body.contains("came from another site"), "{}", res.body);
     }
-    let forged = Browser {
-        csrf: "0".repeat(64),
-        ..admin.clone()
-    };
-    let res = upload(&app, &forged, "/rooms/1/photo", &image, false).await;
-    assert_eq!(res.status, StatusCode::FORBIDDEN);
-    // The htmx way: the token in its header.
+    // An older browser on our own page (Origin only), through htmx.
     let res = send(
         &app,
         upload_request(
@@ -523,11 +511,7 @@ async fn bad_uploads(engine: Engine) {
         res.body
     );
     // Not multipart at all.
-    let res = send(
-        &app,
-        admin.post("/rooms/1/photo", &[("csrf_token", admin.csrf.as_str())]),
-    )
-    .await;
+    let res = send(&app, admin.post("/rooms/1/photo", &[("name", "x")])).await;
     assert_eq!(res.status, StatusCode::BAD_REQUEST, "{}", res.body);
 
     // Nothing was stored: no photo, no original, no variant.

@@ -13,7 +13,7 @@ use crate::common::*;
 napiatke_db::both_engines! {
     #[actix_web::test] async
     login_rotates_the_session_and_logout_ends_it => login_flow;
-    posts_without_the_csrf_token_are_refused => csrf;
+    cross_site_posts_are_refused_from_every_angle => csrf;
     sessions_survive_a_restart_and_a_redis_flush => sessions_survive;
 }
 
@@ -71,11 +71,7 @@ async fn login_flow(engine: Engine) {
         .body
         .contains("Tina Tutor"));
 
-    let out = send(
-        &app,
-        second.post("/logout", &[("csrf_token", &second.csrf)]),
-    )
-    .await;
+    let out = send(&app, second.post("/logout", &[])).await;
     assert_eq!(out.status, StatusCode::SEE_OTHER);
     assert_eq!(out.header("location"), Some("/login"));
     assert!(out
@@ -89,7 +85,6 @@ async fn login_flow(engine: Engine) {
     // A forged cookie is just "not logged in".
     let forged = Browser {
         session: Some("f".repeat(64)),
-        csrf: String::new(),
     };
     assert_eq!(
         send(&app, forged.get("/dashboard/")).await.status,
@@ -108,44 +103,103 @@ async fn csrf(engine: Engine) {
     let t = fixture(engine);
     let app = test::init_service(napiatke_web::app::app(state(&t, false).await)).await;
     let (_, admin) = login(&app, "admin@napiatke.local", FIXTURE_PASSWORD).await;
-    let no_token = send(&app, admin.post("/logout", &[])).await;
-    assert_eq!(no_token.status, StatusCode::FORBIDDEN);
-    assert!(no_token.body.contains("security token"));
-    let wrong = send(
-        &app,
-        admin.post(
-            "/lessons/1/attendance",
+    // No page carries a session token any more: nothing in a body is a secret.
+    let page = send(&app, admin.get("/lessons/1/")).await;
+    assert!(!page.body.contains("csrf"), "no token in the page");
+    let mark_form = [("student_id", "4"), ("status", "ABSENT")];
+    // Every cross-site angle, on each unsafe route: refused with 403 before the
+    // handler, changing nothing.
+    let angles: [(&str, &[(&str, &str)]); 5] = [
+        ("cross-site", &[("sec-fetch-site", "cross-site")]),
+        (
+            "same-site (a sibling subdomain)",
+            &[("sec-fetch-site", "same-site")],
+        ),
+        (
+            "a foreign Origin, no Fetch Metadata",
+            &[("origin", "https://evil.example")],
+        ),
+        (
+            "a null Origin (sandboxed frame, data: URL)",
+            &[("origin", "null")],
+        ),
+        (
+            "cross-site with our own Origin claimed",
             &[
-                ("student_id", "4"),
-                ("status", "ABSENT"),
-                ("csrf_token", &"0".repeat(64)),
+                ("sec-fetch-site", "cross-site"),
+                ("origin", "http://localhost:8080"),
             ],
         ),
-    )
-    .await;
-    assert_eq!(wrong.status, StatusCode::FORBIDDEN);
+    ];
+    for (angle, headers) in angles {
+        for (path, form) in [
+            ("/lessons/1/attendance", &mark_form[..]),
+            ("/logout", &[][..]),
+        ] {
+            let mut req = admin.post_bare(path, form);
+            for h in headers {
+                req = req.insert_header(*h);
+            }
+            let res = send(&app, req).await;
+            assert_eq!(res.status, StatusCode::FORBIDDEN, "{path}: {angle}");
+            assert!(
+                res.body.contains("came from another site"),
+                "{path}: {angle}"
+            );
+        }
+        let mut login_req = TestRequest::post().uri("/login").set_form(
+            [
+                ("email", "admin@napiatke.local"),
+                ("password", FIXTURE_PASSWORD),
+            ]
+            .into_iter()
+            .collect::<HashMap<_, _>>(),
+        );
+        for h in headers {
+            login_req = login_req.insert_header(*h);
+        }
+        let res = send(&app, login_req).await;
+        assert_eq!(res.status, StatusCode::FORBIDDEN, "login: {angle}");
+        assert!(res.cookie("napiatke_session").is_none());
+    }
     let still = send(&app, admin.get("/lessons/1/")).await;
     assert!(
         still.body.contains("<td class=\"mark\">present</td>"),
         "a refused POST changes nothing"
     );
-    // The header htmx sends is accepted in place of the form field.
-    let via_header = send(
+    assert_eq!(
+        send(&app, admin.get("/dashboard/")).await.status,
+        StatusCode::OK,
+        "still logged in"
+    );
+    // From our own pages: Fetch Metadata same-origin, a typed address (none), an
+    // older browser's matching Origin, and a client that is no browser at all.
+    for headers in [
+        &[("sec-fetch-site", "same-origin")][..],
+        &[("sec-fetch-site", "none")][..],
+        &[("origin", "http://localhost:8080")][..],
+        &[][..],
+    ] {
+        let mut req = admin.post_bare("/lessons/1/attendance", &mark_form);
+        for h in headers {
+            req = req.insert_header(*h);
+        }
+        assert_eq!(
+            send(&app, req).await.status,
+            StatusCode::SEE_OTHER,
+            "{headers:?}"
+        );
+    }
+    // Safe methods are never refused, whatever they say.
+    let get = send(
         &app,
         admin
-            .post(
-                "/lessons/1/attendance",
-                &[("student_id", "4"), ("status", "ABSENT")],
-            )
-            .insert_header(("X-CSRF-Token", admin.csrf.as_str())),
+            .get("/lessons/1/")
+            .insert_header(("sec-fetch-site", "cross-site")),
     )
     .await;
-    assert_eq!(via_header.status, StatusCode::SEE_OTHER);
-    // Another session's token is not this session's.
-    let (_, other) = login(&app, "tina@napiatke.local", FIXTURE_PASSWORD).await;
-    let crossed = send(&app, admin.post("/logout", &[("csrf_token", &other.csrf)])).await;
-    assert_eq!(crossed.status, StatusCode::FORBIDDEN);
-    // Login needs the double-submit cookie.
+    assert_eq!(get.status, StatusCode::OK);
+    // Login keeps its double-submit cookie too (it has no session to tie a check to).
     let bare = send(
         &app,
         TestRequest::post().uri("/login").set_form(
@@ -204,7 +258,7 @@ async fn sessions_survive(engine: Engine) {
         send(&b, admin.get("/dashboard/")).await.status,
         StatusCode::OK
     );
-    let out = send(&a, admin.post("/logout", &[("csrf_token", &admin.csrf)])).await;
+    let out = send(&a, admin.post("/logout", &[])).await;
     assert_eq!(out.status, StatusCode::SEE_OTHER);
     let after = send(&b, admin.get("/dashboard/")).await;
     assert_eq!(
