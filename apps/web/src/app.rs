@@ -7,7 +7,7 @@ use actix_web::middleware::{from_fn, DefaultHeaders};
 use actix_web::{web, App, HttpServer};
 use napiatke_assets::StaticFiles;
 use napiatke_cache::{Cache, CacheConfig};
-use napiatke_htmx::{FragmentCache, HtmlCache, StaticUrls, Templates};
+use napiatke_htmx::{HtmlCache, StaticUrls, Templates};
 use napiatke_services::{Clock, ImageConfig, Services};
 
 use crate::config::{Environment, Settings};
@@ -20,13 +20,11 @@ pub struct AppState {
     pub services: Services,
     /// The templates (embedded at build time).
     pub templates: Arc<Templates>,
-    /// Rendered data-only fragments (the calendar week), keyed by data version.
-    pub fragments: FragmentCache,
-    /// Rendered personal pages (the lesson page), keyed by data version and session:
-    /// in this process only, never in Redis, since they hold a CSRF token.
-    pub session_pages: HtmlCache,
-    /// Rendered list rows for htmx, shared by every viewer of a scope and every
-    /// process (L1 and Redis), keyed by data version.
+    /// Rendered whole pages, per user (each names its user) and data version: in this
+    /// process only, so Redis holds only what is shared.
+    pub user_pages: HtmlCache,
+    /// Rendered htmx blocks (list rows, the calendar week), shared by every viewer of
+    /// a scope and every process (L1 and Redis), keyed by data version.
     pub html: HtmlCache,
     /// The collected static files, held in memory.
     pub static_files: Arc<StaticFiles>,
@@ -74,8 +72,7 @@ pub fn build_state(
     };
     let templates = Templates::from_sources_with(crate::embedded::TEMPLATES, Some(urls))?;
     Ok(web::Data::new(AppState {
-        fragments: FragmentCache::new(&cache, settings.cache_ttls.calendar),
-        session_pages: HtmlCache::new(
+        user_pages: HtmlCache::new(
             &Cache::local(CacheConfig {
                 l1_capacity_bytes: settings.cache_l1_bytes / 4,
                 ..CacheConfig::default()
@@ -174,6 +171,7 @@ pub fn app(
                 .add(("Referrer-Policy", "same-origin")),
         )
         .wrap(from_fn(origin::protect))
+        .wrap(from_fn(middleware::htmx_errors))
         .wrap(from_fn(middleware::accounting))
         .wrap(from_fn(middleware::static_files))
 }

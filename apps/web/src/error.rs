@@ -87,6 +87,23 @@ impl From<napiatke_htmx::HtmxError> for AppError {
     }
 }
 
+impl AppError {
+    /// What the user is told: the message, except for failures on our side, whose
+    /// details go to the log only.
+    #[must_use]
+    pub fn public_message(&self) -> String {
+        match self {
+            AppError::Internal(_) => {
+                "Something went wrong on our side. It has been logged.".to_owned()
+            }
+            AppError::Unavailable(_) => {
+                "The service is busy or a part of it is down. Please retry in a moment.".to_owned()
+            }
+            other => other.to_string(),
+        }
+    }
+}
+
 impl ResponseError for AppError {
     fn status_code(&self) -> StatusCode {
         match self {
@@ -113,17 +130,12 @@ impl ResponseError for AppError {
             };
             return res.finish();
         }
-        let shown = match self {
-            AppError::Internal(detail) => {
-                tracing::error!(error = %detail, "request failed");
-                "Something went wrong on our side. It has been logged.".to_owned()
-            }
-            AppError::Unavailable(detail) => {
-                tracing::warn!(error = %detail, "service unavailable");
-                "The service is busy or a part of it is down. Please retry in a moment.".to_owned()
-            }
-            other => other.to_string(),
-        };
+        match self {
+            AppError::Internal(detail) => tracing::error!(error = %detail, "request failed"),
+            AppError::Unavailable(detail) => tracing::warn!(error = %detail, "service unavailable"),
+            _ => {}
+        }
+        let shown = self.public_message();
         let mut res = napiatke_htmx::html(status, error_page(status, &shown));
         if let AppError::Busy { retry_after, .. } = self {
             res.headers_mut()

@@ -101,43 +101,44 @@ pub(crate) fn render_page(
     Ok(StoredHtml::new(html, Effort::Fast).respond(req.headers(), StatusCode::OK, PERSONAL))
 }
 
-/// A list page from the HTML caches, keyed by the version of the data it shows: the
-/// `block` alone for htmx, shared by every viewer in `scope`; the whole page per user
-/// (it names them), in this process. Both revalidate by ETag (no secret in them).
-/// `ctx` is only built on a miss.
+/// A page from the HTML caches, keyed by the version of the data it shows: its
+/// `block` alone for htmx, shared by every viewer in `scope`, all processes alike;
+/// the whole page per user (it names them), in this process. Both are stored
+/// compressed and revalidate by ETag (no secret in them). `ctx` is only built on a
+/// miss. Pages without a block always answer whole.
 #[allow(clippy::too_many_arguments)]
-async fn cached_list(
+async fn cached_page(
     state: &AppState,
     req: &HttpRequest,
     hx: Hx,
     auth: &Auth,
-    (template, block): (&str, &str),
+    (template, block): (&str, Option<&str>),
     (scope, version): (&str, &str),
     params: &[(&str, Option<String>)],
     ctx: impl FnOnce() -> tera::Context,
 ) -> Result<HttpResponse, AppError> {
     let route = req.match_pattern().unwrap_or_else(|| req.path().to_owned());
-    let (cache, key, name, cache_control) = if hx.wants_fragment() {
-        // The target is part of the key only when it is the one the page uses: any
-        // other value gets the same block, so it must not make entries of its own.
-        let target = req
-            .headers()
-            .get("hx-target")
-            .and_then(|v| v.to_str().ok())
-            .filter(|t| *t == block);
-        (
-            &state.html,
-            FragmentKey::new(&route, scope, target, version),
-            format!("{template}#{block}"),
-            PERSONAL,
-        )
-    } else {
-        (
-            &state.session_pages,
+    let (cache, key, name) = match block {
+        Some(block) if hx.wants_fragment() => {
+            // The target is part of the key only when it is the one the page uses:
+            // any other value gets the same block, so it must not make entries of
+            // its own.
+            let target = req
+                .headers()
+                .get("hx-target")
+                .and_then(|v| v.to_str().ok())
+                .filter(|t| *t == block);
+            (
+                &state.html,
+                FragmentKey::new(&route, scope, target, version),
+                format!("{template}#{block}"),
+            )
+        }
+        _ => (
+            &state.user_pages,
             FragmentKey::new(&route, &format!("u{}", auth.user().id), None, version),
             template.to_owned(),
-            PERSONAL,
-        )
+        ),
     };
     let key = params
         .iter()
@@ -147,7 +148,7 @@ async fn cached_list(
             state.templates.render(&name, &ctx())
         })
         .await?;
-    let mut res = html.respond(req.headers(), StatusCode::OK, cache_control);
+    let mut res = html.respond(req.headers(), StatusCode::OK, PERSONAL);
     status.mark(&mut res);
     Ok(res)
 }
@@ -276,10 +277,22 @@ pub async fn dashboard(
     auth: Auth,
     hx: Hx,
 ) -> Result<HttpResponse, AppError> {
-    let dashboard = state.services.dashboard(auth.user()).await?;
-    let mut ctx = base_context(&auth, "dashboard");
-    ctx.insert("dashboard", &dashboard);
-    render_page(&state, &req, hx, "dashboard.html", None, &ctx)
+    let page = state.services.dashboard(auth.user()).await?;
+    cached_page(
+        &state,
+        &req,
+        hx,
+        &auth,
+        ("dashboard.html", None),
+        ("-", &page.version),
+        &[],
+        || {
+            let mut ctx = base_context(&auth, "dashboard");
+            ctx.insert("dashboard", &page.dashboard);
+            ctx
+        },
+    )
+    .await
 }
 
 pub async fn lessons(
@@ -304,12 +317,12 @@ pub async fn lessons(
     ];
     let mut params = keep.to_vec();
     params.push(("page", Some(page.to_string())));
-    cached_list(
+    cached_page(
         &state,
         &req,
         hx,
         &auth,
-        ("lessons.html", "rows"),
+        ("lessons.html", Some("rows")),
         (result.scope(), result.version()),
         &params,
         || {
@@ -355,7 +368,7 @@ pub async fn lesson(
     };
     let key = FragmentKey::new("/lessons/{id}/", &page.render_key(block), None, "");
     let (html, status) = state
-        .session_pages
+        .user_pages
         .get_or_render(&state.templates, &key, || {
             state
                 .templates
@@ -420,24 +433,23 @@ pub async fn calendar(
         .services
         .calendar(auth.user(), params.start()?)
         .await?;
-    // Rendering 800 entries costs more than fetching them: the week's HTML is cached
-    // by the data's version, so it is rendered once per change.
-    let html = state
-        .fragments
-        .render(
-            &state.templates,
-            "calendar_week.html",
-            &week.version,
-            || {
-                let mut ctx = tera::Context::new();
-                ctx.insert("week", week.as_ref());
-                ctx
-            },
-        )
-        .await?;
-    let mut ctx = base_context(&auth, "calendar");
-    ctx.insert("week_html", html.as_str());
-    render_page(&state, &req, hx, "calendar.html", Some("week"), &ctx)
+    // The week's data version is new on every load of each viewer scope's week, so it
+    // alone tells whose week the rendered HTML is.
+    cached_page(
+        &state,
+        &req,
+        hx,
+        &auth,
+        ("calendar.html", Some("week")),
+        ("week", &week.version),
+        &[("start", Some(week.start.to_string()))],
+        || {
+            let mut ctx = base_context(&auth, "calendar");
+            ctx.insert("week", week.as_ref());
+            ctx
+        },
+    )
+    .await
 }
 
 pub async fn students(
@@ -457,12 +469,12 @@ pub async fn students(
     check_page_exists(page, total_pages)?;
     let keep = [("q", search.clone())];
     let params = [("q", search.clone()), ("page", Some(page.to_string()))];
-    cached_list(
+    cached_page(
         &state,
         &req,
         hx,
         &auth,
-        ("students.html", "rows"),
+        ("students.html", Some("rows")),
         // Admins and tutors see the same list.
         ("staff", result.version()),
         &params,

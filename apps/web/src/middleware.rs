@@ -1,18 +1,19 @@
 //! Per-request accounting: a span per request, the statement count and database time
 //! it cost (added up by napiatke-telemetry from db's events), exposed as
-//! `X-Query-Count` and `Server-Timing`, and warnings for heavy or slow requests.
+//! `X-Query-Count` and `Server-Timing`, and warnings for heavy or slow requests; the
+//! static files' fast path; and errors shown in place for htmx.
 
 use std::time::Instant;
 
-use actix_web::body::MessageBody;
+use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
-use actix_web::web;
+use actix_web::{web, HttpResponse};
 use napiatke_telemetry::{attach, RequestCost};
 use tracing::Instrument;
 
-use crate::AppState;
+use crate::{AppError, AppState};
 
 /// A request running more statements than this is logged as a warning: it is
 /// probably looping over rows.
@@ -100,4 +101,46 @@ pub async fn static_files(
         }
     }
     Ok(next.call(req).await?.map_into_left_body())
+}
+
+/// An error answering an htmx request shows its message where the user acted, never
+/// an error page swapped into a table row: the body becomes one short message,
+/// retargeted to the page's `#messages` area (`HX-Retarget`, `HX-Reswap`), status and
+/// other headers kept (base.html tells htmx to swap 4xx and 5xx answers). Login
+/// redirects (401 with `HX-Redirect`) and history restores (they want a whole page)
+/// pass as they are.
+pub async fn htmx_errors(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let hx = napiatke_htmx::Hx::from_headers(req.headers());
+    let res = next.call(req).await?.map_into_boxed_body();
+    if !hx.wants_fragment() || res.status().as_u16() < 400 {
+        return Ok(res);
+    }
+    let Some(message) = res
+        .response()
+        .error()
+        .and_then(|e| e.as_error::<AppError>())
+        .filter(|e| !matches!(e, AppError::LoginRequired { .. }))
+        .map(AppError::public_message)
+    else {
+        return Ok(res);
+    };
+    let (req, old) = res.into_parts();
+    let mut fresh = HttpResponse::build(old.status());
+    for (name, value) in old.headers() {
+        if name != header::CONTENT_LENGTH && name != header::CONTENT_TYPE {
+            fresh.append_header((name.clone(), value.clone()));
+        }
+    }
+    let mut body = String::from("<p class=\"error\" role=\"alert\">");
+    napiatke_htmx::escape_html_into(&mut body, &message);
+    body.push_str("</p>");
+    let mut fresh = fresh.content_type("text/html; charset=utf-8").body(body);
+    napiatke_htmx::HxHeaders::new()
+        .retarget("#messages")
+        .reswap("innerHTML")
+        .apply(&mut fresh);
+    Ok(ServiceResponse::new(req, fresh))
 }

@@ -16,7 +16,7 @@
 //! else `Host`); a page cannot forge those on a cross-site form, and a script that
 //! sets them needs a CORS preflight napiatke never grants.
 
-use actix_web::body::MessageBody;
+use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderMap, ORIGIN};
 use actix_web::http::Method;
@@ -80,7 +80,7 @@ pub fn check(method: &Method, headers: &HeaderMap, host: Option<&str>) -> Result
 pub async fn protect(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
     let info = req.connection_info().clone();
     if let Err(refusal) = check(req.method(), req.headers(), Some(info.host())) {
         tracing::warn!(
@@ -90,11 +90,13 @@ pub async fn protect(
             origin = ?req.headers().get(ORIGIN),
             "cross-site request refused"
         );
-        return Err(AppError::Forbidden(
-            "this request came from another site; send the form from napiatke's own pages"
-                .to_owned(),
-        )
-        .into());
+        // An answer, not an Err: the layers outside (htmx errors, accounting) see it.
+        return Ok(req
+            .error_response(AppError::Forbidden(
+                "this request came from another site; send the form from napiatke's own pages"
+                    .to_owned(),
+            ))
+            .map_into_right_body());
     }
-    next.call(req).await
+    Ok(next.call(req).await?.map_into_left_body())
 }

@@ -33,15 +33,15 @@
 //! renders nothing) and show its placeholder until variants exist; see
 //! [`images`] for the markup and its guarantees.
 
-mod fragments;
 mod hx;
 pub mod images;
+mod response;
 mod stored;
 mod templates;
 mod text;
 
-pub use fragments::FragmentCache;
 pub use hx::{html, varying_html, Hx};
+pub use response::HxHeaders;
 pub use stored::{CacheStatus, Effort, FragmentKey, HtmlCache, StoredHtml, MIN_COMPRESS_BYTES};
 pub use templates::{StaticUrls, Templates};
 pub use text::{escape_html_into, percent_encode};

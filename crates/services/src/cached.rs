@@ -80,8 +80,8 @@ impl Namespaces {
     pub fn new(cache: &Cache, ttl: &CacheTtls) -> Namespaces {
         Namespaces {
             session: cache.namespace("session", 2, ttl.user),
-            dashboard: cache.namespace("dashboard", 1, ttl.dashboard),
-            user: cache.namespace("user", 1, ttl.user),
+            dashboard: cache.namespace("dashboard", 2, ttl.dashboard),
+            user: cache.namespace("user", 2, ttl.user),
             catalog: cache.namespace("catalog", 1, ttl.static_data),
             calendar: cache.namespace("calendar", 1, ttl.calendar),
             lesson: cache.namespace("lesson", 2, ttl.user),

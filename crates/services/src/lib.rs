@@ -38,8 +38,8 @@ pub use cached::{CacheReport, CacheTtls, NamespaceLine};
 pub use auth::{random_token, DbSessionStore, NewSession, Session, SessionStore, SESSION_TTL};
 pub use lists::{LessonQuery, LessonRows, LessonsPage, StudentQuery, StudentsPage};
 pub use pages::{
-    may_mark_attendance, AttendanceChange, CalendarDay, CalendarWeek, Dashboard, LessonPage,
-    LessonView, MAX_SEARCH_CHARS, PAGE_SIZE,
+    may_mark_attendance, AttendanceChange, CalendarDay, CalendarWeek, Dashboard, DashboardPage,
+    LessonPage, LessonView, MAX_SEARCH_CHARS, PAGE_SIZE,
 };
 pub use uploads::{ImageConfig, ReprocessReport, RoomCard, UploadSlot, UploadTarget};
 

@@ -58,6 +58,16 @@ pub enum Dashboard {
     },
 }
 
+/// A dashboard and the version of its data (changes whenever it is loaded anew, so
+/// after every invalidation): what its rendered HTML is keyed by.
+#[derive(Debug, Clone, Serialize)]
+pub struct DashboardPage {
+    /// What it shows.
+    pub dashboard: Dashboard,
+    /// The data's version.
+    pub version: String,
+}
+
 /// One day of the calendar.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CalendarDay {
@@ -159,44 +169,45 @@ pub(crate) fn lesson_read_scope(user: &User) -> Scope {
 impl Services {
     /// The dashboard for `user`: figures and next lessons, cached per user (admins
     /// share the school's) and per day. Two statements on a miss.
-    pub async fn dashboard(&self, user: &User) -> ServiceResult<Dashboard> {
+    pub async fn dashboard(&self, user: &User) -> ServiceResult<DashboardPage> {
         let now = self.now();
         let today = now.date();
         let scope = scope_of(user);
         let id = user.id;
-        Ok(match user.role {
+        let (dashboard, version) = match user.role {
             Role::Admin => {
                 let key = admin_dashboard_key(today);
-                let (stats, upcoming) = self
+                let (stats, upcoming, version) = self
                     .figures(&self.ns.dashboard, &key, now, scope, move |c| {
                         dashboard::global_stats(c, now)
                     })
                     .await?;
-                Dashboard::Admin { stats, upcoming }
+                (Dashboard::Admin { stats, upcoming }, version)
             }
             Role::Tutor => {
                 let key = tutor_key(id, today);
-                let (stats, upcoming) = self
+                let (stats, upcoming, version) = self
                     .figures(&self.ns.user, &key, now, scope, move |c| {
                         dashboard::tutor_stats(c, id, now)
                     })
                     .await?;
-                Dashboard::Tutor { stats, upcoming }
+                (Dashboard::Tutor { stats, upcoming }, version)
             }
             Role::Student => {
                 let key = student_key(id, today);
-                let (stats, upcoming) = self
+                let (stats, upcoming, version) = self
                     .figures(&self.ns.user, &key, now, scope, move |c| {
                         dashboard::student_stats(c, id, now)
                     })
                     .await?;
-                Dashboard::Student { stats, upcoming }
+                (Dashboard::Student { stats, upcoming }, version)
             }
-        })
+        };
+        Ok(DashboardPage { dashboard, version })
     }
 
-    /// A dashboard's figures and next ten lessons, cached under `key`: two statements
-    /// on a miss.
+    /// A dashboard's figures and next ten lessons, cached under `key` with the version
+    /// of this load: two statements on a miss.
     async fn figures<S>(
         &self,
         ns: &Namespace,
@@ -204,7 +215,7 @@ impl Services {
         now: NaiveDateTime,
         scope: Scope,
         stats: impl FnOnce(&mut DbConn) -> napiatke_db::DbResult<S> + Send + 'static,
-    ) -> ServiceResult<(S, Vec<LessonCard>)>
+    ) -> ServiceResult<(S, Vec<LessonCard>, String)>
     where
         S: Serialize + DeserializeOwned + Copy + Send + Sync + 'static,
     {
@@ -216,11 +227,12 @@ impl Services {
                     Ok((
                         stats(&mut conn)?,
                         lessons::upcoming(&mut conn, now, scope, 10)?,
+                        version()?,
                     ))
                 })
             })
             .await?;
-        Ok((v.0, v.1.clone()))
+        Ok((v.0, v.1.clone(), v.2.clone()))
     }
 
     /// Every subject (cached, static class).

@@ -18,6 +18,7 @@ napiatke_db::both_engines! {
     a_mark_re_renders_only_the_rows_that_show_its_lesson => mark_is_exact;
     viewers_share_rows_within_a_scope_and_never_across => scopes_never_cross;
     every_html_page_is_negotiated => pages_negotiated;
+    htmx_errors_show_in_the_message_area => htmx_errors;
 }
 
 /// A response with its body decoded as its Content-Encoding says.
@@ -364,4 +365,90 @@ async fn pages_negotiated(engine: Engine) {
             br.wire
         );
     }
+}
+
+async fn htmx_errors(engine: Engine) {
+    let t = fixture(engine);
+    let app = test::init_service(napiatke_web::app::app(state(&t, false).await)).await;
+    let (_, admin) = login(&app, "admin@napiatke.local", FIXTURE_PASSWORD).await;
+    let (_, sara) = login(&app, "sara@napiatke.local", FIXTURE_PASSWORD).await;
+    let in_place = |r: &Raw, status: StatusCode, message: &str| {
+        assert_eq!(r.status, status, "{}", r.text);
+        assert_eq!(r.header("hx-retarget"), Some("#messages"));
+        assert_eq!(r.header("hx-reswap"), Some("innerHTML"));
+        assert_eq!(
+            r.text,
+            format!("<p class=\"error\" role=\"alert\">{message}</p>")
+        );
+    };
+    in_place(
+        &fetch(&app, rows(&admin, "/lessons/?page=999", None)).await,
+        StatusCode::NOT_FOUND,
+        "page 999 does not exist; the last page is 1",
+    );
+    in_place(
+        &fetch(&app, rows(&admin, "/lessons/?subject=99", None)).await,
+        StatusCode::BAD_REQUEST,
+        "there is no subject with id 99",
+    );
+    in_place(
+        &fetch(&app, rows(&sara, "/students/?q=a", None)).await,
+        StatusCode::FORBIDDEN,
+        "this page is for admins and tutors",
+    );
+    let long = format!("/students/?q={}", "a".repeat(101));
+    in_place(
+        &fetch(&app, rows(&admin, &long, None)).await,
+        StatusCode::BAD_REQUEST,
+        "the search may be at most 100 characters",
+    );
+    // Refused before any handler (the origin check): still in place.
+    let cross = fetch(
+        &app,
+        admin
+            .post_bare(
+                "/lessons/4/attendance",
+                &[("student_id", "7"), ("status", "PRESENT")],
+            )
+            .insert_header(("HX-Request", "true"))
+            .insert_header(("Sec-Fetch-Site", "cross-site")),
+    )
+    .await;
+    in_place(
+        &cross,
+        StatusCode::FORBIDDEN,
+        "this request came from another site; send the form from napiatke&#x27;s own pages",
+    );
+    // Without htmx, and for htmx's history restore, the whole error page as before.
+    for req in [
+        admin.get("/lessons/?page=999"),
+        admin
+            .get("/lessons/?page=999")
+            .insert_header(("HX-Request", "true"))
+            .insert_header(("HX-History-Restore-Request", "true")),
+    ] {
+        let page = fetch(&app, req).await;
+        assert_eq!(page.status, StatusCode::NOT_FOUND);
+        assert!(
+            page.text.starts_with("<!doctype html>")
+                && page.text.contains("page 999 does not exist")
+        );
+        assert_eq!(page.header("hx-retarget"), None);
+    }
+    // Logged out: htmx is sent to the login page, not shown an error.
+    let anon = fetch(&app, rows(&Browser::default(), "/lessons/", None)).await;
+    assert_eq!(anon.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        anon.header("hx-redirect"),
+        Some("/login?next=/lessons/")
+    );
+    assert_eq!(anon.header("hx-retarget"), None);
+    // The pages have the area the messages go to, and tell htmx to swap errors.
+    let page = fetch(&app, admin.get("/lessons/")).await;
+    assert!(page
+        .text
+        .contains("<div id=\"messages\" aria-live=\"polite\"></div>"));
+    assert!(page
+        .text
+        .contains(r#"{"code":"[45]..","swap":true,"error":true}"#));
 }
