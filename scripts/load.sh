@@ -24,6 +24,7 @@
 # htmx request for PATH (HX-Request and HX-Target: rows). BARE=1 adds, per page, actix
 # alone sending the same bytes (apps/web/examples/bare.rs) and the last server's share.
 # Columns: req/s (p50, p99, statements of a repeated request, bytes on the wire).
+# COLD=1 adds the first request after a write that changes the page (lesson lists).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 engine=${1:-sqlite}
@@ -122,6 +123,27 @@ if [ -n "${BARE:-}" ]; then
   cargo build --release -q -p napiatke-web --example bare
   header+=" bare actix, same bytes req/s | last / bare |"; rule+="---|---|"
 fi
+# COLD=1: for each lesson-list page, the median time of the first request after a
+# write that changes it (an attendance mark, alternating PRESENT/ABSENT, in a lesson
+# the page shows), over 15 writes, on the last server.
+cold() { # port session page -> "median ms" (or "-" when the page shows no lesson)
+  local body lesson student times=() args=() t
+  while IFS= read -r h; do args+=(-H "$h"); done < <(request_headers "$2" "$3")
+  body=$(curl -s --compressed "${args[@]}" "http://127.0.0.1:$1${3#hx:}")
+  lesson=$(grep -o 'href="/lessons/[0-9]*/"' <<<"$body" | head -n 1 | tr -dc 0-9)
+  [ -n "$lesson" ] || { echo "-"; return; }
+  student=$(curl -s --compressed -H "Cookie: napiatke_session=$2" "http://127.0.0.1:$1/lessons/$lesson/" | grep -o 'name="student_id" value="[0-9]*"' | head -n 1 | tr -dc 0-9)
+  [ -n "$student" ] || { echo "-"; return; }
+  for i in $(seq 1 15); do
+    mark=PRESENT; [ $((i % 2)) = 0 ] && mark=ABSENT
+    curl -s -o /dev/null -H "Cookie: napiatke_session=$2" -H "Sec-Fetch-Site: same-origin" \
+      -d "student_id=$student&status=$mark" "http://127.0.0.1:$1/lessons/$lesson/attendance"
+    t=$(curl -s -o /dev/null -w '%{time_total}' "${args[@]}" "http://127.0.0.1:$1${3#hx:}")
+    times+=("$(awk -v t="$t" 'BEGIN{printf "%d", t * 1000000}')")
+  done
+  awk -v us="$(printf '%s\n' "${times[@]}" | median)" 'BEGIN{printf "%.2f ms", us / 1000}'
+}
+[ -n "${COLD:-}" ] && { header+=" cold after a write (median of 15) |"; rule+="---|"; }
 [ "$rounds" -gt 1 ] && header="${header//req\/s (/median req\/s of $rounds (}"
 printf '%s\n%s\n' "$header" "$rule"
 bare_port=$((base_port + 50))
@@ -152,6 +174,9 @@ for page in "${pages[@]}"; do
     b=$(wrk -t2 -c"$connections" -d"$duration" "${args[@]}" "http://127.0.0.1:$bare_port/" | awk '/Requests\/sec/ {printf "%.0f", $2}')
     kill "$bare_pid"; wait "$bare_pid" 2>/dev/null || true
     row+=" $b | $(awk -v a="${rps[$last]}" -v b="$b" 'BEGIN{printf "%.0f%%", 100 * a / b}') |"
+  fi
+  if [ -n "${COLD:-}" ]; then
+    row+=" $(cold $((base_port + n - 1)) "${sessions[$((n - 1))]}" "$page") |"
   fi
   printf '%s\n' "$row"
   unset runs p50s p99s stmts sizes

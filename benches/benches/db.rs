@@ -58,6 +58,28 @@ fn queries(c: &mut Criterion) {
                 )
             })
         });
+        // The keyset path the list pages use: the page starts once (cached in the
+        // app), then a seek and the page's lessons, page 1 and page 200 alike.
+        let all = LessonFilter::default();
+        g.bench_function("lessons_page_starts", |b| {
+            b.iter(|| lessons::page_starts(&mut conn, &all, 50))
+        });
+        if let Ok((starts, _)) = lessons::page_starts(&mut conn, &all, 50) {
+            for page in [1usize, 200] {
+                let Some(&from) = starts.get(page - 1) else {
+                    continue;
+                };
+                g.bench_function(format!("lessons_seek_page_{page}"), |b| {
+                    b.iter(|| {
+                        lessons::page_ids(&mut conn, &all, from, 50)
+                            .and_then(|ids| lessons::details(&mut conn, &ids))
+                    })
+                });
+            }
+        }
+        g.bench_function("students_search_ids_kow", |b| {
+            b.iter(|| students::search_ids(&mut conn, Some("kow")))
+        });
         g.bench_function("students_list_page_1", |b| {
             b.iter(|| students::list(&mut conn, None, PageRequest::new(1, 50)))
         });

@@ -119,6 +119,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/logout", web::post().to(handlers::logout))
         .route("/dashboard/", web::get().to(handlers::dashboard))
         .route("/lessons/", web::get().to(handlers::lessons))
+        .route(
+            "/lessons/export.csv",
+            web::get().to(handlers::lessons_export),
+        )
         .route("/lessons/{id}/", web::get().to(handlers::lesson))
         .route(
             "/lessons/{id}/attendance",

@@ -81,6 +81,22 @@ fn pager(
     }
 }
 
+/// `/lessons/export.csv` with the list's filters.
+fn export_url(keep: &[(&str, Option<String>)]) -> String {
+    let query: Vec<String> = keep
+        .iter()
+        .filter_map(|(k, v)| {
+            v.as_ref()
+                .map(|v| format!("{k}={}", napiatke_htmx::percent_encode(v)))
+        })
+        .collect();
+    if query.is_empty() {
+        "/lessons/export.csv".to_owned()
+    } else {
+        format!("/lessons/export.csv?{}", query.join("&"))
+    }
+}
+
 /// A 200 page (or its `fragment` block for htmx) that only the user's browser may
 /// keep, revalidating by ETag. Rendered for this response alone, so compressed at the
 /// fast setting.
@@ -336,10 +352,36 @@ pub async fn lessons(
                 "pager",
                 &pager(page, total_pages, result.page.total, "/lessons/", &keep),
             );
+            ctx.insert("export", &export_url(&keep));
             ctx
         },
     )
     .await
+}
+
+/// GET /lessons/export.csv: the filtered lesson list (same filters and rights as the
+/// list, every page) streamed as CSV in chunks.
+pub async fn lessons_export(
+    state: State,
+    auth: Auth,
+    params: Params<LessonsParams>,
+) -> Result<HttpResponse, AppError> {
+    let rx = state
+        .services
+        .lesson_export(auth.user(), params.query()?)
+        .await?;
+    let body = futures_util::stream::unfold(rx, |mut rx| async move {
+        let item = rx.recv().await?;
+        Some((item.map(web::Bytes::from).map_err(AppError::from), rx))
+    });
+    Ok(HttpResponse::Ok()
+        .content_type("text/csv; charset=utf-8")
+        .insert_header((
+            header::CONTENT_DISPOSITION,
+            "attachment; filename=\"lessons.csv\"",
+        ))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .streaming(body))
 }
 
 fn lesson_id(raw: &str) -> Result<LessonId, AppError> {

@@ -258,7 +258,30 @@ impl Cache {
 
     /// Empties this process's L1 (Redis untouched).
     pub fn clear_local(&self) {
+        self.inner.epoch.fetch_add(1, Relaxed);
         self.inner.l1.invalidate_all();
+    }
+
+    /// A number that moves whenever a value this process could read may have changed:
+    /// any write or invalidation it makes, any it receives from another process, any
+    /// L1 reset (not TTL expiry: an entry that expires is loaded again unchanged unless
+    /// a write, which moves the epoch, came between). Something assembled from cached
+    /// values at one epoch is still exact while the epoch stands. `None` when the
+    /// cache is off (nothing may be kept then).
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// use std::time::Duration;
+    /// let cache = napiatke_cache::Cache::local(Default::default());
+    /// let ns = cache.namespace("doc", 1, Duration::from_secs(60));
+    /// let before = cache.epoch();
+    /// cache.delete(&ns, "k").await;
+    /// assert_ne!(cache.epoch(), before);
+    /// # });
+    /// ```
+    #[must_use]
+    pub fn epoch(&self) -> Option<u64> {
+        (!self.inner.off).then(|| self.inner.epoch.load(Relaxed))
     }
 
     /// Counters and sizes, per tier and per namespace.

@@ -37,7 +37,8 @@ use napiatke_db::queries::lessons::LessonFilter;
 use napiatke_db::queries::Scope;
 use napiatke_domain::{LessonId, Role, User, UserId};
 
-use crate::{AttendanceChange, ServiceError, ServiceResult, Services};
+use crate::memo::Memo;
+use crate::{AttendanceChange, LessonsPage, ServiceError, ServiceResult, Services, StudentsPage};
 
 /// The TTL classes (configuration: CACHE_TTL_STATIC, _USER, _DASHBOARD, _CALENDAR).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +75,9 @@ pub(crate) struct Namespaces {
     pub lesson: Namespace,
     pub avatar: Namespace,
     pub lists: Namespace,
+    /// Assembled list pages, per process, while the cache's epoch stands.
+    pub lesson_pages: Memo<LessonsPage>,
+    pub student_pages: Memo<StudentsPage>,
 }
 
 impl Namespaces {
@@ -87,6 +91,8 @@ impl Namespaces {
             lesson: cache.namespace("lesson", 2, ttl.user),
             avatar: cache.namespace("avatar", 1, ttl.user),
             lists: cache.namespace("lists", 1, ttl.user),
+            lesson_pages: Memo::new(ttl.user),
+            student_pages: Memo::new(ttl.user),
         }
     }
 }

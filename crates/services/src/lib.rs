@@ -22,7 +22,9 @@
 
 mod auth;
 pub mod cached;
+mod export;
 mod lists;
+mod memo;
 mod pages;
 pub mod setup;
 mod uploads;
@@ -36,6 +38,7 @@ use napiatke_db::{Db, DbError};
 pub use cached::{CacheReport, CacheTtls, NamespaceLine};
 
 pub use auth::{random_token, DbSessionStore, NewSession, Session, SessionStore, SESSION_TTL};
+pub use export::{EXPORT_CHUNK, EXPORT_HEADER};
 pub use lists::{LessonQuery, LessonRows, LessonsPage, StudentQuery, StudentsPage};
 pub use pages::{
     may_mark_attendance, AttendanceChange, CalendarDay, CalendarWeek, Dashboard, DashboardPage,

@@ -155,7 +155,26 @@ impl Services {
     /// any depth for the same cost. Warm: no statement. Cold: the page starts of the
     /// filter (one statement, kept for every page), a seek for the page's ids, and
     /// two statements for the lessons not cached already.
-    pub async fn lessons(&self, user: &User, query: LessonQuery) -> ServiceResult<LessonsPage> {
+    pub async fn lessons(
+        &self,
+        user: &User,
+        query: LessonQuery,
+    ) -> ServiceResult<Arc<LessonsPage>> {
+        let scope = lesson_read_scope(user);
+        let request = PageRequest::new(query.page, PAGE_SIZE);
+        let memo_key = lesson_page_key(
+            &LessonFilter {
+                status: query.status,
+                subject: query.subject,
+                scope,
+            },
+            request.number,
+        );
+        // Read before assembling: a change meanwhile leaves a memo no epoch matches.
+        let epoch = self.cache.epoch();
+        if let Some(page) = epoch.and_then(|e| self.ns.lesson_pages.get(&memo_key, e)) {
+            return Ok(page);
+        }
         let subjects = self.subjects().await?;
         if let Some(id) = query.subject {
             if !subjects.iter().any(|s| s.id == id) {
@@ -167,9 +186,8 @@ impl Services {
         let filter = LessonFilter {
             status: query.status,
             subject: query.subject,
-            scope: lesson_read_scope(user),
+            scope,
         };
-        let request = PageRequest::new(query.page, PAGE_SIZE);
         let listing = self
             .cache
             .get_or_compute(
@@ -212,7 +230,7 @@ impl Services {
             }
             parts.push(part);
         }
-        Ok(LessonsPage {
+        let page = LessonsPage {
             page: Page {
                 items: Vec::new(),
                 number: request.number,
@@ -223,7 +241,12 @@ impl Services {
             rows,
             version: digest(parts),
             scope: scope_key(filter.scope),
-        })
+        };
+        let page = Arc::new(page);
+        if let Some(e) = epoch {
+            self.ns.lesson_pages.put(memo_key, e, Arc::clone(&page));
+        }
+        Ok(page)
     }
 
     /// A page's lesson ids, by seeking from the page starts of its filter (cached
@@ -269,7 +292,11 @@ impl Services {
     /// text ("lukasz" finds "Łukasz"). Warm: no statement. Cold: the ids matching the
     /// search (one statement, kept for every page of it), the page's rows, and one
     /// statement for the figures not cached.
-    pub async fn students(&self, user: &User, query: &StudentQuery) -> ServiceResult<StudentsPage> {
+    pub async fn students(
+        &self,
+        user: &User,
+        query: &StudentQuery,
+    ) -> ServiceResult<Arc<StudentsPage>> {
         self.may_list_students(user)?;
         if query
             .q
@@ -282,6 +309,11 @@ impl Services {
         }
         let term = query.q.as_deref().map(fold_search).unwrap_or_default();
         let request = PageRequest::new(query.page, PAGE_SIZE);
+        let memo_key = student_page_key(&term, request.number);
+        let epoch = self.cache.epoch();
+        if let Some(page) = epoch.and_then(|e| self.ns.student_pages.get(&memo_key, e)) {
+            return Ok(page);
+        }
         let listing = self
             .cache
             .get_or_compute(
@@ -320,7 +352,7 @@ impl Services {
                 item.id, item.stats.total, item.stats.completed, item.stats.attendance
             ));
         }
-        Ok(StudentsPage {
+        let page = StudentsPage {
             students: Page {
                 items,
                 number: request.number,
@@ -328,7 +360,12 @@ impl Services {
                 total: listing.total,
             },
             version: digest(parts),
-        })
+        };
+        let page = Arc::new(page);
+        if let Some(e) = epoch {
+            self.ns.student_pages.put(memo_key, e, Arc::clone(&page));
+        }
+        Ok(page)
     }
 
     async fn student_listing(

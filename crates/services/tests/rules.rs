@@ -9,9 +9,10 @@
 use chrono::{NaiveDate, NaiveDateTime};
 use napiatke_db::testing::{TestDb, FIXTURE_PASSWORD};
 use napiatke_db::Engine;
-use napiatke_domain::{AttendanceStatus, LessonId, Role, User, UserId};
+use napiatke_domain::{AttendanceStatus, LessonId, LessonStatus, Role, SubjectId, User, UserId};
 use napiatke_services::{
-    may_mark_attendance, FixedClock, ServiceError, Services, Session, StudentQuery,
+    may_mark_attendance, FixedClock, LessonQuery, ServiceError, Services, Session, StudentQuery,
+    EXPORT_CHUNK, EXPORT_HEADER,
 };
 
 fn now() -> NaiveDateTime {
@@ -289,4 +290,66 @@ napiatke_db::both_engines! {
     login_ends_the_previous_session => login_rotates_the_session;
     only_admins_set_room_photos_and_everyone_their_avatar => upload_rules;
     a_mark_shows_in_the_student_list_at_once => a_mark_shows_in_the_student_list;
+    the_export_streams_in_chunks_with_the_lists_rights => export_rules;
+}
+
+/// Every chunk the export sends, in order.
+async fn chunks(services: &Services, who: &User, query: LessonQuery, size: u32) -> Vec<String> {
+    let mut rx = services.lesson_export_in(who, query, size).await.unwrap();
+    let mut out = Vec::new();
+    while let Some(chunk) = rx.recv().await {
+        out.push(chunk.unwrap());
+    }
+    out
+}
+
+async fn export_rules(engine: Engine) {
+    let (_t, services) = fixture(engine);
+    let admin = user(1, Role::Admin);
+    let all = LessonQuery::default();
+    let whole = chunks(&services, &admin, all, EXPORT_CHUNK).await;
+    assert_eq!(whole.len(), 2, "the header, then one chunk for 7 lessons");
+    assert_eq!(whole[0], EXPORT_HEADER);
+    // Two lessons a chunk: the same rows, in four chunks after the header.
+    let small = chunks(&services, &admin, all, 2).await;
+    assert_eq!(small.len(), 5);
+    assert_eq!(small.concat(), whole.concat());
+    let lines: Vec<&str> = whole[1].lines().collect();
+    let ids: Vec<&str> = lines.iter().filter_map(|l| l.split(',').next()).collect();
+    assert_eq!(
+        ids,
+        ["7", "4", "5", "3", "2", "1", "6"],
+        "newest first, as the list"
+    );
+    assert!(lines.contains(
+        &"1,Math 1,2026-11-20 10:00,2026-11-20 11:00,COMPLETED,Tina Tutor,Math,Room A,2,1"
+    ));
+    assert!(lines.contains(
+        &"2,Physics 2,2026-11-26 09:00,2026-11-26 10:00,COMPLETED,Tina Tutor,Physics,,1,0"
+    ));
+    // The list's rights and filters.
+    let sara = user(4, Role::Student);
+    let hers = chunks(&services, &sara, all, 3).await.concat();
+    let ids: Vec<&str> = hers
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split(',').next())
+        .collect();
+    assert_eq!(ids, ["4", "2", "1", "6"]);
+    let completed = LessonQuery {
+        status: Some(LessonStatus::Completed),
+        ..all
+    };
+    assert_eq!(chunks(&services, &admin, completed, 1).await.len(), 3);
+    let missing = LessonQuery {
+        subject: Some(SubjectId(99)),
+        ..all
+    };
+    assert!(matches!(
+        services.lesson_export(&admin, missing).await,
+        Err(ServiceError::BadInput(m)) if m == "there is no subject with id 99"
+    ));
+    // A reader that goes away stops the walk (the sender sees the channel closed).
+    let rx = services.lesson_export_in(&admin, all, 1).await.unwrap();
+    drop(rx);
 }

@@ -19,6 +19,7 @@ napiatke_db::both_engines! {
     viewers_share_rows_within_a_scope_and_never_across => scopes_never_cross;
     every_html_page_is_negotiated => pages_negotiated;
     htmx_errors_show_in_the_message_area => htmx_errors;
+    the_lesson_list_downloads_as_csv => csv_export;
 }
 
 /// A response with its body decoded as its Content-Encoding says.
@@ -438,10 +439,7 @@ async fn htmx_errors(engine: Engine) {
     // Logged out: htmx is sent to the login page, not shown an error.
     let anon = fetch(&app, rows(&Browser::default(), "/lessons/", None)).await;
     assert_eq!(anon.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(
-        anon.header("hx-redirect"),
-        Some("/login?next=/lessons/")
-    );
+    assert_eq!(anon.header("hx-redirect"), Some("/login?next=/lessons/"));
     assert_eq!(anon.header("hx-retarget"), None);
     // The pages have the area the messages go to, and tell htmx to swap errors.
     let page = fetch(&app, admin.get("/lessons/")).await;
@@ -451,4 +449,55 @@ async fn htmx_errors(engine: Engine) {
     assert!(page
         .text
         .contains(r#"{"code":"[45]..","swap":true,"error":true}"#));
+}
+
+async fn csv_export(engine: Engine) {
+    let t = fixture(engine);
+    let app = test::init_service(napiatke_web::app::app(state(&t, false).await)).await;
+    let (_, admin) = login(&app, "admin@napiatke.local", FIXTURE_PASSWORD).await;
+    let (_, sara) = login(&app, "sara@napiatke.local", FIXTURE_PASSWORD).await;
+    let csv = fetch(&app, admin.get("/lessons/export.csv")).await;
+    assert_eq!(csv.status, StatusCode::OK);
+    assert_eq!(csv.header("content-type"), Some("text/csv; charset=utf-8"));
+    assert_eq!(
+        csv.header("content-disposition"),
+        Some("attachment; filename=\"lessons.csv\"")
+    );
+    let lines: Vec<&str> = csv.text.split("\r\n").collect();
+    assert_eq!(
+        lines[0],
+        "id,title,start_utc,end_utc,status,tutor,subject,room,students,present"
+    );
+    assert_eq!(
+        lines.len(),
+        9,
+        "header, 7 lessons, the final line break: {lines:?}"
+    );
+    assert_eq!(
+        lines[6],
+        "1,Math 1,2026-11-20 10:00,2026-11-20 11:00,COMPLETED,Tina Tutor,Math,Room A,2,1"
+    );
+    // The list's filters and rights.
+    let completed = fetch(&app, admin.get("/lessons/export.csv?status=COMPLETED")).await;
+    assert_eq!(completed.text.lines().count(), 3);
+    let hers = fetch(&app, sara.get("/lessons/export.csv")).await;
+    let ids: Vec<&str> = hers
+        .text
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split(',').next())
+        .collect();
+    assert_eq!(ids, ["4", "2", "1", "6"]);
+    let bad = fetch(&app, admin.get("/lessons/export.csv?subject=99")).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    let anon = fetch(&app, Browser::default().get("/lessons/export.csv")).await;
+    assert_eq!(anon.status, StatusCode::SEE_OTHER);
+    // The list offers the download with its filters.
+    let list = fetch(&app, rows(&admin, "/lessons/?status=COMPLETED", None)).await;
+    assert!(
+        list.text
+            .contains("href=\"&#x2F;lessons&#x2F;export.csv?status=COMPLETED\""),
+        "{}",
+        list.text
+    );
 }

@@ -329,6 +329,32 @@ pub fn page_ids(
     Ok(ids.into_iter().map(LessonId).collect())
 }
 
+/// Up to `limit` lessons under `filter` strictly after `after` (from the newest when
+/// `None`) in list order, as cards: one statement seeking in the (start_time, id)
+/// index, so an export walks the whole list in chunks at the same cost per chunk.
+pub fn cards_after(
+    conn: &mut DbConn,
+    filter: &LessonFilter,
+    after: Option<PageStart>,
+    limit: u32,
+) -> DbResult<Vec<LessonCard>> {
+    let mut query = filtered!(cards!().into_boxed::<MultiBackend>(), filter);
+    if let Some(after) = after {
+        query = query
+            .filter(lessons::start_time.le(after.start_time))
+            .filter(
+                lessons::start_time
+                    .lt(after.start_time)
+                    .or(lessons::id.lt(after.id.get())),
+            );
+    }
+    let rows: Vec<CardTuple> = query
+        .order((lessons::start_time.desc(), lessons::id.desc()))
+        .limit(i64::from(limit))
+        .load(conn)?;
+    rows.into_iter().map(card_from).collect()
+}
+
 /// The given lessons with everything the list and the lesson page show, in the order
 /// asked (ids that name no lesson are left out). Two statements: cards, students.
 pub fn details(conn: &mut DbConn, ids: &[LessonId]) -> DbResult<Vec<LessonDetail>> {
