@@ -38,7 +38,10 @@ use napiatke_db::queries::Scope;
 use napiatke_domain::{LessonId, Role, User, UserId};
 
 use crate::memo::Memo;
-use crate::{AttendanceChange, LessonsPage, ServiceError, ServiceResult, Services, StudentsPage};
+use crate::{
+    AttendanceChange, DashboardPage, LessonPage, LessonsPage, ServiceError, ServiceResult,
+    Services, StudentsPage,
+};
 
 /// The TTL classes (configuration: CACHE_TTL_STATIC, _USER, _DASHBOARD, _CALENDAR).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +81,8 @@ pub(crate) struct Namespaces {
     /// Assembled list pages, per process, while the cache's epoch stands.
     pub lesson_pages: Memo<LessonsPage>,
     pub student_pages: Memo<StudentsPage>,
+    pub lesson_views: Memo<LessonPage>,
+    pub dashboard_pages: Memo<DashboardPage>,
 }
 
 impl Namespaces {
@@ -93,6 +98,9 @@ impl Namespaces {
             lists: cache.namespace("lists", 1, ttl.user),
             lesson_pages: Memo::new(ttl.user),
             student_pages: Memo::new(ttl.user),
+            lesson_views: Memo::new(ttl.user),
+            // "Next lessons" move with the clock: no older than the figures may be.
+            dashboard_pages: Memo::new(ttl.dashboard),
         }
     }
 }

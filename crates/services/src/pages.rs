@@ -168,8 +168,22 @@ pub(crate) fn lesson_read_scope(user: &User) -> Scope {
 
 impl Services {
     /// The dashboard for `user`: figures and next lessons, cached per user (admins
-    /// share the school's) and per day. Two statements on a miss.
-    pub async fn dashboard(&self, user: &User) -> ServiceResult<DashboardPage> {
+    /// share the school's) and per day. Two statements on a miss. Kept per user and
+    /// process while the cache's epoch stands, within the dashboard TTL (`memo.rs`).
+    pub async fn dashboard(&self, user: &User) -> ServiceResult<Arc<DashboardPage>> {
+        let key = format!("{}:{}", user.id, self.now().date());
+        let epoch = self.cache.epoch();
+        if let Some(page) = epoch.and_then(|e| self.ns.dashboard_pages.get(&key, e)) {
+            return Ok(page);
+        }
+        let page = Arc::new(self.dashboard_now(user).await?);
+        if let Some(e) = epoch {
+            self.ns.dashboard_pages.put(key, e, Arc::clone(&page));
+        }
+        Ok(page)
+    }
+
+    async fn dashboard_now(&self, user: &User) -> ServiceResult<DashboardPage> {
         let now = self.now();
         let today = now.date();
         let scope = scope_of(user);
@@ -285,9 +299,23 @@ impl Services {
 
     /// The lesson page for `viewer` (see [`LessonPage`]): the lesson from the cache,
     /// and the avatars (cached per user; one statement for those not cached).
-    pub async fn lesson_page(&self, viewer: &Session, id: LessonId) -> ServiceResult<LessonPage> {
+    /// Kept per viewer and process while the cache's epoch stands (`memo.rs`).
+    pub async fn lesson_page(
+        &self,
+        viewer: &Session,
+        id: LessonId,
+    ) -> ServiceResult<Arc<LessonPage>> {
+        let key = format!("{}:{id}", viewer.user.id);
+        let epoch = self.cache.epoch();
+        if let Some(page) = epoch.and_then(|e| self.ns.lesson_views.get(&key, e)) {
+            return Ok(page);
+        }
         let view = self.lesson(&viewer.user, id).await?;
-        self.present(viewer, view.detail, &view.version).await
+        let page = Arc::new(self.present(viewer, view.detail, &view.version).await?);
+        if let Some(e) = epoch {
+            self.ns.lesson_views.put(key, e, Arc::clone(&page));
+        }
+        Ok(page)
     }
 
     /// Marks attendance as [`Services::mark_attendance`] does and returns the lesson
