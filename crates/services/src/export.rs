@@ -3,13 +3,12 @@
 //! read, whatever the list's length.
 
 use chrono::NaiveDateTime;
-use napiatke_db::queries::lessons::{self, LessonCard, LessonFilter, PageStart};
+use napiatke_db::queries::lessons::{self, LessonCard, PageStart};
 use napiatke_domain::User;
 use tokio::sync::mpsc;
 
 use crate::lists::LessonQuery;
-use crate::pages::lesson_read_scope;
-use crate::{ServiceError, ServiceResult, Services};
+use crate::{ServiceResult, Services};
 
 /// Lessons per chunk: about 100 KB of CSV, two statements.
 pub const EXPORT_CHUNK: u32 = 1000;
@@ -43,19 +42,7 @@ impl Services {
         query: LessonQuery,
         chunk: u32,
     ) -> ServiceResult<mpsc::Receiver<ServiceResult<String>>> {
-        let subjects = self.subjects().await?;
-        if let Some(id) = query.subject {
-            if !subjects.iter().any(|s| s.id == id) {
-                return Err(ServiceError::BadInput(format!(
-                    "there is no subject with id {id}"
-                )));
-            }
-        }
-        let filter = LessonFilter {
-            status: query.status,
-            subject: query.subject,
-            scope: lesson_read_scope(user),
-        };
+        let (filter, _) = self.lesson_filter(user, query).await?;
         let (tx, rx) = mpsc::channel(BUFFERED_CHUNKS);
         let this = self.clone();
         let span = tracing::Span::current();

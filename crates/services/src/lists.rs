@@ -175,19 +175,7 @@ impl Services {
         if let Some(page) = epoch.and_then(|e| self.ns.lesson_pages.get(&memo_key, e)) {
             return Ok(page);
         }
-        let subjects = self.subjects().await?;
-        if let Some(id) = query.subject {
-            if !subjects.iter().any(|s| s.id == id) {
-                return Err(ServiceError::BadInput(format!(
-                    "there is no subject with id {id}"
-                )));
-            }
-        }
-        let filter = LessonFilter {
-            status: query.status,
-            subject: query.subject,
-            scope,
-        };
+        let (filter, subjects) = self.lesson_filter(user, query).await?;
         let listing = self
             .cache
             .get_or_compute(
@@ -247,6 +235,29 @@ impl Services {
             self.ns.lesson_pages.put(memo_key, e, Arc::clone(&page));
         }
         Ok(page)
+    }
+
+    /// The list's filter for `user` from `query`, checked (the subject must exist),
+    /// and every subject (cached).
+    pub(crate) async fn lesson_filter(
+        &self,
+        user: &User,
+        query: LessonQuery,
+    ) -> ServiceResult<(LessonFilter, Arc<Vec<Subject>>)> {
+        let subjects = self.subjects().await?;
+        if let Some(id) = query.subject {
+            if !subjects.iter().any(|s| s.id == id) {
+                return Err(ServiceError::BadInput(format!(
+                    "there is no subject with id {id}"
+                )));
+            }
+        }
+        let filter = LessonFilter {
+            status: query.status,
+            subject: query.subject,
+            scope: lesson_read_scope(user),
+        };
+        Ok((filter, subjects))
     }
 
     /// A page's lesson ids, by seeking from the page starts of its filter (cached

@@ -326,6 +326,46 @@ async fn scopes_never_cross(engine: Engine) {
     )
     .await;
     assert_eq!(odd.text, first.text);
+    // All at once: 4 users of 3 roles, 60 requests in flight together on the same
+    // URLs (full pages and rows, after a mark made the cached rows stale), and still
+    // each gets only what their scope shows.
+    assert_eq!(
+        mark(&app, &admin, 4, "5", "PRESENT").await.status,
+        StatusCode::SEE_OTHER
+    );
+    let who = [
+        (&admin, "admin"),
+        (&tina, "tutor"),
+        (&sara, "sara"),
+        (&bob, "bob"),
+    ];
+    let requests = (0..60).map(|i| {
+        let (b, name) = who[i % who.len()];
+        let req = if i % 2 == 0 {
+            rows(b, "/lessons/", None)
+        } else {
+            b.get("/lessons/")
+        };
+        let app = &app;
+        async move { (name, fetch(app, req).await) }
+    });
+    for (name, got) in futures_util::future::join_all(requests).await {
+        assert_eq!(got.status, StatusCode::OK, "{name}");
+        let shows = |title: &str| got.text.contains(&format!(">{title}</a>"));
+        match name {
+            "sara" => {
+                assert!(shows("Math 4") && shows("Math 6") && !shows("Math 3") && !shows("Math 7"))
+            }
+            "bob" => assert!(
+                shows("Math 3") && shows("Math 4") && !shows("Math 6") && !shows("Physics 2")
+            ),
+            _ => assert!(shows("Math 7") && shows("Physics 5") && shows("Math 6")),
+        }
+        assert!(
+            row_after(&got.text, ">Math 4</a>").contains("<td class=\"present-count\">1</td>"),
+            "{name}"
+        );
+    }
 }
 
 async fn pages_negotiated(engine: Engine) {
