@@ -43,6 +43,9 @@ impl Cache {
             )
             .await;
         self.inner.l1.insert(full.clone(), entry).await;
+        // Again once L1 holds the new value: whatever was assembled from the old one
+        // in between carries an epoch that is now past (see `Cache::epoch`).
+        self.inner.epoch.fetch_add(1, Relaxed);
         self.publish(Message::Keys(vec![full])).await;
         value
     }
@@ -75,6 +78,9 @@ impl Cache {
         for k in &full {
             self.inner.l1.invalidate(k).await;
         }
+        // And after L1 dropped them: a reader that took the epoch just before and
+        // still found an old entry in L1 assembled something this epoch outdates.
+        self.inner.epoch.fetch_add(1, Relaxed);
         self.publish(Message::Keys(full)).await;
     }
 
@@ -184,6 +190,9 @@ impl Cache {
                 for k in keys {
                     self.inner.l1.invalidate(&k).await;
                 }
+                // As in `delete_many`: outdate what was read between the bump above
+                // and the removal.
+                self.inner.epoch.fetch_add(1, Relaxed);
             }
             Message::Namespace(name, version, gen) => {
                 let state = self

@@ -260,6 +260,7 @@ impl Cache {
     pub fn clear_local(&self) {
         self.inner.epoch.fetch_add(1, Relaxed);
         self.inner.l1.invalidate_all();
+        self.inner.epoch.fetch_add(1, Relaxed);
     }
 
     /// A number that moves whenever a value this process could read may have changed:

@@ -81,6 +81,7 @@ impl Cache {
         }
         self.inner.epoch.fetch_add(1, Relaxed);
         self.inner.l1.invalidate_all();
+        self.inner.epoch.fetch_add(1, Relaxed);
     }
 
     /// Writes the invalidations Redis missed (tombstones, generation bumps) and tells

@@ -14,8 +14,8 @@
 //! | `avatar`   | user      | `{user id}`                  | `Option<StoredImage>`        |
 //! | `lists`    | user      | `lessons:{scope}:{status}:{subject}` | page starts and count |
 //! | `lists`    | user      | `lessons:{scope}:{status}:{subject}:{page}` | the page's lesson ids |
-//! | `lists`    | user      | `students:{folded term}`     | ids of the matching students |
-//! | `lists`    | user      | `students:{folded term}:{page}` | the page's rows (no figures) |
+//! | `lists`    | user      | `students:ids:{folded term}` | ids of the matching students |
+//! | `lists`    | user      | `students:page:{page}:{folded term}` | the page's rows (no figures) |
 //!
 //! Figures that depend on "today" carry the date in their key, so none survives
 //! midnight. Scopes are `all`, `t{tutor}` and `s{student}`. A missing filter is `-`.
@@ -99,8 +99,9 @@ impl Namespaces {
             lesson_pages: Memo::new(ttl.user),
             student_pages: Memo::new(ttl.user),
             lesson_views: Memo::new(ttl.user),
-            // "Next lessons" move with the clock: no older than the figures may be.
-            dashboard_pages: Memo::new(ttl.dashboard),
+            // "Next lessons" move with the clock: the memo may add at most this to the
+            // figures' own TTL (it is timed from when it was kept, not from their load).
+            dashboard_pages: Memo::new(DASHBOARD_MEMO_TTL.min(ttl.dashboard)),
         }
     }
 }
@@ -156,13 +157,18 @@ pub(crate) fn lesson_page_key(filter: &LessonFilter, page: u32) -> String {
     format!("{}:{page}", filter_key(filter))
 }
 
+/// The term comes last: it may hold any character, `:` included, so nothing may follow
+/// it that could make two keys of different kinds equal.
 pub(crate) fn student_ids_key(term: &str) -> String {
-    format!("students:{term}")
+    format!("students:ids:{term}")
 }
 
 pub(crate) fn student_page_key(term: &str, page: u32) -> String {
-    format!("students:{term}:{page}")
+    format!("students:page:{page}:{term}")
 }
+
+/// How long an assembled dashboard is kept per process at most.
+const DASHBOARD_MEMO_TTL: Duration = Duration::from_secs(10);
 
 pub(crate) const ROOM_PHOTOS_KEY: &str = "room_photos";
 
@@ -355,5 +361,19 @@ impl Services {
             namespaces,
             stats,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_search_term_cannot_make_keys_of_two_kinds_equal() {
+        for (term, page) in [("a", 1), ("a:1", 1), ("1:a", 2), ("", 1)] {
+            assert_ne!(student_ids_key(term), student_page_key("a", 1), "{term}");
+            assert_ne!(student_ids_key("a"), student_page_key(term, page), "{term}");
+        }
+        assert_ne!(student_page_key("a:1", 2), student_page_key("a", 1));
     }
 }
