@@ -5,7 +5,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use napiatke_domain::{AttendanceStatus, LessonId, LessonStatus};
-use napiatke_htmx::{Effort, FragmentKey, Hx, StoredHtml};
+use napiatke_htmx::{Effort, FragmentKey, HtmlCache, Hx, StoredHtml};
 use napiatke_services::{LessonPage, LessonQuery};
 use serde::Serialize;
 
@@ -62,15 +62,9 @@ fn pager(
     keep: &[(&str, Option<String>)],
 ) -> Pager {
     let link = |n: u32| {
-        let mut parts: Vec<String> = keep
-            .iter()
-            .filter_map(|(k, v)| {
-                v.as_ref()
-                    .map(|v| format!("{k}={}", napiatke_htmx::percent_encode(v)))
-            })
-            .collect();
-        parts.push(format!("page={n}"));
-        format!("{base}?{}", parts.join("&"))
+        let mut params = keep.to_vec();
+        params.push(("page", Some(n.to_string())));
+        with_query(base, &params)
     };
     Pager {
         number,
@@ -81,9 +75,9 @@ fn pager(
     }
 }
 
-/// `/lessons/export.csv` with the list's filters.
-fn export_url(keep: &[(&str, Option<String>)]) -> String {
-    let query: Vec<String> = keep
+/// `base` with the parameters that have a value, percent-encoded, in order.
+fn with_query(base: &str, params: &[(&str, Option<String>)]) -> String {
+    let query: Vec<String> = params
         .iter()
         .filter_map(|(k, v)| {
             v.as_ref()
@@ -91,9 +85,9 @@ fn export_url(keep: &[(&str, Option<String>)]) -> String {
         })
         .collect();
     if query.is_empty() {
-        "/lessons/export.csv".to_owned()
+        base.to_owned()
     } else {
-        format!("/lessons/export.csv?{}", query.join("&"))
+        format!("{base}?{}", query.join("&"))
     }
 }
 
@@ -159,11 +153,22 @@ async fn cached_page(
     let key = params
         .iter()
         .fold(key, |k, (name, value)| k.param(name, value.as_deref()));
-    let (html, status) = cache
-        .get_or_render(&state.templates, &key, || {
-            state.templates.render(&name, &ctx())
-        })
-        .await?;
+    from_cache(state, req, cache, &key, || {
+        state.templates.render(&name, &ctx())
+    })
+    .await
+}
+
+/// The HTML under `key` in `cache`, or `render`'s, answered as a personal page with
+/// `X-Cache`.
+async fn from_cache(
+    state: &AppState,
+    req: &HttpRequest,
+    cache: &HtmlCache,
+    key: &FragmentKey,
+    render: impl FnOnce() -> Result<String, napiatke_htmx::HtmxError>,
+) -> Result<HttpResponse, AppError> {
+    let (html, status) = cache.get_or_render(&state.templates, key, render).await?;
     let mut res = html.respond(req.headers(), StatusCode::OK, PERSONAL);
     status.mark(&mut res);
     Ok(res)
@@ -352,7 +357,7 @@ pub async fn lessons(
                 "pager",
                 &pager(page, total_pages, result.page.total, "/lessons/", &keep),
             );
-            ctx.insert("export", &export_url(&keep));
+            ctx.insert("export", &with_query("/lessons/export.csv", &keep));
             ctx
         },
     )
@@ -409,17 +414,12 @@ pub async fn lesson(
         ("lesson.html", "page")
     };
     let key = FragmentKey::new("/lessons/{id}/", &page.render_key(block), None, "");
-    let (html, status) = state
-        .user_pages
-        .get_or_render(&state.templates, &key, || {
-            state
-                .templates
-                .render(template, &lesson_context(&auth, &page))
-        })
-        .await?;
-    let mut res = html.respond(req.headers(), StatusCode::OK, PERSONAL);
-    status.mark(&mut res);
-    Ok(res)
+    from_cache(&state, &req, &state.user_pages, &key, || {
+        state
+            .templates
+            .render(template, &lesson_context(&auth, &page))
+    })
+    .await
 }
 
 fn lesson_context(auth: &Auth, page: &LessonPage) -> tera::Context {

@@ -7,7 +7,7 @@ use napiatke_db::queries::lessons::{self, LessonCard, PageStart};
 use napiatke_domain::User;
 use tokio::sync::mpsc;
 
-use crate::lists::LessonQuery;
+use crate::lists::{lesson_filter, LessonQuery};
 use crate::{ServiceResult, Services};
 
 /// Lessons per chunk: about 100 KB of CSV, two statements.
@@ -42,7 +42,8 @@ impl Services {
         query: LessonQuery,
         chunk: u32,
     ) -> ServiceResult<mpsc::Receiver<ServiceResult<String>>> {
-        let (filter, _) = self.lesson_filter(user, query).await?;
+        let filter = lesson_filter(user, query);
+        self.checked_subjects(filter.subject).await?;
         let (tx, rx) = mpsc::channel(BUFFERED_CHUNKS);
         let this = self.clone();
         let span = tracing::Span::current();

@@ -140,6 +140,15 @@ impl StudentsPage {
     }
 }
 
+/// The list's filter for `user` (students see their own lessons) from `query`.
+pub(crate) fn lesson_filter(user: &User, query: LessonQuery) -> LessonFilter {
+    LessonFilter {
+        status: query.status,
+        subject: query.subject,
+        scope: lesson_read_scope(user),
+    }
+}
+
 /// A short, stable hash (FNV-1a, the same in every process) of a page's parts.
 fn digest(parts: impl IntoIterator<Item = impl AsRef<[u8]>>) -> String {
     let mut h = fnv::FnvHasher::default();
@@ -160,29 +169,30 @@ impl Services {
         user: &User,
         query: LessonQuery,
     ) -> ServiceResult<Arc<LessonsPage>> {
-        let scope = lesson_read_scope(user);
+        let filter = lesson_filter(user, query);
         let request = PageRequest::new(query.page, PAGE_SIZE);
-        let memo_key = lesson_page_key(
-            &LessonFilter {
-                status: query.status,
-                subject: query.subject,
-                scope,
-            },
-            request.number,
-        );
-        // Read before assembling: a change meanwhile leaves a memo no epoch matches.
-        let epoch = self.cache.epoch();
-        if let Some(page) = epoch.and_then(|e| self.ns.lesson_pages.get(&memo_key, e)) {
-            return Ok(page);
-        }
-        let (filter, subjects) = self.lesson_filter(user, query).await?;
+        // The page's ids and the assembled page are kept under one key.
+        let key = lesson_page_key(&filter, request.number);
+        self.ns
+            .lesson_pages
+            .get_or_build(
+                self.cache.epoch(),
+                &key,
+                self.assemble_lessons(filter, request, &key),
+            )
+            .await
+    }
+
+    async fn assemble_lessons(
+        &self,
+        filter: LessonFilter,
+        request: PageRequest,
+        key: &str,
+    ) -> ServiceResult<LessonsPage> {
+        let subjects = self.checked_subjects(filter.subject).await?;
         let listing = self
             .cache
-            .get_or_compute(
-                &self.ns.lists,
-                &lesson_page_key(&filter, request.number),
-                || self.lesson_listing(filter, request),
-            )
+            .get_or_compute(&self.ns.lists, key, || self.lesson_listing(filter, request))
             .await?;
         let keys: Vec<String> = listing.ids.iter().map(|&id| lesson_key(id)).collect();
         let ids = listing.ids.clone();
@@ -218,7 +228,7 @@ impl Services {
             }
             parts.push(part);
         }
-        let page = LessonsPage {
+        Ok(LessonsPage {
             page: Page {
                 items: Vec::new(),
                 number: request.number,
@@ -229,35 +239,21 @@ impl Services {
             rows,
             version: digest(parts),
             scope: scope_key(filter.scope),
-        };
-        let page = Arc::new(page);
-        if let Some(e) = epoch {
-            self.ns.lesson_pages.put(memo_key, e, Arc::clone(&page));
-        }
-        Ok(page)
+        })
     }
 
-    /// The list's filter for `user` from `query`, checked (the subject must exist),
-    /// and every subject (cached).
-    pub(crate) async fn lesson_filter(
+    /// Every subject (cached), once `subject`, if given, is known to be one of them.
+    pub(crate) async fn checked_subjects(
         &self,
-        user: &User,
-        query: LessonQuery,
-    ) -> ServiceResult<(LessonFilter, Arc<Vec<Subject>>)> {
+        subject: Option<SubjectId>,
+    ) -> ServiceResult<Arc<Vec<Subject>>> {
         let subjects = self.subjects().await?;
-        if let Some(id) = query.subject {
-            if !subjects.iter().any(|s| s.id == id) {
-                return Err(ServiceError::BadInput(format!(
-                    "there is no subject with id {id}"
-                )));
-            }
+        match subject {
+            Some(id) if !subjects.iter().any(|s| s.id == id) => Err(ServiceError::BadInput(
+                format!("there is no subject with id {id}"),
+            )),
+            _ => Ok(subjects),
         }
-        let filter = LessonFilter {
-            status: query.status,
-            subject: query.subject,
-            scope: lesson_read_scope(user),
-        };
-        Ok((filter, subjects))
     }
 
     /// A page's lesson ids, by seeking from the page starts of its filter (cached
@@ -320,18 +316,27 @@ impl Services {
         }
         let term = query.q.as_deref().map(fold_search).unwrap_or_default();
         let request = PageRequest::new(query.page, PAGE_SIZE);
-        let memo_key = student_page_key(&term, request.number);
-        let epoch = self.cache.epoch();
-        if let Some(page) = epoch.and_then(|e| self.ns.student_pages.get(&memo_key, e)) {
-            return Ok(page);
-        }
+        // The page's rows and the assembled page are kept under one key.
+        let key = student_page_key(&term, request.number);
+        self.ns
+            .student_pages
+            .get_or_build(
+                self.cache.epoch(),
+                &key,
+                self.assemble_students(term, request, &key),
+            )
+            .await
+    }
+
+    async fn assemble_students(
+        &self,
+        term: String,
+        request: PageRequest,
+        key: &str,
+    ) -> ServiceResult<StudentsPage> {
         let listing = self
             .cache
-            .get_or_compute(
-                &self.ns.lists,
-                &student_page_key(&term, request.number),
-                || self.student_listing(term.clone(), request),
-            )
+            .get_or_compute(&self.ns.lists, key, || self.student_listing(term, request))
             .await?;
         // Each student's figures are cached on their own (user class), so a page of
         // 50 costs one statement for those not cached, and none when all are.
@@ -363,7 +368,7 @@ impl Services {
                 item.id, item.stats.total, item.stats.completed, item.stats.attendance
             ));
         }
-        let page = StudentsPage {
+        Ok(StudentsPage {
             students: Page {
                 items,
                 number: request.number,
@@ -371,12 +376,7 @@ impl Services {
                 total: listing.total,
             },
             version: digest(parts),
-        };
-        let page = Arc::new(page);
-        if let Some(e) = epoch {
-            self.ns.student_pages.put(memo_key, e, Arc::clone(&page));
-        }
-        Ok(page)
+        })
     }
 
     async fn student_listing(

@@ -32,8 +32,27 @@ impl<T> Memo<T> {
         }
     }
 
+    /// The value kept under `key` at `epoch`, or `build`'s, kept at `epoch` (read by
+    /// the caller before `build` starts, so a change while it runs leaves an entry
+    /// that no later epoch matches). No epoch (the cache is off): nothing is kept.
+    pub async fn get_or_build<E>(
+        &self,
+        epoch: Option<u64>,
+        key: &str,
+        build: impl std::future::Future<Output = Result<T, E>>,
+    ) -> Result<Arc<T>, E> {
+        if let Some(hit) = epoch.and_then(|e| self.get(key, e)) {
+            return Ok(hit);
+        }
+        let value = Arc::new(build.await?);
+        if let Some(e) = epoch {
+            self.put(key.to_owned(), e, Arc::clone(&value));
+        }
+        Ok(value)
+    }
+
     /// The value kept under `key` at `epoch`, if still fresh.
-    pub fn get(&self, key: &str, epoch: u64) -> Option<Arc<T>> {
+    fn get(&self, key: &str, epoch: u64) -> Option<Arc<T>> {
         let entries = self.entries.read().unwrap_or_else(PoisonError::into_inner);
         entries
             .get(key)
@@ -41,9 +60,8 @@ impl<T> Memo<T> {
             .map(|(_, _, v)| Arc::clone(v))
     }
 
-    /// Keeps `value` under `key`, assembled at `epoch` (read before assembling, so a
-    /// change during assembly leaves an entry that no later epoch matches).
-    pub fn put(&self, key: String, epoch: u64, value: Arc<T>) {
+    /// Keeps `value` under `key`, assembled at `epoch`.
+    fn put(&self, key: String, epoch: u64, value: Arc<T>) {
         let mut entries = self.entries.write().unwrap_or_else(PoisonError::into_inner);
         if entries.len() >= MAX_ENTRIES && !entries.contains_key(&key) {
             entries.clear();

@@ -172,15 +172,10 @@ impl Services {
     /// process while the cache's epoch stands, within the dashboard TTL (`memo.rs`).
     pub async fn dashboard(&self, user: &User) -> ServiceResult<Arc<DashboardPage>> {
         let key = format!("{}:{}", user.id, self.now().date());
-        let epoch = self.cache.epoch();
-        if let Some(page) = epoch.and_then(|e| self.ns.dashboard_pages.get(&key, e)) {
-            return Ok(page);
-        }
-        let page = Arc::new(self.dashboard_now(user).await?);
-        if let Some(e) = epoch {
-            self.ns.dashboard_pages.put(key, e, Arc::clone(&page));
-        }
-        Ok(page)
+        self.ns
+            .dashboard_pages
+            .get_or_build(self.cache.epoch(), &key, self.dashboard_now(user))
+            .await
     }
 
     async fn dashboard_now(&self, user: &User) -> ServiceResult<DashboardPage> {
@@ -306,16 +301,13 @@ impl Services {
         id: LessonId,
     ) -> ServiceResult<Arc<LessonPage>> {
         let key = format!("{}:{id}", viewer.user.id);
-        let epoch = self.cache.epoch();
-        if let Some(page) = epoch.and_then(|e| self.ns.lesson_views.get(&key, e)) {
-            return Ok(page);
-        }
-        let view = self.lesson(&viewer.user, id).await?;
-        let page = Arc::new(self.present(viewer, view.detail, &view.version).await?);
-        if let Some(e) = epoch {
-            self.ns.lesson_views.put(key, e, Arc::clone(&page));
-        }
-        Ok(page)
+        self.ns
+            .lesson_views
+            .get_or_build(self.cache.epoch(), &key, async {
+                let view = self.lesson(&viewer.user, id).await?;
+                self.present(viewer, view.detail, &view.version).await
+            })
+            .await
     }
 
     /// Marks attendance as [`Services::mark_attendance`] does and returns the lesson
