@@ -11,7 +11,7 @@ use napiatke_htmx::{HtmlCache, StaticUrls, Templates};
 use napiatke_services::{Clock, ImageConfig, Services};
 
 use crate::config::{Environment, Settings};
-use crate::{handlers, media, middleware, origin, AppError};
+use crate::{handlers, media, middleware, AppError};
 
 /// What every handler can reach.
 #[derive(Debug)]
@@ -34,6 +34,8 @@ pub struct AppState {
     pub expose_query_count: bool,
     /// Requests slower than this are logged.
     pub slow_request_threshold: Duration,
+    /// Request durations, in flight, statements per request (GET /metrics).
+    pub metrics: Arc<napiatke_telemetry::metrics::HttpMetrics>,
     /// Uploaded images and their variants (MEDIA_ROOT), served under /media/.
     pub media: napiatke_images::pipeline::LocalStorage,
     /// The largest upload accepted (IMAGE_MAX_BYTES).
@@ -91,6 +93,7 @@ pub fn build_state(
         secure_cookies: settings.environment == Environment::Production,
         expose_query_count: settings.expose_query_count,
         slow_request_threshold: settings.slow_request_threshold,
+        metrics: Arc::new(napiatke_telemetry::metrics::HttpMetrics::default()),
     }))
 }
 
@@ -131,6 +134,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/calendar/", web::get().to(handlers::calendar))
         .route("/students/", web::get().to(handlers::students))
         .route("/admin/cache-stats/", web::get().to(handlers::cache_stats))
+        .route("/metrics", web::get().to(handlers::metrics))
         .route("/rooms/", web::get().to(media::rooms))
         .route("/rooms/{id}/photo", web::post().to(media::room_photo))
         .route("/profile/", web::get().to(media::profile))
@@ -174,10 +178,7 @@ pub fn app(
                 .add(("X-Frame-Options", "DENY"))
                 .add(("Referrer-Policy", "same-origin")),
         )
-        .wrap(from_fn(origin::protect))
-        .wrap(from_fn(middleware::htmx_errors))
-        .wrap(from_fn(middleware::accounting))
-        .wrap(from_fn(middleware::static_files))
+        .wrap(from_fn(middleware::front))
 }
 
 /// Collects ASSETS_DIR into STATIC_ROOT when asked to (`collect`: development, where
@@ -200,35 +201,55 @@ pub fn load_static_files(settings: &Settings, collect: bool) -> Result<Arc<Stati
 /// Serves until stopped.
 pub async fn serve(settings: &Settings, state: web::Data<AppState>) -> std::io::Result<()> {
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
-    HttpServer::new(move || app(state.clone()))
+    let metrics = match settings.metrics_bind {
+        // /metrics without a login, for a scraper on a private network: one worker.
+        Some(bind) => {
+            let state = state.clone();
+            let server = HttpServer::new(move || {
+                App::new()
+                    .app_data(state.clone())
+                    .route("/metrics", web::get().to(handlers::metrics_scrape))
+            })
+            .workers(1)
+            .bind(bind)?
+            .run();
+            Some(server)
+        }
+        None => None,
+    };
+    let main = HttpServer::new(move || app(state.clone()))
         // Off by default in actix: any response sent in two writes then stalls about
         // 40 ms on Nagle meeting delayed ACK (DESIGN.md, measured).
         .tcp_nodelay(true)
         .workers(workers)
         .bind(settings.bind)?
-        .run()
-        .await
+        .run();
+    match metrics {
+        Some(metrics) => {
+            let (a, b) = futures_util::future::join(main, metrics).await;
+            a.and(b)
+        }
+        None => main.await,
+    }
 }
 
-/// Logging to stderr (filtered by RUST_LOG, default `warn`) plus the per-request
-/// accounting layer, which sees statement events whatever the log filter says.
+/// Logging for tests and tools: readable lines on stderr filtered by RUST_LOG
+/// (default `warn`), plus the per-request accounting (see [`init_logging`]).
 pub fn init_tracing() {
-    use tracing_subscriber::filter::{filter_fn, EnvFilter};
-    use tracing_subscriber::layer::SubscriberExt;
-    use tracing_subscriber::util::SubscriberInitExt;
-    use tracing_subscriber::Layer;
-    let log_filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
-    let accounting = napiatke_telemetry::AccountingLayer::default().with_filter(filter_fn(|m| {
-        m.is_span()
-            || m.target() == napiatke_telemetry::STATEMENT_TARGET
-            || m.target() == napiatke_telemetry::CACHE_TARGET
-    }));
-    let _ = tracing_subscriber::registry()
-        .with(accounting)
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
-                .with_filter(log_filter),
-        )
-        .try_init();
+    // Tests and tools: lines may be lost at exit, which is all the guard would add.
+    std::mem::forget(napiatke_telemetry::init(
+        napiatke_telemetry::Options::default(),
+    ));
+}
+
+/// The process's logging for these settings: LOG_FORMAT lines on stderr, filtered by
+/// RUST_LOG (default: warnings, and one line per request at INFO), slow statements
+/// from SLOW_STATEMENT_THRESHOLD. Keep the guard while the process logs.
+#[must_use]
+pub fn init_logging(settings: &Settings) -> Option<napiatke_telemetry::LogGuard> {
+    napiatke_telemetry::init(napiatke_telemetry::Options {
+        format: settings.log_format,
+        default_filter: format!("warn,{}=info", crate::middleware::REQUEST_LOG_TARGET),
+        slow_statement: settings.slow_statement_threshold,
+    })
 }

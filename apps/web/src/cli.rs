@@ -133,6 +133,7 @@ impl From<ServiceError> for CliError {
 /// Runs the chosen subcommand.
 pub fn run(args: Args) -> Result<(), CliError> {
     let settings = Settings::from_env()?;
+    let _log = crate::app::init_logging(&settings);
     match args.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(&settings),
         Command::Demo => demo(&settings).map(|_| ()),

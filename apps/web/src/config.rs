@@ -73,6 +73,14 @@ pub struct Settings {
     pub expose_query_count: bool,
     /// SLOW_REQUEST_THRESHOLD (milliseconds): requests slower than this are logged.
     pub slow_request_threshold: Duration,
+    /// SLOW_STATEMENT_THRESHOLD (milliseconds): statements slower than this are logged
+    /// with their SQL.
+    pub slow_statement_threshold: Duration,
+    /// LOG_FORMAT (human | json): JSON lines by default in production.
+    pub log_format: napiatke_telemetry::Format,
+    /// METRICS_BIND: where GET /metrics is also served without a login (for a
+    /// Prometheus scraper on a private network); unset, /metrics is for admins only.
+    pub metrics_bind: Option<SocketAddr>,
     /// CACHE_TTL_STATIC, CACHE_TTL_USER, CACHE_TTL_DASHBOARD, CACHE_TTL_CALENDAR (s).
     pub cache_ttls: CacheTtls,
     /// CACHE_PREFIX: before every Redis key and channel, so deployments sharing one
@@ -173,20 +181,34 @@ impl Settings {
                 })
             }
         };
-        let slow_request_threshold = match get("SLOW_REQUEST_THRESHOLD") {
-            None => Duration::from_millis(500),
-            Some(v) => v
-                .trim()
-                .trim_end_matches("ms")
-                .parse::<u64>()
-                .map(Duration::from_millis)
-                .map_err(|_| {
-                    bad(
-                        "SLOW_REQUEST_THRESHOLD",
-                        &v,
-                        "expected milliseconds, e.g. 500",
-                    )
-                })?,
+        let millis = |var: &'static str, default: u64| -> Result<Duration, ConfigError> {
+            match get(var) {
+                None => Ok(Duration::from_millis(default)),
+                Some(v) => v
+                    .trim()
+                    .trim_end_matches("ms")
+                    .parse::<u64>()
+                    .map(Duration::from_millis)
+                    .map_err(|_| bad(var, &v, "expected milliseconds, e.g. 500")),
+            }
+        };
+        let slow_request_threshold = millis("SLOW_REQUEST_THRESHOLD", 1000)?;
+        let slow_statement_threshold = millis("SLOW_STATEMENT_THRESHOLD", 100)?;
+        let log_format = match get("LOG_FORMAT").as_deref().map(str::trim) {
+            None if environment == Environment::Production => napiatke_telemetry::Format::Json,
+            None | Some("human") => napiatke_telemetry::Format::Human,
+            Some("json") => napiatke_telemetry::Format::Json,
+            Some(v) => return Err(bad("LOG_FORMAT", v, "expected human or json")),
+        };
+        let metrics_bind = match get("METRICS_BIND") {
+            None => None,
+            Some(v) => Some(v.trim().parse::<SocketAddr>().map_err(|_| {
+                bad(
+                    "METRICS_BIND",
+                    &v,
+                    "expected HOST:PORT, e.g. 127.0.0.1:9100",
+                )
+            })?),
         };
         let expose_query_count = match get("EXPOSE_QUERY_COUNT").as_deref().map(str::trim) {
             None => environment == Environment::Development,
@@ -258,6 +280,9 @@ impl Settings {
             sentry_dsn: get("SENTRY_DSN").map(Secret),
             otlp_endpoint: get("OTEL_EXPORTER_OTLP_ENDPOINT"),
             slow_request_threshold,
+            slow_statement_threshold,
+            log_format,
+            metrics_bind,
             cache_ttls: CacheTtls {
                 static_data: parse_secs("CACHE_TTL_STATIC", 3600)?,
                 user: parse_secs("CACHE_TTL_USER", 300)?,
@@ -299,6 +324,24 @@ impl Settings {
             format!(
                 "SLOW_REQUEST_THRESHOLD={}",
                 self.slow_request_threshold.as_millis()
+            ),
+            format!(
+                "SLOW_STATEMENT_THRESHOLD={}",
+                self.slow_statement_threshold.as_millis()
+            ),
+            format!(
+                "LOG_FORMAT={}",
+                match self.log_format {
+                    napiatke_telemetry::Format::Human => "human",
+                    napiatke_telemetry::Format::Json => "json",
+                }
+            ),
+            format!(
+                "METRICS_BIND={}",
+                self.metrics_bind.map_or_else(
+                    || "(unset: /metrics for admins only)".to_owned(),
+                    |b| b.to_string()
+                )
             ),
             format!("CACHE_TTL_STATIC={}", self.cache_ttls.static_data.as_secs()),
             format!("CACHE_TTL_USER={}", self.cache_ttls.user.as_secs()),
@@ -342,6 +385,12 @@ mod tests {
         assert_eq!(s.cache_ttls.user, Duration::from_secs(300));
         assert_eq!(s.cache_ttls.dashboard, Duration::from_secs(60));
         assert_eq!(s.cache_ttls.calendar, Duration::from_secs(120));
+        assert_eq!(s.slow_request_threshold, Duration::from_secs(1));
+        assert_eq!(s.slow_statement_threshold, Duration::from_millis(100));
+        assert_eq!(s.log_format, napiatke_telemetry::Format::Human);
+        assert!(s.metrics_bind.is_none());
+        let production = with(&[("NAPIATKE_ENV", "production")]).unwrap();
+        assert_eq!(production.log_format, napiatke_telemetry::Format::Json);
     }
 
     #[test]
@@ -353,6 +402,9 @@ mod tests {
             ("DATABASE_POOL_SIZE", "0"),
             ("REDIS_URL", "localhost:6379"),
             ("SLOW_REQUEST_THRESHOLD", "fast"),
+            ("SLOW_STATEMENT_THRESHOLD", "1s"),
+            ("LOG_FORMAT", "xml"),
+            ("METRICS_BIND", "9100"),
             ("CACHE_TTL_USER", "-5"),
             ("CACHE_TTL_CALENDAR", "0"),
             ("CACHE_TTL_STATIC", "18446744073709551615"),
@@ -382,6 +434,6 @@ mod tests {
         let lines = s.describe();
         assert!(lines.contains(&"SENTRY_DSN=(set, hidden)".to_owned()));
         assert!(lines.iter().all(|l| !l.contains("key@")));
-        assert_eq!(lines.len(), 23);
+        assert_eq!(lines.len(), 26);
     }
 }

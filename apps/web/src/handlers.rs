@@ -600,3 +600,132 @@ pub fn serve_static(state: &AppState, req: &HttpRequest) -> HttpResponse {
         napiatke_assets::Body::Empty => out.finish(),
     }
 }
+
+/// GET /metrics for admins (Prometheus text; see [`metrics_text`]).
+pub async fn metrics(state: State, auth: Auth) -> Result<HttpResponse, AppError> {
+    if auth.user().role != napiatke_domain::Role::Admin {
+        return Err(AppError::Forbidden(
+            "metrics are for administrators".to_owned(),
+        ));
+    }
+    Ok(metrics_response(&state))
+}
+
+/// GET /metrics on METRICS_BIND: no login (that address is for a scraper).
+pub async fn metrics_scrape(state: State) -> HttpResponse {
+    metrics_response(&state)
+}
+
+fn metrics_response(state: &AppState) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type(napiatke_telemetry::metrics::CONTENT_TYPE)
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .body(metrics_text(state))
+}
+
+/// The request figures kept as they happen, then the pool, cache and image jobs as
+/// they are now. Names follow the OpenTelemetry semantic conventions in Prometheus
+/// spelling where one exists (`db_client_connection_*`), `napiatke_*` otherwise.
+pub fn metrics_text(state: &AppState) -> String {
+    use napiatke_telemetry::metrics::Exposition;
+    let mut out = Exposition::default();
+    state.metrics.write(&mut out);
+    let pool = state.services.db_pool_state();
+    out.gauge(
+        "db_client_connection_count",
+        "Database connections open, by state.",
+        &[
+            (&[("state", "idle")], f64::from(pool.idle)),
+            (
+                &[("state", "used")],
+                f64::from(pool.connections.saturating_sub(pool.idle)),
+            ),
+        ],
+    );
+    out.gauge(
+        "db_client_connection_max",
+        "Most database connections the pool opens.",
+        &[(&[], f64::from(pool.max_size))],
+    );
+    out.header(
+        "db_client_connection_wait_time_seconds",
+        "summary",
+        "Time spent waiting for a database connection.",
+    );
+    out.sample(
+        "db_client_connection_wait_time_seconds_sum",
+        &[],
+        pool.wait_micros as f64 / 1e6,
+    );
+    out.sample(
+        "db_client_connection_wait_time_seconds_count",
+        &[],
+        pool.checkouts as f64,
+    );
+    out.counter(
+        "db_client_connection_timeouts_total",
+        "Checkouts that gave up waiting for a database connection.",
+        &[(&[], pool.timeouts as f64)],
+    );
+    let cache = state.services.cache().stats();
+    let mut lookups: Vec<(Vec<(&str, &str)>, f64)> = Vec::new();
+    for ns in &cache.namespaces {
+        for (tier, stats) in [("l1", ns.l1), ("l2", ns.l2)] {
+            lookups.push((
+                vec![("tier", tier), ("namespace", &ns.name), ("result", "hit")],
+                stats.hits as f64,
+            ));
+            lookups.push((
+                vec![("tier", tier), ("namespace", &ns.name), ("result", "miss")],
+                stats.misses as f64,
+            ));
+        }
+    }
+    let samples: Vec<(&[(&str, &str)], f64)> =
+        lookups.iter().map(|(l, v)| (l.as_slice(), *v)).collect();
+    out.counter(
+        "napiatke_cache_lookups_total",
+        "Cache lookups by tier, namespace and result.",
+        &samples,
+    );
+    out.gauge(
+        "napiatke_cache_l1_bytes",
+        "Bytes held in the in-process cache.",
+        &[(&[], cache.l1_bytes as f64)],
+    );
+    out.counter(
+        "napiatke_redis_errors_total",
+        "Redis operations that failed or timed out.",
+        &[
+            (&[("kind", "error")], cache.l2_errors as f64),
+            (&[("kind", "timeout")], cache.l2_timeouts as f64),
+        ],
+    );
+    out.gauge(
+        "napiatke_redis_breaker_open",
+        "1 while the circuit breaker keeps requests off Redis.",
+        &[(&[], if cache.breaker_open { 1.0 } else { 0.0 })],
+    );
+    if let Some(jobs) = state.services.image_pool_stats() {
+        out.gauge(
+            "napiatke_image_jobs",
+            "Image jobs by state now.",
+            &[
+                (&[("state", "queued")], jobs.queued as f64),
+                (&[("state", "running")], jobs.running as f64),
+            ],
+        );
+        out.counter(
+            "napiatke_image_jobs_finished_total",
+            "Image jobs finished, by outcome.",
+            &[
+                (
+                    &[("outcome", "done")],
+                    jobs.done.saturating_sub(jobs.panicked) as f64,
+                ),
+                (&[("outcome", "failed")], jobs.panicked as f64),
+            ],
+        );
+    }
+    out.finish()
+}

@@ -8,12 +8,12 @@ pub mod config;
 mod error;
 mod handlers;
 mod media;
-mod middleware;
+pub mod middleware;
 pub mod origin;
 mod params;
 mod session;
 
-pub use app::{build_state, init_tracing, AppState};
+pub use app::{build_state, init_logging, init_tracing, AppState};
 pub use error::AppError;
 
 /// The templates embedded at build time.

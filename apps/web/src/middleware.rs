@@ -1,7 +1,8 @@
-//! Per-request accounting: a span per request, the statement count and database time
-//! it cost (added up by napiatke-telemetry from db's events), exposed as
-//! `X-Query-Count` and `Server-Timing`, and warnings for heavy or slow requests; the
-//! static files' fast path; and errors shown in place for htmx.
+//! The layer around the router ([`front`]): the static files' fast path; per-request
+//! accounting (a span per request, the statement count and database time it cost,
+//! added up by napiatke-telemetry from db's events, exposed as `X-Query-Count` and
+//! `Server-Timing`, and warnings for heavy or slow requests); cross-site refusals;
+//! and errors shown in place for htmx.
 
 use std::time::Instant;
 
@@ -9,7 +10,7 @@ use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpMessage, HttpResponse};
 use napiatke_telemetry::{attach, RequestCost};
 use tracing::Instrument;
 
@@ -19,55 +20,191 @@ use crate::{AppError, AppState};
 /// probably looping over rows.
 pub const STATEMENT_WARNING: u64 = 20;
 
-/// The accounting middleware (see the module docs).
-pub async fn accounting(
+/// The target of the one line logged per request (INFO).
+pub const REQUEST_LOG_TARGET: &str = "napiatke::request";
+
+/// Who made the request, put in its extensions by the `Auth` extractor.
+#[derive(Debug, Clone, Copy)]
+pub struct Viewer {
+    /// The user's id.
+    pub id: i64,
+    /// Their role.
+    pub role: napiatke_domain::Role,
+}
+
+/// The one middleware layer around the router, in this order: `/static/` answered
+/// from memory; the request's span and accounting started; cross-site unsafe
+/// requests refused ([`crate::origin`]); the app called; an htmx error put in place;
+/// the accounting headers and warnings added. One layer rather than four `from_fn`
+/// layers: each of those boxes the request's future twice and moves it, which cost a
+/// cached page about a tenth of its throughput (docs/performance.md).
+pub async fn front(
     req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let (expose, slow) = req
-        .app_data::<web::Data<AppState>>()
-        .map_or((false, std::time::Duration::MAX), |s| {
-            (s.expose_query_count, s.slow_request_threshold)
-        });
-    let span = tracing::info_span!(
-        "request",
-        method = %req.method(),
-        path = %req.path(),
-        status = tracing::field::Empty,
-    );
-    let cost = RequestCost::default();
-    attach(&span, cost.clone());
-    let started = Instant::now();
-    // Handlers and extractors are created inside `call`: enter the span for that too.
-    let fut = {
-        let _entered = span.enter();
-        next.call(req)
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let req = match static_file(req) {
+        Ok(res) => return Ok(res),
+        Err(req) => req,
     };
-    let mut res = fut.instrument(span.clone()).await?;
-    let elapsed = started.elapsed();
-    let statements = cost.statements();
-    span.record("status", res.status().as_u16());
-    if statements > STATEMENT_WARNING {
-        tracing::warn!(parent: &span, statements, "request ran more than {STATEMENT_WARNING} statements");
-    }
-    if elapsed > slow {
-        tracing::warn!(parent: &span, elapsed_ms = elapsed.as_millis() as u64, statements, "slow request");
-    }
-    if expose {
-        let headers = res.headers_mut();
-        if let Ok(v) = HeaderValue::from_str(&statements.to_string()) {
-            headers.insert(HeaderName::from_static("x-query-count"), v);
+    let hx = napiatke_htmx::Hx::from_headers(req.headers());
+    let accounting = Accounting::start(&req, hx);
+    let res = if let Some(refused) = crate::origin::refuse(&req) {
+        let (req, _) = req.into_parts();
+        ServiceResponse::new(req, refused)
+    } else {
+        // Handlers and extractors are created inside `call`: enter the span for that too.
+        let fut = {
+            let _entered = accounting.span.enter();
+            next.call(req)
+        };
+        fut.instrument(accounting.span.clone())
+            .await?
+            .map_into_boxed_body()
+    };
+    let mut res = error_in_place(hx, res);
+    accounting.finish(&mut res);
+    Ok(res)
+}
+
+/// A request's span, the cost its statements and cache lookups add up in it, and
+/// when it started.
+struct Accounting {
+    span: tracing::Span,
+    cost: RequestCost,
+    started: Instant,
+    expose: bool,
+    slow: std::time::Duration,
+    htmx: bool,
+    state: Option<web::Data<AppState>>,
+    _in_flight: Option<napiatke_telemetry::metrics::InFlight>,
+}
+
+impl Accounting {
+    fn start(req: &ServiceRequest, hx: napiatke_htmx::Hx) -> Accounting {
+        let state = req.app_data::<web::Data<AppState>>().cloned();
+        let (expose, slow) = state
+            .as_ref()
+            .map_or((false, std::time::Duration::MAX), |s| {
+                (s.expose_query_count, s.slow_request_threshold)
+            });
+        let span = tracing::info_span!(
+            "request",
+            method = %req.method(),
+            path = %req.path(),
+            status = tracing::field::Empty,
+        );
+        let cost = RequestCost::default();
+        attach(&span, cost.clone());
+        Accounting {
+            span,
+            cost,
+            started: Instant::now(),
+            expose,
+            slow,
+            htmx: hx.request,
+            _in_flight: state.as_ref().map(|s| s.metrics.start()),
+            state,
         }
+    }
+
+    /// The request's log line and metrics; warnings for heavy, slow or N+1
+    /// requests; `X-Query-Count`, `Server-Timing` and `X-Response-Time` when exposed
+    /// (EXPOSE_QUERY_COUNT, on in development) or for an admin (never to others:
+    /// timings tell an outsider what is cached).
+    fn finish(self, res: &mut ServiceResponse<BoxBody>) {
+        let elapsed = self.started.elapsed();
+        let span = &self.span;
+        let cost = &self.cost;
+        let statements = cost.statements();
+        let status = res.status().as_u16();
+        span.record("status", status);
+        let route = res
+            .request()
+            .match_pattern()
+            .unwrap_or_else(|| "(unmatched)".to_owned());
+        let viewer = res.request().extensions().get::<Viewer>().copied();
         let c = cost.cache();
+        let (renders, render_micros) = cost.render();
+        let bytes = match res.response().body().size() {
+            actix_web::body::BodySize::Sized(n) => Some(n),
+            _ => None,
+        };
+        tracing::info!(
+            target: REQUEST_LOG_TARGET,
+            parent: span,
+            method = %res.request().method(),
+            route = %route,
+            status,
+            // From whole microseconds, so the JSON reads 0.014, not 0.01381999....
+            duration_ms = elapsed.as_micros() as f64 / 1000.0,
+            user_id = viewer.map(|v| v.id),
+            role = viewer.map(|v| v.role.as_str()),
+            htmx = self.htmx,
+            statements,
+            db_ms = cost.db_micros() as f64 / 1000.0,
+            l1_hits = c.l1_hits,
+            l1_misses = c.l1_misses,
+            l2_hits = c.l2_hits,
+            l2_misses = c.l2_misses,
+            render_ms = render_micros as f64 / 1000.0,
+            bytes,
+        );
+        if statements > STATEMENT_WARNING {
+            tracing::warn!(parent: span, route = %route, statements, "request ran more than {STATEMENT_WARNING} statements");
+        }
+        if elapsed > self.slow {
+            tracing::warn!(parent: span, route = %route, elapsed_ms = elapsed.as_millis() as u64, statements, "slow request");
+        }
+        let repeated = cost.repeated_statements(napiatke_telemetry::N_PLUS_ONE);
+        for (sql, times) in &repeated {
+            tracing::warn!(parent: span, route = %route, times, sql = %sql, "N+1: one statement ran once per row");
+        }
+        if let Some(state) = &self.state {
+            state.metrics.observe(
+                &route,
+                res.request().method().as_str(),
+                status,
+                elapsed,
+                statements,
+            );
+        }
+        let admin = viewer.is_some_and(|v| v.role == napiatke_domain::Role::Admin);
+        if !(self.expose || admin) {
+            // The HTML cache's entry too: a hit or miss tells what others looked at.
+            res.headers_mut()
+                .remove(HeaderName::from_static("server-timing"));
+            return;
+        }
+        let headers = res.headers_mut();
+        headers.insert(
+            HeaderName::from_static("x-query-count"),
+            HeaderValue::from(statements),
+        );
+        let total_ms = elapsed.as_secs_f64() * 1000.0;
+        if let Ok(v) = HeaderValue::from_str(&format!("{total_ms:.3}ms")) {
+            headers.insert(HeaderName::from_static("x-response-time"), v);
+        }
+        // The worst N+1, for developers and the page tests (tests/app/common.rs fails
+        // any page that has one).
+        if let Some((sql, times)) = repeated.first() {
+            let text: String = format!("{times}x {sql}")
+                .chars()
+                .filter(|c| c.is_ascii() && !c.is_ascii_control())
+                .take(300)
+                .collect();
+            if let Ok(v) = HeaderValue::from_str(&text) {
+                headers.insert(HeaderName::from_static("x-n-plus-one"), v);
+            }
+        }
         let timing = format!(
-            "db;dur={:.3};desc=\"{statements} statements\", cache;dur={:.3};desc=\"L1 {}/{} L2 {}/{} (hits/lookups)\", total;dur={:.3}",
+            "db;dur={:.3};desc=\"{statements} statements\", cache;dur={:.3};desc=\"L1 {}/{} L2 {}/{} (hits/lookups)\", render;dur={:.3};desc=\"{renders} templates\", total;dur={total_ms:.3};desc=\"whole request\"",
             cost.db_micros() as f64 / 1000.0,
             c.l2_micros as f64 / 1000.0,
             c.l1_hits,
             c.l1_hits + c.l1_misses,
             c.l2_hits,
             c.l2_hits + c.l2_misses,
-            elapsed.as_secs_f64() * 1000.0
+            render_micros as f64 / 1000.0,
         );
         // One field, after any entries the handler set (the HTML cache's).
         let name = HeaderName::from_static("server-timing");
@@ -84,23 +221,20 @@ pub async fn accounting(
             headers.insert(name, v);
         }
     }
-    Ok(res)
 }
 
-/// The outermost layer, WhiteNoise-style: `/static/` is answered here from memory,
-/// before routing, other middleware and extractors, since it is the hottest path and
-/// needs none of them. Everything else goes on down the stack.
-pub async fn static_files(
-    req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<actix_web::body::EitherBody<impl MessageBody>>, actix_web::Error> {
-    if req.path().starts_with("/static/") {
-        if let Some(state) = req.app_data::<web::Data<AppState>>().cloned() {
-            let res = crate::handlers::serve_static(&state, req.request());
-            return Ok(req.into_response(res).map_into_right_body());
-        }
+/// WhiteNoise-style: `/static/` is answered first, from memory, before routing,
+/// accounting and extractors, since it is the hottest path and needs none of them.
+/// The request comes back when it is not for a static file.
+fn static_file(req: ServiceRequest) -> Result<ServiceResponse<BoxBody>, ServiceRequest> {
+    if !req.path().starts_with("/static/") {
+        return Err(req);
     }
-    Ok(next.call(req).await?.map_into_left_body())
+    let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
+        return Err(req);
+    };
+    let res = crate::handlers::serve_static(&state, req.request());
+    Ok(req.into_response(res))
 }
 
 /// An error answering an htmx request shows its message where the user acted, never
@@ -109,14 +243,12 @@ pub async fn static_files(
 /// other headers kept (base.html tells htmx to swap 4xx and 5xx answers). Login
 /// redirects (401 with `HX-Redirect`) and history restores (they want a whole page)
 /// pass as they are.
-pub async fn htmx_errors(
-    req: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    let hx = napiatke_htmx::Hx::from_headers(req.headers());
-    let res = next.call(req).await?.map_into_boxed_body();
+fn error_in_place(
+    hx: napiatke_htmx::Hx,
+    res: ServiceResponse<BoxBody>,
+) -> ServiceResponse<BoxBody> {
     if !hx.wants_fragment() || res.status().as_u16() < 400 {
-        return Ok(res);
+        return res;
     }
     let Some(message) = res
         .response()
@@ -125,7 +257,7 @@ pub async fn htmx_errors(
         .filter(|e| !matches!(e, AppError::LoginRequired { .. }))
         .map(AppError::public_message)
     else {
-        return Ok(res);
+        return res;
     };
     let (req, old) = res.into_parts();
     let mut fresh = HttpResponse::build(old.status());
@@ -142,5 +274,5 @@ pub async fn htmx_errors(
         .retarget("#messages")
         .reswap("innerHTML")
         .apply(&mut fresh);
-    Ok(ServiceResponse::new(req, fresh))
+    ServiceResponse::new(req, fresh)
 }

@@ -16,11 +16,10 @@
 //! else `Host`); a page cannot forge those on a cross-site form, and a script that
 //! sets them needs a CORS preflight napiatke never grants.
 
-use actix_web::body::{EitherBody, MessageBody};
-use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::dev::ServiceRequest;
 use actix_web::http::header::{HeaderMap, ORIGIN};
 use actix_web::http::Method;
-use actix_web::middleware::Next;
+use actix_web::HttpResponse;
 
 use crate::AppError;
 
@@ -75,28 +74,25 @@ pub fn check(method: &Method, headers: &HeaderMap, host: Option<&str>) -> Result
     }
 }
 
-/// The middleware: a refused request gets 403 with a message and is logged (without
-/// its body, which is never read).
-pub async fn protect(
-    req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
-    let info = req.connection_info().clone();
-    if let Err(refusal) = check(req.method(), req.headers(), Some(info.host())) {
-        tracing::warn!(
-            method = %req.method(),
-            path = %req.path(),
-            ?refusal,
-            origin = ?req.headers().get(ORIGIN),
-            "cross-site request refused"
-        );
-        // An answer, not an Err: the layers outside (htmx errors, accounting) see it.
-        return Ok(req
-            .error_response(AppError::Forbidden(
-                "this request came from another site; send the form from napiatke's own pages"
-                    .to_owned(),
-            ))
-            .map_into_right_body());
+/// The answer to an unsafe request that [`check`] refuses: 403 with a message,
+/// logged (without its body, which is never read). `None`: the request may go on.
+pub(crate) fn refuse(req: &ServiceRequest) -> Option<HttpResponse> {
+    // Safe methods pass without the host: working it out costs every GET a copy of
+    // the request's connection info.
+    if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+        return None;
     }
-    Ok(next.call(req).await?.map_into_left_body())
+    let info = req.connection_info().clone();
+    let refusal = check(req.method(), req.headers(), Some(info.host())).err()?;
+    tracing::warn!(
+        method = %req.method(),
+        path = %req.path(),
+        ?refusal,
+        origin = ?req.headers().get(ORIGIN),
+        "cross-site request refused"
+    );
+    // With the error attached, so the htmx layer can show its message in place.
+    Some(HttpResponse::from_error(AppError::Forbidden(
+        "this request came from another site; send the form from napiatke's own pages".to_owned(),
+    )))
 }

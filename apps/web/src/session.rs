@@ -54,22 +54,38 @@ impl FromRequest for Auth {
     type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self, AppError>>>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let state = req.app_data::<web::Data<AppState>>().cloned();
-        let token = req.cookie(SESSION_COOKIE).map(|c| c.value().to_owned());
-        let login_required = AppError::LoginRequired {
-            next: req
-                .uri()
-                .path_and_query()
-                .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned()),
-            htmx: napiatke_htmx::Hx::from_headers(req.headers()).request,
-        };
+        let req = req.clone();
         Box::pin(async move {
-            let (Some(state), Some(token)) = (state, token) else {
-                return Err(login_required);
+            // Built only when needed: most requests are logged in.
+            let login_required = || AppError::LoginRequired {
+                next: req
+                    .uri()
+                    .path_and_query()
+                    .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned()),
+                htmx: napiatke_htmx::Hx::from_headers(req.headers()).request,
             };
-            match state.services.session(&token).await? {
-                Some(session) => Ok(Auth { session, token }),
-                None => Err(login_required),
+            let (Some(state), Some(cookie)) = (
+                req.app_data::<web::Data<AppState>>(),
+                req.cookie(SESSION_COOKIE),
+            ) else {
+                return Err(login_required());
+            };
+            let token = cookie.value();
+            match state.services.session(token).await? {
+                Some(session) => {
+                    // For the request log and who may see timings (middleware).
+                    actix_web::HttpMessage::extensions_mut(&req).insert(
+                        crate::middleware::Viewer {
+                            id: session.user.id.get(),
+                            role: session.user.role,
+                        },
+                    );
+                    Ok(Auth {
+                        session,
+                        token: token.to_owned(),
+                    })
+                }
+                None => Err(login_required()),
             }
         })
     }

@@ -39,4 +39,4 @@ pub mod testing;
 pub use conn::{DatabaseUrl, DbConn, Engine, MultiBackend};
 pub use error::{DbError, DbResult};
 pub use instrument::{StatementTracer, STATEMENT_TARGET};
-pub use pool::{Db, Manager, PoolOptions, PooledConn};
+pub use pool::{Db, Manager, PoolOptions, PoolState, PooledConn};

@@ -1,5 +1,7 @@
 //! The r2d2 pool over [`DbConn`], with connection set-up in one place.
 
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
 use std::time::Duration;
 
 use diesel::connection::SimpleConnection;
@@ -57,6 +59,46 @@ impl r2d2::ManageConnection for Manager {
     }
 }
 
+/// The pool as it is now and how checkouts have gone since it opened (for metrics).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PoolState {
+    /// Most connections open at once.
+    pub max_size: u32,
+    /// Connections open now.
+    pub connections: u32,
+    /// Of which idle.
+    pub idle: u32,
+    /// Checkouts that got a connection.
+    pub checkouts: u64,
+    /// Time they waited for it, microseconds in all.
+    pub wait_micros: u64,
+    /// Checkouts that gave up after the checkout timeout.
+    pub timeouts: u64,
+}
+
+/// Counts checkouts and their waits, as r2d2 reports them.
+#[derive(Debug, Default)]
+struct Waits {
+    checkouts: AtomicU64,
+    wait_micros: AtomicU64,
+    timeouts: AtomicU64,
+}
+
+#[derive(Debug)]
+struct WaitRecorder(Arc<Waits>);
+
+impl r2d2::HandleEvent for WaitRecorder {
+    fn handle_checkout(&self, event: r2d2::event::CheckoutEvent) {
+        self.0.checkouts.fetch_add(1, Relaxed);
+        let micros = u64::try_from(event.duration().as_micros()).unwrap_or(u64::MAX);
+        self.0.wait_micros.fetch_add(micros, Relaxed);
+    }
+
+    fn handle_timeout(&self, _: r2d2::event::TimeoutEvent) {
+        self.0.timeouts.fetch_add(1, Relaxed);
+    }
+}
+
 /// The database handle the app and the CLI share: a pool plus the engine it speaks.
 ///
 /// ```
@@ -69,6 +111,7 @@ pub struct Db {
     pool: r2d2::Pool<Manager>,
     engine: Engine,
     url: DatabaseUrl,
+    waits: Arc<Waits>,
 }
 
 impl Db {
@@ -86,7 +129,9 @@ impl Db {
             first.batch_execute("PRAGMA journal_mode = WAL;")?;
         }
         drop(first);
+        let waits = Arc::new(Waits::default());
         let builder = r2d2::Pool::builder()
+            .event_handler(Box::new(WaitRecorder(Arc::clone(&waits))))
             .test_on_check_out(false)
             .connection_timeout(options.checkout_timeout);
         let manager = Manager { url: url.clone() };
@@ -109,7 +154,22 @@ impl Db {
             pool,
             engine: url.engine(),
             url: url.clone(),
+            waits,
         })
+    }
+
+    /// The pool's connections now and its checkouts so far.
+    #[must_use]
+    pub fn pool_state(&self) -> PoolState {
+        let now = self.pool.state();
+        PoolState {
+            max_size: self.pool.max_size(),
+            connections: now.connections,
+            idle: now.idle_connections,
+            checkouts: self.waits.checkouts.load(Relaxed),
+            wait_micros: self.waits.wait_micros.load(Relaxed),
+            timeouts: self.waits.timeouts.load(Relaxed),
+        }
     }
 
     /// A connection, waiting at most the checkout timeout.

@@ -8,6 +8,9 @@ use actix_web::HttpResponse;
 
 use crate::{html, images, varying_html, HtmxError, Hx};
 
+/// The `tracing` target of the per-render event (fields `template`, `duration_us`).
+pub const RENDER_TARGET: &str = "napiatke_htmx::render";
+
 /// The loaded templates.
 #[derive(Debug)]
 pub struct Templates {
@@ -84,7 +87,15 @@ impl Templates {
     /// Renders a template (`page.html` or `page.html#block`).
     pub fn render(&self, name: &str, ctx: &tera::Context) -> Result<String, HtmxError> {
         let _span = tracing::debug_span!("render", template = name).entered();
-        self.tera.render(name, ctx).map_err(HtmxError::from)
+        let started = std::time::Instant::now();
+        let html = self.tera.render(name, ctx).map_err(HtmxError::from);
+        // Added up per request by napiatke-telemetry (Server-Timing, the request log).
+        tracing::debug!(
+            target: RENDER_TARGET,
+            template = name,
+            duration_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+        );
+        html
     }
 
     /// A hash of every template's name and source: part of each cached fragment's key,

@@ -229,6 +229,12 @@ impl Services {
         self
     }
 
+    /// The database pool's connections and checkouts (for metrics).
+    #[must_use]
+    pub fn db_pool_state(&self) -> napiatke_db::PoolState {
+        self.db.pool_state()
+    }
+
     /// The cache (for its statistics page).
     #[must_use]
     pub fn cache(&self) -> &Cache {

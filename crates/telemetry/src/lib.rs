@@ -24,8 +24,17 @@
 //! });
 //! ```
 
+pub mod metrics;
+mod shape;
+mod subscriber;
+
+pub use shape::shape;
+pub use subscriber::{init, Format, LogGuard, Options};
+
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
@@ -42,6 +51,17 @@ pub const STATEMENT_TARGET: &str = "napiatke_db::statement";
 /// apps/web.
 pub const CACHE_TARGET: &str = "napiatke_cache::op";
 
+/// The target of the template renderer's per-render events (fields `template`,
+/// `duration_us`); kept equal to what napiatke-htmx emits, checked by a test in
+/// apps/web.
+pub const RENDER_TARGET: &str = "napiatke_htmx::render";
+
+/// The target of the warnings this crate emits (slow statements).
+pub const LOG_TARGET: &str = "napiatke::telemetry";
+
+/// A statement shape run this many times in one request is an N+1 (a query per row).
+pub const N_PLUS_ONE: u32 = 3;
+
 /// What one request has cost so far. Cheap to clone; all clones share the counters.
 #[derive(Debug, Clone, Default)]
 pub struct RequestCost(Arc<Counters>);
@@ -55,6 +75,10 @@ struct Counters {
     l2_hits: AtomicU64,
     l2_misses: AtomicU64,
     cache_micros: AtomicU64,
+    renders: AtomicU64,
+    render_micros: AtomicU64,
+    /// Statement shapes ([`shape`]) and how often each ran.
+    shapes: Mutex<HashMap<String, u32>>,
 }
 
 /// Cache lookups of one request by tier.
@@ -98,6 +122,29 @@ impl RequestCost {
         }
     }
 
+    /// Templates rendered and the time that took, microseconds.
+    #[must_use]
+    pub fn render(&self) -> (u64, u64) {
+        (
+            self.0.renders.load(Ordering::Relaxed),
+            self.0.render_micros.load(Ordering::Relaxed),
+        )
+    }
+
+    /// The statement shapes run at least `times` times so far, most frequent first
+    /// (an N+1 at [`N_PLUS_ONE`]).
+    #[must_use]
+    pub fn repeated_statements(&self, times: u32) -> Vec<(String, u32)> {
+        let shapes = self.0.shapes.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut found: Vec<(String, u32)> = shapes
+            .iter()
+            .filter(|(_, n)| **n >= times)
+            .map(|(s, n)| (s.clone(), *n))
+            .collect();
+        found.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        found
+    }
+
     fn add_cache(&self, op: &CacheOp) {
         let c = &self.0;
         let counter = match (op.l2, op.hit) {
@@ -112,9 +159,20 @@ impl RequestCost {
         }
     }
 
-    fn add_statement(&self, micros: u64) {
+    fn add_statement(&self, statement: &Statement) {
         self.0.statements.fetch_add(1, Ordering::Relaxed);
-        self.0.db_micros.fetch_add(micros, Ordering::Relaxed);
+        self.0
+            .db_micros
+            .fetch_add(statement.micros, Ordering::Relaxed);
+        if !statement.sql.is_empty() {
+            let mut shapes = self.0.shapes.lock().unwrap_or_else(PoisonError::into_inner);
+            *shapes.entry(shape(&statement.sql)).or_default() += 1;
+        }
+    }
+
+    fn add_render(&self, micros: u64) {
+        self.0.renders.fetch_add(1, Ordering::Relaxed);
+        self.0.render_micros.fetch_add(micros, Ordering::Relaxed);
     }
 }
 
@@ -130,11 +188,31 @@ pub fn attach(span: &tracing::Span, cost: RequestCost) {
     });
 }
 
-/// The layer that adds statement events up per request. Install it on the registry
-/// with whatever other layers log or export.
-#[derive(Debug, Default)]
+/// The layer that adds statement, cache and render events up per request, and warns
+/// of each statement slower than a threshold (with its SQL, never its bind values).
+/// Install it on the registry with whatever other layers log or export.
+#[derive(Debug)]
 pub struct AccountingLayer {
-    _private: (),
+    slow_statement: Duration,
+}
+
+impl Default for AccountingLayer {
+    /// Slow statements from 100 ms, as the reference design logs them.
+    fn default() -> Self {
+        AccountingLayer {
+            slow_statement: Duration::from_millis(100),
+        }
+    }
+}
+
+impl AccountingLayer {
+    /// Warns of statements slower than `threshold` (SLOW_STATEMENT_THRESHOLD).
+    #[must_use]
+    pub fn slow_statement(threshold: Duration) -> AccountingLayer {
+        AccountingLayer {
+            slow_statement: threshold,
+        }
+    }
 }
 
 impl<S> Layer<S> for AccountingLayer
@@ -143,26 +221,72 @@ where
 {
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
         let target = event.metadata().target();
-        let statement = target == STATEMENT_TARGET;
-        if !statement && target != CACHE_TARGET {
-            return;
-        }
-        let Some(scope) = ctx.event_scope(event) else {
-            return;
-        };
-        for span in scope {
-            if let Some(cost) = span.extensions().get::<RequestCost>() {
-                if statement {
-                    let mut micros = Micros(0);
-                    event.record(&mut micros);
-                    cost.add_statement(micros.0);
-                } else {
-                    let mut op = CacheOp::default();
-                    event.record(&mut op);
-                    cost.add_cache(&op);
-                }
-                return;
+        if target == STATEMENT_TARGET {
+            let mut statement = Statement::default();
+            event.record(&mut statement);
+            if Duration::from_micros(statement.micros) > self.slow_statement {
+                tracing::warn!(
+                    target: LOG_TARGET,
+                    duration_ms = statement.micros / 1000,
+                    sql = %statement.sql,
+                    "slow statement"
+                );
             }
+            if let Some(cost) = request_cost(event, &ctx) {
+                cost.add_statement(&statement);
+            }
+        } else if target == CACHE_TARGET {
+            if let Some(cost) = request_cost(event, &ctx) {
+                let mut op = CacheOp::default();
+                event.record(&mut op);
+                cost.add_cache(&op);
+            }
+        } else if target == RENDER_TARGET {
+            if let Some(cost) = request_cost(event, &ctx) {
+                let mut micros = Micros(0);
+                event.record(&mut micros);
+                cost.add_render(micros.0);
+            }
+        }
+    }
+}
+
+/// The cost attached to the innermost request span around `event`.
+fn request_cost<S>(event: &Event<'_>, ctx: &Context<'_, S>) -> Option<RequestCost>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    ctx.event_scope(event)?
+        .find_map(|span| span.extensions().get::<RequestCost>().cloned())
+}
+
+/// A statement event's SQL and duration.
+#[derive(Default)]
+struct Statement {
+    sql: String,
+    micros: u64,
+}
+
+impl Visit for Statement {
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        if field.name() == "duration_us" {
+            self.micros = value;
+        }
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        if field.name() == "duration_us" {
+            self.micros = u64::try_from(value).unwrap_or(0);
+        }
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "sql" {
+            value.clone_into(&mut self.sql);
+        }
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        // `sql = %text` arrives here; Display's text is what Debug of it prints.
+        if field.name() == "sql" {
+            self.sql = format!("{value:?}");
         }
     }
 }

@@ -162,7 +162,17 @@ impl Page {
     }
 }
 
+/// The response as a [`Page`]. Fails the test on an N+1 (the same statement shape
+/// run once per row, reported by the app as `X-N-Plus-One` wherever timings are
+/// exposed): every page test checks for one this way.
 pub async fn read<B: MessageBody>(res: ServiceResponse<B>) -> Page {
+    if let Some(n1) = res.headers().get("x-n-plus-one") {
+        panic!(
+            "{} {}: N+1: {n1:?}",
+            res.request().method(),
+            res.request().uri()
+        );
+    }
     let status = res.status();
     let headers = res.headers().clone();
     let bytes = test::read_body(res).await;

@@ -20,3 +20,4 @@ mod login;
 mod pages;
 mod roles;
 mod static_files;
+mod telemetry;

@@ -354,4 +354,8 @@ fn telemetry_listens_on_the_target_db_reports_on() {
         napiatke_telemetry::STATEMENT_TARGET,
         napiatke_db::STATEMENT_TARGET
     );
+    assert_eq!(
+        napiatke_telemetry::RENDER_TARGET,
+        napiatke_htmx::RENDER_TARGET
+    );
 }

@@ -1,0 +1,92 @@
+//! The process's one `tracing` subscriber, set up in one place: the accounting layer
+//! (sees statement, cache and render events whatever the log filter says) and the log
+//! lines, filtered by RUST_LOG, human-readable or JSON.
+
+use std::time::Duration;
+
+use tracing_subscriber::filter::{filter_fn, EnvFilter};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::Layer;
+
+use crate::{AccountingLayer, CACHE_TARGET, RENDER_TARGET, STATEMENT_TARGET};
+
+/// How log lines are written to stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// One readable line per event (development).
+    Human,
+    /// One JSON object per line, fields flattened, with the current span's fields
+    /// (production: for a log shipper).
+    Json,
+}
+
+/// What [`init`] sets up.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The line format.
+    pub format: Format,
+    /// The filter used when RUST_LOG is unset or unreadable.
+    pub default_filter: String,
+    /// Statements slower than this are logged as warnings with their SQL.
+    pub slow_statement: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            format: Format::Human,
+            default_filter: "warn".to_owned(),
+            slow_statement: Duration::from_millis(100),
+        }
+    }
+}
+
+/// Keeps the log writer's thread alive; dropping it flushes the lines still queued.
+/// Hold it for as long as the process logs.
+pub type LogGuard = tracing_appender::non_blocking::WorkerGuard;
+
+/// Installs the subscriber for the whole process. Lines are written to stderr by a
+/// thread of their own (a request only formats its line and queues it: writing it
+/// in place cost a cached page 13–32 % of its throughput, docs/performance.md); when
+/// 128,000 lines are queued, new ones are dropped rather than slowing requests. A
+/// second call (tests set up many apps in one process) leaves the first subscriber
+/// in place and returns `None`.
+///
+/// ```
+/// use napiatke_telemetry::{init, Format, Options};
+/// let _guard = init(Options { format: Format::Json, ..Options::default() });
+/// tracing::warn!(target: "napiatke::example", answer = 42, "written as one JSON line");
+/// ```
+pub fn init(options: Options) -> Option<LogGuard> {
+    let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(&options.default_filter));
+    let accounting =
+        AccountingLayer::slow_statement(options.slow_statement).with_filter(filter_fn(|m| {
+            m.is_span()
+                || m.target() == STATEMENT_TARGET
+                || m.target() == CACHE_TARGET
+                || m.target() == RENDER_TARGET
+        }));
+    let lines = match options.format {
+        Format::Human => tracing_subscriber::fmt::layer()
+            .with_writer(writer)
+            .with_filter(filter)
+            .boxed(),
+        Format::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .with_writer(writer)
+            .with_filter(filter)
+            .boxed(),
+    };
+    tracing_subscriber::registry()
+        .with(accounting)
+        .with(lines)
+        .try_init()
+        .ok()
+        .map(|()| guard)
+}
