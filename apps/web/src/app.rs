@@ -34,6 +34,8 @@ pub struct AppState {
     pub expose_query_count: bool,
     /// Requests slower than this are logged.
     pub slow_request_threshold: Duration,
+    /// Weeks with at least this many lessons are streamed on a miss.
+    pub calendar_stream_from: usize,
     /// Request durations, in flight, statements per request (GET /metrics).
     pub metrics: Arc<napiatke_telemetry::metrics::HttpMetrics>,
     /// Uploaded images and their variants (MEDIA_ROOT), served under /media/.
@@ -94,6 +96,7 @@ pub fn build_state(
         expose_query_count: settings.expose_query_count,
         slow_request_threshold: settings.slow_request_threshold,
         metrics: Arc::new(napiatke_telemetry::metrics::HttpMetrics::default()),
+        calendar_stream_from: settings.calendar_stream_from,
     }))
 }
 
@@ -247,9 +250,9 @@ pub fn init_tracing() {
 /// from SLOW_STATEMENT_THRESHOLD. Keep the guard while the process logs.
 #[must_use]
 pub fn init_logging(settings: &Settings) -> Option<napiatke_telemetry::LogGuard> {
+    napiatke_services::set_slow_statement_threshold(settings.slow_statement_threshold);
     napiatke_telemetry::init(napiatke_telemetry::Options {
         format: settings.log_format,
         default_filter: format!("warn,{}=info", crate::middleware::REQUEST_LOG_TARGET),
-        slow_statement: settings.slow_statement_threshold,
     })
 }

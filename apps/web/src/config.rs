@@ -81,6 +81,9 @@ pub struct Settings {
     /// METRICS_BIND: where GET /metrics is also served without a login (for a
     /// Prometheus scraper on a private network); unset, /metrics is for admins only.
     pub metrics_bind: Option<SocketAddr>,
+    /// CALENDAR_STREAM_FROM: a calendar week with at least this many lessons is
+    /// rendered and sent a day at a time on an HTML cache miss.
+    pub calendar_stream_from: usize,
     /// CACHE_TTL_STATIC, CACHE_TTL_USER, CACHE_TTL_DASHBOARD, CACHE_TTL_CALENDAR (s).
     pub cache_ttls: CacheTtls,
     /// CACHE_PREFIX: before every Redis key and channel, so deployments sharing one
@@ -255,6 +258,7 @@ impl Settings {
         let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get) as u64;
         let image_workers = count("IMAGE_WORKERS", cores, 256)?;
         let image_queue = count("IMAGE_QUEUE", image_workers * 2, 100_000)?;
+        let calendar_stream_from = count("CALENDAR_STREAM_FROM", 2000, 1_000_000_000)?;
         let image_max_bytes = count("IMAGE_MAX_BYTES", 20_000_000, 1 << 30)?;
         let image_max_pixels = count("IMAGE_MAX_PIXELS", 50_000_000, 1 << 30)?;
         let redis_keepalive = Duration::from_millis(count("REDIS_KEEPALIVE", 5_000, 600_000)?);
@@ -281,6 +285,7 @@ impl Settings {
             otlp_endpoint: get("OTEL_EXPORTER_OTLP_ENDPOINT"),
             slow_request_threshold,
             slow_statement_threshold,
+            calendar_stream_from: usize::try_from(calendar_stream_from).unwrap_or(usize::MAX),
             log_format,
             metrics_bind,
             cache_ttls: CacheTtls {
@@ -355,6 +360,7 @@ impl Settings {
             format!("REDIS_KEEPALIVE={}", self.redis_keepalive.as_millis()),
             format!("IMAGE_WORKERS={}", self.image_workers),
             format!("IMAGE_QUEUE={}", self.image_queue),
+            format!("CALENDAR_STREAM_FROM={}", self.calendar_stream_from),
             format!("IMAGE_MAX_BYTES={}", self.image_max_bytes),
             format!("IMAGE_MAX_PIXELS={}", self.image_max_pixels),
         ]
@@ -415,6 +421,7 @@ mod tests {
             ("REDIS_KEEPALIVE", "5s"),
             ("IMAGE_WORKERS", "0"),
             ("IMAGE_QUEUE", "many"),
+            ("CALENDAR_STREAM_FROM", "0"),
             ("IMAGE_MAX_BYTES", "20MB"),
             ("IMAGE_MAX_PIXELS", "-1"),
         ] {
@@ -434,6 +441,6 @@ mod tests {
         let lines = s.describe();
         assert!(lines.contains(&"SENTRY_DSN=(set, hidden)".to_owned()));
         assert!(lines.iter().all(|l| !l.contains("key@")));
-        assert_eq!(lines.len(), 26);
+        assert_eq!(lines.len(), 27);
     }
 }

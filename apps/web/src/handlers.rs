@@ -8,6 +8,7 @@ use napiatke_domain::{AttendanceStatus, LessonId, LessonStatus};
 use napiatke_htmx::{Effort, FragmentKey, HtmlCache, Hx, StoredHtml};
 use napiatke_services::{LessonPage, LessonQuery};
 use serde::Serialize;
+use std::sync::Arc;
 
 use crate::params::{
     AttendanceForm, CalendarParams, LessonsParams, LoginForm, LoginPage, Params, StudentsParams,
@@ -122,11 +123,29 @@ async fn cached_page(
     req: &HttpRequest,
     hx: Hx,
     auth: &Auth,
-    (template, block): (&str, Option<&str>),
-    (scope, version): (&str, &str),
+    page: (&str, Option<&str>),
+    version: (&str, &str),
     params: &[(&str, Option<String>)],
     ctx: impl FnOnce() -> tera::Context,
 ) -> Result<HttpResponse, AppError> {
+    let (cache, key, name) = page_key(state, req, hx, auth, page, version, params);
+    from_cache(state, req, cache, &key, || {
+        state.templates.render(&name, &ctx())
+    })
+    .await
+}
+
+/// Which HTML cache a page goes in, its key there, and the template (or block) that
+/// renders it (see [`cached_page`]).
+fn page_key<'a>(
+    state: &'a AppState,
+    req: &HttpRequest,
+    hx: Hx,
+    auth: &Auth,
+    (template, block): (&str, Option<&str>),
+    (scope, version): (&str, &str),
+    params: &[(&str, Option<String>)],
+) -> (&'a HtmlCache, FragmentKey, String) {
     let route = req.match_pattern().unwrap_or_else(|| req.path().to_owned());
     let (cache, key, name) = match block {
         Some(block) if hx.wants_fragment() => {
@@ -153,10 +172,7 @@ async fn cached_page(
     let key = params
         .iter()
         .fold(key, |k, (name, value)| k.param(name, value.as_deref()));
-    from_cache(state, req, cache, &key, || {
-        state.templates.render(&name, &ctx())
-    })
-    .await
+    (cache, key, name)
 }
 
 /// The HTML under `key` in `cache`, or `render`'s, answered as a personal page with
@@ -464,6 +480,9 @@ pub async fn attendance(
     )
 }
 
+/// Where the days go when a week is streamed (calendar_week.html).
+const DAYS_MARKER: &str = "<!--napiatke:days-->";
+
 pub async fn calendar(
     state: State,
     req: HttpRequest,
@@ -477,21 +496,55 @@ pub async fn calendar(
         .await?;
     // The week's data version is new on every load of each viewer scope's week, so it
     // alone tells whose week the rendered HTML is.
-    cached_page(
-        &state,
-        &req,
-        hx,
-        &auth,
-        ("calendar.html", Some("week")),
-        ("week", &week.version),
-        &[("start", Some(week.start.to_string()))],
-        || {
-            let mut ctx = base_context(&auth, "calendar");
-            ctx.insert("week", week.as_ref());
-            ctx
+    let page = ("calendar.html", Some("week"));
+    let version = ("week", week.version.as_str());
+    let params = [("start", Some(week.start.to_string()))];
+    let ctx = || {
+        let mut ctx = base_context(&auth, "calendar");
+        ctx.insert("week", week.as_ref());
+        ctx
+    };
+    // CALENDAR_STREAM_FROM (2,000): the large demo set's weeks hold about 8,000
+    // lessons, the standard set's about 800.
+    if week.total < state.calendar_stream_from {
+        return cached_page(&state, &req, hx, &auth, page, version, &params, ctx).await;
+    }
+    // Thousands of lessons: from the cache like any page, else rendered and sent a
+    // day at a time (first byte before the last day is rendered), then stored.
+    let (cache, key, name) = page_key(&state, &req, hx, &auth, page, version, &params);
+    if let Some(html) = cache.get(&state.templates, &key).await {
+        let mut res = html.respond(req.headers(), StatusCode::OK, PERSONAL);
+        napiatke_htmx::CacheStatus::Hit.mark(&mut res);
+        return Ok(res);
+    }
+    let mut ctx = ctx();
+    ctx.insert("stream_days", &true);
+    let templates = Arc::clone(&state.templates);
+    let week = Arc::clone(&week);
+    Ok(cache.render_streamed(
+        &state.templates,
+        &key,
+        req.headers(),
+        PERSONAL,
+        move |parts| {
+            let page = templates.render(&name, &ctx)?;
+            let (head, tail) = page.split_once(DAYS_MARKER).ok_or_else(|| {
+                napiatke_htmx::HtmxError::Template(format!("{name} has no {DAYS_MARKER}"))
+            })?;
+            if !parts.send(head) {
+                return Ok(());
+            }
+            for d in &week.days {
+                let mut day = tera::Context::new();
+                day.insert("d", d);
+                if !parts.send(&templates.render("calendar_day.html", &day)?) {
+                    return Ok(());
+                }
+            }
+            parts.send(tail);
+            Ok(())
         },
-    )
-    .await
+    ))
 }
 
 pub async fn students(

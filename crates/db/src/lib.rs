@@ -38,5 +38,7 @@ pub mod testing;
 
 pub use conn::{DatabaseUrl, DbConn, Engine, MultiBackend};
 pub use error::{DbError, DbResult};
-pub use instrument::{StatementTracer, STATEMENT_TARGET};
+pub use instrument::{
+    set_slow_statement_threshold, StatementTracer, SLOW_STATEMENT_TARGET, STATEMENT_TARGET,
+};
 pub use pool::{Db, Manager, PoolOptions, PoolState, PooledConn};

@@ -33,6 +33,7 @@
 //! renders nothing) and show its placeholder until variants exist; see
 //! [`images`] for the markup and its guarantees.
 
+mod chunked;
 mod hx;
 pub mod images;
 mod response;
@@ -40,6 +41,7 @@ mod stored;
 mod templates;
 mod text;
 
+pub use chunked::Parts;
 pub use hx::{html, varying_html, Hx};
 pub use response::HxHeaders;
 pub use stored::{CacheStatus, Effort, FragmentKey, HtmlCache, StoredHtml, MIN_COMPRESS_BYTES};

@@ -331,6 +331,27 @@ impl HtmlCache {
         }
     }
 
+    /// The HTML stored under `key`, if any (a page too long to render before
+    /// answering is looked up this way, then streamed on a miss:
+    /// [`HtmlCache::render_streamed`]).
+    pub async fn get(
+        &self,
+        templates: &crate::Templates,
+        key: &FragmentKey,
+    ) -> Option<Arc<StoredHtml>> {
+        self.cache
+            .get(&self.ns, &self.full_key(templates, key))
+            .await
+    }
+
+    pub(crate) fn full_key(&self, templates: &crate::Templates, key: &FragmentKey) -> String {
+        format!("{:016x}|{}", templates.fingerprint(), key.as_str())
+    }
+
+    pub(crate) async fn put_full(&self, full: &str, html: StoredHtml) {
+        self.cache.set(&self.ns, full, html).await;
+    }
+
     /// The HTML under `key`, or `render`'s, compressed and stored; whether it was
     /// found. Concurrent misses of one key in a process render once.
     pub async fn get_or_render(
@@ -339,7 +360,7 @@ impl HtmlCache {
         key: &FragmentKey,
         render: impl FnOnce() -> Result<String, HtmxError>,
     ) -> Result<(Arc<StoredHtml>, CacheStatus), HtmxError> {
-        let full = format!("{:016x}|{}", templates.fingerprint(), key.as_str());
+        let full = self.full_key(templates, key);
         let mut rendered = false;
         let html = self
             .cache

@@ -36,6 +36,8 @@ use napiatke_cache::Cache;
 use napiatke_db::{Db, DbError};
 
 pub use cached::{CacheReport, CacheTtls, NamespaceLine};
+/// Statements slower than this are logged as warnings (SLOW_STATEMENT_THRESHOLD).
+pub use napiatke_db::set_slow_statement_threshold;
 
 pub use auth::{random_token, DbSessionStore, NewSession, Session, SessionStore, SESSION_TTL};
 pub use export::{EXPORT_CHUNK, EXPORT_HEADER};

@@ -34,7 +34,6 @@ pub use subscriber::{init, Format, LogGuard, Options};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
 
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
@@ -55,9 +54,6 @@ pub const CACHE_TARGET: &str = "napiatke_cache::op";
 /// `duration_us`); kept equal to what napiatke-htmx emits, checked by a test in
 /// apps/web.
 pub const RENDER_TARGET: &str = "napiatke_htmx::render";
-
-/// The target of the warnings this crate emits (slow statements).
-pub const LOG_TARGET: &str = "napiatke::telemetry";
 
 /// A statement shape run this many times in one request is an N+1 (a query per row).
 pub const N_PLUS_ONE: u32 = 3;
@@ -188,31 +184,13 @@ pub fn attach(span: &tracing::Span, cost: RequestCost) {
     });
 }
 
-/// The layer that adds statement, cache and render events up per request, and warns
-/// of each statement slower than a threshold (with its SQL, never its bind values).
-/// Install it on the registry with whatever other layers log or export.
-#[derive(Debug)]
+/// The layer that adds statement, cache and render events up per request. Install
+/// it on the registry with whatever other layers log or export. It emits nothing
+/// itself: an event emitted from inside a layer's callback upsets the per-layer
+/// filters of the others (they then let the outer event through).
+#[derive(Debug, Default)]
 pub struct AccountingLayer {
-    slow_statement: Duration,
-}
-
-impl Default for AccountingLayer {
-    /// Slow statements from 100 ms, as the reference design logs them.
-    fn default() -> Self {
-        AccountingLayer {
-            slow_statement: Duration::from_millis(100),
-        }
-    }
-}
-
-impl AccountingLayer {
-    /// Warns of statements slower than `threshold` (SLOW_STATEMENT_THRESHOLD).
-    #[must_use]
-    pub fn slow_statement(threshold: Duration) -> AccountingLayer {
-        AccountingLayer {
-            slow_statement: threshold,
-        }
-    }
+    _private: (),
 }
 
 impl<S> Layer<S> for AccountingLayer
@@ -222,17 +200,9 @@ where
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
         let target = event.metadata().target();
         if target == STATEMENT_TARGET {
-            let mut statement = Statement::default();
-            event.record(&mut statement);
-            if Duration::from_micros(statement.micros) > self.slow_statement {
-                tracing::warn!(
-                    target: LOG_TARGET,
-                    duration_ms = statement.micros / 1000,
-                    sql = %statement.sql,
-                    "slow statement"
-                );
-            }
             if let Some(cost) = request_cost(event, &ctx) {
+                let mut statement = Statement::default();
+                event.record(&mut statement);
                 cost.add_statement(&statement);
             }
         } else if target == CACHE_TARGET {

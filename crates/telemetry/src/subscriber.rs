@@ -2,8 +2,6 @@
 //! (sees statement, cache and render events whatever the log filter says) and the log
 //! lines, filtered by RUST_LOG, human-readable or JSON.
 
-use std::time::Duration;
-
 use tracing_subscriber::filter::{filter_fn, EnvFilter};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -28,8 +26,6 @@ pub struct Options {
     pub format: Format,
     /// The filter used when RUST_LOG is unset or unreadable.
     pub default_filter: String,
-    /// Statements slower than this are logged as warnings with their SQL.
-    pub slow_statement: Duration,
 }
 
 impl Default for Options {
@@ -37,7 +33,6 @@ impl Default for Options {
         Options {
             format: Format::Human,
             default_filter: "warn".to_owned(),
-            slow_statement: Duration::from_millis(100),
         }
     }
 }
@@ -62,13 +57,12 @@ pub fn init(options: Options) -> Option<LogGuard> {
     let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new(&options.default_filter));
-    let accounting =
-        AccountingLayer::slow_statement(options.slow_statement).with_filter(filter_fn(|m| {
-            m.is_span()
-                || m.target() == STATEMENT_TARGET
-                || m.target() == CACHE_TARGET
-                || m.target() == RENDER_TARGET
-        }));
+    let accounting = AccountingLayer::default().with_filter(filter_fn(|m| {
+        m.is_span()
+            || m.target() == STATEMENT_TARGET
+            || m.target() == CACHE_TARGET
+            || m.target() == RENDER_TARGET
+    }));
     let lines = match options.format {
         Format::Human => tracing_subscriber::fmt::layer()
             .with_writer(writer)

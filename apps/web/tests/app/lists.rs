@@ -20,6 +20,7 @@ napiatke_db::both_engines! {
     every_html_page_is_negotiated => pages_negotiated;
     htmx_errors_show_in_the_message_area => htmx_errors;
     the_lesson_list_downloads_as_csv => csv_export;
+    a_long_week_streams_day_by_day_then_comes_from_the_cache => calendar_streamed;
 }
 
 /// A response with its body decoded as its Content-Encoding says.
@@ -540,4 +541,67 @@ async fn csv_export(engine: Engine) {
         "{}",
         list.text
     );
+}
+
+async fn calendar_streamed(engine: Engine) {
+    let t = fixture(engine);
+    let whole = test::init_service(napiatke_web::app::app(
+        state_tweaked(&t, false, &cache_prefix(), None, |_| {}).await,
+    ))
+    .await;
+    let (_, b) = login(&whole, "admin@napiatke.local", FIXTURE_PASSWORD).await;
+    for (hx, coding) in [
+        (false, "br"),
+        (false, "gzip"),
+        (true, "br"),
+        (false, "identity"),
+    ] {
+        // Every week streams on a miss here (a cache of its own each time); the
+        // reference renders it whole.
+        let prefix = format!("{}-{coding}-{hx}", cache_prefix());
+        let streamed = test::init_service(napiatke_web::app::app(
+            state_tweaked(&t, false, &prefix, None, |s| s.calendar_stream_from = 1).await,
+        ))
+        .await;
+        let (_, a) = login(&streamed, "admin@napiatke.local", FIXTURE_PASSWORD).await;
+        let get = |who: &Browser| {
+            let mut r = who
+                .get("/calendar/?start=2026-11-23")
+                .insert_header(("accept-encoding", coding));
+            if hx {
+                r = r
+                    .insert_header(("hx-request", "true"))
+                    .insert_header(("hx-target", "week"));
+            }
+            r
+        };
+        let first = fetch(&streamed, get(&a)).await;
+        assert_eq!(first.status, StatusCode::OK);
+        assert_eq!(first.header("x-cache"), Some("MISS"));
+        assert_eq!(first.header("etag"), None, "not known before the last day");
+        assert_eq!(
+            first.header("content-encoding"),
+            (coding != "identity").then_some(coding)
+        );
+        let reference = fetch(&whole, get(&b)).await;
+        assert_eq!(
+            first.text, reference.text,
+            "hx={hx} {coding}: the same page either way"
+        );
+        assert!(first.text.contains("Physics"), "{}", first.text);
+        assert_eq!(first.text.contains("<html"), !hx);
+        // Stored once the last day went out: the next request is a hit with a
+        // validator, as for any cached page.
+        let mut second = fetch(&streamed, get(&a)).await;
+        for _ in 0..50 {
+            if second.header("x-cache") == Some("HIT") {
+                break;
+            }
+            actix_web::rt::time::sleep(std::time::Duration::from_millis(20)).await;
+            second = fetch(&streamed, get(&a)).await;
+        }
+        assert_eq!(second.header("x-cache"), Some("HIT"));
+        assert!(second.header("etag").is_some());
+        assert_eq!(second.text, reference.text);
+    }
 }
