@@ -247,12 +247,26 @@ pub fn init_tracing() {
 
 /// The process's logging for these settings: LOG_FORMAT lines on stderr, filtered by
 /// RUST_LOG (default: warnings, and one line per request at INFO), slow statements
-/// from SLOW_STATEMENT_THRESHOLD. Keep the guard while the process logs.
-#[must_use]
-pub fn init_logging(settings: &Settings) -> Option<napiatke_telemetry::LogGuard> {
+/// from SLOW_STATEMENT_THRESHOLD, spans to OTEL_EXPORTER_OTLP_ENDPOINT when set.
+/// Keep the guard while the process runs (dropping it flushes lines and spans).
+pub fn init_logging(
+    settings: &Settings,
+) -> Result<Option<napiatke_telemetry::LogGuard>, napiatke_telemetry::otel::OtelError> {
     napiatke_services::set_slow_statement_threshold(settings.slow_statement_threshold);
     napiatke_telemetry::init(napiatke_telemetry::Options {
         format: settings.log_format,
         default_filter: format!("warn,{}=info", crate::middleware::REQUEST_LOG_TARGET),
+        otlp: settings.otlp_endpoint.as_ref().map(|endpoint| {
+            napiatke_telemetry::otel::OtlpOptions {
+                endpoint: endpoint.clone(),
+                service_name: "napiatke".to_owned(),
+                service_version: env!("CARGO_PKG_VERSION").to_owned(),
+                environment: match settings.environment {
+                    crate::config::Environment::Development => "development",
+                    crate::config::Environment::Production => "production",
+                }
+                .to_owned(),
+            }
+        }),
     })
 }

@@ -106,6 +106,9 @@ pub enum CliError {
     /// An image could not be read or processed.
     #[error("{0}")]
     Image(String),
+    /// Trace export could not be set up.
+    #[error("{0}")]
+    Telemetry(#[from] napiatke_telemetry::otel::OtelError),
 }
 
 fn parse_now(s: &str) -> Result<NaiveDateTime, String> {
@@ -133,7 +136,7 @@ impl From<ServiceError> for CliError {
 /// Runs the chosen subcommand.
 pub fn run(args: Args) -> Result<(), CliError> {
     let settings = Settings::from_env()?;
-    let _log = crate::app::init_logging(&settings);
+    let _log = crate::app::init_logging(&settings)?;
     match args.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(&settings),
         Command::Demo => demo(&settings).map(|_| ()),

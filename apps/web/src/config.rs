@@ -282,7 +282,16 @@ impl Settings {
             media_root: get("MEDIA_ROOT")
                 .map_or_else(|| PathBuf::from("data/media"), PathBuf::from),
             sentry_dsn: get("SENTRY_DSN").map(Secret),
-            otlp_endpoint: get("OTEL_EXPORTER_OTLP_ENDPOINT"),
+            otlp_endpoint: match get("OTEL_EXPORTER_OTLP_ENDPOINT") {
+                Some(v) if !v.trim().starts_with("http://") => {
+                    return Err(bad(
+                        "OTEL_EXPORTER_OTLP_ENDPOINT",
+                        &v,
+                        "expected http://HOST:PORT (a collector or agent beside napiatke; https is not supported)",
+                    ))
+                }
+                v => v.map(|v| v.trim().to_owned()),
+            },
             slow_request_threshold,
             slow_statement_threshold,
             calendar_stream_from: usize::try_from(calendar_stream_from).unwrap_or(usize::MAX),
@@ -422,6 +431,10 @@ mod tests {
             ("IMAGE_WORKERS", "0"),
             ("IMAGE_QUEUE", "many"),
             ("CALENDAR_STREAM_FROM", "0"),
+            (
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                "https://collector.example:4318",
+            ),
             ("IMAGE_MAX_BYTES", "20MB"),
             ("IMAGE_MAX_PIXELS", "-1"),
         ] {

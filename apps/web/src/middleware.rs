@@ -87,11 +87,37 @@ impl Accounting {
             .map_or((false, std::time::Duration::MAX), |s| {
                 (s.expose_query_count, s.slow_request_threshold)
             });
+        // Named and attributed by OpenTelemetry's HTTP conventions for trace
+        // exporters: "METHOD /route/{param}". An exported span's name is fixed once
+        // it starts (before routing), so the route is looked up here, only when
+        // spans are exported (it costs a second walk of the routes).
+        let name = if napiatke_telemetry::otel::enabled() {
+            let route = req
+                .request()
+                .resource_map()
+                .match_pattern(req.path())
+                .unwrap_or_else(|| "(unmatched)".to_owned());
+            format!("{} {route}", req.method())
+        } else {
+            req.method().to_string()
+        };
         let span = tracing::info_span!(
             "request",
             method = %req.method(),
             path = %req.path(),
             status = tracing::field::Empty,
+            otel.name = %name,
+            otel.kind = "server",
+            otel.status_code = tracing::field::Empty,
+            http.request.method = %req.method(),
+            http.route = tracing::field::Empty,
+            http.response.status_code = tracing::field::Empty,
+        );
+        let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+        napiatke_telemetry::otel::continue_trace(
+            &span,
+            header("traceparent"),
+            header("tracestate"),
         );
         let cost = RequestCost::default();
         attach(&span, cost.clone());
@@ -122,6 +148,11 @@ impl Accounting {
             .request()
             .match_pattern()
             .unwrap_or_else(|| "(unmatched)".to_owned());
+        span.record("http.route", route.as_str());
+        span.record("http.response.status_code", i64::from(status));
+        if status >= 500 {
+            span.record("otel.status_code", "ERROR");
+        }
         let viewer = res.request().extensions().get::<Viewer>().copied();
         let c = cost.cache();
         let (renders, render_micros) = cost.render();

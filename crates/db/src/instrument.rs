@@ -44,18 +44,68 @@ pub fn set_slow_statement_threshold(threshold: Duration) {
 #[derive(Debug, Default)]
 pub struct StatementTracer {
     started: Option<Instant>,
+    /// The statement's span (for trace exporters), from start to finish.
+    span: Option<tracing::Span>,
+    /// `db.system.name` as OpenTelemetry names it.
+    system: &'static str,
+    /// The running statement's SQL, binds cut off.
+    sql: String,
+}
+
+impl StatementTracer {
+    /// A tracer for connections to `engine` (names the database system in spans).
+    #[must_use]
+    pub fn for_engine(engine: crate::Engine) -> StatementTracer {
+        StatementTracer {
+            system: match engine {
+                crate::Engine::Sqlite => "sqlite",
+                crate::Engine::Postgres => "postgresql",
+            },
+            ..StatementTracer::default()
+        }
+    }
+}
+
+/// The statement's first word (SELECT, INSERT...): `db.operation.name`.
+fn operation(sql: &str) -> &str {
+    sql.split_whitespace().next().unwrap_or_default()
 }
 
 impl Instrumentation for StatementTracer {
     fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
         match event {
-            InstrumentationEvent::StartQuery { .. } => self.started = Some(Instant::now()),
+            InstrumentationEvent::StartQuery { query, .. } => {
+                let text = query.to_string();
+                self.sql = without_binds(&text).to_owned();
+                let sql = self.sql.as_str();
+                // A child of whatever span runs the statement (a request's, through
+                // the blocking pool); exporters see it with the statement's own
+                // start and end. Named and attributed as OpenTelemetry's database
+                // conventions ask, with the SQL's placeholders and no bind values.
+                self.span = Some(tracing::debug_span!(
+                    target: STATEMENT_TARGET,
+                    "statement",
+                    otel.name = %format!("{} {}", operation(sql), self.system),
+                    otel.kind = "client",
+                    db.system.name = self.system,
+                    db.operation.name = operation(sql),
+                    db.query.text = sql,
+                    otel.status_code = tracing::field::Empty,
+                ));
+                self.started = Some(Instant::now());
+            }
             InstrumentationEvent::FinishQuery { query, error, .. } => {
                 let micros = self.started.take().map_or(0, |t| {
                     u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX)
                 });
-                let text = query.to_string();
-                let sql = without_binds(&text);
+                // The text from the start: the same statement, formatted once.
+                let text = std::mem::take(&mut self.sql);
+                let sql = if text.is_empty() {
+                    without_binds(&query.to_string()).to_owned()
+                } else {
+                    text
+                };
+                let sql = sql.as_str();
                 tracing::debug!(
                     target: STATEMENT_TARGET,
                     sql = %sql,
@@ -71,6 +121,12 @@ impl Instrumentation for StatementTracer {
                         "slow statement"
                     );
                 }
+                if error.is_some() {
+                    if let Some(span) = &self.span {
+                        span.record("otel.status_code", "ERROR");
+                    }
+                }
+                self.span = None;
             }
             _ => {}
         }

@@ -46,7 +46,7 @@ impl r2d2::ManageConnection for Manager {
 
     fn connect(&self) -> Result<DbConn, DbError> {
         let mut conn = self.url.establish()?;
-        conn.set_instrumentation(StatementTracer::default());
+        conn.set_instrumentation(StatementTracer::for_engine(self.url.engine()));
         Ok(conn)
     }
 

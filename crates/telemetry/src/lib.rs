@@ -25,6 +25,7 @@
 //! ```
 
 pub mod metrics;
+pub mod otel;
 mod shape;
 mod subscriber;
 

@@ -26,6 +26,8 @@ pub struct Options {
     pub format: Format,
     /// The filter used when RUST_LOG is unset or unreadable.
     pub default_filter: String,
+    /// Export spans to an OpenTelemetry collector (OTEL_EXPORTER_OTLP_ENDPOINT).
+    pub otlp: Option<crate::otel::OtlpOptions>,
 }
 
 impl Default for Options {
@@ -33,27 +35,63 @@ impl Default for Options {
         Options {
             format: Format::Human,
             default_filter: "warn".to_owned(),
+            otlp: None,
         }
     }
 }
 
-/// Keeps the log writer's thread alive; dropping it flushes the lines still queued.
-/// Hold it for as long as the process logs.
-pub type LogGuard = tracing_appender::non_blocking::WorkerGuard;
+/// Keeps the log writer's thread and the span exporter alive; dropping it flushes
+/// the lines and spans still queued. Hold it for as long as the process runs.
+#[derive(Debug)]
+pub struct LogGuard {
+    _lines: tracing_appender::non_blocking::WorkerGuard,
+    spans: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
+}
+
+impl LogGuard {
+    /// Sends the spans finished so far to the collector now (tests; a process
+    /// that ends drops its guard, which does the same).
+    pub fn flush_spans(&self) {
+        if let Some(p) = &self.spans {
+            let _ = p.force_flush();
+        }
+    }
+}
+
+impl Drop for LogGuard {
+    fn drop(&mut self) {
+        if let Some(p) = self.spans.take() {
+            let _ = p.shutdown();
+        }
+    }
+}
 
 /// Installs the subscriber for the whole process. Lines are written to stderr by a
 /// thread of their own (a request only formats its line and queues it: writing it
 /// in place cost a cached page 13–32 % of its throughput, docs/performance.md); when
 /// 128,000 lines are queued, new ones are dropped rather than slowing requests. A
 /// second call (tests set up many apps in one process) leaves the first subscriber
-/// in place and returns `None`.
+/// in place and returns `Ok(None)`. An OTLP endpoint that cannot be used is an
+/// error (start-up should stop and say so).
 ///
 /// ```
 /// use napiatke_telemetry::{init, Format, Options};
-/// let _guard = init(Options { format: Format::Json, ..Options::default() });
+/// let _guard = init(Options { format: Format::Json, ..Options::default() })?;
 /// tracing::warn!(target: "napiatke::example", answer = 42, "written as one JSON line");
+/// # Ok::<(), napiatke_telemetry::otel::OtelError>(())
 /// ```
-pub fn init(options: Options) -> Option<LogGuard> {
+pub fn init(options: Options) -> Result<Option<LogGuard>, crate::otel::OtelError> {
+    let spans = options
+        .otlp
+        .as_ref()
+        .map(crate::otel::provider)
+        .transpose()?;
+    let otel = spans.as_ref().map(|p| {
+        // Only napiatke's own spans: request, statement, render, image work.
+        crate::otel::layer(p).with_filter(filter_fn(|m| {
+            m.is_span() && m.target().starts_with("napiatke")
+        }))
+    });
     let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new(&options.default_filter));
@@ -77,10 +115,14 @@ pub fn init(options: Options) -> Option<LogGuard> {
             .with_filter(filter)
             .boxed(),
     };
-    tracing_subscriber::registry()
+    let installed = tracing_subscriber::registry()
         .with(accounting)
+        .with(otel)
         .with(lines)
         .try_init()
-        .ok()
-        .map(|()| guard)
+        .is_ok();
+    Ok(installed.then_some(LogGuard {
+        _lines: guard,
+        spans,
+    }))
 }
