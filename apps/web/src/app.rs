@@ -236,6 +236,33 @@ pub async fn serve(settings: &Settings, state: web::Data<AppState>) -> std::io::
     }
 }
 
+/// Error reporting to SENTRY_DSN when set (see napiatke_telemetry::report). Keep
+/// the guard while the process runs.
+pub fn init_reporting(
+    settings: &Settings,
+) -> Result<Option<napiatke_telemetry::report::ClientGuard>, napiatke_telemetry::report::ReportError>
+{
+    settings
+        .sentry_dsn
+        .as_ref()
+        .map(|dsn| {
+            napiatke_telemetry::report::init(&napiatke_telemetry::report::SentryOptions {
+                dsn: dsn.expose().to_owned(),
+                environment: environment_name(settings).to_owned(),
+                release: concat!("napiatke@", env!("CARGO_PKG_VERSION")).to_owned(),
+                traces_sample_rate: settings.sentry_traces_sample_rate,
+            })
+        })
+        .transpose()
+}
+
+fn environment_name(settings: &Settings) -> &'static str {
+    match settings.environment {
+        crate::config::Environment::Development => "development",
+        crate::config::Environment::Production => "production",
+    }
+}
+
 /// Logging for tests and tools: readable lines on stderr filtered by RUST_LOG
 /// (default `warn`), plus the per-request accounting (see [`init_logging`]).
 pub fn init_tracing() {
@@ -261,11 +288,7 @@ pub fn init_logging(
                 endpoint: endpoint.clone(),
                 service_name: "napiatke".to_owned(),
                 service_version: env!("CARGO_PKG_VERSION").to_owned(),
-                environment: match settings.environment {
-                    crate::config::Environment::Development => "development",
-                    crate::config::Environment::Production => "production",
-                }
-                .to_owned(),
+                environment: environment_name(settings).to_owned(),
             }
         }),
     })

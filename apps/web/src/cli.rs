@@ -109,6 +109,9 @@ pub enum CliError {
     /// Trace export could not be set up.
     #[error("{0}")]
     Telemetry(#[from] napiatke_telemetry::otel::OtelError),
+    /// Error reporting could not be set up.
+    #[error("{0}")]
+    Report(#[from] napiatke_telemetry::report::ReportError),
 }
 
 fn parse_now(s: &str) -> Result<NaiveDateTime, String> {
@@ -137,6 +140,7 @@ impl From<ServiceError> for CliError {
 pub fn run(args: Args) -> Result<(), CliError> {
     let settings = Settings::from_env()?;
     let _log = crate::app::init_logging(&settings)?;
+    let _sentry = crate::app::init_reporting(&settings)?;
     match args.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(&settings),
         Command::Demo => demo(&settings).map(|_| ()),

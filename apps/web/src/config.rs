@@ -84,6 +84,9 @@ pub struct Settings {
     /// CALENDAR_STREAM_FROM: a calendar week with at least this many lessons is
     /// rendered and sent a day at a time on an HTML cache miss.
     pub calendar_stream_from: usize,
+    /// SENTRY_TRACES_SAMPLE_RATE: the share of page requests sent to Sentry as
+    /// transactions (0 to 1; health checks never, errors always).
+    pub sentry_traces_sample_rate: f32,
     /// CACHE_TTL_STATIC, CACHE_TTL_USER, CACHE_TTL_DASHBOARD, CACHE_TTL_CALENDAR (s).
     pub cache_ttls: CacheTtls,
     /// CACHE_PREFIX: before every Redis key and channel, so deployments sharing one
@@ -259,6 +262,21 @@ impl Settings {
         let image_workers = count("IMAGE_WORKERS", cores, 256)?;
         let image_queue = count("IMAGE_QUEUE", image_workers * 2, 100_000)?;
         let calendar_stream_from = count("CALENDAR_STREAM_FROM", 2000, 1_000_000_000)?;
+        let sentry_traces_sample_rate = match get("SENTRY_TRACES_SAMPLE_RATE") {
+            None => 0.1,
+            Some(v) => v
+                .trim()
+                .parse::<f32>()
+                .ok()
+                .filter(|r| (0.0..=1.0).contains(r))
+                .ok_or_else(|| {
+                    bad(
+                        "SENTRY_TRACES_SAMPLE_RATE",
+                        &v,
+                        "expected a number from 0 to 1",
+                    )
+                })?,
+        };
         let image_max_bytes = count("IMAGE_MAX_BYTES", 20_000_000, 1 << 30)?;
         let image_max_pixels = count("IMAGE_MAX_PIXELS", 50_000_000, 1 << 30)?;
         let redis_keepalive = Duration::from_millis(count("REDIS_KEEPALIVE", 5_000, 600_000)?);
@@ -295,6 +313,7 @@ impl Settings {
             slow_request_threshold,
             slow_statement_threshold,
             calendar_stream_from: usize::try_from(calendar_stream_from).unwrap_or(usize::MAX),
+            sentry_traces_sample_rate,
             log_format,
             metrics_bind,
             cache_ttls: CacheTtls {
@@ -370,6 +389,10 @@ impl Settings {
             format!("IMAGE_WORKERS={}", self.image_workers),
             format!("IMAGE_QUEUE={}", self.image_queue),
             format!("CALENDAR_STREAM_FROM={}", self.calendar_stream_from),
+            format!(
+                "SENTRY_TRACES_SAMPLE_RATE={}",
+                self.sentry_traces_sample_rate
+            ),
             format!("IMAGE_MAX_BYTES={}", self.image_max_bytes),
             format!("IMAGE_MAX_PIXELS={}", self.image_max_pixels),
         ]
@@ -431,6 +454,7 @@ mod tests {
             ("IMAGE_WORKERS", "0"),
             ("IMAGE_QUEUE", "many"),
             ("CALENDAR_STREAM_FROM", "0"),
+            ("SENTRY_TRACES_SAMPLE_RATE", "1.5"),
             (
                 "OTEL_EXPORTER_OTLP_ENDPOINT",
                 "https://collector.example:4318",
@@ -454,6 +478,6 @@ mod tests {
         let lines = s.describe();
         assert!(lines.contains(&"SENTRY_DSN=(set, hidden)".to_owned()));
         assert!(lines.iter().all(|l| !l.contains("key@")));
-        assert_eq!(lines.len(), 27);
+        assert_eq!(lines.len(), 28);
     }
 }

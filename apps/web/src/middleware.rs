@@ -66,10 +66,45 @@ pub async fn front(
     Ok(res)
 }
 
+/// The request's id: the client's `X-Request-Id` when it is a sane token (1 to 64
+/// of `A-Za-z0-9._-`, as a proxy in front sets it), else a new one, unique across
+/// processes (a random per-process prefix and a counter).
+fn request_id(headers: &actix_web::http::header::HeaderMap) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+    use std::sync::OnceLock;
+    static PREFIX: OnceLock<u64> = OnceLock::new();
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let given = headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            (1..=64).contains(&v.len())
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        });
+    if let Some(id) = given {
+        return id.to_owned();
+    }
+    let prefix = PREFIX.get_or_init(|| {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u32(std::process::id());
+        h.finish()
+    });
+    format!(
+        "{:08x}{:08x}",
+        prefix & 0xffff_ffff,
+        NEXT.fetch_add(1, Relaxed) & 0xffff_ffff
+    )
+}
+
 /// A request's span, the cost its statements and cache lookups add up in it, and
 /// when it started.
 struct Accounting {
     span: tracing::Span,
+    request_id: String,
+    /// The request as Sentry sees it (when SENTRY_DSN is set).
+    watch: Option<napiatke_telemetry::report::Watch>,
     cost: RequestCost,
     started: Instant,
     expose: bool,
@@ -87,25 +122,40 @@ impl Accounting {
             .map_or((false, std::time::Duration::MAX), |s| {
                 (s.expose_query_count, s.slow_request_threshold)
             });
+        let request_id = request_id(req.headers());
         // Named and attributed by OpenTelemetry's HTTP conventions for trace
-        // exporters: "METHOD /route/{param}". An exported span's name is fixed once
-        // it starts (before routing), so the route is looked up here, only when
-        // spans are exported (it costs a second walk of the routes).
-        let name = if napiatke_telemetry::otel::enabled() {
-            let route = req
-                .request()
+        // exporters, "METHOD /route/{param}", as Sentry names transactions. An
+        // exported span's name is fixed once it starts (before routing), so the
+        // route is looked up here, only when spans or transactions leave the
+        // process (it costs a second walk of the routes).
+        let (exported, reported) = (
+            napiatke_telemetry::otel::enabled(),
+            napiatke_telemetry::report::enabled(),
+        );
+        let route = (exported || reported).then(|| {
+            req.request()
                 .resource_map()
                 .match_pattern(req.path())
-                .unwrap_or_else(|| "(unmatched)".to_owned());
-            format!("{} {route}", req.method())
-        } else {
-            req.method().to_string()
+                .unwrap_or_else(|| "(unmatched)".to_owned())
+        });
+        let name = match &route {
+            Some(route) => format!("{} {route}", req.method()),
+            None => req.method().to_string(),
+        };
+        let watch = match (&route, reported) {
+            (Some(route), true) => Some(napiatke_telemetry::report::watch(
+                req.method().as_str(),
+                route,
+                &request_id,
+            )),
+            _ => None,
         };
         let span = tracing::info_span!(
             "request",
             method = %req.method(),
             path = %req.path(),
             status = tracing::field::Empty,
+            request_id = %request_id,
             otel.name = %name,
             otel.kind = "server",
             otel.status_code = tracing::field::Empty,
@@ -123,6 +173,8 @@ impl Accounting {
         attach(&span, cost.clone());
         Accounting {
             span,
+            request_id,
+            watch,
             cost,
             started: Instant::now(),
             expose,
@@ -137,8 +189,12 @@ impl Accounting {
     /// requests; `X-Query-Count`, `Server-Timing` and `X-Response-Time` when exposed
     /// (EXPOSE_QUERY_COUNT, on in development) or for an admin (never to others:
     /// timings tell an outsider what is cached).
-    fn finish(self, res: &mut ServiceResponse<BoxBody>) {
+    fn finish(mut self, res: &mut ServiceResponse<BoxBody>) {
         let elapsed = self.started.elapsed();
+        if let Ok(v) = HeaderValue::from_str(&self.request_id) {
+            res.headers_mut()
+                .insert(HeaderName::from_static("x-request-id"), v);
+        }
         let span = &self.span;
         let cost = &self.cost;
         let statements = cost.statements();
@@ -166,6 +222,7 @@ impl Accounting {
             method = %res.request().method(),
             route = %route,
             status,
+            request_id = %self.request_id,
             // From whole microseconds, so the JSON reads 0.014, not 0.01381999....
             duration_ms = elapsed.as_micros() as f64 / 1000.0,
             user_id = viewer.map(|v| v.id),
@@ -189,6 +246,17 @@ impl Accounting {
         let repeated = cost.repeated_statements(napiatke_telemetry::N_PLUS_ONE);
         for (sql, times) in &repeated {
             tracing::warn!(parent: span, route = %route, times, sql = %sql, "N+1: one statement ran once per row");
+        }
+        if let Some(watch) = self.watch.take() {
+            let cause = res.response().error().map(ToString::to_string);
+            watch.finish(
+                status,
+                viewer.map(|v| napiatke_telemetry::report::Viewer {
+                    id: v.id,
+                    role: v.role.as_str(),
+                }),
+                cause.as_deref(),
+            );
         }
         if let Some(state) = &self.state {
             state.metrics.observe(

@@ -236,6 +236,13 @@ impl TestDb {
         }
         Ok(())
     }
+
+    /// Runs `sql` (statements separated by `;`): for tests that break the database
+    /// on purpose.
+    pub fn execute(&self, sql: &str) -> DbResult<()> {
+        self.db.get()?.batch_execute(sql)?;
+        Ok(())
+    }
 }
 
 /// Runs `f` and returns what it returned with the SQL of every statement it executed

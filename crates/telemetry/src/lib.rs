@@ -26,6 +26,7 @@
 
 pub mod metrics;
 pub mod otel;
+pub mod report;
 mod shape;
 mod subscriber;
 

@@ -1,8 +1,10 @@
-//! OpenTelemetry export against a real OTLP/HTTP receiver (a socket in this test that
-//! decodes what it is sent with the protocol's own protobuf types): the request span
-//! continues the caller's W3C trace, is named by its route template, and its
-//! statements are its children with the database conventions' attributes. A test
-//! binary of its own: the exporter belongs to the process's one subscriber.
+//! Monitoring against real receivers (a socket in this test that keeps what it is
+//! sent): OpenTelemetry export, decoded with the protocol's own protobuf types (the
+//! request span continues the caller's W3C trace, is named by its route template,
+//! and its statements are its children with the database conventions' attributes);
+//! and Sentry, sent one event for a 500 with nothing personal in it. A test binary
+//! of its own: the exporter and the Sentry client belong to the whole process
+//! (nextest runs each test in a process of its own).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -29,6 +31,8 @@ use common::*;
 napiatke_db::both_engines! {
     #[actix_web::test] async
     spans_reach_a_collector_with_their_parents => spans_exported;
+    a_server_error_reaches_sentry_without_personal_data => sentry_event;
+    sentry_transactions_are_named_by_route_and_never_health_checks => sentry_transactions;
 }
 
 /// Each request received: its request line and body.
@@ -199,4 +203,149 @@ async fn spans_exported(engine: Engine) {
     );
     // Nothing else in the export names a raw path.
     assert!(spans.iter().all(|s| !s.name.contains("/lessons/1/")));
+}
+
+/// Every JSON payload of `kind` items in the envelopes received.
+fn envelope_items(receiver: &Receiver, kind: &str) -> Vec<serde_json::Value> {
+    receiver
+        .bodies
+        .lock()
+        .unwrap()
+        .iter()
+        .flat_map(|(_, body)| {
+            let lines: Vec<serde_json::Value> = String::from_utf8_lossy(body)
+                .lines()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .collect();
+            lines
+                .windows(2)
+                .filter(|w| w[0]["type"] == kind)
+                .map(|w| w[1].clone())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+async fn sentry_transactions(engine: Engine) {
+    let receiver = Receiver::start();
+    let _client = napiatke_telemetry::report::init(&napiatke_telemetry::report::SentryOptions {
+        dsn: format!("http://public@127.0.0.1:{}/1", receiver.port),
+        environment: "test".to_owned(),
+        release: "napiatke@9.9.9".to_owned(),
+        traces_sample_rate: 1.0,
+    })
+    .unwrap();
+    let t = fixture(engine);
+    let app = test::init_service(napiatke_web::app::app(state(&t, false).await)).await;
+    let (_, admin) = login(&app, "admin@napiatke.local", FIXTURE_PASSWORD).await;
+    for path in ["/healthz", "/lessons/1/", "/healthz", "/lessons/2/"] {
+        assert_eq!(send(&app, admin.get(path)).await.status, StatusCode::OK);
+    }
+    assert!(napiatke_telemetry::report::flush(
+        std::time::Duration::from_secs(5)
+    ));
+    let names: Vec<String> = envelope_items(&receiver, "transaction")
+        .iter()
+        .filter_map(|t| t["transaction"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(
+        names.iter().filter(|n| *n == "GET /lessons/{id}/").count(),
+        2,
+        "{names:?}"
+    );
+    assert!(!names.iter().any(|n| n.contains("healthz")), "{names:?}");
+    assert!(
+        names.iter().all(|n| !n.contains("/lessons/1/")),
+        "{names:?}"
+    );
+    assert!(
+        envelope_items(&receiver, "event").is_empty(),
+        "no error, no event"
+    );
+}
+
+async fn sentry_event(engine: Engine) {
+    let receiver = Receiver::start();
+    let _client = napiatke_telemetry::report::init(&napiatke_telemetry::report::SentryOptions {
+        dsn: format!("http://public@127.0.0.1:{}/1", receiver.port),
+        environment: "test".to_owned(),
+        release: "napiatke@9.9.9".to_owned(),
+        // Transactions off: the one thing sent is the error.
+        traces_sample_rate: 0.0,
+    })
+    .unwrap();
+    let t = fixture(engine);
+    let app = test::init_service(napiatke_web::app::app(state(&t, false).await)).await;
+    let (_, admin) = login(&app, "admin@napiatke.local", FIXTURE_PASSWORD).await;
+    let ok = send(&app, admin.get("/lessons/1/")).await;
+    assert_eq!(ok.status, StatusCode::OK);
+    // The database loses a table the lesson page needs: a 500, as an outage would.
+    t.execute(match engine {
+        Engine::Sqlite => "DROP TABLE lesson_students",
+        Engine::Postgres => "DROP TABLE lesson_students CASCADE",
+    })
+    .unwrap();
+    let broken = send(
+        &app,
+        admin
+            .get("/lessons/2/")
+            .insert_header(("x-request-id", "quote-me-42")),
+    )
+    .await;
+    assert_eq!(broken.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(broken.header("x-request-id"), Some("quote-me-42"));
+    assert!(napiatke_telemetry::report::flush(
+        std::time::Duration::from_secs(5)
+    ));
+
+    let bodies = receiver.bodies.lock().unwrap().clone();
+    assert!(
+        bodies
+            .iter()
+            .all(|(line, _)| line == "POST /api/1/envelope/ HTTP/1.1"),
+        "{:?}",
+        bodies.iter().map(|b| &b.0).collect::<Vec<_>>()
+    );
+    // Envelopes are JSON lines: a header, then item headers each followed by a payload.
+    let events = envelope_items(&receiver, "event");
+    assert_eq!(events.len(), 1, "one 500, one event: {events:#?}");
+    let event = &events[0];
+    // Error is the protocol's default level, so it may go unsaid.
+    assert!(
+        event["level"].is_null() || event["level"] == "error",
+        "{event:#}"
+    );
+    assert!(
+        event["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("500 answering GET /lessons/{id}/: database")),
+        "{event:#}"
+    );
+    assert_eq!(event["environment"], "test");
+    assert_eq!(event["release"], "napiatke@9.9.9");
+    assert_eq!(event["transaction"], "GET /lessons/{id}/");
+    assert_eq!(event["tags"]["route"], "/lessons/{id}/");
+    assert_eq!(event["tags"]["request_id"], "quote-me-42");
+    assert_eq!(event["tags"]["status"], "500");
+    assert_eq!(event["user"]["id"], "1");
+    assert_eq!(event["user"]["role"], "ADMIN");
+    let everything = bodies
+        .iter()
+        .map(|(_, b)| String::from_utf8_lossy(b).into_owned())
+        .collect::<String>();
+    let session = admin.session.clone().unwrap();
+    for secret in [
+        session.as_str(),
+        "napiatke_session",
+        "admin@napiatke.local",
+        "csrf",
+        "Cookie",
+        "Authorization",
+        FIXTURE_PASSWORD,
+    ] {
+        assert!(
+            !everything.contains(secret),
+            "{secret:?} was sent: {everything}"
+        );
+    }
 }
