@@ -136,7 +136,7 @@ impl ResponseError for AppError {
             _ => {}
         }
         let shown = self.public_message();
-        let mut res = napiatke_htmx::html(status, error_page(status, &shown));
+        let mut res = napiatke_htmx::html(status, error_page(status, &shown, None));
         if let AppError::Busy { retry_after, .. } = self {
             res.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
@@ -150,18 +150,25 @@ impl ResponseError for AppError {
     }
 }
 
-/// A self-contained page: error pages must render even when templates cannot.
-fn error_page(status: StatusCode, message: &str) -> String {
+/// A self-contained page: error pages must render even when templates cannot. With
+/// the request's id, so a user can quote it (the front layer adds it).
+pub(crate) fn error_page(status: StatusCode, message: &str, request_id: Option<&str>) -> String {
     let title = format!(
         "{} {}",
         status.as_u16(),
         status.canonical_reason().unwrap_or("Error")
     );
+    let quote = request_id.map_or_else(String::new, |id| {
+        format!(
+            "<p class=\"request-id\" style=\"color:#5b6570\">Request id: <code>{}</code> (quote it if you report this)</p>",
+            escape(id)
+        )
+    });
     format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t} · napiatke</title>\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"></head>\
          <body style=\"font-family:system-ui,sans-serif;max-width:40rem;margin:4rem auto;padding:0 1rem\">\
-         <h1>{t}</h1><p class=\"error-message\">{m}</p><p><a href=\"/dashboard/\">Back to the dashboard</a></p></body></html>",
+         <h1>{t}</h1><p class=\"error-message\">{m}</p>{quote}<p><a href=\"/dashboard/\">Back to the dashboard</a></p></body></html>",
         t = escape(&title),
         m = escape(message)
     )
@@ -179,8 +186,13 @@ mod tests {
 
     #[test]
     fn messages_are_escaped_and_internals_hidden() {
-        let page = error_page(StatusCode::BAD_REQUEST, "<script>alert(1)</script>");
+        let page = error_page(
+            StatusCode::BAD_REQUEST,
+            "<script>alert(1)</script>",
+            Some("<id>"),
+        );
         assert!(page.contains("&lt;script&gt;"));
+        assert!(page.contains("Request id: <code>&lt;id&gt;</code>"));
         let res = AppError::Internal("password=hunter2 at db.rs:12".into()).error_response();
         assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
         let res = AppError::Unavailable("pool".into()).error_response();

@@ -62,8 +62,32 @@ pub async fn front(
             .map_into_boxed_body()
     };
     let mut res = error_in_place(hx, res);
+    let request_id = accounting.request_id.clone();
+    // Before the page is rebuilt: reports read the error attached to the response.
     accounting.finish(&mut res);
-    Ok(res)
+    Ok(quote_request_id(res, &request_id))
+}
+
+/// An error page (a whole page, not an htmx message) rebuilt with the request's id
+/// on it, status and other headers kept.
+fn quote_request_id(res: ServiceResponse<BoxBody>, request_id: &str) -> ServiceResponse<BoxBody> {
+    let Some(page) = res
+        .response()
+        .error()
+        .and_then(|e| e.as_error::<AppError>())
+        .filter(|e| !matches!(e, AppError::LoginRequired { .. }))
+        .map(|e| crate::error::error_page(res.status(), &e.public_message(), Some(request_id)))
+    else {
+        return res;
+    };
+    let (req, old) = res.into_parts();
+    let mut fresh = HttpResponse::build(old.status());
+    for (name, value) in old.headers() {
+        if name != header::CONTENT_LENGTH {
+            fresh.append_header((name.clone(), value.clone()));
+        }
+    }
+    ServiceResponse::new(req, fresh.body(page))
 }
 
 /// The request's id: the client's `X-Request-Id` when it is a sane token (1 to 64

@@ -18,6 +18,71 @@ napiatke_db::both_engines! {
     server_timing_names_its_parts => server_timing;
     a_query_per_row_is_reported => n_plus_one;
     metrics_are_for_admins_and_name_routes_not_paths => metrics;
+    every_answer_has_a_request_id_and_error_pages_quote_it => request_ids;
+}
+
+async fn request_ids(engine: Engine) {
+    let t = fixture(engine);
+    let app = test::init_service(napiatke_web::app::app(state(&t, true).await)).await;
+    let (_, admin) = login(&app, "admin@napiatke.local", FIXTURE_PASSWORD).await;
+    // Made here, distinct per request.
+    let a = send(&app, admin.get("/dashboard/")).await;
+    let b = send(&app, admin.get("/dashboard/")).await;
+    let (ida, idb) = (
+        a.header("x-request-id").unwrap(),
+        b.header("x-request-id").unwrap(),
+    );
+    assert_ne!(ida, idb);
+    assert!(
+        ida.len() == 16 && ida.bytes().all(|c| c.is_ascii_hexdigit()),
+        "{ida}"
+    );
+    // A proxy's id is kept when it is a sane token, replaced when not.
+    let kept = send(
+        &app,
+        admin
+            .get("/dashboard/")
+            .insert_header(("x-request-id", "edge-7.a_b")),
+    )
+    .await;
+    assert_eq!(kept.header("x-request-id"), Some("edge-7.a_b"));
+    for bad in ["has space", "<script>", &"x".repeat(65)] {
+        let r = send(
+            &app,
+            admin
+                .get("/dashboard/")
+                .insert_header(("x-request-id", bad)),
+        )
+        .await;
+        let id = r.header("x-request-id").unwrap();
+        assert_ne!(id, bad);
+        assert_eq!(id.len(), 16);
+    }
+    // Error pages quote it, escaped, whatever the error.
+    for (path, status) in [
+        ("/no-such-page/", 404),
+        ("/lessons/?page=0", 400),
+        ("/lessons/999999/", 404),
+    ] {
+        let page = send(
+            &app,
+            admin
+                .get(path)
+                .insert_header(("x-request-id", "quote-me-1")),
+        )
+        .await;
+        assert_eq!(page.status.as_u16(), status, "{path}");
+        assert_eq!(page.header("x-request-id"), Some("quote-me-1"));
+        assert!(
+            page.body.contains("Request id: <code>quote-me-1</code>"),
+            "{path}: {}",
+            page.body
+        );
+    }
+    // The login redirect stays a redirect.
+    let anonymous = send(&app, TestRequest::get().uri("/dashboard/")).await;
+    assert_eq!(anonymous.status, StatusCode::SEE_OTHER);
+    assert!(anonymous.header("x-request-id").is_some());
 }
 
 /// `name;dur=x;desc="..."` entries of a Server-Timing value, by name.
