@@ -102,7 +102,10 @@ pub fn init(options: Options) -> Result<Option<LogGuard>, crate::otel::OtelError
             || m.target() == RENDER_TARGET
     }));
     let lines = match options.format {
+        // Colours only on a terminal: the writer thread hides it from the formatter,
+        // and escape codes in a log file are noise.
         Format::Human => tracing_subscriber::fmt::layer()
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .with_writer(writer)
             .with_filter(filter)
             .boxed(),
