@@ -34,8 +34,9 @@ pub struct Viewer {
 
 /// The one middleware layer around the router, in this order: `/static/` answered
 /// from memory; the request's span and accounting started; cross-site unsafe
-/// requests refused ([`crate::origin`]); the app called; an htmx error put in place;
-/// the accounting headers and warnings added. One layer rather than four `from_fn`
+/// requests refused ([`crate::origin`]); the app called; the request's log line,
+/// metrics, reports and accounting headers; an error's body as the user should see
+/// it (`show_error`). One layer rather than four `from_fn`
 /// layers: each of those boxes the request's future twice and moves it, which cost a
 /// cached page about a tenth of its throughput (docs/performance.md).
 pub async fn front(
@@ -48,7 +49,7 @@ pub async fn front(
     };
     let hx = napiatke_htmx::Hx::from_headers(req.headers());
     let accounting = Accounting::start(&req, hx);
-    let res = if let Some(refused) = crate::origin::refuse(&req) {
+    let mut res = if let Some(refused) = crate::origin::refuse(&req) {
         let (req, _) = req.into_parts();
         ServiceResponse::new(req, refused)
     } else {
@@ -61,33 +62,10 @@ pub async fn front(
             .await?
             .map_into_boxed_body()
     };
-    let mut res = error_in_place(hx, res);
     let request_id = accounting.request_id.clone();
-    // Before the page is rebuilt: reports read the error attached to the response.
+    // Before the body is rebuilt: reports read the error attached to the response.
     accounting.finish(&mut res);
-    Ok(quote_request_id(res, &request_id))
-}
-
-/// An error page (a whole page, not an htmx message) rebuilt with the request's id
-/// on it, status and other headers kept.
-fn quote_request_id(res: ServiceResponse<BoxBody>, request_id: &str) -> ServiceResponse<BoxBody> {
-    let Some(page) = res
-        .response()
-        .error()
-        .and_then(|e| e.as_error::<AppError>())
-        .filter(|e| !matches!(e, AppError::LoginRequired { .. }))
-        .map(|e| crate::error::error_page(res.status(), &e.public_message(), Some(request_id)))
-    else {
-        return res;
-    };
-    let (req, old) = res.into_parts();
-    let mut fresh = HttpResponse::build(old.status());
-    for (name, value) in old.headers() {
-        if name != header::CONTENT_LENGTH {
-            fresh.append_header((name.clone(), value.clone()));
-        }
-    }
-    ServiceResponse::new(req, fresh.body(page))
+    Ok(show_error(hx, res, &request_id))
 }
 
 /// The request's id: the client's `X-Request-Id` when it is a sane token (1 to 64
@@ -360,27 +338,36 @@ fn static_file(req: ServiceRequest) -> Result<ServiceResponse<BoxBody>, ServiceR
     Ok(req.into_response(res))
 }
 
-/// An error answering an htmx request shows its message where the user acted, never
-/// an error page swapped into a table row: the body becomes one short message,
-/// retargeted to the page's `#messages` area (`HX-Retarget`, `HX-Reswap`), status and
-/// other headers kept (base.html tells htmx to swap 4xx and 5xx answers). Login
-/// redirects (401 with `HX-Redirect`) and history restores (they want a whole page)
-/// pass as they are.
-fn error_in_place(
+/// An error answer as the user should see it, status and other headers kept:
+/// - for htmx, its message where the user acted, never an error page swapped into a
+///   table row: the body becomes one short message, retargeted to the page's
+///   `#messages` area (`HX-Retarget`, `HX-Reswap`; base.html tells htmx to swap 4xx
+///   and 5xx answers);
+/// - otherwise the error page with the request's id on it, so a user can quote it.
+///
+/// Login redirects (303, or 401 with `HX-Redirect` for htmx) pass as they are;
+/// history restores want a whole page and get one.
+fn show_error(
     hx: napiatke_htmx::Hx,
     res: ServiceResponse<BoxBody>,
+    request_id: &str,
 ) -> ServiceResponse<BoxBody> {
-    if !hx.wants_fragment() || res.status().as_u16() < 400 {
-        return res;
-    }
-    let Some(message) = res
+    let Some(error) = res
         .response()
         .error()
         .and_then(|e| e.as_error::<AppError>())
         .filter(|e| !matches!(e, AppError::LoginRequired { .. }))
-        .map(AppError::public_message)
     else {
         return res;
+    };
+    let in_place = hx.wants_fragment() && res.status().as_u16() >= 400;
+    let body = if in_place {
+        let mut body = String::from("<p class=\"error\" role=\"alert\">");
+        napiatke_htmx::escape_html_into(&mut body, &error.public_message());
+        body.push_str("</p>");
+        body
+    } else {
+        crate::error::error_page(res.status(), &error.public_message(), Some(request_id))
     };
     let (req, old) = res.into_parts();
     let mut fresh = HttpResponse::build(old.status());
@@ -389,13 +376,12 @@ fn error_in_place(
             fresh.append_header((name.clone(), value.clone()));
         }
     }
-    let mut body = String::from("<p class=\"error\" role=\"alert\">");
-    napiatke_htmx::escape_html_into(&mut body, &message);
-    body.push_str("</p>");
     let mut fresh = fresh.content_type("text/html; charset=utf-8").body(body);
-    napiatke_htmx::HxHeaders::new()
-        .retarget("#messages")
-        .reswap("innerHTML")
-        .apply(&mut fresh);
+    if in_place {
+        napiatke_htmx::HxHeaders::new()
+            .retarget("#messages")
+            .reswap("innerHTML")
+            .apply(&mut fresh);
+    }
     ServiceResponse::new(req, fresh)
 }

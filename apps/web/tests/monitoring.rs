@@ -205,6 +205,21 @@ async fn spans_exported(engine: Engine) {
     assert!(spans.iter().all(|s| !s.name.contains("/lessons/1/")));
 }
 
+/// A Sentry client for the whole process sending to `receiver`, transactions at
+/// `traces_sample_rate`.
+fn report_to(
+    receiver: &Receiver,
+    traces_sample_rate: f32,
+) -> napiatke_telemetry::report::ClientGuard {
+    napiatke_telemetry::report::init(&napiatke_telemetry::report::SentryOptions {
+        dsn: format!("http://public@127.0.0.1:{}/1", receiver.port),
+        environment: "test".to_owned(),
+        release: "napiatke@9.9.9".to_owned(),
+        traces_sample_rate,
+    })
+    .unwrap()
+}
+
 /// Every JSON payload of `kind` items in the envelopes received.
 fn envelope_items(receiver: &Receiver, kind: &str) -> Vec<serde_json::Value> {
     receiver
@@ -228,13 +243,7 @@ fn envelope_items(receiver: &Receiver, kind: &str) -> Vec<serde_json::Value> {
 
 async fn sentry_transactions(engine: Engine) {
     let receiver = Receiver::start();
-    let _client = napiatke_telemetry::report::init(&napiatke_telemetry::report::SentryOptions {
-        dsn: format!("http://public@127.0.0.1:{}/1", receiver.port),
-        environment: "test".to_owned(),
-        release: "napiatke@9.9.9".to_owned(),
-        traces_sample_rate: 1.0,
-    })
-    .unwrap();
+    let _client = report_to(&receiver, 1.0);
     let t = fixture(engine);
     let app = test::init_service(napiatke_web::app::app(state(&t, false).await)).await;
     let (_, admin) = login(&app, "admin@napiatke.local", FIXTURE_PASSWORD).await;
@@ -266,14 +275,8 @@ async fn sentry_transactions(engine: Engine) {
 
 async fn sentry_event(engine: Engine) {
     let receiver = Receiver::start();
-    let _client = napiatke_telemetry::report::init(&napiatke_telemetry::report::SentryOptions {
-        dsn: format!("http://public@127.0.0.1:{}/1", receiver.port),
-        environment: "test".to_owned(),
-        release: "napiatke@9.9.9".to_owned(),
-        // Transactions off: the one thing sent is the error.
-        traces_sample_rate: 0.0,
-    })
-    .unwrap();
+    // Transactions off: the one thing sent is the error.
+    let _client = report_to(&receiver, 0.0);
     let t = fixture(engine);
     let app = test::init_service(napiatke_web::app::app(state(&t, false).await)).await;
     let (_, admin) = login(&app, "admin@napiatke.local", FIXTURE_PASSWORD).await;
@@ -294,6 +297,19 @@ async fn sentry_event(engine: Engine) {
     .await;
     assert_eq!(broken.status, StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(broken.header("x-request-id"), Some("quote-me-42"));
+    // The same failure asked for by htmx: a message in place for the user, and the
+    // report still carries the cause.
+    let in_place = send(
+        &app,
+        admin
+            .get("/lessons/3/")
+            .insert_header(("hx-request", "true"))
+            .insert_header(("hx-target", "students"))
+            .insert_header(("x-request-id", "quote-me-43")),
+    )
+    .await;
+    assert_eq!(in_place.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(in_place.header("hx-retarget"), Some("#messages"));
     assert!(napiatke_telemetry::report::flush(
         std::time::Duration::from_secs(5)
     ));
@@ -308,8 +324,21 @@ async fn sentry_event(engine: Engine) {
     );
     // Envelopes are JSON lines: a header, then item headers each followed by a payload.
     let events = envelope_items(&receiver, "event");
-    assert_eq!(events.len(), 1, "one 500, one event: {events:#?}");
-    let event = &events[0];
+    assert_eq!(events.len(), 2, "two 500s, two events: {events:#?}");
+    let htmx_event = events
+        .iter()
+        .find(|e| e["tags"]["request_id"] == "quote-me-43")
+        .unwrap_or_else(|| panic!("{events:#?}"));
+    assert!(
+        htmx_event["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("500 answering GET /lessons/{id}/: database")),
+        "{htmx_event:#}"
+    );
+    let event = events
+        .iter()
+        .find(|e| e["tags"]["request_id"] == "quote-me-42")
+        .unwrap_or_else(|| panic!("{events:#?}"));
     // Error is the protocol's default level, so it may go unsaid.
     assert!(
         event["level"].is_null() || event["level"] == "error",
