@@ -25,6 +25,7 @@ allowed() {
     napiatke-images) echo "napiatke-domain" ;;
     napiatke-services) echo "napiatke-domain napiatke-db napiatke-cache napiatke-images" ;;
     napiatke-htmx) echo "napiatke-cache napiatke-assets" ;;
+    napiatke-toolbar) echo "napiatke-telemetry" ;;
     napiatke-web|napiatke-benches) echo "*" ;;
     *) echo "?" ;;
   esac

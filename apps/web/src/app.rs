@@ -42,6 +42,8 @@ pub struct AppState {
     pub media: napiatke_images::pipeline::LocalStorage,
     /// The largest upload accepted (IMAGE_MAX_BYTES).
     pub image_max_bytes: usize,
+    /// The debug toolbar's history, when DEBUG_TOOLBAR is on (development only).
+    pub toolbar: Option<Arc<napiatke_toolbar::Toolbar>>,
 }
 
 /// The cache for these settings: L1 + Redis when REDIS_URL is set, L1 alone when
@@ -74,7 +76,16 @@ pub fn build_state(
         resolve: Arc::new(move |name: &str| files.url(name)),
         strict: settings.environment == Environment::Development,
     };
-    let templates = Templates::from_sources_with(crate::embedded::TEMPLATES, Some(urls))?;
+    let mut templates = Templates::from_sources_with(crate::embedded::TEMPLATES, Some(urls))?;
+    let toolbar = if settings.debug_toolbar {
+        templates = templates.describing_renders();
+        let info = crate::debug::info(settings, &static_files);
+        Some(Arc::new(napiatke_toolbar::Toolbar::new(info).map_err(
+            |e| AppError::Internal(e.to_string()),
+        )?))
+    } else {
+        None
+    };
     Ok(web::Data::new(AppState {
         user_pages: HtmlCache::new(
             &Cache::local(CacheConfig {
@@ -97,6 +108,7 @@ pub fn build_state(
         slow_request_threshold: settings.slow_request_threshold,
         metrics: Arc::new(napiatke_telemetry::metrics::HttpMetrics::default()),
         calendar_stream_from: settings.calendar_stream_from,
+        toolbar,
     }))
 }
 
@@ -144,6 +156,13 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/profile/avatar", web::post().to(media::avatar))
         .route("/images/{id}/", web::get().to(media::image_status))
         .route("/media/{tail:.*}", web::to(media::media))
+        // The debug toolbar's (404 unless DEBUG_TOOLBAR is on).
+        .route("/__debug__/history", web::get().to(crate::debug::history))
+        .route("/__debug__/requests/{id}", web::get().to(crate::debug::request))
+        .route(
+            "/__debug__/explain/{id}/{n}",
+            web::get().to(crate::debug::explain),
+        )
         .default_service(web::to(handlers::not_found));
 }
 

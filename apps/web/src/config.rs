@@ -71,6 +71,10 @@ pub struct Settings {
     /// EXPOSE_QUERY_COUNT: send X-Query-Count and Server-Timing (default: on in
     /// development, off in production).
     pub expose_query_count: bool,
+    /// DEBUG_TOOLBAR: the debug toolbar on full pages and its routes under
+    /// /__debug__/ (default: on in development; refused in production, where it
+    /// would show every visitor everyone's requests).
+    pub debug_toolbar: bool,
     /// SLOW_REQUEST_THRESHOLD (milliseconds): requests slower than this are logged.
     pub slow_request_threshold: Duration,
     /// SLOW_STATEMENT_THRESHOLD (milliseconds): statements slower than this are logged
@@ -222,6 +226,19 @@ impl Settings {
             Some("0" | "false" | "no" | "off") => false,
             Some(v) => return Err(bad("EXPOSE_QUERY_COUNT", v, "expected true or false")),
         };
+        let debug_toolbar = match get("DEBUG_TOOLBAR").as_deref().map(str::trim) {
+            None => environment == Environment::Development,
+            Some("1" | "true" | "yes" | "on") if environment == Environment::Production => {
+                return Err(bad(
+                    "DEBUG_TOOLBAR",
+                    "true",
+                    "the debug toolbar is for development only (NAPIATKE_ENV=development)",
+                ))
+            }
+            Some("1" | "true" | "yes" | "on") => true,
+            Some("0" | "false" | "no" | "off") => false,
+            Some(v) => return Err(bad("DEBUG_TOOLBAR", v, "expected true or false")),
+        };
         let cache_prefix = get("CACHE_PREFIX").unwrap_or_else(|| "napiatke".to_owned());
         if cache_prefix.is_empty()
             || cache_prefix.len() > 64
@@ -290,6 +307,7 @@ impl Settings {
             cache_l1_bytes,
             redis_keepalive,
             expose_query_count,
+            debug_toolbar,
             database_url,
             database_pool_size,
             redis_url,
@@ -354,6 +372,7 @@ impl Settings {
                 self.otlp_endpoint.as_deref().unwrap_or("(unset)")
             ),
             format!("EXPOSE_QUERY_COUNT={}", self.expose_query_count),
+            format!("DEBUG_TOOLBAR={}", self.debug_toolbar),
             format!(
                 "SLOW_REQUEST_THRESHOLD={}",
                 self.slow_request_threshold.as_millis()
@@ -432,6 +451,25 @@ mod tests {
     }
 
     #[test]
+    fn the_debug_toolbar_is_for_development_only() {
+        assert!(with(&[]).unwrap().debug_toolbar);
+        assert!(!with(&[("DEBUG_TOOLBAR", "off")]).unwrap().debug_toolbar);
+        assert!(
+            !with(&[("NAPIATKE_ENV", "production")])
+                .unwrap()
+                .debug_toolbar
+        );
+        let err = with(&[("NAPIATKE_ENV", "production"), ("DEBUG_TOOLBAR", "1")])
+            .err()
+            .map(|e| e.to_string());
+        assert!(
+            err.as_deref()
+                .is_some_and(|e| e.starts_with("DEBUG_TOOLBAR: ") && e.contains("development only")),
+            "{err:?}"
+        );
+    }
+
+    #[test]
     fn bad_values_name_their_variable() {
         for (var, value) in [
             ("BIND", "localhost"),
@@ -447,6 +485,7 @@ mod tests {
             ("CACHE_TTL_CALENDAR", "0"),
             ("CACHE_TTL_STATIC", "18446744073709551615"),
             ("EXPOSE_QUERY_COUNT", "maybe"),
+            ("DEBUG_TOOLBAR", "maybe"),
             ("CACHE_PREFIX", "has space"),
             ("CACHE_L1_BYTES", "64MB"),
             ("REDIS_KEEPALIVE", "0"),

@@ -5,6 +5,7 @@
 pub mod app;
 pub mod cli;
 pub mod config;
+mod debug;
 mod error;
 mod handlers;
 mod media;

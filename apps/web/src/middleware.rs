@@ -49,6 +49,7 @@ pub async fn front(
     };
     let hx = napiatke_htmx::Hx::from_headers(req.headers());
     let accounting = Accounting::start(&req, hx);
+    let debugging = crate::debug::Debugging::start(&req, &accounting.span, &accounting.cost, hx);
     let mut res = if let Some(refused) = crate::origin::refuse(&req) {
         let (req, _) = req.into_parts();
         ServiceResponse::new(req, refused)
@@ -65,7 +66,11 @@ pub async fn front(
     let request_id = accounting.request_id.clone();
     // Before the body is rebuilt: reports read the error attached to the response.
     accounting.finish(&mut res);
-    Ok(show_error(hx, res, &request_id))
+    let res = show_error(hx, res, &request_id);
+    Ok(match debugging {
+        Some(d) => d.finish(&request_id, res).await,
+        None => res,
+    })
 }
 
 /// The request's id: the client's `X-Request-Id` when it is a sane token (1 to 64

@@ -33,6 +33,9 @@ pub enum DbError {
     /// Password hashing failed (never on valid parameters; kept typed all the same).
     #[error("password hashing failed: {0}")]
     Hash(String),
+    /// A request the database layer will not carry out (an `EXPLAIN` of a write).
+    #[error("{0}")]
+    Unsupported(String),
     /// Any other database error.
     #[error(transparent)]
     Query(diesel::result::Error),

@@ -27,6 +27,7 @@
 mod conn;
 pub mod eager;
 mod error;
+mod explain;
 mod instrument;
 pub mod migrate;
 mod pool;
@@ -38,6 +39,7 @@ pub mod testing;
 
 pub use conn::{DatabaseUrl, DbConn, Engine, MultiBackend};
 pub use error::{DbError, DbResult};
+pub use explain::is_explainable;
 pub use instrument::{
     set_slow_statement_threshold, StatementTracer, SLOW_STATEMENT_TARGET, STATEMENT_TARGET,
 };

@@ -16,6 +16,9 @@ pub const RENDER_TARGET: &str = "napiatke_htmx::render";
 pub struct Templates {
     tera: tera::Tera,
     fingerprint: u64,
+    /// Render events name the context's keys and the template's blocks (the
+    /// development debug toolbar); off, they cost nothing.
+    describe_renders: bool,
 }
 
 impl Templates {
@@ -81,7 +84,27 @@ impl Templates {
         Ok(Templates {
             tera,
             fingerprint: std::hash::Hasher::finish(&fingerprint),
+            describe_renders: false,
         })
+    }
+
+    /// Makes each render event also carry `blocks` (the blocks the template and its
+    /// parents define) and `context` (the context's names), comma-separated, for the
+    /// debug toolbar. It clones each context once, so it is for development.
+    ///
+    /// ```
+    /// use napiatke_htmx::Templates;
+    /// let t = Templates::from_sources(&[("p.html", "{% block main %}{{ a }}{% endblock main %}")])?
+    ///     .describing_renders();
+    /// let mut ctx = tera::Context::new();
+    /// ctx.insert("a", &1);
+    /// assert_eq!(t.render("p.html", &ctx)?, "1");
+    /// # Ok::<(), napiatke_htmx::HtmxError>(())
+    /// ```
+    #[must_use]
+    pub fn describing_renders(mut self) -> Templates {
+        self.describe_renders = true;
+        self
     }
 
     /// Renders a template (`page.html` or `page.html#block`).
@@ -89,13 +112,38 @@ impl Templates {
         let _span = tracing::debug_span!("render", template = name).entered();
         let started = std::time::Instant::now();
         let html = self.tera.render(name, ctx).map_err(HtmxError::from);
-        // Added up per request by napiatke-telemetry (Server-Timing, the request log).
-        tracing::debug!(
-            target: RENDER_TARGET,
-            template = name,
-            duration_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
-        );
+        let duration_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        if self.describe_renders {
+            let (blocks, context) = self.describe(name, ctx);
+            tracing::debug!(
+                target: RENDER_TARGET,
+                template = name,
+                duration_us,
+                blocks = blocks.as_str(),
+                context = context.as_str(),
+            );
+        } else {
+            // Added up per request by napiatke-telemetry (Server-Timing, the request log).
+            tracing::debug!(target: RENDER_TARGET, template = name, duration_us);
+        }
         html
+    }
+
+    /// The blocks `name` and its parents define, and the context's names, each
+    /// sorted and comma-separated.
+    fn describe(&self, name: &str, ctx: &tera::Context) -> (String, String) {
+        let mut blocks: Vec<&str> = self
+            .tera
+            .get_template(name)
+            .map(|t| t.blocks_definitions.keys().map(String::as_str).collect())
+            .unwrap_or_default();
+        blocks.sort_unstable();
+        let mut keys: Vec<String> = match ctx.clone().into_json() {
+            serde_json::Value::Object(map) => map.into_iter().map(|(k, _)| k).collect(),
+            _ => Vec::new(),
+        };
+        keys.sort_unstable();
+        (blocks.join(","), keys.join(","))
     }
 
     /// A hash of every template's name and source: part of each cached fragment's key,

@@ -262,6 +262,19 @@ impl Services {
             .await
     }
 
+    /// The plan of `sql`, a statement the app ran (the development debug toolbar's
+    /// EXPLAIN): only a single read is explained; anything else, or a plan the
+    /// engine cannot make, is [`ServiceError::BadInput`] with the engine's words.
+    pub async fn explain(&self, sql: String) -> ServiceResult<Vec<String>> {
+        self.blocking(move |s| {
+            s.db.explain(&sql).map_err(|e| match e {
+                e @ DbError::Unavailable(_) => ServiceError::Unavailable(e),
+                other => ServiceError::BadInput(format!("no plan: {other}")),
+            })
+        })
+        .await
+    }
+
     fn conn(&self) -> ServiceResult<napiatke_db::PooledConn> {
         Ok(self.db.get()?)
     }

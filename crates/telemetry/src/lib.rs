@@ -26,6 +26,7 @@
 
 pub mod metrics;
 pub mod otel;
+pub mod record;
 pub mod report;
 mod shape;
 mod subscriber;
@@ -202,34 +203,50 @@ where
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
         let target = event.metadata().target();
         if target == STATEMENT_TARGET {
-            if let Some(cost) = request_cost(event, &ctx) {
+            if let Some((cost, recording)) = request_of(event, &ctx) {
                 let mut statement = Statement::default();
                 event.record(&mut statement);
                 cost.add_statement(&statement);
+                if let Some(r) = recording {
+                    r.statement(&statement.sql, statement.micros);
+                }
             }
         } else if target == CACHE_TARGET {
-            if let Some(cost) = request_cost(event, &ctx) {
+            if let Some((cost, recording)) = request_of(event, &ctx) {
                 let mut op = CacheOp::default();
                 event.record(&mut op);
                 cost.add_cache(&op);
+                if let Some(r) = recording {
+                    r.cache_op(event);
+                }
             }
         } else if target == RENDER_TARGET {
-            if let Some(cost) = request_cost(event, &ctx) {
+            if let Some((cost, recording)) = request_of(event, &ctx) {
                 let mut micros = Micros(0);
                 event.record(&mut micros);
                 cost.add_render(micros.0);
+                if let Some(r) = recording {
+                    r.render(event);
+                }
             }
         }
     }
 }
 
-/// The cost attached to the innermost request span around `event`.
-fn request_cost<S>(event: &Event<'_>, ctx: &Context<'_, S>) -> Option<RequestCost>
+/// The cost attached to the innermost request span around `event`, and the
+/// [`Recording`](record::Recording) on the same span if there is one.
+fn request_of<S>(
+    event: &Event<'_>,
+    ctx: &Context<'_, S>,
+) -> Option<(RequestCost, Option<record::Recording>)>
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
-    ctx.event_scope(event)?
-        .find_map(|span| span.extensions().get::<RequestCost>().cloned())
+    ctx.event_scope(event)?.find_map(|span| {
+        let ext = span.extensions();
+        ext.get::<RequestCost>()
+            .map(|cost| (cost.clone(), ext.get::<record::Recording>().cloned()))
+    })
 }
 
 /// A statement event's SQL and duration.

@@ -30,6 +30,9 @@ pub fn settings(production: bool) -> Settings {
     };
     let mut s = Settings::from_lookup(|k| (k == "NAPIATKE_ENV").then(|| env.to_owned())).unwrap();
     s.expose_query_count = true;
+    // On only where a test asks (tests/app/toolbar.rs): the others see pages as
+    // they are sent without it.
+    s.debug_toolbar = false;
     s
 }
 

@@ -21,3 +21,4 @@ mod pages;
 mod roles;
 mod static_files;
 mod telemetry;
+mod toolbar;
