@@ -46,8 +46,19 @@ fn versions() {
     println!("cargo:rerun-if-changed={}", lock.display());
     let text = std::fs::read_to_string(&lock).unwrap_or_default();
     let wanted = [
-        "actix-web", "diesel", "tera", "moka", "redis", "bb8-redis", "image", "ravif",
-        "tracing", "opentelemetry", "sentry-core", "libsqlite3-sys", "pq-sys",
+        "actix-web",
+        "diesel",
+        "tera",
+        "moka",
+        "redis",
+        "bb8-redis",
+        "image",
+        "ravif",
+        "tracing",
+        "opentelemetry",
+        "sentry-core",
+        "libsqlite3-sys",
+        "pq-sys",
     ];
     let mut found = Vec::new();
     let mut name = "";

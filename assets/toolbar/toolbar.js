@@ -48,11 +48,21 @@
     return !!r && !r.querySelector('.ndt-body').hidden;
   }
 
+  // Open or closed survives navigation, as django-debug-toolbar's does.
+  function remember(open) {
+    try { window.localStorage.setItem('napiatke-debug-open', open ? '1' : '0'); } catch (e) { /* private mode */ }
+  }
+
+  function remembered() {
+    try { return window.localStorage.getItem('napiatke-debug-open') === '1'; } catch (e) { return false; }
+  }
+
   function toggle() {
     var r = root();
     if (!r) { return; }
     var body = r.querySelector('.ndt-body');
     body.hidden = !body.hidden;
+    remember(!body.hidden);
     r.querySelector('.ndt-handle').setAttribute('aria-expanded', String(!body.hidden));
     if (!body.hidden) {
       show(r.getAttribute('data-request'));
@@ -71,6 +81,15 @@
       load(t.getAttribute('data-url'), t.parentNode.querySelector('.ndt-plan'));
     }
   });
+
+  function restore() {
+    if (remembered() && !isOpen()) { toggle(); }
+  }
+  if (document.readyState === 'loading') {
+    document.addEventListener('DOMContentLoaded', restore);
+  } else {
+    restore();
+  }
 
   document.addEventListener('htmx:afterRequest', function (e) {
     var d = e.detail || {};

@@ -80,9 +80,9 @@ pub fn build_state(
     let toolbar = if settings.debug_toolbar {
         templates = templates.describing_renders();
         let info = crate::debug::info(settings, &static_files);
-        Some(Arc::new(napiatke_toolbar::Toolbar::new(info).map_err(
-            |e| AppError::Internal(e.to_string()),
-        )?))
+        Some(Arc::new(
+            napiatke_toolbar::Toolbar::new(info).map_err(|e| AppError::Internal(e.to_string()))?,
+        ))
     } else {
         None
     };
@@ -158,7 +158,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/media/{tail:.*}", web::to(media::media))
         // The debug toolbar's (404 unless DEBUG_TOOLBAR is on).
         .route("/__debug__/history", web::get().to(crate::debug::history))
-        .route("/__debug__/requests/{id}", web::get().to(crate::debug::request))
+        .route(
+            "/__debug__/requests/{id}",
+            web::get().to(crate::debug::request),
+        )
         .route(
             "/__debug__/explain/{id}/{n}",
             web::get().to(crate::debug::explain),

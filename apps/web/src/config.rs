@@ -517,6 +517,6 @@ mod tests {
         let lines = s.describe();
         assert!(lines.contains(&"SENTRY_DSN=(set, hidden)".to_owned()));
         assert!(lines.iter().all(|l| !l.contains("key@")));
-        assert_eq!(lines.len(), 28);
+        assert_eq!(lines.len(), 29);
     }
 }

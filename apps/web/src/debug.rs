@@ -45,9 +45,7 @@ impl Debugging {
         cost: &RequestCost,
         hx: napiatke_htmx::Hx,
     ) -> Option<Debugging> {
-        let toolbar = req
-            .app_data::<State>()
-            .and_then(|s| s.toolbar.clone())?;
+        let toolbar = req.app_data::<State>().and_then(|s| s.toolbar.clone())?;
         if req.path().starts_with(napiatke_toolbar::BASE) {
             return None;
         }
@@ -318,10 +316,7 @@ pub(crate) fn info(
         })
         .collect();
     let mut versions = vec![
-        (
-            "napiatke".to_owned(),
-            env!("CARGO_PKG_VERSION").to_owned(),
-        ),
+        ("napiatke".to_owned(), env!("CARGO_PKG_VERSION").to_owned()),
         ("rustc".to_owned(), env!("NAPIATKE_RUSTC").to_owned()),
         (
             "build profile".to_owned(),

@@ -179,16 +179,45 @@ async fn spans_exported(engine: Engine) {
         .iter()
         .filter(|s| s.parent_span_id == request.span_id)
         .collect();
-    let statements: Vec<&Span> = children
-        .iter()
-        .copied()
-        .filter(|s| s.kind == SpanKind::Client as i32)
-        .collect();
-    assert_eq!(statements.len() as u64, page.queries(), "{children:#?}");
+    let parent_of = |s: &Span| spans.iter().find(|p| p.span_id == s.parent_span_id);
+    let under_request = |s: &Span| {
+        let mut at = parent_of(s);
+        while let Some(p) = at {
+            if p.span_id == request.span_id {
+                return true;
+            }
+            at = parent_of(p);
+        }
+        false
+    };
+    // request > service call > statement / Redis command.
+    assert!(
+        children.iter().any(|s| s.name == "service.lesson_page"),
+        "the service call is the request's child: {children:#?}"
+    );
     let system = match engine {
         Engine::Sqlite => "sqlite",
         Engine::Postgres => "postgresql",
     };
+    let of_system = |s: &&Span, name: &str| {
+        s.kind == SpanKind::Client as i32
+            && attr(s, "db.system.name") == Some(Value::StringValue(name.to_owned()))
+    };
+    let statements: Vec<&Span> = spans
+        .iter()
+        .filter(|s| of_system(s, system) && under_request(s))
+        .collect();
+    assert_eq!(statements.len() as u64, page.queries(), "{spans:#?}");
+    for s in &statements {
+        let parent = parent_of(s).map(|p| p.name.as_str()).unwrap_or_default();
+        assert!(parent.starts_with("service."), "a statement under {parent}");
+    }
+    assert!(
+        spans
+            .iter()
+            .any(|s| of_system(&s, "redis") && under_request(s)),
+        "Redis commands are spans too"
+    );
     for s in &statements {
         assert_eq!(text(s, "db.system.name"), system);
         assert_eq!(s.name, format!("{} {system}", text(s, "db.operation.name")));

@@ -235,6 +235,23 @@ impl L2 {
         F: FnOnce(MultiplexedConnection) -> Fut,
         Fut: Future<Output = Result<T, RedisError>>,
     {
+        // A client span by OpenTelemetry's database conventions, for trace exporters.
+        let span = tracing::trace_span!(
+            target: "napiatke_cache::redis",
+            "redis",
+            otel.name = what,
+            otel.kind = "client",
+            db.system.name = "redis",
+            db.operation.name = what,
+        );
+        tracing::Instrument::instrument(self.run_inner(what, op), span).await
+    }
+
+    async fn run_inner<T, F, Fut>(&self, what: &'static str, op: F) -> Result<(T, bool), L2Error>
+    where
+        F: FnOnce(MultiplexedConnection) -> Fut,
+        Fut: Future<Output = Result<T, RedisError>>,
+    {
         let now = self.now_ms();
         if !self.breaker.allows(now) {
             self.counters.skipped.fetch_add(1, Relaxed);

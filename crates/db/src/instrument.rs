@@ -82,7 +82,7 @@ impl Instrumentation for StatementTracer {
                 // the blocking pool); exporters see it with the statement's own
                 // start and end. Named and attributed as OpenTelemetry's database
                 // conventions ask, with the SQL's placeholders and no bind values.
-                self.span = Some(tracing::debug_span!(
+                self.span = Some(tracing::trace_span!(
                     target: STATEMENT_TARGET,
                     "statement",
                     otel.name = %format!("{} {}", operation(sql), self.system),

@@ -109,7 +109,7 @@ impl Templates {
 
     /// Renders a template (`page.html` or `page.html#block`).
     pub fn render(&self, name: &str, ctx: &tera::Context) -> Result<String, HtmxError> {
-        let _span = tracing::debug_span!("render", template = name).entered();
+        let _span = tracing::trace_span!("render", template = name).entered();
         let started = std::time::Instant::now();
         let html = self.tera.render(name, ctx).map_err(HtmxError::from);
         let duration_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);

@@ -155,6 +155,7 @@ fn decoy_hash() -> &'static str {
 impl Services {
     /// The active user with this e-mail and password, or `None`. Runs argon2 (tens of
     /// milliseconds of CPU, on the blocking pool) whether or not the e-mail exists.
+    #[tracing::instrument(level = "trace", name = "service.authenticate", skip_all)]
     pub async fn authenticate(&self, email: &str, password: &str) -> ServiceResult<Option<User>> {
         let Ok(email) = Email::parse(email) else {
             return Ok(None);
@@ -185,6 +186,7 @@ impl Services {
     /// database and then to the cache. The session the browser had before
     /// (`previous`, its cookie token) is ended on success, never reused, so a planted
     /// session id is worthless; a failed login leaves it alone.
+    #[tracing::instrument(level = "trace", name = "service.login", skip_all)]
     pub async fn login(
         &self,
         email: &str,
@@ -213,6 +215,7 @@ impl Services {
 
     /// The live session behind a cookie token: from the cache, else the database (and
     /// then cached if live). A Redis flush or a restart only costs a lookup.
+    #[tracing::instrument(level = "trace", name = "service.session", skip_all)]
     pub async fn session(&self, token: &str) -> ServiceResult<Option<Session>> {
         if !looks_like_token(token) {
             return Ok(None);
@@ -238,6 +241,7 @@ impl Services {
     /// Ends the session behind a cookie token, in the database and the cache. Runs to
     /// the end even if the request is abandoned half-way (a dropped connection must
     /// not leave the session cached after its row is gone).
+    #[tracing::instrument(level = "trace", name = "service.logout", skip_all)]
     pub async fn logout(&self, token: &str) -> ServiceResult<()> {
         let owned = token.to_owned();
         self.detached(move |this| async move {

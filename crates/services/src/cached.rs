@@ -301,6 +301,7 @@ const MAX_SCAN_STEPS: u32 = 100;
 impl Services {
     /// The cache's figures, with Redis's when it is configured and answers (admins
     /// only).
+    #[tracing::instrument(level = "trace", name = "service.cache_report", skip_all)]
     pub async fn cache_report(&self, viewer: &User) -> ServiceResult<CacheReport> {
         if viewer.role != Role::Admin {
             return Err(ServiceError::Forbidden(

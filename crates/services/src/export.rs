@@ -27,6 +27,7 @@ impl Services {
     /// before anything is sent (a bad subject is an error here, not a cut stream).
     /// Each chunk runs two statements on a connection of its own; at most
     /// `BUFFERED_CHUNKS` wait in memory; dropping the receiver stops the walk.
+    #[tracing::instrument(level = "trace", name = "service.lesson_export", skip_all)]
     pub async fn lesson_export(
         &self,
         user: &User,

@@ -164,6 +164,7 @@ impl Services {
     /// any depth for the same cost. Warm: no statement. Cold: the page starts of the
     /// filter (one statement, kept for every page), a seek for the page's ids, and
     /// two statements for the lessons not cached already.
+    #[tracing::instrument(level = "trace", name = "service.lessons", skip_all)]
     pub async fn lessons(
         &self,
         user: &User,
@@ -299,6 +300,7 @@ impl Services {
     /// text ("lukasz" finds "Łukasz"). Warm: no statement. Cold: the ids matching the
     /// search (one statement, kept for every page of it), the page's rows, and one
     /// statement for the figures not cached.
+    #[tracing::instrument(level = "trace", name = "service.students", skip_all)]
     pub async fn students(
         &self,
         user: &User,

@@ -170,6 +170,7 @@ impl Services {
     /// The dashboard for `user`: figures and next lessons, cached per user (admins
     /// share the school's) and per day. Two statements on a miss. Kept per user and
     /// process while the cache's epoch stands, within the dashboard TTL (`memo.rs`).
+    #[tracing::instrument(level = "trace", name = "service.dashboard", skip_all)]
     pub async fn dashboard(&self, user: &User) -> ServiceResult<Arc<DashboardPage>> {
         let key = format!("{}:{}", user.id, self.now().date());
         self.ns
@@ -245,6 +246,7 @@ impl Services {
     }
 
     /// Every subject (cached, static class).
+    #[tracing::instrument(level = "trace", name = "service.subjects", skip_all)]
     pub async fn subjects(&self) -> ServiceResult<Arc<Vec<Subject>>> {
         self.cache
             .get_or_compute(&self.ns.catalog, "subjects", || {
@@ -255,6 +257,7 @@ impl Services {
     }
 
     /// Every room (cached, static class).
+    #[tracing::instrument(level = "trace", name = "service.rooms", skip_all)]
     pub async fn rooms(&self) -> ServiceResult<Arc<Vec<Room>>> {
         self.cache
             .get_or_compute(&self.ns.catalog, "rooms", || {
@@ -267,6 +270,7 @@ impl Services {
     /// One lesson with its students and marks (cached; two statements on a miss). A
     /// lesson the caller may not see is reported as missing, not forbidden, so ids
     /// reveal nothing.
+    #[tracing::instrument(level = "trace", name = "service.lesson", skip_all)]
     pub async fn lesson(&self, user: &User, id: LessonId) -> ServiceResult<LessonView> {
         let cached = self
             .cache
@@ -295,6 +299,7 @@ impl Services {
     /// The lesson page for `viewer` (see [`LessonPage`]): the lesson from the cache,
     /// and the avatars (cached per user; one statement for those not cached).
     /// Kept per viewer and process while the cache's epoch stands (`memo.rs`).
+    #[tracing::instrument(level = "trace", name = "service.lesson_page", skip_all)]
     pub async fn lesson_page(
         &self,
         viewer: &Session,
@@ -312,6 +317,7 @@ impl Services {
 
     /// Marks attendance as [`Services::mark_attendance`] does and returns the lesson
     /// page as it is after the mark.
+    #[tracing::instrument(level = "trace", name = "service.mark_attendance_page", skip_all)]
     pub async fn mark_attendance_page(
         &self,
         viewer: &Session,
@@ -355,6 +361,7 @@ impl Services {
 
     /// Marks a student's attendance in a lesson (admins, or the lesson's tutor), then
     /// invalidates what that changes (see [`crate::cached`]).
+    #[tracing::instrument(level = "trace", name = "service.mark_attendance", skip_all)]
     pub async fn mark_attendance(
         &self,
         user: &User,
@@ -411,6 +418,7 @@ impl Services {
 
     /// Seven days from `start` (default: this week's Monday), cached per viewer scope
     /// and start date. One statement on a miss.
+    #[tracing::instrument(level = "trace", name = "service.calendar", skip_all)]
     pub async fn calendar(
         &self,
         user: &User,

@@ -173,6 +173,7 @@ impl Services {
     /// Whether `user` may upload for `target`: a room photo is an admin's to set and
     /// the room must exist; an avatar is always the uploader's own. Checked before the
     /// upload is read.
+    #[tracing::instrument(level = "trace", name = "service.authorize_upload", skip_all)]
     pub async fn authorize_upload(&self, user: &User, target: UploadTarget) -> ServiceResult<()> {
         if let UploadTarget::RoomPhoto(room) = target {
             if user.role != Role::Admin {
@@ -203,6 +204,7 @@ impl Services {
     /// Accepts an upload: checks and decodes it (a 400 naming what is wrong if it is
     /// not an image we take), stores the original, records the image as PROCESSING for
     /// its owner and queues its variants. Returns at once with the placeholder.
+    #[tracing::instrument(level = "trace", name = "service.upload_image", skip_all)]
     pub async fn upload_image(
         &self,
         user: &User,
@@ -249,7 +251,9 @@ impl Services {
             s.image_changed(owner).await;
             let job = s.clone();
             let id = image.id;
+            let span = job_span(id);
             slot.0.submit(move || {
+                let _in = span.enter();
                 job.make_variants(&runtime, id, Some(owner), Ok(bytes));
             });
             Ok(image)
@@ -302,8 +306,18 @@ impl Services {
                 // Decoded again here rather than carried from the request: a queued
                 // job then holds the compressed upload (at most IMAGE_MAX_BYTES), not
                 // its pixels (up to 200 MB at 50 megapixels).
-                let prepared = pipeline::prepare(&bytes, &uploads.limits)?;
+                let prepared = tracing::trace_span!("image.decode", otel.name = "image decode")
+                    .in_scope(|| pipeline::prepare(&bytes, &uploads.limits))?;
                 for phase in [&[Format::WebP, Format::Jpeg][..], &[Format::Avif]] {
+                    let _phase = tracing::trace_span!(
+                        "image.encode",
+                        otel.name = if phase.contains(&Format::Avif) {
+                            "image encode avif"
+                        } else {
+                            "image encode webp+jpeg"
+                        },
+                    )
+                    .entered();
                     let phase_made = pipeline::make_variants(
                         &prepared,
                         &uploads.options,
@@ -357,6 +371,7 @@ impl Services {
     /// room's current photo, to its owner for an avatar; otherwise (someone else's
     /// avatar, a replaced image) it does not exist. Two statements at most, uncached:
     /// it changes under the poller.
+    #[tracing::instrument(level = "trace", name = "service.image", skip_all)]
     pub async fn image(&self, user: &User, id: ImageId) -> ServiceResult<StoredImage> {
         let (role, me) = (user.role, user.id);
         let missing = move || ServiceError::NotFound(format!("there is no image {id}"));
@@ -385,6 +400,7 @@ impl Services {
     /// its memory). Call once at start; with several processes an image may be made
     /// twice, which is harmless (names are content-addressed, writes atomic). Stops at
     /// a full queue: what is left waits for the next start or `images reprocess`.
+    #[tracing::instrument(level = "trace", name = "service.resume_images", skip_all)]
     pub async fn resume_images(&self) -> ServiceResult<usize> {
         let uploads = Arc::clone(self.uploads()?);
         let unfinished = self
@@ -415,7 +431,9 @@ impl Services {
                 }
                 (owner, source) => {
                     let (job, runtime) = (self.clone(), runtime.clone());
+                    let span = job_span(id);
                     slot.submit(move || {
+                        let _in = span.enter();
                         job.make_variants(&runtime, id, owner, source);
                     });
                     queued += 1;
@@ -426,6 +444,7 @@ impl Services {
     }
 
     /// Every room with its photo (cached, static class; invalidated by uploads).
+    #[tracing::instrument(level = "trace", name = "service.rooms_with_photos", skip_all)]
     pub async fn rooms_with_photos(&self) -> ServiceResult<Arc<Vec<RoomCard>>> {
         self.cache
             .get_or_compute(&self.ns.catalog, ROOM_PHOTOS_KEY, || {
@@ -442,6 +461,7 @@ impl Services {
 
     /// The avatars of these users (those without one are absent). Cached per user;
     /// one statement for all those not cached, none when all are.
+    #[tracing::instrument(level = "trace", name = "service.avatars", skip_all)]
     pub async fn avatars(&self, users: &[UserId]) -> ServiceResult<HashMap<UserId, StoredImage>> {
         let keys: Vec<String> = users.iter().map(|&u| avatar_key(u)).collect();
         let found = self
@@ -465,6 +485,7 @@ impl Services {
     /// Makes every variant of every stored image again from its original, with the
     /// current options (variants already stored are kept: idempotent). Calls
     /// `progress(done, total)` after each image.
+    #[tracing::instrument(level = "trace", name = "service.reprocess_images", skip_all)]
     pub async fn reprocess_images(
         &self,
         mut progress: impl FnMut(usize, usize),
@@ -494,4 +515,15 @@ impl Services {
         }
         Ok(report)
     }
+}
+
+/// The span an image job runs in, on a worker after the request has answered: a
+/// root of its own (a child would keep the request's span open until the job ends,
+/// and stretch it) that follows from the request, so a trace exporter links the two
+/// (OpenTelemetry span links).
+fn job_span(id: ImageId) -> tracing::Span {
+    let span =
+        tracing::trace_span!(parent: None, "image.job", otel.name = "image job", image.id = %id);
+    span.follows_from(tracing::Span::current());
+    span
 }

@@ -118,7 +118,10 @@ impl Recording {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Recorded> {
-        self.0.recorded.lock().unwrap_or_else(PoisonError::into_inner)
+        self.0
+            .recorded
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     fn at(&self) -> u64 {

@@ -95,6 +95,10 @@ pub fn init(options: Options) -> Result<Option<LogGuard>, crate::otel::OtelError
     let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new(&options.default_filter));
+    // Every span, whatever its level: accounting walks up to the request's span.
+    // Leaving TRACE spans out here (they are for trace exporters) lost statement
+    // events that followed a span no layer wanted (tracing-subscriber's per-layer
+    // filter state), so the server-timing and monitoring tests failed: kept.
     let accounting = AccountingLayer::default().with_filter(filter_fn(|m| {
         m.is_span()
             || m.target() == STATEMENT_TARGET

@@ -550,7 +550,10 @@ mod tests {
                 (1, 1, false)
             ]
         );
-        assert_eq!((rows[0].ms.as_str(), rows[0].at_ms.as_str()), ("1.500", "2.000"));
+        assert_eq!(
+            (rows[0].ms.as_str(), rows[0].at_ms.as_str()),
+            ("1.500", "2.000")
+        );
     }
 
     #[test]

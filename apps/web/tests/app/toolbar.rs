@@ -108,7 +108,10 @@ async fn follows(engine: Engine) {
     let history = send(&app, admin.get("/__debug__/history")).await;
     assert_eq!(history.status, StatusCode::OK);
     let (newer, older) = (
-        history.body.find(&format!("data-id=\"{rows_id}\"")).unwrap(),
+        history
+            .body
+            .find(&format!("data-id=\"{rows_id}\""))
+            .unwrap(),
         history.body.find(&format!("data-id=\"{id}\"")).unwrap(),
     );
     assert!(newer < older, "newest first");
@@ -120,7 +123,9 @@ async fn follows(engine: Engine) {
         "the toolbar's own requests are not recorded"
     );
     let htmx_panels = send(&app, admin.get(&format!("/__debug__/requests/{rows_id}"))).await;
-    assert!(htmx_panels.body.contains("<th>HX-Target</th><td>lesson-rows</td>"));
+    assert!(htmx_panels
+        .body
+        .contains("<th>HX-Target</th><td>lesson-rows</td>"));
 
     // Gone from the history: a clear 404.
     let gone = send(&app, admin.get("/__debug__/requests/no-such-id")).await;
@@ -153,8 +158,26 @@ async fn explain(engine: Engine) {
             .nth(1)
             .unwrap_or_default();
         let words: &[&str] = match engine {
-            Engine::Sqlite => &["SCAN", "SEARCH", "SCALAR", "CONSTANT", "LIST", "USE", "CO-ROUTINE", "MATERIALIZE", "COMPOUND"],
-            Engine::Postgres => &["Scan", "Result", "Join", "Limit", "Sort", "Aggregate", "Loop"],
+            Engine::Sqlite => &[
+                "SCAN",
+                "SEARCH",
+                "SCALAR",
+                "CONSTANT",
+                "LIST",
+                "USE",
+                "CO-ROUTINE",
+                "MATERIALIZE",
+                "COMPOUND",
+            ],
+            Engine::Postgres => &[
+                "Scan",
+                "Result",
+                "Join",
+                "Limit",
+                "Sort",
+                "Aggregate",
+                "Loop",
+            ],
         };
         assert!(
             words.iter().any(|w| text.contains(w)),
@@ -167,10 +190,7 @@ async fn explain(engine: Engine) {
 }
 
 /// A route that loads `n` lessons one by one.
-async fn lessons_one_by_one(
-    db: web::Data<napiatke_db::Db>,
-    n: web::Path<i64>,
-) -> HttpResponse {
+async fn lessons_one_by_one(db: web::Data<napiatke_db::Db>, n: web::Path<i64>) -> HttpResponse {
     let mut conn = db.get().unwrap();
     for id in 1..=n.into_inner() {
         lessons::get(&mut conn, LessonId(id), Scope::All).unwrap();
@@ -188,7 +208,9 @@ async fn repeated(engine: Engine) {
             .app_data(web::Data::new(t.db.clone()))
             .route("/one-by-one/{n}", web::get().to(lessons_one_by_one))
             .configure(napiatke_web::app::routes)
-            .wrap(actix_web::middleware::from_fn(napiatke_web::middleware::front)),
+            .wrap(actix_web::middleware::from_fn(
+                napiatke_web::middleware::front,
+            )),
     )
     .await;
     // Read raw: common::read fails on an N+1, which this route is.
@@ -201,7 +223,11 @@ async fn repeated(engine: Engine) {
         .to_owned();
     let body = String::from_utf8_lossy(&test::read_body(res).await).into_owned();
     assert!(body.contains("<p>loaded</p><aside id=\"napiatke-debug\""));
-    let panels = send(&app, TestRequest::get().uri(&format!("/__debug__/requests/{id}"))).await;
+    let panels = send(
+        &app,
+        TestRequest::get().uri(&format!("/__debug__/requests/{id}")),
+    )
+    .await;
     // Each lesson is two statements (the lesson, its students): both repeated 3x.
     assert!(panels.body.contains("SQL: 6 statements"), "{}", panels.body);
     assert!(panels.body.contains("6 duplicated"), "{}", panels.body);
@@ -220,7 +246,11 @@ async fn absent(engine: Engine) {
         assert!(!page.body.contains("napiatke-debug"));
         assert!(!page.body.contains("toolbar"));
         assert_eq!(page.header("x-debug-request-id"), None);
-        for path in ["/__debug__/history", "/__debug__/requests/x", "/__debug__/explain/x/0"] {
+        for path in [
+            "/__debug__/history",
+            "/__debug__/requests/x",
+            "/__debug__/explain/x/0",
+        ] {
             let r = send(&app, admin.get(path)).await;
             assert_eq!(r.status, StatusCode::NOT_FOUND, "{path}");
         }
