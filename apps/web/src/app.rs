@@ -127,46 +127,36 @@ pub fn image_config(settings: &Settings) -> ImageConfig {
     }
 }
 
-/// The route table.
+/// The route table: every route with its methods (`routing::Table` remembers them
+/// for 405/Allow, OPTIONS and the trailing-slash redirect).
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/", web::get().to(handlers::index))
-        .route("/healthz", web::get().to(handlers::healthz))
-        .route("/static/{tail:.*}", web::to(handlers::static_file))
-        .route("/login", web::get().to(handlers::login_form))
-        .route("/login", web::post().to(handlers::login))
-        .route("/logout", web::post().to(handlers::logout))
-        .route("/dashboard/", web::get().to(handlers::dashboard))
-        .route("/lessons/", web::get().to(handlers::lessons))
-        .route(
-            "/lessons/export.csv",
-            web::get().to(handlers::lessons_export),
-        )
-        .route("/lessons/{id}/", web::get().to(handlers::lesson))
-        .route(
-            "/lessons/{id}/attendance",
-            web::post().to(handlers::attendance),
-        )
-        .route("/calendar/", web::get().to(handlers::calendar))
-        .route("/students/", web::get().to(handlers::students))
-        .route("/admin/cache-stats/", web::get().to(handlers::cache_stats))
-        .route("/metrics", web::get().to(handlers::metrics))
-        .route("/rooms/", web::get().to(media::rooms))
-        .route("/rooms/{id}/photo", web::post().to(media::room_photo))
-        .route("/profile/", web::get().to(media::profile))
-        .route("/profile/avatar", web::post().to(media::avatar))
-        .route("/images/{id}/", web::get().to(media::image_status))
-        .route("/media/{tail:.*}", web::to(media::media))
+    let mut t = crate::routing::Table::new(cfg);
+    t.get("/", handlers::index)
+        .get("/healthz", handlers::healthz)
+        .any("/static/{tail:.*}", handlers::static_file)
+        .get("/login", handlers::login_form)
+        .post("/login", handlers::login)
+        .post("/logout", handlers::logout)
+        .get("/dashboard/", handlers::dashboard)
+        .get("/lessons/", handlers::lessons)
+        .get("/lessons/export.csv", handlers::lessons_export)
+        .get("/lessons/{id}/", handlers::lesson)
+        .post("/lessons/{id}/attendance", handlers::attendance)
+        .get("/calendar/", handlers::calendar)
+        .get("/students/", handlers::students)
+        .get("/admin/cache-stats/", handlers::cache_stats)
+        .get("/metrics", handlers::metrics)
+        .get("/rooms/", media::rooms)
+        .post("/rooms/{id}/photo", media::room_photo)
+        .get("/profile/", media::profile)
+        .post("/profile/avatar", media::avatar)
+        .get("/images/{id}/", media::image_status)
+        .any("/media/{tail:.*}", media::media)
         // The debug toolbar's (404 unless DEBUG_TOOLBAR is on).
-        .route("/__debug__/history", web::get().to(crate::debug::history))
-        .route(
-            "/__debug__/requests/{id}",
-            web::get().to(crate::debug::request),
-        )
-        .route(
-            "/__debug__/explain/{id}/{n}",
-            web::get().to(crate::debug::explain),
-        )
-        .default_service(web::to(handlers::not_found));
+        .get("/__debug__/history", crate::debug::history)
+        .get("/__debug__/requests/{id}", crate::debug::request)
+        .get("/__debug__/explain/{id}/{n}", crate::debug::explain);
+    t.finish();
 }
 
 /// The whole app with its middleware, outermost first: static files (answered from
@@ -188,8 +178,14 @@ pub fn app(
         .app_data(
             web::FormConfig::default()
                 .limit(16 * 1024)
-                .error_handler(|e, _| {
-                    AppError::BadRequest(format!("the form could not be read: {e}")).into()
+                .error_handler(|e, _| match e {
+                    actix_web::error::UrlencodedError::Overflow { size, limit } => {
+                        AppError::TooLarge(format!(
+                            "the form is {size} bytes; the most this server takes is {limit}"
+                        ))
+                        .into()
+                    }
+                    e => AppError::BadRequest(format!("the form could not be read: {e}")).into(),
                 }),
         )
         .app_data(

@@ -38,6 +38,20 @@ pub enum AppError {
         /// Seconds to wait.
         retry_after: u64,
     },
+    /// 405 with `Allow`: the path exists, the method does not.
+    #[error("{message}")]
+    MethodNotAllowed {
+        /// Which method and what the path takes, in words.
+        message: String,
+        /// The `Allow` header's value.
+        allow: String,
+    },
+    /// 414: the address is over the limit the message names.
+    #[error("{0}")]
+    UriTooLong(String),
+    /// 431: the headers are over the limit the message names.
+    #[error("{0}")]
+    HeadersTooLarge(String),
     /// 408: the body did not arrive in time.
     #[error("{0}")]
     Timeout(String),
@@ -114,6 +128,9 @@ impl ResponseError for AppError {
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
             AppError::Unavailable(_) | AppError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             AppError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            AppError::UriTooLong(_) => StatusCode::URI_TOO_LONG,
+            AppError::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            AppError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             AppError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -137,6 +154,11 @@ impl ResponseError for AppError {
         }
         let shown = self.public_message();
         let mut res = napiatke_htmx::html(status, error_page(status, &shown, None));
+        if let AppError::MethodNotAllowed { allow, .. } = self {
+            if let Ok(v) = HeaderValue::from_str(allow) {
+                res.headers_mut().insert(header::ALLOW, v);
+            }
+        }
         if let AppError::Busy { retry_after, .. } = self {
             res.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));

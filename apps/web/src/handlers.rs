@@ -206,12 +206,6 @@ pub async fn index() -> HttpResponse {
     see_other("/dashboard/")
 }
 
-pub async fn not_found() -> Result<HttpResponse, AppError> {
-    Err(AppError::NotFound(
-        "there is nothing at this address".to_owned(),
-    ))
-}
-
 pub async fn healthz(state: State) -> HttpResponse {
     match state.services.healthy().await {
         Ok(()) => HttpResponse::Ok()

@@ -12,6 +12,7 @@ mod media;
 pub mod middleware;
 pub mod origin;
 mod params;
+pub mod routing;
 mod session;
 
 pub use app::{build_state, init_logging, init_tracing, AppState};

@@ -33,24 +33,36 @@ pub struct Viewer {
 }
 
 /// The one middleware layer around the router, in this order: `/static/` answered
-/// from memory; the request's span and accounting started; cross-site unsafe
-/// requests refused ([`crate::origin`]); the app called; the request's log line,
+/// from memory; the request's span and accounting started (and the debug
+/// toolbar's recording, in development); an address or headers over their limits
+/// (414, 431) and cross-site unsafe requests refused ([`crate::origin`]); HEAD
+/// turned into GET; the app called; the request's log line,
 /// metrics, reports and accounting headers; an error's body as the user should see
-/// it (`show_error`). One layer rather than four `from_fn`
+/// it (`show_error`); the debug toolbar's handle. One layer rather than four `from_fn`
 /// layers: each of those boxes the request's future twice and moves it, which cost a
 /// cached page about a tenth of its throughput (docs/performance.md).
 pub async fn front(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    let req = match static_file(req) {
+    let mut req = match static_file(req) {
         Ok(res) => return Ok(res),
         Err(req) => req,
     };
+
     let hx = napiatke_htmx::Hx::from_headers(req.headers());
     let accounting = Accounting::start(&req, hx);
     let debugging = crate::debug::Debugging::start(&req, &accounting.span, &accounting.cost, hx);
-    let mut res = if let Some(refused) = crate::origin::refuse(&req) {
+    // HEAD is GET without the body: routed and answered as GET (every GET route
+    // answers HEAD with the same headers, Content-Length included); the
+    // connection, which parsed the request as HEAD, sends no body. Logged as HEAD.
+    if req.method() == actix_web::http::Method::HEAD {
+        req.head_mut().method = actix_web::http::Method::GET;
+    }
+    let refused = over_limits(&req)
+        .map(HttpResponse::from_error)
+        .or_else(|| crate::origin::refuse(&req));
+    let mut res = if let Some(refused) = refused {
         let (req, _) = req.into_parts();
         ServiceResponse::new(req, refused)
     } else {
@@ -70,6 +82,35 @@ pub async fn front(
     Ok(match debugging {
         Some(d) => d.finish(&request_id, res).await,
         None => res,
+    })
+}
+
+/// The longest address (path and query) taken; longer is 414. nginx's default
+/// buffer for a request line is 8 KB too, so nothing longer reaches us behind it.
+pub const MAX_URI_BYTES: usize = 8 * 1024;
+
+/// The most header bytes (names and values) taken; more is 431. actix-http itself
+/// refuses a head over 128 KB, with an empty 431.
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+
+/// A request over [`MAX_URI_BYTES`] or [`MAX_HEADER_BYTES`], answered before any
+/// work with its own status and a message naming the limit.
+fn over_limits(req: &ServiceRequest) -> Option<AppError> {
+    let uri = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
+    if uri > MAX_URI_BYTES {
+        return Some(AppError::UriTooLong(format!(
+            "the address is {uri} bytes long; the most this server takes is {MAX_URI_BYTES}"
+        )));
+    }
+    let headers: usize = req
+        .headers()
+        .iter()
+        .map(|(n, v)| n.as_str().len() + v.len())
+        .sum();
+    (headers > MAX_HEADER_BYTES).then(|| {
+        AppError::HeadersTooLarge(format!(
+            "the request's headers are {headers} bytes; the most this server takes is {MAX_HEADER_BYTES}"
+        ))
     })
 }
 
@@ -109,6 +150,8 @@ fn request_id(headers: &actix_web::http::header::HeaderMap) -> String {
 /// when it started.
 struct Accounting {
     span: tracing::Span,
+    /// As the client sent it (HEAD is routed as GET).
+    method: actix_web::http::Method,
     request_id: String,
     /// The request as Sentry sees it (when SENTRY_DSN is set).
     watch: Option<napiatke_telemetry::report::Watch>,
@@ -180,6 +223,7 @@ impl Accounting {
         attach(&span, cost.clone());
         Accounting {
             span,
+            method: req.method().clone(),
             request_id,
             watch,
             cost,
@@ -226,7 +270,7 @@ impl Accounting {
         tracing::info!(
             target: REQUEST_LOG_TARGET,
             parent: span,
-            method = %res.request().method(),
+            method = %self.method,
             route = %route,
             status,
             request_id = %self.request_id,
@@ -266,13 +310,9 @@ impl Accounting {
             );
         }
         if let Some(state) = &self.state {
-            state.metrics.observe(
-                &route,
-                res.request().method().as_str(),
-                status,
-                elapsed,
-                statements,
-            );
+            state
+                .metrics
+                .observe(&route, self.method.as_str(), status, elapsed, statements);
         }
         let admin = viewer.is_some_and(|v| v.role == napiatke_domain::Role::Admin);
         if !(self.expose || admin) {

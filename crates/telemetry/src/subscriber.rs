@@ -92,7 +92,13 @@ pub fn init(options: Options) -> Result<Option<LogGuard>, crate::otel::OtelError
             m.is_span() && m.target().starts_with("napiatke")
         }))
     });
-    let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
+    // Buffered: the writer thread flushes once per batch of queued lines (whatever
+    // came in while it wrote the last batch), not one write(2) per line, which at
+    // tens of thousands of lines a second took a core's share on 2 cores.
+    let (writer, guard) = tracing_appender::non_blocking(std::io::BufWriter::with_capacity(
+        64 * 1024,
+        std::io::stderr(),
+    ));
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new(&options.default_filter));
     // Every span, whatever its level: accounting walks up to the request's span.

@@ -14,6 +14,7 @@ mod attendance;
 mod cache_stats;
 mod cli;
 mod health;
+mod http;
 mod images;
 mod lists;
 mod login;

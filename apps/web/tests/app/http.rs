@@ -1,0 +1,251 @@
+//! HTTP by the book (issue 20): HEAD wherever GET works, over a real socket (the
+//! body dropped, the length kept); 405 with `Allow` for a known path and another
+//! method, 204 with `Allow` for OPTIONS; a 308 to the slashed address for a GET or
+//! HEAD without its trailing slash, never for a POST.
+
+use std::io::{Read, Write};
+
+use actix_web::http::StatusCode;
+use actix_web::test::{self, TestRequest};
+use actix_web::HttpServer;
+use napiatke_db::testing::FIXTURE_PASSWORD;
+use napiatke_db::Engine;
+
+use crate::common::*;
+
+napiatke_db::both_engines! {
+    #[actix_web::test] async
+    head_answers_as_get_without_the_body => head;
+    other_methods_get_405_with_allow => methods;
+    a_missing_trailing_slash_redirects_gets_only => trailing_slash;
+}
+
+/// Sends `request` (a whole HTTP/1.1 request) to `port` and reads until the server
+/// closes: the raw answer, head and whatever body came.
+async fn raw(port: u16, request: String) -> String {
+    // On the blocking pool: the server runs on this thread's runtime.
+    actix_web::rt::task::spawn_blocking(move || {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        s.write_all(request.as_bytes()).unwrap();
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    })
+    .await
+    .unwrap()
+}
+
+fn content_length(answer: &str) -> Option<usize> {
+    answer.lines().find_map(|l| {
+        let (name, value) = l.split_once(':')?;
+        name.eq_ignore_ascii_case("content-length")
+            .then(|| value.trim().parse().ok())
+            .flatten()
+    })
+}
+
+async fn head(engine: Engine) {
+    let t = fixture(engine);
+    let state = state(&t, false).await;
+    // Log in in process; the socket server shares the state, so the session too.
+    let app = test::init_service(napiatke_web::app::app(state.clone())).await;
+    let (_, admin) = login(&app, "admin@napiatke.local", FIXTURE_PASSWORD).await;
+    let session = admin.session.clone().unwrap();
+    let server = HttpServer::new(move || napiatke_web::app::app(state.clone()))
+        .workers(1)
+        .bind(("127.0.0.1", 0))
+        .unwrap();
+    let port = server.addrs()[0].port();
+    let server = server.run();
+    let handle = server.handle();
+    actix_web::rt::spawn(server);
+    let css = statics().url("css/app.css").unwrap();
+    for path in [
+        "/healthz",
+        "/login",
+        "/dashboard/",
+        "/lessons/",
+        "/lessons/1/",
+        "/calendar/?start=2026-11-23",
+        "/students/?q=kow",
+        "/rooms/",
+        "/lessons/export.csv",
+        css.as_str(),
+    ] {
+        let ask = |method: &str| {
+            format!(
+                "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: napiatke_session={session}\r\nConnection: close\r\n\r\n"
+            )
+        };
+        let get = raw(port, ask("GET")).await;
+        let head = raw(port, ask("HEAD")).await;
+        let status = |a: &str| a.lines().next().unwrap_or_default().to_owned();
+        assert_eq!(status(&head), status(&get), "{path}");
+        assert!(status(&get).contains(" 200 "), "{path}: {get}");
+        let (head_part, body) = head.split_once("\r\n\r\n").unwrap();
+        assert_eq!(body, "", "{path}: HEAD sends no body");
+        let get_len = content_length(&get);
+        if get_len.is_some() {
+            assert_eq!(content_length(head_part), get_len, "{path}: {head_part}");
+        }
+        for name in ["content-type:", "vary:", "cache-control:"] {
+            let line = |a: &str| {
+                a.lines()
+                    .find(|l| l.to_ascii_lowercase().starts_with(name))
+                    .map(str::to_ascii_lowercase)
+            };
+            assert_eq!(line(head_part), line(&get), "{path}: {name}");
+        }
+    }
+    handle.stop(true).await;
+}
+
+async fn methods(engine: Engine) {
+    let t = fixture(engine);
+    let app = test::init_service(napiatke_web::app::app(state(&t, false).await)).await;
+    let (_, admin) = login(&app, "admin@napiatke.local", FIXTURE_PASSWORD).await;
+    let with_session = |r: TestRequest| {
+        r.cookie(actix_web::cookie::Cookie::new(
+            "napiatke_session",
+            admin.session.clone().unwrap(),
+        ))
+        .insert_header(("sec-fetch-site", "same-origin"))
+    };
+    for (method, path, allow) in [
+        ("PUT", "/dashboard/", "GET, HEAD, OPTIONS"),
+        ("DELETE", "/lessons/1/", "GET, HEAD, OPTIONS"),
+        ("POST", "/students/", "GET, HEAD, OPTIONS"),
+        ("GET", "/lessons/1/attendance", "POST, OPTIONS"),
+        ("PATCH", "/login", "GET, HEAD, POST, OPTIONS"),
+    ] {
+        let m = actix_web::http::Method::from_bytes(method.as_bytes()).unwrap();
+        let page = send(
+            &app,
+            with_session(TestRequest::default().method(m).uri(path)),
+        )
+        .await;
+        assert_eq!(
+            page.status,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {path}"
+        );
+        assert_eq!(page.header("allow"), Some(allow), "{method} {path}");
+        assert!(
+            page.body
+                .contains(&format!("{method} is not allowed at {path}")),
+            "{}",
+            page.body
+        );
+    }
+    let options = send(
+        &app,
+        TestRequest::default()
+            .method(actix_web::http::Method::OPTIONS)
+            .uri("/dashboard/"),
+    )
+    .await;
+    assert_eq!(options.status, StatusCode::NO_CONTENT);
+    assert_eq!(options.header("allow"), Some("GET, HEAD, OPTIONS"));
+    assert_eq!(options.body, "");
+    // Unknown paths stay 404 whatever the method.
+    let put = send(
+        &app,
+        with_session(TestRequest::put().uri("/no-such-thing/")),
+    )
+    .await;
+    assert_eq!(put.status, StatusCode::NOT_FOUND);
+    assert_eq!(put.header("allow"), None);
+}
+
+async fn trailing_slash(engine: Engine) {
+    let t = fixture(engine);
+    let app = test::init_service(napiatke_web::app::app(state(&t, false).await)).await;
+    let (_, admin) = login(&app, "admin@napiatke.local", FIXTURE_PASSWORD).await;
+    for (from, to) in [
+        ("/dashboard", "/dashboard/"),
+        (
+            "/lessons?status=scheduled&page=1",
+            "/lessons/?status=scheduled&page=1",
+        ),
+        ("/lessons/1", "/lessons/1/"),
+        ("/calendar?start=2026-11-23", "/calendar/?start=2026-11-23"),
+    ] {
+        for method in [actix_web::http::Method::GET, actix_web::http::Method::HEAD] {
+            let page = send(&app, admin.get(from).method(method.clone())).await;
+            assert_eq!(
+                page.status,
+                StatusCode::PERMANENT_REDIRECT,
+                "{method} {from}"
+            );
+            assert_eq!(page.header("location"), Some(to), "{method} {from}");
+        }
+    }
+    // Followed, it is the page.
+    let page = send(&app, admin.get("/dashboard/")).await;
+    assert_eq!(page.status, StatusCode::OK);
+    // A POST would lose its body in a redirect: 404 saying where the route is.
+    let post = send(&app, admin.post("/dashboard", &[("a", "b")])).await;
+    assert_eq!(post.status, StatusCode::NOT_FOUND);
+    assert!(
+        post.body.contains("did you mean /dashboard/"),
+        "{}",
+        post.body
+    );
+    // Not for what has no slashed route.
+    for path in ["/nothing", "/login/", "/metrics/"] {
+        let page = send(&app, admin.get(path)).await;
+        assert_eq!(page.status, StatusCode::NOT_FOUND, "{path}");
+    }
+}
+
+#[actix_web::test]
+async fn limits_are_answered_with_their_own_codes() {
+    let t = fixture(Engine::Sqlite);
+    let app = test::init_service(napiatke_web::app::app(state(&t, false).await)).await;
+    let (_, admin) = login(&app, "admin@napiatke.local", FIXTURE_PASSWORD).await;
+    // An address over 8 KB: 414, before any work, with the request id.
+    let long = format!(
+        "/students/?q={}",
+        "a".repeat(napiatke_web::middleware::MAX_URI_BYTES)
+    );
+    let page = send(&app, admin.get(&long)).await;
+    assert_eq!(page.status, StatusCode::URI_TOO_LONG);
+    assert!(
+        page.body.contains("the most this server takes is 8192"),
+        "{}",
+        page.body
+    );
+    assert!(page.header("x-request-id").is_some());
+    // Just under it is served.
+    let fits = format!("/students/?q={}", "a".repeat(100));
+    assert_eq!(send(&app, admin.get(&fits)).await.status, StatusCode::OK);
+    // Headers over 16 KB: 431.
+    let page = send(
+        &app,
+        admin.get("/dashboard/").insert_header((
+            "x-padding",
+            "p".repeat(napiatke_web::middleware::MAX_HEADER_BYTES),
+        )),
+    )
+    .await;
+    assert_eq!(page.status, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+    assert!(page.body.contains("headers are"), "{}", page.body);
+    // A form over its 16 KB: 413 naming the limit, nothing saved.
+    let big = "x".repeat(20 * 1024);
+    let page = send(
+        &app,
+        admin.post(
+            "/lessons/1/attendance",
+            &[("student_id", "1"), ("status", big.as_str())],
+        ),
+    )
+    .await;
+    assert_eq!(page.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(
+        page.body.contains("the most this server takes is 16384"),
+        "{}",
+        page.body
+    );
+}
