@@ -127,7 +127,8 @@ pub struct Entry {
     pub recorded: Recorded,
 }
 
-/// A header as the toolbar shows it: values of [`MASKED`] headers hidden.
+/// A header as the toolbar shows it: the values of `Cookie`, `Set-Cookie`,
+/// `Authorization` and `X-CSRF-Token` hidden (their length kept).
 #[must_use]
 pub fn shown_header(name: &str, value: &str) -> (String, String) {
     let name = name.to_ascii_lowercase();
