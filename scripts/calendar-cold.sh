@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 before=${BEFORE:?set BEFORE to a napiatke binary to compare with}
 cargo build --release -q -p napiatke-web --bin napiatke
 mkdir -p target/prof
-export DATABASE_URL=sqlite://target/prof/large.sqlite3 NAPIATKE_ENV=production RUST_LOG=warn
+export DATABASE_URL=sqlite://target/prof/large.sqlite3 NAPIATKE_ENV=production NAPIATKE_DEMO=1 RUST_LOG=warn
 [ -f target/prof/large.sqlite3 ] || target/release/napiatke seed --scale large --force >/dev/null
 week=$(date -u -d "last monday" +%F)
 for bin in "$before" target/release/napiatke "$before" target/release/napiatke "$before" target/release/napiatke; do

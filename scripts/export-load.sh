@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${BIN:-target/release/napiatke}
-export DATABASE_URL=${DATABASE_URL:-sqlite://target/load/load.sqlite3} NAPIATKE_ENV=production RUST_LOG=warn
+export DATABASE_URL=${DATABASE_URL:-sqlite://target/load/load.sqlite3} NAPIATKE_ENV=production NAPIATKE_DEMO=1 RUST_LOG=warn
 BIND=127.0.0.1:8310 "$bin" serve > target/load/export-serve.log 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null || true' EXIT

@@ -57,7 +57,7 @@ case "$engine" in
   *) echo "usage: $0 sqlite|postgres" >&2; exit 2;;
 esac
 # Warnings (throttled) go to target/load/serve-N.log: a run is explained by them.
-export DATABASE_URL=$url NAPIATKE_ENV=production EXPOSE_QUERY_COUNT=true RUST_LOG=warn
+export DATABASE_URL=$url NAPIATKE_ENV=production NAPIATKE_DEMO=1 EXPOSE_QUERY_COUNT=true RUST_LOG=warn
 # SCALE=large loads the large demo set (10x) instead of the standard one.
 if [ "${SCALE:-standard}" = standard ]; then "$bin" demo >/dev/null; else "$bin" seed --scale "$SCALE" --force >/dev/null; fi
 "$bin" collectstatic >/dev/null

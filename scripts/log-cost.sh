@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 command -v wrk >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
 cargo build --release -q -p napiatke-web --bin napiatke
 mkdir -p target/prof
-export DATABASE_URL=sqlite://target/prof/l.sqlite3 NAPIATKE_ENV=production
+export DATABASE_URL=sqlite://target/prof/l.sqlite3 NAPIATKE_ENV=production NAPIATKE_DEMO=1
 rm -f target/prof/l.sqlite3*
 target/release/napiatke demo >/dev/null 2>&1
 target/release/napiatke collectstatic >/dev/null 2>&1

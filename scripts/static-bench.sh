@@ -29,7 +29,7 @@ while sum(len(r) for r in rules) < 100_000:
 open(sys.argv[1], "w").write("".join(rules))
 PY
 export ASSETS_DIR=$work/assets STATIC_ROOT=$work/root DATABASE_URL=sqlite://$work/db.sqlite3
-export BIND=127.0.0.1:8280 NAPIATKE_ENV=production RUST_LOG=error
+export BIND=127.0.0.1:8280 NAPIATKE_ENV=production NAPIATKE_DEMO=1 RUST_LOG=error
 target/release/napiatke collectstatic >/dev/null
 hashed=$(python3 -c "import json,sys; print(json.load(open('$work/root/staticfiles.json'))['paths']['css/big.css'])")
 target/release/napiatke demo >/dev/null

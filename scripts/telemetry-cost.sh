@@ -11,7 +11,7 @@ cargo build --release -q -p napiatke-web --bin napiatke
 mkdir -p target/prof
 a=${A:-RUST_LOG=warn} b=${B:?set B to the second server\'s environment}
 rounds=${ROUNDS:-3} duration=${DURATION:-5s}
-export DATABASE_URL=sqlite://target/prof/cost.sqlite3 NAPIATKE_ENV=production
+export DATABASE_URL=sqlite://target/prof/cost.sqlite3 NAPIATKE_ENV=production NAPIATKE_DEMO=1
 rm -f target/prof/cost.sqlite3*
 target/release/napiatke demo >/dev/null 2>&1
 target/release/napiatke collectstatic >/dev/null 2>&1

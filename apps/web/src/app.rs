@@ -42,6 +42,8 @@ pub struct AppState {
     pub media: napiatke_images::pipeline::LocalStorage,
     /// The largest upload accepted (IMAGE_MAX_BYTES).
     pub image_max_bytes: usize,
+    /// The login page lists the demo logins (development only).
+    pub demo_logins: bool,
     /// The debug toolbar's history, when DEBUG_TOOLBAR is on (development only).
     pub toolbar: Option<Arc<napiatke_toolbar::Toolbar>>,
 }
@@ -108,6 +110,7 @@ pub fn build_state(
         slow_request_threshold: settings.slow_request_threshold,
         metrics: Arc::new(napiatke_telemetry::metrics::HttpMetrics::default()),
         calendar_stream_from: settings.calendar_stream_from,
+        demo_logins: settings.environment == Environment::Development,
         toolbar,
     }))
 }

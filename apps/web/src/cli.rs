@@ -22,11 +22,19 @@ pub struct Args {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Migrate, seed the standard demo set if the database is empty, print the URL
-    /// and the demo logins, and serve the app (what `napiatke` alone does).
+    /// Migrate, seed the standard demo set if the database is empty (development,
+    /// or NAPIATKE_DEMO=1), print the URL (and the demo logins), and serve the app
+    /// (what `napiatke` alone does). Production refuses to start while the demo
+    /// accounts are active, unless NAPIATKE_DEMO=1 says it is a demo.
     Serve,
     /// As serve, without serving: migrate, seed if empty, print the figures.
     Demo,
+    /// User accounts: list, add, change a password, deactivate. Passwords are read
+    /// from a prompt (or the first line of stdin), never from the command line.
+    Users {
+        #[command(subcommand)]
+        command: UsersCommand,
+    },
     /// Apply pending migrations.
     Migrate,
     /// Write the deterministic demo data set (SPEC.md) in one transaction.
@@ -76,6 +84,36 @@ enum ImagesCommand {
     Reprocess,
 }
 
+#[derive(Debug, Subcommand)]
+enum UsersCommand {
+    /// Every user: id, e-mail, role, active, name.
+    List,
+    /// Create an active user; the password is asked for.
+    Add {
+        /// Their e-mail (their login).
+        email: String,
+        /// admin, tutor or student.
+        #[arg(long, value_parser = parse_role)]
+        role: napiatke_domain::Role,
+        /// First name.
+        #[arg(long)]
+        first_name: String,
+        /// Last name.
+        #[arg(long)]
+        last_name: String,
+    },
+    /// Set a user's password (asked for) and end their sessions everywhere.
+    Passwd {
+        /// Their e-mail.
+        email: String,
+    },
+    /// Stop a user logging in and end their sessions everywhere.
+    Deactivate {
+        /// Their e-mail.
+        email: String,
+    },
+}
+
 /// What a subcommand can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
@@ -112,6 +150,18 @@ pub enum CliError {
     /// Error reporting could not be set up.
     #[error("{0}")]
     Report(#[from] napiatke_telemetry::report::ReportError),
+    /// Production with the demo accounts active and NAPIATKE_DEMO unset.
+    #[error("the database holds {0} active demo accounts (…@napiatke.local), whose passwords are published: deactivate them (`napiatke users deactivate EMAIL`) or set NAPIATKE_DEMO=1 if this server is a demo")]
+    DemoAccounts(i64),
+    /// A password could not be read.
+    #[error("reading the password: {0}")]
+    Password(String),
+}
+
+fn parse_role(s: &str) -> Result<napiatke_domain::Role, String> {
+    s.to_ascii_uppercase()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a role: admin, tutor or student"))
 }
 
 fn parse_now(s: &str) -> Result<NaiveDateTime, String> {
@@ -144,6 +194,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
     match args.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(&settings),
         Command::Demo => demo(&settings).map(|_| ()),
+        Command::Users { command } => users(&settings, command),
         Command::Migrate => {
             let db = open(&settings)?;
             let applied = setup::migrate(&db)?;
@@ -231,11 +282,18 @@ fn open(settings: &Settings) -> Result<Db, DbError> {
     )
 }
 
-/// Migrates, seeds the standard set into an empty database, prints the figures.
+/// Migrates, seeds the standard set into an empty database when demo data is
+/// wanted (NAPIATKE_DEMO, on in development), prints the figures.
 fn demo(settings: &Settings) -> Result<Db, CliError> {
     let db = open(settings)?;
     setup::migrate(&db)?;
-    if setup::is_empty(&db)? {
+    let empty = setup::is_empty(&db)?;
+    if empty && !settings.demo {
+        println!(
+            "the database is empty; no demo data outside development (NAPIATKE_DEMO=1 seeds it); \
+             create the first admin with `napiatke users add EMAIL --role admin --first-name ... --last-name ...`"
+        );
+    } else if empty {
         let options = SeedOptions::new(Scale::Standard, 42, now_minute());
         let report = seed_with_progress(&db, &options)?;
         print_report(&report, db.engine());
@@ -251,6 +309,12 @@ fn demo(settings: &Settings) -> Result<Db, CliError> {
 
 fn serve(settings: &Settings) -> Result<(), CliError> {
     let db = demo(settings)?;
+    if !settings.demo {
+        let active = setup::demo_accounts(&db)?;
+        if active > 0 {
+            return Err(CliError::DemoAccounts(active));
+        }
+    }
     // Development collects the sources beside the binary at every start (incremental:
     // only changed files are compressed again); production serves what the deploy's
     // `napiatke collectstatic` wrote.
@@ -261,10 +325,12 @@ fn serve(settings: &Settings) -> Result<(), CliError> {
         "napiatke is serving http://{}  (Ctrl-C stops it)",
         settings.bind
     );
-    println!("demo logins:");
-    println!("  admin@napiatke.local    / admin");
-    println!("  tutor1@napiatke.local   / tutor    (tutor1 … tutor40)");
-    println!("  student1@napiatke.local / student  (student1 … student1200)");
+    if settings.demo {
+        println!("demo logins:");
+        println!("  admin@napiatke.local    / admin");
+        println!("  tutor1@napiatke.local   / tutor    (tutor1 … tutor40)");
+        println!("  student1@napiatke.local / student  (student1 … student1200)");
+    }
     actix_web::rt::System::new().block_on(async {
         let cache = crate::app::connect_cache(settings).await;
         if cache.has_redis() && !cache.subscribed() {
@@ -281,6 +347,92 @@ fn serve(settings: &Settings) -> Result<(), CliError> {
         crate::app::serve(settings, state).await.map_err(CliError::from)
     })?;
     Ok(())
+}
+
+/// `napiatke users ...`, over the cache the app uses (so ended sessions leave every
+/// process's cache at once, through Redis when REDIS_URL is set).
+fn users(settings: &Settings, command: UsersCommand) -> Result<(), CliError> {
+    let db = open(settings)?;
+    setup::migrate(&db)?;
+    actix_web::rt::System::new().block_on(async {
+        let cache = crate::app::connect_cache(settings).await;
+        let services = napiatke_services::Services::new(db, napiatke_services::SystemClock)
+            .with_cache(cache, &settings.cache_ttls);
+        match command {
+            UsersCommand::List => {
+                for u in services.list_users().await? {
+                    println!(
+                        "{:>6}  {:<32} {:<8} {:<8} {} {}",
+                        u.id.get(),
+                        u.email.as_str(),
+                        u.role.as_str().to_ascii_lowercase(),
+                        if u.is_active { "active" } else { "inactive" },
+                        u.first_name,
+                        u.last_name
+                    );
+                }
+            }
+            UsersCommand::Add {
+                email,
+                role,
+                first_name,
+                last_name,
+            } => {
+                let password = read_password(&format!("password for {email}: "))?;
+                let id = services
+                    .add_user(&email, &first_name, &last_name, role, &password)
+                    .await?;
+                println!(
+                    "added {email} ({}) as user {}",
+                    role.as_str().to_ascii_lowercase(),
+                    id.get()
+                );
+            }
+            UsersCommand::Passwd { email } => {
+                let password = read_password(&format!("new password for {email}: "))?;
+                let ended = services.change_password(&email, &password).await?;
+                println!("password changed for {email}; {ended} session(s) ended");
+            }
+            UsersCommand::Deactivate { email } => {
+                let ended = services.deactivate_user(&email).await?;
+                println!("{email} deactivated; {ended} session(s) ended");
+            }
+        }
+        Ok(())
+    })
+}
+
+/// A password from the terminal (not echoed) or, when stdin is not a terminal,
+/// its first line: never from the command line, where `ps` and shell history
+/// would keep it.
+fn read_password(prompt: &str) -> Result<String, CliError> {
+    use std::io::{BufRead, IsTerminal, Write};
+    let stdin = std::io::stdin();
+    let tty = stdin.is_terminal();
+    // stty from coreutils: no terminal crate for one prompt.
+    let echo = |on: bool| {
+        let _ = std::process::Command::new("stty")
+            .arg(if on { "echo" } else { "-echo" })
+            .stdin(std::process::Stdio::inherit())
+            .status();
+    };
+    if tty {
+        eprint!("{prompt}");
+        let _ = std::io::stderr().flush();
+        echo(false);
+    }
+    let mut line = String::new();
+    let read = stdin.lock().read_line(&mut line);
+    if tty {
+        echo(true);
+        eprintln!();
+    }
+    read.map_err(|e| CliError::Password(e.to_string()))?;
+    let password = line.trim_end_matches(['\r', '\n']).to_owned();
+    if password.is_empty() {
+        return Err(CliError::Password("no password given".to_owned()));
+    }
+    Ok(password)
 }
 
 fn reprocess(settings: &Settings) -> Result<(), CliError> {

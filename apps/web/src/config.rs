@@ -71,6 +71,10 @@ pub struct Settings {
     /// EXPOSE_QUERY_COUNT: send X-Query-Count and Server-Timing (default: on in
     /// development, off in production).
     pub expose_query_count: bool,
+    /// NAPIATKE_DEMO: demo data wanted (default: on in development). Serve seeds an
+    /// empty database only then, and production refuses to start while the demo
+    /// accounts (published passwords) are active unless it is set.
+    pub demo: bool,
     /// DEBUG_TOOLBAR: the debug toolbar on full pages and its routes under
     /// /__debug__/ (default: on in development; refused in production, where it
     /// would show every visitor everyone's requests).
@@ -226,6 +230,12 @@ impl Settings {
             Some("0" | "false" | "no" | "off") => false,
             Some(v) => return Err(bad("EXPOSE_QUERY_COUNT", v, "expected true or false")),
         };
+        let demo = match get("NAPIATKE_DEMO").as_deref().map(str::trim) {
+            None => environment == Environment::Development,
+            Some("1" | "true" | "yes" | "on") => true,
+            Some("0" | "false" | "no" | "off") => false,
+            Some(v) => return Err(bad("NAPIATKE_DEMO", v, "expected true or false")),
+        };
         let debug_toolbar = match get("DEBUG_TOOLBAR").as_deref().map(str::trim) {
             None => environment == Environment::Development,
             Some("1" | "true" | "yes" | "on") if environment == Environment::Production => {
@@ -308,6 +318,7 @@ impl Settings {
             redis_keepalive,
             expose_query_count,
             debug_toolbar,
+            demo,
             database_url,
             database_pool_size,
             redis_url,
@@ -373,6 +384,7 @@ impl Settings {
             ),
             format!("EXPOSE_QUERY_COUNT={}", self.expose_query_count),
             format!("DEBUG_TOOLBAR={}", self.debug_toolbar),
+            format!("NAPIATKE_DEMO={}", self.demo),
             format!(
                 "SLOW_REQUEST_THRESHOLD={}",
                 self.slow_request_threshold.as_millis()
@@ -486,6 +498,7 @@ mod tests {
             ("CACHE_TTL_STATIC", "18446744073709551615"),
             ("EXPOSE_QUERY_COUNT", "maybe"),
             ("DEBUG_TOOLBAR", "maybe"),
+            ("NAPIATKE_DEMO", "maybe"),
             ("CACHE_PREFIX", "has space"),
             ("CACHE_L1_BYTES", "64MB"),
             ("REDIS_KEEPALIVE", "0"),
@@ -517,6 +530,6 @@ mod tests {
         let lines = s.describe();
         assert!(lines.contains(&"SENTRY_DSN=(set, hidden)".to_owned()));
         assert!(lines.iter().all(|l| !l.contains("key@")));
-        assert_eq!(lines.len(), 29);
+        assert_eq!(lines.len(), 30);
     }
 }

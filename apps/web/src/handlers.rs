@@ -236,6 +236,7 @@ fn login_page(
     ctx.insert("next", next);
     ctx.insert("email", email);
     ctx.insert("error", &error);
+    ctx.insert("demo_logins", &state.demo_logins);
     let res = state
         .templates
         .respond(status, Hx::default(), "login.html", None, &ctx)?;

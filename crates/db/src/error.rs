@@ -33,6 +33,9 @@ pub enum DbError {
     /// Password hashing failed (never on valid parameters; kept typed all the same).
     #[error("password hashing failed: {0}")]
     Hash(String),
+    /// A row that must be unique already exists (the message says which).
+    #[error("{0}")]
+    Duplicate(String),
     /// A request the database layer will not carry out (an `EXPLAIN` of a write).
     #[error("{0}")]
     Unsupported(String),

@@ -20,6 +20,7 @@
 //! # }).unwrap();
 //! ```
 
+mod accounts;
 mod auth;
 pub mod cached;
 mod export;
@@ -39,6 +40,7 @@ pub use cached::{CacheReport, CacheTtls, NamespaceLine};
 /// Statements slower than this are logged as warnings (SLOW_STATEMENT_THRESHOLD).
 pub use napiatke_db::set_slow_statement_threshold;
 
+pub use accounts::MIN_PASSWORD_CHARS;
 pub use auth::{random_token, DbSessionStore, NewSession, Session, SessionStore, SESSION_TTL};
 pub use export::{EXPORT_CHUNK, EXPORT_HEADER};
 pub use lists::{LessonQuery, LessonRows, LessonsPage, StudentQuery, StudentsPage};

@@ -41,6 +41,12 @@ pub fn is_empty(db: &Db) -> ServiceResult<bool> {
     Ok(napiatke_db::queries::users::count_all(&mut *db.get()?)? == 0)
 }
 
+/// How many active accounts of the demo set (whose passwords are published) the
+/// database holds. One statement.
+pub fn demo_accounts(db: &Db) -> ServiceResult<i64> {
+    Ok(napiatke_db::queries::users::count_demo(&mut *db.get()?)?)
+}
+
 /// Writes the demo data set (SPEC.md) in one transaction, calling `progress` as
 /// tables are written. Refuses a database holding users unless `options.force`
 /// ([`crate::ServiceError::NotEmpty`]).

@@ -283,3 +283,182 @@ fn images_reprocess_on_sqlite() {
 fn images_reprocess_on_postgres() {
     images_reprocess(Engine::Postgres);
 }
+
+/// `napiatke` with extra environment and `stdin` piped in.
+fn napiatke_with(database_url: &str, env: &[(&str, &str)], stdin: &str, args: &[&str]) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_napiatke"))
+        .args(args)
+        .env("DATABASE_URL", database_url)
+        .env_remove("RUST_LOG")
+        .envs(env.iter().copied())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("running napiatke: {e}"));
+    if let Some(mut input) = child.stdin.take() {
+        let _ = input.write_all(stdin.as_bytes());
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// Users from the command line; a deactivation or a new password ends the user's
+/// sessions in a running app at once (its cache told through Redis); production
+/// refuses to start with the demo accounts active.
+async fn users(engine: Engine) {
+    use crate::common::{cache_prefix, login, redis_url, send, state_with};
+    use actix_web::http::StatusCode;
+    let t = database(engine);
+    let seeded = napiatke(&t.url, &["seed", "--scale", "tiny", "--now", NOW]);
+    assert!(seeded.status.success(), "{}", text(&seeded.stderr));
+    let prefix = cache_prefix();
+    let env = [("REDIS_URL", redis_url()), ("CACHE_PREFIX", prefix.clone())];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+
+    let add = [
+        "users",
+        "add",
+        "head@school.example",
+        "--role",
+        "admin",
+        "--first-name",
+        "Ada",
+        "--last-name",
+        "Head",
+    ];
+    let added = napiatke_with(&t.url, &env, "correct horse battery\n", &add);
+    assert!(added.status.success(), "{}", text(&added.stderr));
+    assert!(text(&added.stdout).starts_with("added head@school.example (admin) as user "));
+    let again = napiatke_with(&t.url, &env, "correct horse battery\n", &add);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        text(&again.stderr).contains("a user with the e-mail head@school.example exists"),
+        "{}",
+        text(&again.stderr)
+    );
+    let short = napiatke_with(
+        &t.url,
+        &env,
+        "short\n",
+        &["users", "passwd", "head@school.example"],
+    );
+    assert_eq!(short.status.code(), Some(1));
+    assert!(
+        text(&short.stderr).contains("at least 10 characters"),
+        "{}",
+        text(&short.stderr)
+    );
+    let list = napiatke(&t.url, &["users", "list"]);
+    assert!(
+        text(&list.stdout)
+            .lines()
+            .any(|l| l.contains("head@school.example")
+                && l.contains("admin")
+                && l.contains(" active")),
+        "{}",
+        text(&list.stdout)
+    );
+    let unknown = napiatke_with(
+        &t.url,
+        &env,
+        "",
+        &["users", "deactivate", "nobody@school.example"],
+    );
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(text(&unknown.stderr).contains("no user has the e-mail nobody@school.example"));
+
+    // A running app (its own process's cache, shared Redis under the same prefix).
+    let state = state_with(&t, false, &prefix, Some(redis_url())).await;
+    let app = actix_web::test::init_service(napiatke_web::app::app(state)).await;
+    let (_, student) = login(&app, "student1@napiatke.local", "student").await;
+    assert_eq!(
+        send(&app, student.get("/dashboard/")).await.status,
+        StatusCode::OK
+    );
+    let (_, tutor) = login(&app, "tutor1@napiatke.local", "tutor").await;
+    assert_eq!(
+        send(&app, tutor.get("/dashboard/")).await.status,
+        StatusCode::OK
+    );
+
+    let off = napiatke_with(
+        &t.url,
+        &env,
+        "",
+        &["users", "deactivate", "student1@napiatke.local"],
+    );
+    assert!(off.status.success(), "{}", text(&off.stderr));
+    assert!(
+        text(&off.stdout).contains("1 session(s) ended"),
+        "{}",
+        text(&off.stdout)
+    );
+    let changed = napiatke_with(
+        &t.url,
+        &env,
+        "a new long password\n",
+        &["users", "passwd", "tutor1@napiatke.local"],
+    );
+    assert!(changed.status.success(), "{}", text(&changed.stderr));
+    // The app hears of it through Redis: within moments, not a TTL.
+    let started = Instant::now();
+    loop {
+        let s = send(&app, student.get("/dashboard/")).await.status;
+        let t2 = send(&app, tutor.get("/dashboard/")).await.status;
+        if s == StatusCode::SEE_OTHER && t2 == StatusCode::SEE_OTHER {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "sessions still live: {s} {t2}"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (old, _) = login(&app, "tutor1@napiatke.local", "tutor").await;
+    assert_eq!(old.status, StatusCode::UNAUTHORIZED);
+    let (new, _) = login(&app, "tutor1@napiatke.local", "a new long password").await;
+    assert_eq!(new.status, StatusCode::SEE_OTHER);
+    let (inactive, _) = login(&app, "student1@napiatke.local", "student").await;
+    assert_eq!(inactive.status, StatusCode::UNAUTHORIZED);
+
+    // Production will not serve published passwords unless told it is a demo.
+    let refused = napiatke_with(
+        &t.url,
+        &[("NAPIATKE_ENV", "production"), ("BIND", "127.0.0.1:1")],
+        "",
+        &["serve"],
+    );
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        text(&refused.stderr).contains("active demo accounts"),
+        "{}",
+        text(&refused.stderr)
+    );
+    assert!(!text(&refused.stdout).contains("demo logins"));
+}
+
+#[actix_web::test]
+async fn users_from_the_cli_on_sqlite() {
+    users(Engine::Sqlite).await;
+}
+
+#[actix_web::test]
+async fn users_from_the_cli_on_postgres() {
+    users(Engine::Postgres).await;
+}
+
+/// An empty database in production is not seeded, and says how to add an admin.
+#[test]
+fn production_does_not_seed() {
+    let t = database(Engine::Sqlite);
+    let out = napiatke_with(&t.url, &[("NAPIATKE_ENV", "production")], "", &["demo"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("no demo data outside development"),
+        "{}",
+        text(&out.stdout)
+    );
+    let list = napiatke(&t.url, &["users", "list"]);
+    assert_eq!(text(&list.stdout), "");
+}

@@ -15,6 +15,46 @@ napiatke_db::both_engines! {
     login_rotates_the_session_and_logout_ends_it => login_flow;
     cross_site_posts_are_refused_from_every_angle => csrf;
     sessions_survive_a_restart_and_a_redis_flush => sessions_survive;
+    next_never_leaves_the_site_nor_fails => next_is_local;
+}
+
+/// `next` as an attacker writes it: every answer is a 303 on this site, never a 500.
+async fn next_is_local(engine: Engine) {
+    let t = fixture(engine);
+    let app = test::init_service(napiatke_web::app::app(state(&t, false).await)).await;
+    let form_page = send(&app, TestRequest::get().uri("/login")).await;
+    let csrf = form_page
+        .cookie("napiatke_csrf")
+        .map(|c| cookie_value(&c))
+        .unwrap();
+    let token = form_token(&form_page.body);
+    for (next, to) in [
+        ("/\t/evil.example", "/dashboard/"),
+        ("/\n/evil.example", "/dashboard/"),
+        ("/\u{7f}", "/dashboard/"),
+        ("//evil.example", "/dashboard/"),
+        ("/\\evil.example", "/dashboard/"),
+        ("https://evil.example/", "/dashboard/"),
+        ("/students/?q=Król", "/students/?q=Kr%C3%B3l"),
+    ] {
+        let req = Browser::default()
+            .post(
+                "/login",
+                &[
+                    ("email", "admin@napiatke.local"),
+                    ("password", FIXTURE_PASSWORD),
+                    ("csrf_token", &token),
+                    ("next", next),
+                ],
+            )
+            .cookie(actix_web::cookie::Cookie::new(
+                "napiatke_csrf",
+                csrf.clone(),
+            ));
+        let res = send(&app, req).await;
+        assert_eq!(res.status, StatusCode::SEE_OTHER, "{next:?}: {}", res.body);
+        assert_eq!(res.header("location"), Some(to), "{next:?}");
+    }
 }
 
 async fn login_flow(engine: Engine) {

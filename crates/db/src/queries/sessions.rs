@@ -73,3 +73,16 @@ pub fn delete(conn: &mut DbConn, id_hash: &str) -> DbResult<bool> {
 pub fn delete_expired(conn: &mut DbConn, now: NaiveDateTime) -> DbResult<usize> {
     Ok(diesel::delete(sessions::table.filter(sessions::expires_at.le(now))).execute(conn)?)
 }
+
+/// Deletes every session of a user; returns their ids (the hashes the cache keys
+/// them by). One transaction, two statements.
+pub fn delete_for_user(conn: &mut DbConn, user: UserId) -> DbResult<Vec<String>> {
+    conn.transaction(|conn| {
+        let ids: Vec<String> = sessions::table
+            .filter(sessions::user_id.eq(user.get()))
+            .select(sessions::id)
+            .load(conn)?;
+        diesel::delete(sessions::table.filter(sessions::user_id.eq(user.get()))).execute(conn)?;
+        Ok(ids)
+    })
+}
