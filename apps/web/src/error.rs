@@ -52,6 +52,14 @@ pub enum AppError {
     /// 431: the headers are over the limit the message names.
     #[error("{0}")]
     HeadersTooLarge(String),
+    /// 429 with Retry-After: too many failed attempts.
+    #[error("{message}")]
+    TooManyRequests {
+        /// What to do, in words.
+        message: String,
+        /// Seconds to wait.
+        retry_after: u64,
+    },
     /// 408: the body did not arrive in time.
     #[error("{0}")]
     Timeout(String),
@@ -77,6 +85,16 @@ impl From<ServiceError> for AppError {
                 message: message.clone(),
                 retry_after: retry_after.as_secs().max(1),
             },
+            ServiceError::Throttled { retry_after } => {
+                let secs = retry_after.as_secs().max(1);
+                AppError::TooManyRequests {
+                    message: format!(
+                        "Too many failed logins. Try again in {secs} second{}.",
+                        if secs == 1 { "" } else { "s" }
+                    ),
+                    retry_after: secs,
+                }
+            }
             kind if e.is_unavailable() => AppError::Unavailable(chain(kind)),
             kind => AppError::Internal(chain(kind)),
         }
@@ -131,6 +149,7 @@ impl ResponseError for AppError {
             AppError::UriTooLong(_) => StatusCode::URI_TOO_LONG,
             AppError::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             AppError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            AppError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             AppError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -159,7 +178,9 @@ impl ResponseError for AppError {
                 res.headers_mut().insert(header::ALLOW, v);
             }
         }
-        if let AppError::Busy { retry_after, .. } = self {
+        if let AppError::Busy { retry_after, .. } | AppError::TooManyRequests { retry_after, .. } =
+            self
+        {
             res.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
         } else if status == StatusCode::SERVICE_UNAVAILABLE {

@@ -267,22 +267,37 @@ pub async fn login(
 ) -> Result<HttpResponse, AppError> {
     let csrf = check_login_csrf(&req, &form.csrf_token)?;
     let next = safe_next(form.next());
-    let again =
-        |status, message| login_page(&state, status, &csrf, &next, &form.email, Some(message));
+    let again = |status: StatusCode, message: &str| {
+        login_page(&state, status, &csrf, &next, &form.email, Some(message))
+    };
     let Some((email, password)) = form.credentials() else {
         return again(StatusCode::BAD_REQUEST, "Enter your e-mail and password.");
     };
     let previous = req.cookie(SESSION_COOKIE).map(|c| c.value().to_owned());
-    match state
+    let client = req.peer_addr().map(|a| a.ip().to_string());
+    let outcome = state
         .services
-        .login(email, password, previous.as_deref())
-        .await?
-    {
-        Some((user, session)) => {
+        .login_from(email, password, previous.as_deref(), client.as_deref())
+        .await;
+    match outcome {
+        Ok(Some((user, session))) => {
             tracing::info!(user_id = user.id.get(), "login");
             logged_in(&state, &next, session.token)
         }
-        None => again(StatusCode::UNAUTHORIZED, "Wrong e-mail or password."),
+        Ok(None) => again(StatusCode::UNAUTHORIZED, "Wrong e-mail or password."),
+        // The form again, saying how long to wait, with Retry-After.
+        Err(e) => match AppError::from(e) {
+            AppError::TooManyRequests {
+                message,
+                retry_after,
+            } => {
+                let mut res = again(StatusCode::TOO_MANY_REQUESTS, &message)?;
+                res.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+                Ok(res)
+            }
+            other => Err(other),
+        },
     }
 }
 

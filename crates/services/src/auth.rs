@@ -182,20 +182,50 @@ impl Services {
         .await
     }
 
-    /// Logs in: checks the credentials and starts a fresh session, written to the
-    /// database and then to the cache. The session the browser had before
-    /// (`previous`, its cookie token) is ended on success, never reused, so a planted
-    /// session id is worthless; a failed login leaves it alone.
-    #[tracing::instrument(level = "trace", name = "service.login", skip_all)]
+    /// Logs in from an unknown address: [`Services::login_from`] without the
+    /// per-address throttle.
     pub async fn login(
         &self,
         email: &str,
         password: &str,
         previous: Option<&str>,
     ) -> ServiceResult<Option<(User, NewSession)>> {
-        let Some(user) = self.authenticate(email, password).await? else {
+        self.login_from(email, password, previous, None).await
+    }
+
+    /// Logs in: checks the credentials and starts a fresh session, written to the
+    /// database and then to the cache. The session the browser had before
+    /// (`previous`, its cookie token) is ended on success, never reused, so a planted
+    /// session id is worthless; a failed login leaves it alone.
+    ///
+    /// Throttled ([`crate::throttle`]): an account or client address past its
+    /// allowance of failures is [`ServiceError::Throttled`] until its wait is over,
+    /// whatever the password; argon2 waits for a place (or the queue is full:
+    /// [`ServiceError::Busy`]). Failures are logged (target `napiatke::auth`) with
+    /// the e-mail and address, never the password.
+    #[tracing::instrument(level = "trace", name = "service.login", skip_all)]
+    pub async fn login_from(
+        &self,
+        email: &str,
+        password: &str,
+        previous: Option<&str>,
+        client: Option<&str>,
+    ) -> ServiceResult<Option<(User, NewSession)>> {
+        let now = std::time::Instant::now();
+        if let Err(wait) = self.login_guard.check(email, client, now) {
+            tracing::warn!(target: "napiatke::auth", email, client, wait_s = wait.as_secs(), "login refused: too many failures");
+            return Err(ServiceError::Throttled { retry_after: wait });
+        }
+        let found = {
+            let _slot = self.login_guard.hashing_slot().await?;
+            self.authenticate(email, password).await?
+        };
+        let Some(user) = found else {
+            self.login_guard.failed(email, client, now);
+            tracing::warn!(target: "napiatke::auth", email, client, "login failed");
             return Ok(None);
         };
+        self.login_guard.succeeded(email);
         let id = user.id;
         let new = self.blocking(move |s| s.sessions().create(id)).await?;
         let session = Session {

@@ -28,6 +28,7 @@ mod lists;
 mod memo;
 mod pages;
 pub mod setup;
+pub mod throttle;
 mod uploads;
 
 use std::sync::Arc;
@@ -112,6 +113,13 @@ pub enum ServiceError {
     /// The operating system gave no randomness for a token.
     #[error("no randomness")]
     Random(#[source] getrandom::Error),
+    /// Too many failed logins for this account or address: wait `retry_after`
+    /// (HTTP 429 with Retry-After).
+    #[error("too many failed logins; try again in {} s", .retry_after.as_secs().max(1))]
+    Throttled {
+        /// How long until the next try is taken.
+        retry_after: std::time::Duration,
+    },
     /// The same failure, shared by every caller that waited on one cache load.
     #[error(transparent)]
     Shared(Arc<ServiceError>),
@@ -196,6 +204,7 @@ pub struct Services {
     cache: Cache,
     ns: Arc<cached::Namespaces>,
     uploads: Option<Arc<uploads::Uploads>>,
+    login_guard: Arc<throttle::LoginGuard>,
 }
 
 impl std::fmt::Debug for Services {
@@ -222,6 +231,7 @@ impl Services {
             cache,
             ns,
             uploads: None,
+            login_guard: Arc::new(throttle::LoginGuard::per_core()),
         }
     }
 

@@ -16,6 +16,98 @@ napiatke_db::both_engines! {
     cross_site_posts_are_refused_from_every_angle => csrf;
     sessions_survive_a_restart_and_a_redis_flush => sessions_survive;
     next_never_leaves_the_site_nor_fails => next_is_local;
+    failed_logins_back_off_per_account_and_address => throttled;
+}
+
+/// Wrong passwords: after the account's allowance, 429 with Retry-After and the
+/// form saying how long, even for the right password, until the wait is over; other
+/// accounts are unaffected, unless the same address keeps failing.
+async fn throttled(engine: Engine) {
+    let t = fixture(engine);
+    let app = test::init_service(napiatke_web::app::app(state(&t, false).await)).await;
+    let form_page = send(&app, TestRequest::get().uri("/login")).await;
+    let csrf = form_page
+        .cookie("napiatke_csrf")
+        .map(|c| cookie_value(&c))
+        .unwrap();
+    let token = form_token(&form_page.body);
+    let attempt = |email: &'static str, password: &'static str, from: &'static str| {
+        Browser::default()
+            .post(
+                "/login",
+                &[
+                    ("email", email),
+                    ("password", password),
+                    ("csrf_token", token.as_str()),
+                ],
+            )
+            .cookie(actix_web::cookie::Cookie::new(
+                "napiatke_csrf",
+                csrf.clone(),
+            ))
+            .peer_addr(from.parse().unwrap())
+    };
+    for _ in 0..5 {
+        let r = send(
+            &app,
+            attempt("admin@napiatke.local", "wrong", "10.1.1.1:4000"),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    }
+    let right = send(
+        &app,
+        attempt("admin@napiatke.local", FIXTURE_PASSWORD, "10.1.1.2:4000"),
+    )
+    .await;
+    assert_eq!(
+        right.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        right.body
+    );
+    assert_eq!(right.header("retry-after"), Some("1"));
+    assert!(
+        right
+            .body
+            .contains("Too many failed logins. Try again in 1 second."),
+        "{}",
+        right.body
+    );
+    assert!(right.cookie("napiatke_session").is_none());
+    // Another account is not held up.
+    let other = send(
+        &app,
+        attempt("tina@napiatke.local", FIXTURE_PASSWORD, "10.1.1.2:4000"),
+    )
+    .await;
+    assert_eq!(other.status, StatusCode::SEE_OTHER);
+    // The wait over, the right password works, and the account starts afresh.
+    actix_web::rt::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let later = send(
+        &app,
+        attempt("admin@napiatke.local", FIXTURE_PASSWORD, "10.1.1.2:4000"),
+    )
+    .await;
+    assert_eq!(later.status, StatusCode::SEE_OTHER);
+    // One address failing across accounts backs off too.
+    for n in 0..20 {
+        let email: &'static str = Box::leak(format!("u{n}@napiatke.local").into_boxed_str());
+        let r = send(&app, attempt(email, "wrong", "10.9.9.9:5000")).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    }
+    let from_there = send(
+        &app,
+        attempt("sara@napiatke.local", FIXTURE_PASSWORD, "10.9.9.9:5001"),
+    )
+    .await;
+    assert_eq!(from_there.status, StatusCode::TOO_MANY_REQUESTS);
+    let elsewhere = send(
+        &app,
+        attempt("sara@napiatke.local", FIXTURE_PASSWORD, "10.9.9.8:5001"),
+    )
+    .await;
+    assert_eq!(elsewhere.status, StatusCode::SEE_OTHER);
 }
 
 /// `next` as an attacker writes it: every answer is a 303 on this site, never a 500.
