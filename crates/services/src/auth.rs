@@ -212,8 +212,9 @@ impl Services {
         client: Option<&str>,
     ) -> ServiceResult<Option<(User, NewSession)>> {
         let now = std::time::Instant::now();
+        // Refusals are not logged one by one (a flood would be a flood of lines);
+        // the failure that starts each wait is.
         if let Err(wait) = self.login_guard.check(email, client, now) {
-            tracing::warn!(target: "napiatke::auth", email, client, wait_s = wait.as_secs(), "login refused: too many failures");
             return Err(ServiceError::Throttled { retry_after: wait });
         }
         let found = {
@@ -221,8 +222,8 @@ impl Services {
             self.authenticate(email, password).await?
         };
         let Some(user) = found else {
-            self.login_guard.failed(email, client, now);
-            tracing::warn!(target: "napiatke::auth", email, client, "login failed");
+            let wait = self.login_guard.failed(email, client, now);
+            tracing::warn!(target: "napiatke::auth", email, client, wait_s = wait.map(|w| w.as_secs()), "login failed");
             return Ok(None);
         };
         self.login_guard.succeeded(email);

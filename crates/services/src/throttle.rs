@@ -95,8 +95,10 @@ impl LoginGuard {
         }
     }
 
-    /// Counts a failure against the account and the address.
-    pub fn failed(&self, account: &str, address: Option<&str>, now: Instant) {
+    /// Counts a failure against the account and the address; the wait it starts,
+    /// if it starts one.
+    pub fn failed(&self, account: &str, address: Option<&str>, now: Instant) -> Option<Duration> {
+        let mut wait: Option<Duration> = None;
         let mut map = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
         if map.len() >= MAX_KEYS {
             map.retain(|_, f| f.blocked_until > now && now.duration_since(f.last) < FORGET_AFTER);
@@ -115,9 +117,12 @@ impl LoginGuard {
             if f.count >= free {
                 // 1 s at the allowance, doubling with each failure after it.
                 let doublings = (f.count - free).min(20);
-                f.blocked_until = now + Duration::from_secs(1u64 << doublings).min(MAX_BACKOFF);
+                let this = Duration::from_secs(1u64 << doublings).min(MAX_BACKOFF);
+                f.blocked_until = now + this;
+                wait = Some(wait.map_or(this, |w| w.max(this)));
             }
         }
+        wait
     }
 
     /// A correct login: the account starts afresh (the address does not).
