@@ -90,7 +90,7 @@ fn queries(c: &mut Criterion) {
             b.iter(|| lessons::for_calendar(&mut conn, week.0, week.1, Scope::All))
         });
         g.bench_function("dashboard_global_stats", |b| {
-            b.iter(|| dashboard::global_stats(&mut conn, now))
+            b.iter(|| dashboard::global_stats(&mut conn, now, Default::default()))
         });
         g.bench_function("upcoming_10", |b| {
             b.iter(|| lessons::upcoming(&mut conn, now, Scope::All, 10))

@@ -78,7 +78,9 @@ pub fn build_state(
         resolve: Arc::new(move |name: &str| files.url(name)),
         strict: settings.environment == Environment::Development,
     };
-    let mut templates = Templates::from_sources_with(crate::embedded::TEMPLATES, Some(urls))?;
+    let zone = settings.time_zone;
+    let mut templates = Templates::from_sources_with(crate::embedded::TEMPLATES, Some(urls))?
+        .showing_times_in(&zone.to_string(), Arc::new(move |t| zone.local(t)));
     let toolbar = if settings.debug_toolbar {
         templates = templates.describing_renders();
         let info = crate::debug::info(settings, &static_files);
@@ -99,6 +101,7 @@ pub fn build_state(
         ),
         html: HtmlCache::new(&cache, "html", settings.cache_ttls.user),
         services: Services::new(db, clock)
+            .with_zone(zone)
             .with_cache(cache, &settings.cache_ttls)
             .with_images(&image_config(settings)),
         media: napiatke_images::pipeline::LocalStorage::new(&settings.media_root),

@@ -219,6 +219,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
             setup::migrate(&db)?;
             let options = SeedOptions {
                 force,
+                zone: settings.time_zone,
                 ..SeedOptions::new(scale, seed_value, now.unwrap_or_else(now_minute))
             };
             let report = seed_with_progress(&db, &options)?;
@@ -266,7 +267,11 @@ pub fn run(args: Args) -> Result<(), CliError> {
         }
         Command::Stats => {
             let db = open(&settings)?;
-            print_stats(&setup::school_figures(&db, now_minute())?);
+            print_stats(&setup::school_figures(
+                &db,
+                now_minute(),
+                settings.time_zone,
+            )?);
             Ok(())
         }
     }
@@ -294,7 +299,10 @@ fn demo(settings: &Settings) -> Result<Db, CliError> {
              create the first admin with `napiatke users add EMAIL --role admin --first-name ... --last-name ...`"
         );
     } else if empty {
-        let options = SeedOptions::new(Scale::Standard, 42, now_minute());
+        let options = SeedOptions {
+            zone: settings.time_zone,
+            ..SeedOptions::new(Scale::Standard, 42, now_minute())
+        };
         let report = seed_with_progress(&db, &options)?;
         print_report(&report, db.engine());
     } else {
@@ -303,7 +311,11 @@ fn demo(settings: &Settings) -> Result<Db, CliError> {
             db.url().redacted()
         );
     }
-    print_stats(&setup::school_figures(&db, now_minute())?);
+    print_stats(&setup::school_figures(
+        &db,
+        now_minute(),
+        settings.time_zone,
+    )?);
     Ok(db)
 }
 

@@ -79,6 +79,9 @@ pub struct Settings {
     /// /__debug__/ (default: on in development; refused in production, where it
     /// would show every visitor everyone's requests).
     pub debug_toolbar: bool,
+    /// TIME_ZONE: the school's IANA time zone (default Europe/Warsaw): times are
+    /// shown, and days, weeks and months counted, in it.
+    pub time_zone: napiatke_domain::Zone,
     /// SLOW_REQUEST_THRESHOLD (milliseconds): requests slower than this are logged.
     pub slow_request_threshold: Duration,
     /// SLOW_STATEMENT_THRESHOLD (milliseconds): statements slower than this are logged
@@ -205,6 +208,12 @@ impl Settings {
                     .map(Duration::from_millis)
                     .map_err(|_| bad(var, &v, "expected milliseconds, e.g. 500")),
             }
+        };
+        let time_zone = match get("TIME_ZONE") {
+            None => napiatke_domain::Zone::default(),
+            Some(v) => v
+                .parse()
+                .map_err(|_| bad("TIME_ZONE", &v, "expected an IANA name, e.g. Europe/Warsaw"))?,
         };
         let slow_request_threshold = millis("SLOW_REQUEST_THRESHOLD", 1000)?;
         let slow_statement_threshold = millis("SLOW_STATEMENT_THRESHOLD", 100)?;
@@ -339,6 +348,7 @@ impl Settings {
                 }
                 v => v.map(|v| v.trim().to_owned()),
             },
+            time_zone,
             slow_request_threshold,
             slow_statement_threshold,
             calendar_stream_from: usize::try_from(calendar_stream_from).unwrap_or(usize::MAX),
@@ -385,6 +395,7 @@ impl Settings {
             format!("EXPOSE_QUERY_COUNT={}", self.expose_query_count),
             format!("DEBUG_TOOLBAR={}", self.debug_toolbar),
             format!("NAPIATKE_DEMO={}", self.demo),
+            format!("TIME_ZONE={}", self.time_zone),
             format!(
                 "SLOW_REQUEST_THRESHOLD={}",
                 self.slow_request_threshold.as_millis()
@@ -455,6 +466,7 @@ mod tests {
         assert_eq!(s.cache_ttls.dashboard, Duration::from_secs(60));
         assert_eq!(s.cache_ttls.calendar, Duration::from_secs(120));
         assert_eq!(s.slow_request_threshold, Duration::from_secs(1));
+        assert_eq!(s.time_zone.to_string(), "Europe/Warsaw");
         assert_eq!(s.slow_statement_threshold, Duration::from_millis(100));
         assert_eq!(s.log_format, napiatke_telemetry::Format::Human);
         assert!(s.metrics_bind.is_none());
@@ -490,6 +502,7 @@ mod tests {
             ("DATABASE_POOL_SIZE", "0"),
             ("REDIS_URL", "localhost:6379"),
             ("SLOW_REQUEST_THRESHOLD", "fast"),
+            ("TIME_ZONE", "Europe/Gdansk"),
             ("SLOW_STATEMENT_THRESHOLD", "1s"),
             ("LOG_FORMAT", "xml"),
             ("METRICS_BIND", "9100"),
@@ -530,6 +543,6 @@ mod tests {
         let lines = s.describe();
         assert!(lines.contains(&"SENTRY_DSN=(set, hidden)".to_owned()));
         assert!(lines.iter().all(|l| !l.contains("key@")));
-        assert_eq!(lines.len(), 30);
+        assert_eq!(lines.len(), 31);
     }
 }

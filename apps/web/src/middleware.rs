@@ -272,6 +272,7 @@ impl Accounting {
             parent: span,
             method = %self.method,
             route = %route,
+            path = res.request().path(),
             status,
             request_id = %self.request_id,
             // From whole microseconds, so the JSON reads 0.014, not 0.01381999....

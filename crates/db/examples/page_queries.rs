@@ -38,7 +38,7 @@ fn main() -> Result<(), DbError> {
             t.elapsed()
         );
         let t = Instant::now();
-        let stats = dashboard::global_stats(&mut conn, now)?;
+        let stats = dashboard::global_stats(&mut conn, now, Default::default())?;
         println!(
             "round {round}: dashboard: {} students in {:?}",
             stats.active_students,

@@ -19,7 +19,7 @@
 //! napiatke_db::migrate::run(&mut conn)?;
 //! let now = chrono::NaiveDate::from_ymd_opt(2026, 11, 26).unwrap().and_hms_opt(12, 0, 0).unwrap();
 //! seed::run(&mut conn, &seed::SeedOptions::new(seed::Scale::Tiny, 42, now), |_| {})?;
-//! let stats = queries::dashboard::global_stats(&mut conn, now)?;
+//! let stats = queries::dashboard::global_stats(&mut conn, now, Default::default())?;
 //! assert_eq!(stats.active_tutors, 3);
 //! # Ok::<(), napiatke_db::DbError>(())
 //! ```

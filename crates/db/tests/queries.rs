@@ -10,7 +10,7 @@ use napiatke_db::queries::{catalog, dashboard, invoices, students, users, PageRe
 use napiatke_db::testing::count_statements;
 use napiatke_db::{DbError, Engine};
 use napiatke_domain::{
-    AttendanceRate, AttendanceStatus, Email, LessonId, LessonStatus, Money, SubjectId, UserId,
+    AttendanceRate, AttendanceStatus, Email, LessonId, LessonStatus, Money, SubjectId, UserId, Zone,
 };
 
 const SARA: UserId = UserId(4);
@@ -135,7 +135,7 @@ both_engines! {
     dashboard_global_stats_match_the_fixture => |engine: Engine| {
         let t = fixture(engine);
         let mut c = conn(&t);
-        let s = ok(dashboard::global_stats(&mut c, now()));
+        let s = ok(dashboard::global_stats(&mut c, now(), Zone::UTC));
         assert_eq!(s.active_students, 3, "Sara, Bob, Dan (Cleo is inactive)");
         assert_eq!(s.active_tutors, 2, "Tina, Tom (Ivy is inactive)");
         assert_eq!((s.today.scheduled, s.today.ongoing, s.today.completed), (1, 1, 1));
@@ -143,16 +143,36 @@ both_engines! {
         assert_eq!(s.month_revenue, Money::from_minor(10_000 + 5_050));
     };
 
+    today_and_this_month_are_the_schools_local_ones => |engine: Engine| {
+        let t = fixture(engine);
+        let mut c = conn(&t);
+        let warsaw = Zone::default();
+        // 23:30 UTC on Thursday the 26th is 00:30 on Friday in Warsaw: today is the
+        // 27th, whose one lesson (4, at 11:00 local) is scheduled.
+        let late = ts(2026, 11, 26, 23, 30);
+        let s = ok(dashboard::global_stats(&mut c, late, warsaw));
+        assert_eq!((s.today.scheduled, s.today.ongoing, s.today.completed), (1, 0, 0));
+        let s = ok(dashboard::global_stats(&mut c, late, Zone::UTC));
+        assert_eq!((s.today.scheduled, s.today.ongoing, s.today.completed), (1, 1, 1));
+        assert_eq!(ok(dashboard::tutor_stats(&mut c, TINA, late, warsaw)).today, 1, "lesson 4");
+        assert_eq!(ok(dashboard::tutor_stats(&mut c, TOM, late, warsaw)).today, 0);
+        // 23:30 UTC on 30 November is already December in Warsaw: nothing paid yet.
+        let s = ok(dashboard::global_stats(&mut c, ts(2026, 11, 30, 23, 30), warsaw));
+        assert_eq!(s.month_revenue, Money::ZERO);
+        let s = ok(dashboard::global_stats(&mut c, ts(2026, 11, 30, 22, 30), warsaw));
+        assert_eq!(s.month_revenue, Money::from_minor(15_050));
+    };
+
     tutor_and_student_stats_match_the_fixture => |engine: Engine| {
         let t = fixture(engine);
         let mut c = conn(&t);
-        let tina = ok(dashboard::tutor_stats(&mut c, TINA, now()));
+        let tina = ok(dashboard::tutor_stats(&mut c, TINA, now(), Zone::UTC));
         assert_eq!(tina.upcoming, 2, "lessons 4 and 7");
         assert_eq!(tina.today, 1, "lesson 2");
         assert_eq!(tina.completed_this_month, 2, "lessons 1 and 2");
         assert_eq!(tina.students, 3, "Sara, Bob, Dan");
         assert_eq!(tina.attendance, AttendanceRate::new(1, 3));
-        let tom = ok(dashboard::tutor_stats(&mut c, TOM, now()));
+        let tom = ok(dashboard::tutor_stats(&mut c, TOM, now(), Zone::UTC));
         assert_eq!((tom.upcoming, tom.today, tom.completed_this_month, tom.students), (1, 2, 0, 2));
         assert_eq!(tom.attendance.percent(), None);
 
@@ -367,7 +387,7 @@ both_engines! {
         let (counts, sql) = count_statements(|| ok(lessons::student_counts(&mut c, &ids)));
         assert_eq!((counts.len(), sql.len()), (1_000, 1));
         assert!(counts.values().all(|c| c.students == 2));
-        let (_, sql) = count_statements(|| ok(dashboard::global_stats(&mut c, now())));
+        let (_, sql) = count_statements(|| ok(dashboard::global_stats(&mut c, now(), Zone::UTC)));
         assert_eq!(sql.len(), 1);
     };
 }

@@ -22,4 +22,7 @@ pub enum DomainError {
     /// An amount of money that cannot be represented or is negative where it must not be.
     #[error("invalid amount: {0}")]
     InvalidAmount(String),
+    /// Not a time zone of the IANA database.
+    #[error("{0:?} is not a time zone name such as Europe/Warsaw")]
+    UnknownZone(String),
 }

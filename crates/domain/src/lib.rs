@@ -20,6 +20,7 @@ mod error;
 mod ids;
 mod search;
 mod values;
+mod zone;
 
 pub use entities::{
     Attendance, ImageVariant, Invoice, Lesson, LessonStudent, Room, StoredImage, StudentProfile,
@@ -34,3 +35,4 @@ pub use ids::{
 };
 pub use search::fold_search;
 pub use values::{AttendanceRate, Color, Email, Money};
+pub use zone::Zone;

@@ -45,7 +45,7 @@ pub use chunked::Parts;
 pub use hx::{html, varying_html, Hx};
 pub use response::HxHeaders;
 pub use stored::{CacheStatus, Effort, FragmentKey, HtmlCache, StoredHtml, MIN_COMPRESS_BYTES};
-pub use templates::{StaticUrls, Templates, RENDER_TARGET};
+pub use templates::{StaticUrls, Templates, ToLocal, RENDER_TARGET};
 pub use text::{escape_html_into, percent_encode};
 
 /// What can go wrong loading or rendering templates.

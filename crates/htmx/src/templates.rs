@@ -72,7 +72,7 @@ impl Templates {
             }
         }
         let mut tera = tera::Tera::default();
-        tera.register_filter("date", date_filter);
+        tera.register_filter("date", DateFilter { to_local: None });
         tera.register_function("responsive_image", images::ResponsiveImage);
         tera.register_function("lazy_image", images::LazyImage);
         if let Some(urls) = statics {
@@ -104,6 +104,35 @@ impl Templates {
     #[must_use]
     pub fn describing_renders(mut self) -> Templates {
         self.describe_renders = true;
+        self
+    }
+
+    /// Shows date-times (stored in UTC) as wall-clock times of the zone `name`,
+    /// converted by `to_local`, in every `date` filter; dates stay as they are. The
+    /// zone is part of the fingerprint, so cached HTML of another zone is not reused.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use napiatke_htmx::Templates;
+    /// let t = Templates::from_sources(&[("p.html", "{{ t | date(format='%H:%M') }}")])?
+    ///     .showing_times_in("UTC+2", Arc::new(|t| t + chrono::Duration::hours(2)));
+    /// let mut ctx = tera::Context::new();
+    /// ctx.insert("t", "2026-06-01T06:00:00");
+    /// assert_eq!(t.render("p.html", &ctx)?, "08:00");
+    /// # Ok::<(), napiatke_htmx::HtmxError>(())
+    /// ```
+    #[must_use]
+    pub fn showing_times_in(mut self, name: &str, to_local: ToLocal) -> Templates {
+        let mut fingerprint = fnv::FnvHasher::default();
+        std::hash::Hasher::write_u64(&mut fingerprint, self.fingerprint);
+        std::hash::Hasher::write(&mut fingerprint, name.as_bytes());
+        self.fingerprint = std::hash::Hasher::finish(&fingerprint);
+        self.tera.register_filter(
+            "date",
+            DateFilter {
+                to_local: Some(to_local),
+            },
+        );
         self
     }
 
@@ -239,28 +268,42 @@ impl tera::Function for StaticUrls {
 /// (`2026-11-26T12:00:00`) and dates (`2026-11-26`) our types serialise to. tera's
 /// own `date` filter needs its `builtins` feature, which pulls in a time-zone
 /// database we do not use.
-fn date_filter(
-    value: &tera::Value,
-    args: &std::collections::HashMap<String, tera::Value>,
-) -> tera::Result<tera::Value> {
-    let format = args
-        .get("format")
-        .and_then(tera::Value::as_str)
-        .unwrap_or("%Y-%m-%d %H:%M");
-    let text = value
-        .as_str()
-        .ok_or_else(|| tera::Error::msg(format!("date: expected a date string, got {value}")))?;
-    let formatted =
-        if let Ok(t) = chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f") {
-            t.format(format).to_string()
-        } else if let Ok(d) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
-            d.format(format).to_string()
-        } else {
-            return Err(tera::Error::msg(format!(
-                "date: cannot read {text:?} as a date"
-            )));
-        };
-    Ok(tera::Value::String(formatted))
+/// Turns a stored (UTC) date-time into the wall-clock time people read.
+pub type ToLocal =
+    std::sync::Arc<dyn Fn(chrono::NaiveDateTime) -> chrono::NaiveDateTime + Send + Sync>;
+
+/// `date(format=...)`: formats a date-time (converted to local time when the
+/// templates were given a zone) or a date (taken as it is: a day has no zone).
+struct DateFilter {
+    to_local: Option<ToLocal>,
+}
+
+impl tera::Filter for DateFilter {
+    fn filter(
+        &self,
+        value: &tera::Value,
+        args: &std::collections::HashMap<String, tera::Value>,
+    ) -> tera::Result<tera::Value> {
+        let format = args
+            .get("format")
+            .and_then(tera::Value::as_str)
+            .unwrap_or("%Y-%m-%d %H:%M");
+        let text = value.as_str().ok_or_else(|| {
+            tera::Error::msg(format!("date: expected a date string, got {value}"))
+        })?;
+        let formatted =
+            if let Ok(t) = chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f") {
+                let t = self.to_local.as_ref().map_or(t, |f| f(t));
+                t.format(format).to_string()
+            } else if let Ok(d) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+                d.format(format).to_string()
+            } else {
+                return Err(tera::Error::msg(format!(
+                    "date: cannot read {text:?} as a date"
+                )));
+            };
+        Ok(tera::Value::String(formatted))
+    }
 }
 
 fn collect(root: &Path, dir: &Path, out: &mut Vec<(String, String)>) -> std::io::Result<()> {

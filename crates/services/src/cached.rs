@@ -183,16 +183,16 @@ impl Services {
     /// own figures, and the student's row figures in the student list.
     pub(crate) async fn attendance_changed(&self, change: &AttendanceChange) {
         let ns = &self.ns;
-        let today = self.now().date();
+        let today = self.today();
         let card = &change.lesson.card;
         self.cache
             .delete(&ns.lesson, &lesson_key(card.lesson.id))
             .await;
 
-        // A week starting on any of the six days before the lesson, or on its day,
-        // shows it (weeks may start on any date), for the school, its tutor and each
+        // A week starting on any of the six days before the lesson's local day, or on
+        // that day, shows it (weeks may start on any date), for the school, its tutor and each
         // of its students.
-        let day = card.lesson.start_time.date();
+        let day = self.zone.local(card.lesson.start_time).date();
         let mut scopes = vec![Scope::All, Scope::Tutor(card.tutor.id)];
         scopes.extend(
             change

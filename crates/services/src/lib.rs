@@ -205,6 +205,7 @@ pub struct Services {
     ns: Arc<cached::Namespaces>,
     uploads: Option<Arc<uploads::Uploads>>,
     login_guard: Arc<throttle::LoginGuard>,
+    zone: napiatke_domain::Zone,
 }
 
 impl std::fmt::Debug for Services {
@@ -232,7 +233,28 @@ impl Services {
             ns,
             uploads: None,
             login_guard: Arc::new(throttle::LoginGuard::per_core()),
+            zone: napiatke_domain::Zone::default(),
         }
+    }
+
+    /// Counts days, weeks and months in `zone` (default Europe/Warsaw): "today's
+    /// lessons", the calendar's Monday-to-Sunday weeks and this month's revenue.
+    #[must_use]
+    pub fn with_zone(mut self, zone: napiatke_domain::Zone) -> Services {
+        self.zone = zone;
+        self
+    }
+
+    /// The school's time zone.
+    #[must_use]
+    pub fn zone(&self) -> napiatke_domain::Zone {
+        self.zone
+    }
+
+    /// Today's date in the school's time zone.
+    #[must_use]
+    pub fn today(&self) -> chrono::NaiveDate {
+        self.zone.today(self.now())
     }
 
     /// Uses `cache` (L1 + Redis, or L1 only) with these TTL classes.

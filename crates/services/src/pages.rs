@@ -1,6 +1,6 @@
 //! The reads and writes behind each page, with their authorisation.
 
-use chrono::{Datelike, Days, NaiveDate, NaiveDateTime, NaiveTime};
+use chrono::{Datelike, Days, NaiveDate, NaiveDateTime};
 use napiatke_cache::Namespace;
 use napiatke_db::queries::dashboard::{self, GlobalStats, StudentStats, TutorStats};
 use napiatke_db::queries::lessons::{self, CalendarEntry, LessonCard, LessonDetail};
@@ -172,7 +172,7 @@ impl Services {
     /// process while the cache's epoch stands, within the dashboard TTL (`memo.rs`).
     #[tracing::instrument(level = "trace", name = "service.dashboard", skip_all)]
     pub async fn dashboard(&self, user: &User) -> ServiceResult<Arc<DashboardPage>> {
-        let key = format!("{}:{}", user.id, self.now().date());
+        let key = format!("{}:{}", user.id, self.today());
         self.ns
             .dashboard_pages
             .get_or_build(self.cache.epoch(), &key, self.dashboard_now(user))
@@ -181,7 +181,8 @@ impl Services {
 
     async fn dashboard_now(&self, user: &User) -> ServiceResult<DashboardPage> {
         let now = self.now();
-        let today = now.date();
+        let zone = self.zone;
+        let today = zone.today(now);
         let scope = scope_of(user);
         let id = user.id;
         let (dashboard, version) = match user.role {
@@ -189,7 +190,7 @@ impl Services {
                 let key = admin_dashboard_key(today);
                 let (stats, upcoming, version) = self
                     .figures(&self.ns.dashboard, &key, now, scope, move |c| {
-                        dashboard::global_stats(c, now)
+                        dashboard::global_stats(c, now, zone)
                     })
                     .await?;
                 (Dashboard::Admin { stats, upcoming }, version)
@@ -198,7 +199,7 @@ impl Services {
                 let key = tutor_key(id, today);
                 let (stats, upcoming, version) = self
                     .figures(&self.ns.user, &key, now, scope, move |c| {
-                        dashboard::tutor_stats(c, id, now)
+                        dashboard::tutor_stats(c, id, now, zone)
                     })
                     .await?;
                 (Dashboard::Tutor { stats, upcoming }, version)
@@ -416,15 +417,17 @@ impl Services {
         .await
     }
 
-    /// Seven days from `start` (default: this week's Monday), cached per viewer scope
-    /// and start date. One statement on a miss.
+    /// Seven local days from `start` (default: this week's Monday in the school's
+    /// zone; a week with a clock change is 167 or 169 hours), cached per viewer
+    /// scope and start date. One statement on a miss.
     #[tracing::instrument(level = "trace", name = "service.calendar", skip_all)]
     pub async fn calendar(
         &self,
         user: &User,
         start: Option<NaiveDate>,
     ) -> ServiceResult<Arc<CalendarWeek>> {
-        let today = self.now().date();
+        let today = self.today();
+        let zone = self.zone;
         let start = start.unwrap_or_else(|| {
             today - Days::new(u64::from(today.weekday().num_days_from_monday()))
         });
@@ -440,11 +443,11 @@ impl Services {
                 self.blocking(move |s| {
                     let entries = lessons::for_calendar(
                         &mut *s.conn()?,
-                        start.and_time(NaiveTime::MIN),
-                        end.and_time(NaiveTime::MIN),
+                        zone.day_start(start),
+                        zone.day_start(end),
                         scope,
                     )?;
-                    Ok(week_of(start, previous, end, entries, version()?))
+                    Ok(week_of(zone, start, previous, end, entries, version()?))
                 })
             })
             .await
@@ -463,6 +466,7 @@ impl Services {
 }
 
 fn week_of(
+    zone: napiatke_domain::Zone,
     start: NaiveDate,
     previous: NaiveDate,
     next: NaiveDate,
@@ -477,7 +481,7 @@ fn week_of(
         })
         .collect();
     for e in entries {
-        let offset = (e.start_time.date() - start).num_days();
+        let offset = (zone.local(e.start_time).date() - start).num_days();
         if let Some(day) = usize::try_from(offset).ok().and_then(|i| days.get_mut(i)) {
             day.lessons.push(e);
         }

@@ -10,7 +10,7 @@
 //! let now = chrono::NaiveDate::from_ymd_opt(2026, 11, 26).unwrap().and_hms_opt(12, 0, 0).unwrap();
 //! let report = setup::seed(&db, &SeedOptions::new(Scale::Tiny, 42, now), |_| {})?;
 //! assert!(report.rows.iter().any(|(table, n)| *table == "users" && *n > 0));
-//! assert!(setup::school_figures(&db, now)?.active_students > 0);
+//! assert!(setup::school_figures(&db, now, Default::default())?.active_students > 0);
 //! # Ok::<(), napiatke_services::ServiceError>(())
 //! ```
 
@@ -58,10 +58,16 @@ pub fn seed(
     Ok(napiatke_db::seed::run(&mut *db.get()?, options, progress)?)
 }
 
-/// The admin dashboard's school-wide figures at `now` (uncached).
-pub fn school_figures(db: &Db, now: NaiveDateTime) -> ServiceResult<GlobalStats> {
+/// The admin dashboard's school-wide figures at `now`, days and months counted in
+/// `zone` (uncached).
+pub fn school_figures(
+    db: &Db,
+    now: NaiveDateTime,
+    zone: napiatke_domain::Zone,
+) -> ServiceResult<GlobalStats> {
     Ok(napiatke_db::queries::dashboard::global_stats(
         &mut *db.get()?,
         now,
+        zone,
     )?)
 }

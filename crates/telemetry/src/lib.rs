@@ -24,6 +24,7 @@
 //! });
 //! ```
 
+mod line;
 pub mod metrics;
 pub mod otel;
 pub mod record;

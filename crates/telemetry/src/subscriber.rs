@@ -14,8 +14,8 @@ use crate::{AccountingLayer, CACHE_TARGET, RENDER_TARGET, STATEMENT_TARGET};
 pub enum Format {
     /// One readable line per event (development).
     Human,
-    /// One JSON object per line, fields flattened, with the current span's fields
-    /// (production: for a log shipper).
+    /// One JSON object per line, the event's fields flattened, with the request id
+    /// of the request it belongs to (production: for a log shipper).
     Json,
 }
 
@@ -120,10 +120,8 @@ pub fn init(options: Options) -> Result<Option<LogGuard>, crate::otel::OtelError
             .with_filter(filter)
             .boxed(),
         Format::Json => tracing_subscriber::fmt::layer()
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
+            .event_format(crate::line::JsonLine)
+            .fmt_fields(crate::line::RequestIdOnly)
             .with_writer(writer)
             .with_filter(filter)
             .boxed(),

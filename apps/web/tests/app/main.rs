@@ -22,4 +22,5 @@ mod pages;
 mod roles;
 mod static_files;
 mod telemetry;
+mod time_zone;
 mod toolbar;

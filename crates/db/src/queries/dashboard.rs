@@ -5,7 +5,7 @@
 use chrono::{Datelike, Days, Months, NaiveDate, NaiveDateTime};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Date, Timestamp};
-use napiatke_domain::{AttendanceRate, Money, UserId};
+use napiatke_domain::{AttendanceRate, Money, UserId, Zone};
 
 use super::count_where;
 use crate::{DbConn, DbResult, Engine};
@@ -86,10 +86,11 @@ struct Six {
     f: i64,
 }
 
-/// Midnight today and midnight tomorrow.
-fn day_bounds(now: NaiveDateTime) -> (NaiveDateTime, NaiveDateTime) {
-    let start = now.date().and_time(chrono::NaiveTime::MIN);
-    (start, start + Days::new(1))
+/// The UTC instants local midnight today and local midnight tomorrow fall on (23
+/// or 25 hours apart on the days the clocks change).
+fn day_bounds(now: NaiveDateTime, zone: Zone) -> (NaiveDateTime, NaiveDateTime) {
+    let today = zone.today(now);
+    (zone.day_start(today), zone.day_start(today + Days::new(1)))
 }
 
 /// First day of `day`'s month and of the next.
@@ -118,10 +119,11 @@ pub(crate) fn placeholders(engine: Engine, sql: &str) -> String {
     out
 }
 
-/// The admin dashboard's figures at `now`. One statement.
-pub fn global_stats(conn: &mut DbConn, now: NaiveDateTime) -> DbResult<GlobalStats> {
-    let (day0, day1) = day_bounds(now);
-    let (month0, month1) = month_bounds(now.date());
+/// The admin dashboard's figures at `now`, today and this month being the local
+/// ones in `zone`. One statement.
+pub fn global_stats(conn: &mut DbConn, now: NaiveDateTime, zone: Zone) -> DbResult<GlobalStats> {
+    let (day0, day1) = day_bounds(now, zone);
+    let (month0, month1) = month_bounds(zone.today(now));
     let sql = format!(
         "SELECT \
          (SELECT COUNT(*) FROM users WHERE role = 'STUDENT' AND is_active = TRUE) AS a, \
@@ -157,12 +159,17 @@ pub fn global_stats(conn: &mut DbConn, now: NaiveDateTime) -> DbResult<GlobalSta
     })
 }
 
-/// A tutor's own figures at `now`. One statement.
-pub fn tutor_stats(conn: &mut DbConn, tutor: UserId, now: NaiveDateTime) -> DbResult<TutorStats> {
-    let (day0, day1) = day_bounds(now);
-    let (month0, month1) = month_bounds(now.date());
-    let month0 = month0.and_time(chrono::NaiveTime::MIN);
-    let month1 = month1.and_time(chrono::NaiveTime::MIN);
+/// A tutor's own figures at `now`, today and this month being the local ones in
+/// `zone`. One statement.
+pub fn tutor_stats(
+    conn: &mut DbConn,
+    tutor: UserId,
+    now: NaiveDateTime,
+    zone: Zone,
+) -> DbResult<TutorStats> {
+    let (day0, day1) = day_bounds(now, zone);
+    let (month0, month1) = month_bounds(zone.today(now));
+    let (month0, month1) = (zone.day_start(month0), zone.day_start(month1));
     let marks = "FROM attendance JOIN lesson_students ON lesson_students.id = attendance.lesson_student_id \
                  JOIN lessons ON lessons.id = lesson_students.lesson_id WHERE lessons.tutor_id = ?";
     let sql = format!(

@@ -392,8 +392,10 @@ pub(crate) fn generate(
         });
     }
 
-    // Lessons: the weeks are centred on this week, half before and half after it.
-    let today = now.date();
+    // Lessons: the weeks are centred on this (local) week, half before and half
+    // after it.
+    let zone = opts.zone;
+    let today = zone.today(now);
     let this_monday = today - Days::new(u64::from(today.weekday().num_days_from_monday()));
     let first_monday = this_monday - Days::new(7 * u64::from(sizes.weeks / 2));
     let per_day = sizes.lessons_per_tutor_week.div_ceil(5);
@@ -415,8 +417,10 @@ pub(crate) fn generate(
                 let mut picked = hours[..today_count].to_vec();
                 picked.sort_unstable();
                 for hour in picked {
-                    let start = date
-                        .and_time(NaiveTime::from_hms_opt(hour, 0, 0).unwrap_or(NaiveTime::MIN));
+                    let start =
+                        zone.utc(date.and_time(
+                            NaiveTime::from_hms_opt(hour, 0, 0).unwrap_or(NaiveTime::MIN),
+                        ));
                     let minutes = if rng.percent(50) { 45 } else { 60 };
                     let end = start + chrono::Duration::minutes(minutes);
                     let subject = rng.pick(&tutor_subjects[t]);
@@ -565,13 +569,14 @@ mod tests {
             "spread over 26 weeks: {weeks} days"
         );
         for l in &d.lessons {
-            assert!(!matches!(
-                l.start_time.weekday(),
-                Weekday::Sat | Weekday::Sun
-            ));
+            // Local weekdays and hours in Warsaw, across both clock changes.
+            let (start, end) = (opts.zone.local(l.start_time), opts.zone.local(l.end_time));
+            assert!(!matches!(start.weekday(), Weekday::Sat | Weekday::Sun));
             assert!(
-                l.start_time.hour() >= 8 && l.end_time.hour() * 60 + l.end_time.minute() <= 20 * 60
+                start.hour() >= 8 && end.hour() * 60 + end.minute() <= 20 * 60,
+                "{l:?}"
             );
+            assert_eq!(start.minute(), 0, "{l:?}");
             assert!(matches!((l.end_time - l.start_time).num_minutes(), 45 | 60));
             let expected_past = l.end_time <= now;
             let past = matches!(l.status, "COMPLETED" | "CANCELLED");

@@ -60,10 +60,14 @@ pub struct SeedOptions {
     pub now: NaiveDateTime,
     /// Replace existing data instead of refusing.
     pub force: bool,
+    /// The school's time zone: lessons are on local weekdays from 08:00 to 20:00
+    /// (stored in UTC, so an 08:00 lesson is 07:00 UTC in winter, 06:00 in summer).
+    pub zone: napiatke_domain::Zone,
 }
 
 impl SeedOptions {
-    /// Seed `scale` from `seed` around `now`, refusing a non-empty database.
+    /// Seed `scale` from `seed` around `now`, refusing a non-empty database, with
+    /// lessons in Europe/Warsaw's local hours.
     #[must_use]
     pub fn new(scale: Scale, seed: u64, now: NaiveDateTime) -> Self {
         SeedOptions {
@@ -71,6 +75,7 @@ impl SeedOptions {
             seed,
             now,
             force: false,
+            zone: napiatke_domain::Zone::default(),
         }
     }
 }
