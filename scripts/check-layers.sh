@@ -21,9 +21,9 @@ allowed() {
   case "$1" in
     napiatke-domain) echo "" ;;
     napiatke-db) echo "napiatke-domain" ;;
-    napiatke-cache|napiatke-assets|napiatke-telemetry) echo "" ;;
+    napiatke-cache|napiatke-assets|napiatke-telemetry|napiatke-charts) echo "" ;;
     napiatke-images) echo "napiatke-domain" ;;
-    napiatke-services) echo "napiatke-domain napiatke-db napiatke-cache napiatke-images" ;;
+    napiatke-services) echo "napiatke-domain napiatke-db napiatke-cache napiatke-images napiatke-charts" ;;
     napiatke-htmx) echo "napiatke-cache napiatke-assets" ;;
     napiatke-toolbar) echo "napiatke-telemetry" ;;
     napiatke-web|napiatke-benches) echo "*" ;;

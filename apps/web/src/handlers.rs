@@ -336,6 +336,7 @@ pub async fn dashboard(
         || {
             let mut ctx = base_context(&auth, "dashboard");
             ctx.insert("dashboard", &page.dashboard);
+            ctx.insert("charts", &page.charts);
             ctx
         },
     )

@@ -263,6 +263,8 @@ pub struct CacheReport {
     pub stats: napiatke_cache::CacheStats,
     /// One line per namespace.
     pub namespaces: Vec<NamespaceLine>,
+    /// The namespaces' hit rates, drawn.
+    pub chart: napiatke_charts::Chart,
     /// L1, L2 and overall hit rates as text.
     pub l1_rate: String,
     /// L2 hit rate as text.
@@ -342,8 +344,34 @@ impl Services {
                 redis_keys: count(&n.name),
                 stats: n.clone(),
             })
-            .collect();
+            .collect::<Vec<NamespaceLine>>();
+        let chart = napiatke_charts::Chart::rows(
+            "cache-hit-rates",
+            "Hit rate per namespace",
+            "Share of lookups in each namespace answered by either cache tier, since this process started.",
+            namespaces
+                .iter()
+                .map(|n| {
+                    let hit = n.stats.hit_rate();
+                    napiatke_charts::Bar::new(
+                        n.name.as_str(),
+                        hit.map_or(0.0, |r| r * 100.0),
+                        n.overall_rate.as_str(),
+                    )
+                    .with_full(format!(
+                        "{} of {} lookups (L1 {}, L2 {} of L1 misses)",
+                        n.overall_rate,
+                        n.stats.l1.hits + n.stats.l1.misses,
+                        n.l1_rate,
+                        n.l2_rate
+                    ))
+                })
+                .collect(),
+            Some(100.0),
+        )
+        .headed("Namespace", "Hit rate");
         Ok(CacheReport {
+            chart,
             l1_rate: rate(stats.l1.hit_rate()),
             l2_rate: rate(stats.l2.hit_rate()),
             overall_rate: rate(stats.hit_rate()),

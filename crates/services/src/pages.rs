@@ -66,6 +66,105 @@ pub struct DashboardPage {
     pub dashboard: Dashboard,
     /// The data's version.
     pub version: String,
+    /// Trends over the last [`TREND_WEEKS`] weeks, drawn: attendance for everyone,
+    /// paid revenue for admins. Drawn once per load and kept with the figures.
+    pub charts: Vec<napiatke_charts::Chart>,
+}
+
+/// How many weeks a dashboard's trend covers (this week the last).
+pub const TREND_WEEKS: u64 = 12;
+
+/// The local Mondays that begin the trend's weeks, plus the next Monday (which ends
+/// the last week), and the UTC instants they begin at.
+fn trend_weeks(
+    zone: napiatke_domain::Zone,
+    today: NaiveDate,
+) -> (Vec<NaiveDate>, Vec<NaiveDateTime>) {
+    let monday = today - Days::new(u64::from(today.weekday().num_days_from_monday()));
+    let first = monday - Days::new(7 * (TREND_WEEKS - 1));
+    let days: Vec<NaiveDate> = (0..=TREND_WEEKS)
+        .map(|w| first + Days::new(7 * w))
+        .collect();
+    let starts = days.iter().map(|&d| zone.day_start(d)).collect();
+    (days, starts)
+}
+
+/// The dashboard's charts from its weekly figures.
+fn trend_charts(
+    role: Role,
+    weeks: &[dashboard::WeekFigures],
+    days: &[NaiveDate],
+) -> Vec<napiatke_charts::Chart> {
+    use napiatke_charts::{Bar, Chart};
+    let label = |d: &NaiveDate| d.format("%-d %b").to_string();
+    let whose = match role {
+        Role::Admin => "all lessons",
+        Role::Tutor => "your lessons",
+        Role::Student => "your lessons",
+    };
+    let (first, last) = (
+        days.first().map(label).unwrap_or_default(),
+        days.get(weeks.len().saturating_sub(1))
+            .map(label)
+            .unwrap_or_default(),
+    );
+    let attendance = Chart::columns(
+        "trend-attendance",
+        "Attendance by week",
+        &format!(
+            "Share of attendance marks that were present in {whose}, per week from the week of {first} to this week (of {last})."
+        ),
+        weeks
+            .iter()
+            .zip(days)
+            .map(|(w, d)| {
+                let percent = w.attendance.percent();
+                Bar::new(
+                    label(d),
+                    percent.unwrap_or(0.0),
+                    percent.map_or_else(|| "—".to_owned(), |p| format!("{p:.0}%")),
+                )
+                .with_full(if w.attendance.marked == 0 {
+                    "no marks".to_owned()
+                } else {
+                    format!(
+                        "{} ({} of {} present)",
+                        w.attendance, w.attendance.present, w.attendance.marked
+                    )
+                })
+            })
+            .collect(),
+        Some(100.0),
+    )
+    .headed("Week from", "Attendance");
+    if role != Role::Admin {
+        return vec![attendance];
+    }
+    let revenue = Chart::columns(
+        "trend-revenue",
+        "Paid revenue by week",
+        &format!(
+            "Total of paid invoices issued per week, from the week of {first} to this week (of {last})."
+        ),
+        weeks
+            .iter()
+            .zip(days)
+            .map(|(w, d)| {
+                let zloty = w.paid.minor() as f64 / 100.0;
+                let short = if w.paid.minor() == 0 {
+                    String::new()
+                } else if zloty >= 1_000.0 {
+                    format!("{:.1}k", zloty / 1_000.0)
+                } else {
+                    format!("{zloty:.0}")
+                };
+                Bar::new(label(d), zloty, short).with_full(w.paid.to_string())
+            })
+            .collect(),
+        None,
+    )
+    .headed("Week from", "Paid");
+    vec![attendance, revenue]
 }
 
 /// One day of the calendar.
@@ -168,7 +267,7 @@ pub(crate) fn lesson_read_scope(user: &User) -> Scope {
 
 impl Services {
     /// The dashboard for `user`: figures and next lessons, cached per user (admins
-    /// share the school's) and per day. Two statements on a miss. Kept per user and
+    /// share the school's) and per day. Three statements on a miss (figures, trend, next lessons). Kept per user and
     /// process while the cache's epoch stands, within the dashboard TTL (`memo.rs`).
     #[tracing::instrument(level = "trace", name = "service.dashboard", skip_all)]
     pub async fn dashboard(&self, user: &User) -> ServiceResult<Arc<DashboardPage>> {
@@ -185,40 +284,47 @@ impl Services {
         let today = zone.today(now);
         let scope = scope_of(user);
         let id = user.id;
-        let (dashboard, version) = match user.role {
+        let (days, starts) = trend_weeks(zone, today);
+        let trend_days = days.clone();
+        let weekly = move |c: &mut DbConn| dashboard::weekly(c, &starts, &trend_days, scope);
+        let (dashboard, weeks, version) = match user.role {
             Role::Admin => {
                 let key = admin_dashboard_key(today);
-                let (stats, upcoming, version) = self
+                let ((stats, weeks), upcoming, version) = self
                     .figures(&self.ns.dashboard, &key, now, scope, move |c| {
-                        dashboard::global_stats(c, now, zone)
+                        Ok((dashboard::global_stats(c, now, zone)?, weekly(c)?))
                     })
                     .await?;
-                (Dashboard::Admin { stats, upcoming }, version)
+                (Dashboard::Admin { stats, upcoming }, weeks, version)
             }
             Role::Tutor => {
                 let key = tutor_key(id, today);
-                let (stats, upcoming, version) = self
+                let ((stats, weeks), upcoming, version) = self
                     .figures(&self.ns.user, &key, now, scope, move |c| {
-                        dashboard::tutor_stats(c, id, now, zone)
+                        Ok((dashboard::tutor_stats(c, id, now, zone)?, weekly(c)?))
                     })
                     .await?;
-                (Dashboard::Tutor { stats, upcoming }, version)
+                (Dashboard::Tutor { stats, upcoming }, weeks, version)
             }
             Role::Student => {
                 let key = student_key(id, today);
-                let (stats, upcoming, version) = self
+                let ((stats, weeks), upcoming, version) = self
                     .figures(&self.ns.user, &key, now, scope, move |c| {
-                        dashboard::student_stats(c, id, now)
+                        Ok((dashboard::student_stats(c, id, now)?, weekly(c)?))
                     })
                     .await?;
-                (Dashboard::Student { stats, upcoming }, version)
+                (Dashboard::Student { stats, upcoming }, weeks, version)
             }
         };
-        Ok(DashboardPage { dashboard, version })
+        Ok(DashboardPage {
+            dashboard,
+            version,
+            charts: trend_charts(user.role, &weeks, &days),
+        })
     }
 
-    /// A dashboard's figures and next ten lessons, cached under `key` with the version
-    /// of this load: two statements on a miss.
+    /// A dashboard's figures and trend, and its next ten lessons, cached under `key`
+    /// with the version of this load: three statements on a miss.
     async fn figures<S>(
         &self,
         ns: &Namespace,
@@ -228,7 +334,7 @@ impl Services {
         stats: impl FnOnce(&mut DbConn) -> napiatke_db::DbResult<S> + Send + 'static,
     ) -> ServiceResult<(S, Vec<LessonCard>, String)>
     where
-        S: Serialize + DeserializeOwned + Copy + Send + Sync + 'static,
+        S: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
     {
         let v = self
             .cache
@@ -243,7 +349,7 @@ impl Services {
                 })
             })
             .await?;
-        Ok((v.0, v.1.clone(), v.2.clone()))
+        Ok((v.0.clone(), v.1.clone(), v.2.clone()))
     }
 
     /// Every subject (cached, static class).

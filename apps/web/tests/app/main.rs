@@ -12,6 +12,7 @@ mod common;
 
 mod attendance;
 mod cache_stats;
+mod charts;
 mod cli;
 mod health;
 mod http;
