@@ -146,7 +146,7 @@ impl Chart {
                     Escaped(&bar.text),
                 );
             }
-            if (bars.len() - 1 - i) % step == 0 {
+            if (bars.len() - 1 - i).is_multiple_of(step) {
                 let _ = write!(
                     svg,
                     "<text class=\"label\" x=\"{middle:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>",
