@@ -28,7 +28,67 @@ fn main() {
     if let Err(e) = std::fs::write(&dest, out) {
         panic!("writing {}: {e}", dest.display());
     }
+    static_files();
     versions();
+}
+
+/// Runs collectstatic over ../../assets into OUT_DIR (hashed names, manifest, br and
+/// gzip variants) and embeds the result: `STATIC_FILES`, `(name, bytes)` pairs, and
+/// `STATIC_BUILT`, the build's time in seconds (their Last-Modified).
+fn static_files() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../assets");
+    // A directory: cargo looks at every file under it.
+    println!("cargo:rerun-if-changed={}", src.display());
+    let out = PathBuf::from(std::env::var("OUT_DIR").unwrap_or_default());
+    let root = out.join("staticfiles");
+    if let Err(e) = napiatke_assets::collect(&src, &root) {
+        panic!("collectstatic {} into {}: {e}", src.display(), root.display());
+    }
+    let mut files = Vec::new();
+    collect_all(&root, &mut files);
+    files.sort();
+    let mut code = String::from(
+        "/// The collected static files, `(name, bytes)`, embedded at build time.\npub const STATIC_FILES: &[(&str, &[u8])] = &[\n",
+    );
+    for f in &files {
+        let name = f
+            .strip_prefix(&root)
+            .unwrap_or(f)
+            .to_string_lossy()
+            .replace('\\', "/");
+        // collectstatic's scratch files, if a run was interrupted.
+        if name.ends_with(".tmp~") {
+            continue;
+        }
+        let _ = writeln!(
+            code,
+            "    ({name:?}, include_bytes!({:?})),",
+            f.display().to_string()
+        );
+    }
+    code.push_str("];\n");
+    let built = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let _ = writeln!(code, "/// When they were collected (Unix seconds).\npub const STATIC_BUILT: u64 = {built};");
+    let dest = out.join("static_files.rs");
+    if let Err(e) = std::fs::write(&dest, code) {
+        panic!("writing {}: {e}", dest.display());
+    }
+}
+
+fn collect_all(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            collect_all(&path, out);
+        } else {
+            out.push(path);
+        }
+    }
 }
 
 /// The versions the debug toolbar shows: rustc's, and the main dependencies' from

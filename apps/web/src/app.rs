@@ -208,12 +208,21 @@ pub fn app(
         .wrap(from_fn(middleware::front))
 }
 
-/// Collects ASSETS_DIR into STATIC_ROOT when asked to (`collect`: development, where
-/// the sources sit beside the binary), then loads STATIC_ROOT into memory.
+/// The static files to serve: in development with ASSETS_DIR beside the binary
+/// (`collect`), those sources collected into STATIC_ROOT at each start, so edits
+/// show; else STATIC_ROOT when it is set; else the files collected when the binary
+/// was built, which it carries (it runs from any directory, alone).
 pub fn load_static_files(settings: &Settings, collect: bool) -> Result<Arc<StaticFiles>, AppError> {
-    if collect && settings.assets_dir.is_dir() {
+    let collect = collect && settings.assets_dir.is_dir();
+    if collect {
         napiatke_assets::collect(&settings.assets_dir, &settings.static_root)
             .map_err(|e| AppError::Internal(format!("collectstatic: {e}")))?;
+    } else if !settings.static_root_set {
+        let built = std::time::UNIX_EPOCH
+            + std::time::Duration::from_secs(crate::embedded::STATIC_BUILT);
+        return StaticFiles::embedded(crate::embedded::STATIC_FILES, built)
+            .map(Arc::new)
+            .map_err(|e| AppError::Internal(format!("built-in static files: {e}")));
     }
     StaticFiles::load(&settings.static_root)
         .map(Arc::new)

@@ -58,8 +58,13 @@ pub struct Settings {
     pub redis_url: Option<Secret>,
     /// NAPIATKE_ENV.
     pub environment: Environment,
-    /// STATIC_ROOT: where collectstatic writes and /static/ serves from.
+    /// STATIC_ROOT: where collectstatic writes (default `staticfiles`). The binary
+    /// carries its own collected static files; /static/ serves from this folder
+    /// instead only when STATIC_ROOT is set, or in development where ASSETS_DIR is
+    /// beside the binary (collected at each start, so edits show).
     pub static_root: PathBuf,
+    /// Whether STATIC_ROOT was set (serve from it rather than the built-in files).
+    pub static_root_set: bool,
     /// ASSETS_DIR: the source static files collectstatic reads.
     pub assets_dir: PathBuf,
     /// MEDIA_ROOT: uploaded images and their variants.
@@ -334,6 +339,7 @@ impl Settings {
             environment,
             static_root: get("STATIC_ROOT")
                 .map_or_else(|| PathBuf::from("staticfiles"), PathBuf::from),
+            static_root_set: get("STATIC_ROOT").is_some(),
             assets_dir: get("ASSETS_DIR").map_or_else(|| PathBuf::from("assets"), PathBuf::from),
             media_root: get("MEDIA_ROOT")
                 .map_or_else(|| PathBuf::from("data/media"), PathBuf::from),
@@ -384,7 +390,14 @@ impl Settings {
                     Environment::Production => "production",
                 }
             ),
-            format!("STATIC_ROOT={}", self.static_root.display()),
+            if self.static_root_set {
+                format!("STATIC_ROOT={}", self.static_root.display())
+            } else {
+                format!(
+                    "STATIC_ROOT={} (unset: the built-in files are served, except in development beside ASSETS_DIR)",
+                    self.static_root.display()
+                )
+            },
             format!("ASSETS_DIR={}", self.assets_dir.display()),
             format!("MEDIA_ROOT={}", self.media_root.display()),
             format!("SENTRY_DSN={}", opt(&self.sentry_dsn)),

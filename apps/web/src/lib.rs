@@ -18,7 +18,8 @@ mod session;
 pub use app::{build_state, init_logging, init_tracing, AppState};
 pub use error::AppError;
 
-/// The templates embedded at build time.
+/// The templates and the collected static files, embedded at build time.
 mod embedded {
     include!(concat!(env!("OUT_DIR"), "/templates.rs"));
+    include!(concat!(env!("OUT_DIR"), "/static_files.rs"));
 }

@@ -7,7 +7,6 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
-use crate::collect::read_manifest;
 use crate::{compressible, content_type, io_err, AssetsError, MANIFEST};
 
 /// Hashed names never change: cache them for a year, never revalidate.
@@ -132,6 +131,9 @@ struct Asset {
     vary: bool,
 }
 
+/// Files of a static root by name (relative, `/`-separated), with their times.
+type Files = HashMap<String, (Bytes, SystemTime)>;
+
 /// The static root, indexed and held in memory.
 #[derive(Debug)]
 pub struct StaticFiles {
@@ -148,57 +150,111 @@ impl StaticFiles {
 
     /// Loads `root` with URLs under `prefix` (ending in `/`).
     pub fn load_with_prefix(root: &Path, prefix: &str) -> Result<StaticFiles, AssetsError> {
-        let manifest = read_manifest(root)?;
-        let hashed: HashSet<&String> = manifest.paths.values().collect();
-        let mut files = Vec::new();
-        crate::collect::files_under(root, root, &mut files)?;
-        let names: HashSet<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
-        let mut assets = HashMap::new();
-        for (name, path) in &files {
-            if name == MANIFEST
-                || name.ends_with(".br") && names.contains(&name[..name.len() - 3])
-                || name.ends_with(".gz") && names.contains(&name[..name.len() - 3])
-                || name.ends_with(".tmp~")
-            {
+        let manifest = root.join(MANIFEST);
+        if let Err(e) = std::fs::metadata(&manifest) {
+            // Nothing collected there (or no such folder): say so by the manifest.
+            return Err(AssetsError::Manifest {
+                path: manifest.display().to_string(),
+                reason: e.to_string(),
+            });
+        }
+        let mut paths = Vec::new();
+        crate::collect::files_under(root, root, &mut paths)?;
+        let mut files = Files::new();
+        for (name, path) in paths {
+            if name.ends_with(".tmp~") {
                 continue;
             }
-            let bytes = Bytes::from(std::fs::read(path).map_err(io_err(path))?);
+            let bytes = Bytes::from(std::fs::read(&path).map_err(io_err(&path))?);
+            let modified = std::fs::metadata(&path)
+                .and_then(|m| m.modified())
+                .unwrap_or(SystemTime::UNIX_EPOCH);
+            files.insert(name, (bytes, modified));
+        }
+        Self::index(files, prefix, &root.join(MANIFEST).display().to_string())
+    }
+
+    /// A collectstatic output compiled into the binary (`(name, bytes)` pairs, the
+    /// manifest and the `.br`/`.gz` variants among them), with URLs under
+    /// `/static/`: served from the binary's own memory, no copy. `built` is their
+    /// Last-Modified.
+    ///
+    /// ```
+    /// use napiatke_assets::StaticFiles;
+    /// let files: &[(&str, &'static [u8])] = &[
+    ///     ("staticfiles.json", br#"{"version":1,"paths":{"app.css":"app.0123456789ab.css"}}"#),
+    ///     ("app.0123456789ab.css", b"body{margin:0}"),
+    /// ];
+    /// let statics = StaticFiles::embedded(files, std::time::SystemTime::UNIX_EPOCH)?;
+    /// assert_eq!(statics.url("app.css").as_deref(), Some("/static/app.0123456789ab.css"));
+    /// # Ok::<(), napiatke_assets::AssetsError>(())
+    /// ```
+    pub fn embedded(
+        files: &[(&str, &'static [u8])],
+        built: SystemTime,
+    ) -> Result<StaticFiles, AssetsError> {
+        let files = files
+            .iter()
+            .map(|(name, bytes)| ((*name).to_owned(), (Bytes::from_static(bytes), built)))
+            .collect();
+        Self::index(files, "/static/", "(embedded) staticfiles.json")
+    }
+
+    /// Indexes a collectstatic output held in memory.
+    fn index(mut files: Files, prefix: &str, origin: &str) -> Result<StaticFiles, AssetsError> {
+        let manifest: crate::collect::Manifest = {
+            let (bytes, _) = files.get(MANIFEST).ok_or_else(|| AssetsError::Manifest {
+                path: origin.to_owned(),
+                reason: "No such file or directory".to_owned(),
+            })?;
+            serde_json::from_slice(bytes).map_err(|e| AssetsError::Manifest {
+                path: origin.to_owned(),
+                reason: e.to_string(),
+            })?
+        };
+        let hashed: HashSet<&String> = manifest.paths.values().collect();
+        let names: Vec<String> = files.keys().cloned().collect();
+        let mut assets = HashMap::new();
+        for name in names {
+            let is_variant = |suffix: &str| {
+                name.strip_suffix(suffix)
+                    .is_some_and(|base| files.contains_key(base))
+            };
+            if name == MANIFEST || is_variant(".br") || is_variant(".gz") {
+                continue;
+            }
+            let Some((bytes, modified)) = files.get(&name).cloned() else {
+                continue;
+            };
             let tag: String = Sha256::digest(&bytes)
                 .iter()
                 .take(8)
                 .map(|b| format!("{b:02x}"))
                 .collect();
-            let variant = |suffix: &str| -> Result<Option<Variant>, AssetsError> {
-                let p = root.join(format!("{name}.{suffix}"));
-                if !p.is_file() {
-                    return Ok(None);
-                }
-                Ok(Some(Variant {
-                    bytes: Bytes::from(std::fs::read(&p).map_err(io_err(&p))?),
+            let mut variant = |suffix: &str| {
+                files.remove(&format!("{name}.{suffix}")).map(|(bytes, _)| Variant {
+                    bytes,
                     etag: HeaderText::from_string(format!("\"{tag}-{suffix}\"")),
-                }))
+                })
             };
-            let modified = std::fs::metadata(path)
-                .and_then(|m| m.modified())
-                .unwrap_or(SystemTime::UNIX_EPOCH);
             let asset = Asset {
-                br: variant("br")?,
-                gz: variant("gz")?,
+                br: variant("br"),
+                gz: variant("gz"),
                 identity: Variant {
                     bytes,
                     etag: HeaderText::from_string(format!("\"{tag}\"")),
                 },
-                content_type: content_type(name),
-                cache_control: if hashed.contains(name) {
+                content_type: content_type(&name),
+                cache_control: if hashed.contains(&name) {
                     IMMUTABLE
                 } else {
                     SHORT
                 },
                 last_modified: modified,
                 last_modified_text: HeaderText::from_string(httpdate::fmt_http_date(modified)),
-                vary: compressible(name),
+                vary: compressible(&name),
             };
-            assets.insert(name.clone(), asset);
+            assets.insert(name, asset);
         }
         Ok(StaticFiles {
             assets,

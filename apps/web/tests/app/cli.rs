@@ -462,3 +462,89 @@ fn production_does_not_seed() {
     let list = napiatke(&t.url, &["users", "list"]);
     assert_eq!(text(&list.stdout), "");
 }
+
+/// One plain HTTP/1.0 GET over a socket: the status line and headers, and the body.
+fn http_get(port: u16, path: &str, extra: &str) -> Option<(String, Vec<u8>)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n{extra}\r\n").ok()?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).ok()?;
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    Some((text(&raw[..split]).to_lowercase(), raw[split + 4..].to_vec()))
+}
+
+/// Run from an empty directory, in production, with no static folder, templates or
+/// assets beside it, the binary serves its pages and its own static files, hashed
+/// and compressed.
+#[test]
+fn the_binary_serves_alone_from_any_directory() {
+    let dir = std::env::temp_dir().join(format!(
+        "napiatke-alone-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let url = format!("sqlite://{}", dir.join("db.sqlite3").display());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_napiatke"))
+        .arg("serve")
+        .current_dir(&dir)
+        .env("DATABASE_URL", &url)
+        .env("NAPIATKE_ENV", "production")
+        .env("BIND", format!("127.0.0.1:{port}"))
+        .env("MEDIA_ROOT", dir.join("media"))
+        .env("RUST_LOG", "error")
+        .env_remove("STATIC_ROOT")
+        .env_remove("ASSETS_DIR")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let mut health = None;
+    while started.elapsed() < Duration::from_secs(30) {
+        if let Some(r) = http_get(port, "/healthz", "") {
+            health = Some(r);
+            break;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                let _ = std::io::Read::read_to_string(&mut e, &mut err);
+            }
+            panic!("napiatke serve exited with {status}: {err}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let page = http_get(port, "/login", "");
+    let css = page.as_ref().and_then(|(_, body)| {
+        let body = text(body);
+        let at = body.find("/static/css/app.")?;
+        Some(body[at..].split('"').next()?.to_owned())
+    });
+    let sheet = css
+        .as_deref()
+        .and_then(|css| http_get(port, css, "Accept-Encoding: br\r\n"));
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let (head, _) = health.expect("the server answered within 30 s");
+    assert!(head.starts_with("http/1.0 200"), "{head}");
+    let (head, _) = page.expect("the login page");
+    assert!(head.starts_with("http/1.0 200"), "{head}");
+    let css = css.expect("the page links its stylesheet");
+    assert!(css.ends_with(".css"), "a hashed name: {css}");
+    let (head, body) = sheet.expect("the stylesheet");
+    assert!(head.starts_with("http/1.0 200"), "{head}");
+    assert!(head.contains("content-encoding: br"), "{head}");
+    assert!(head.contains("cache-control: public, max-age=31536000, immutable"), "{head}");
+    assert!(!body.is_empty());
+}

@@ -381,3 +381,29 @@ fn head_over_the_wire_has_the_length_and_no_body() {
     drop(s);
     let _ = server.join();
 }
+
+/// Without STATIC_ROOT (and outside development beside the sources) the files the
+/// binary was built with are served: the same hashed names as collecting the
+/// repository's assets now. With STATIC_ROOT set to a folder that holds no
+/// collected files, start-up says to run collectstatic.
+#[test]
+fn the_built_in_files_are_the_collected_assets() {
+    let production = crate::common::settings(true);
+    assert!(!production.static_root_set);
+    let built_in = napiatke_web::app::load_static_files(&production, false).unwrap();
+    let collected = crate::common::statics();
+    assert_eq!(built_in.len(), collected.len());
+    for name in ["css/app.css", "js/htmx.min.js", "favicon.svg", "toolbar/toolbar.js"] {
+        assert!(built_in.url(name).is_some(), "{name}");
+        assert_eq!(built_in.url(name), collected.url(name), "{name}");
+    }
+    let empty = std::env::temp_dir().join(format!("napiatke-no-static-{}", std::process::id()));
+    let mut explicit = crate::common::settings(true);
+    explicit.static_root = empty;
+    explicit.static_root_set = true;
+    let err = napiatke_web::app::load_static_files(&explicit, false)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(err.contains("napiatke collectstatic"), "{err}");
+}
