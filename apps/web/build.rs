@@ -42,7 +42,11 @@ fn static_files() {
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap_or_default());
     let root = out.join("staticfiles");
     if let Err(e) = napiatke_assets::collect(&src, &root) {
-        panic!("collectstatic {} into {}: {e}", src.display(), root.display());
+        panic!(
+            "collectstatic {} into {}: {e}",
+            src.display(),
+            root.display()
+        );
     }
     let mut files = Vec::new();
     collect_all(&root, &mut files);
@@ -70,7 +74,10 @@ fn static_files() {
     let built = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let _ = writeln!(code, "/// When they were collected (Unix seconds).\npub const STATIC_BUILT: u64 = {built};");
+    let _ = writeln!(
+        code,
+        "/// When they were collected (Unix seconds).\npub const STATIC_BUILT: u64 = {built};"
+    );
     let dest = out.join("static_files.rs");
     if let Err(e) = std::fs::write(&dest, code) {
         panic!("writing {}: {e}", dest.display());

@@ -79,8 +79,12 @@ pub fn build_state(
         strict: settings.environment == Environment::Development,
     };
     let zone = settings.time_zone;
-    let mut templates = Templates::from_sources_with(crate::embedded::TEMPLATES, Some(urls))?
-        .showing_times_in(&zone.to_string(), Arc::new(move |t| zone.local(t)));
+    let templates = match &settings.templates_dir {
+        Some(dir) => Templates::load_with(dir, Some(urls))?,
+        None => Templates::from_sources_with(crate::embedded::TEMPLATES, Some(urls))?,
+    };
+    let mut templates =
+        templates.showing_times_in(&zone.to_string(), Arc::new(move |t| zone.local(t)));
     let toolbar = if settings.debug_toolbar {
         templates = templates.describing_renders();
         let info = crate::debug::info(settings, &static_files);
@@ -218,8 +222,8 @@ pub fn load_static_files(settings: &Settings, collect: bool) -> Result<Arc<Stati
         napiatke_assets::collect(&settings.assets_dir, &settings.static_root)
             .map_err(|e| AppError::Internal(format!("collectstatic: {e}")))?;
     } else if !settings.static_root_set {
-        let built = std::time::UNIX_EPOCH
-            + std::time::Duration::from_secs(crate::embedded::STATIC_BUILT);
+        let built =
+            std::time::UNIX_EPOCH + std::time::Duration::from_secs(crate::embedded::STATIC_BUILT);
         return StaticFiles::embedded(crate::embedded::STATIC_FILES, built)
             .map(Arc::new)
             .map_err(|e| AppError::Internal(format!("built-in static files: {e}")));

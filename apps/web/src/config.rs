@@ -65,6 +65,9 @@ pub struct Settings {
     pub static_root: PathBuf,
     /// Whether STATIC_ROOT was set (serve from it rather than the built-in files).
     pub static_root_set: bool,
+    /// TEMPLATES_DIR: read the templates from this folder at start instead of the
+    /// copies built into the binary (development: edit, restart, no rebuild).
+    pub templates_dir: Option<PathBuf>,
     /// ASSETS_DIR: the source static files collectstatic reads.
     pub assets_dir: PathBuf,
     /// MEDIA_ROOT: uploaded images and their variants.
@@ -340,6 +343,7 @@ impl Settings {
             static_root: get("STATIC_ROOT")
                 .map_or_else(|| PathBuf::from("staticfiles"), PathBuf::from),
             static_root_set: get("STATIC_ROOT").is_some(),
+            templates_dir: get("TEMPLATES_DIR").map(PathBuf::from),
             assets_dir: get("ASSETS_DIR").map_or_else(|| PathBuf::from("assets"), PathBuf::from),
             media_root: get("MEDIA_ROOT")
                 .map_or_else(|| PathBuf::from("data/media"), PathBuf::from),
@@ -399,6 +403,13 @@ impl Settings {
                 )
             },
             format!("ASSETS_DIR={}", self.assets_dir.display()),
+            format!(
+                "TEMPLATES_DIR={}",
+                self.templates_dir.as_ref().map_or_else(
+                    || "(unset: the built-in templates)".to_owned(),
+                    |d| d.display().to_string()
+                )
+            ),
             format!("MEDIA_ROOT={}", self.media_root.display()),
             format!("SENTRY_DSN={}", opt(&self.sentry_dsn)),
             format!(
@@ -556,6 +567,6 @@ mod tests {
         let lines = s.describe();
         assert!(lines.contains(&"SENTRY_DSN=(set, hidden)".to_owned()));
         assert!(lines.iter().all(|l| !l.contains("key@")));
-        assert_eq!(lines.len(), 31);
+        assert_eq!(lines.len(), 32);
     }
 }

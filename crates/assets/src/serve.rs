@@ -232,10 +232,12 @@ impl StaticFiles {
                 .map(|b| format!("{b:02x}"))
                 .collect();
             let mut variant = |suffix: &str| {
-                files.remove(&format!("{name}.{suffix}")).map(|(bytes, _)| Variant {
-                    bytes,
-                    etag: HeaderText::from_string(format!("\"{tag}-{suffix}\"")),
-                })
+                files
+                    .remove(&format!("{name}.{suffix}"))
+                    .map(|(bytes, _)| Variant {
+                        bytes,
+                        etag: HeaderText::from_string(format!("\"{tag}-{suffix}\"")),
+                    })
             };
             let asset = Asset {
                 br: variant("br"),

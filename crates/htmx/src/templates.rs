@@ -25,6 +25,13 @@ impl Templates {
     /// Loads every `*.html` under `dir` (names relative to it) and registers each
     /// named-closed block as `FILE#BLOCK`.
     pub fn load(dir: &Path) -> Result<Templates, HtmxError> {
+        Self::load_with(dir, None)
+    }
+
+    /// As [`Templates::load`], with the `static()` function of
+    /// [`Templates::from_sources_with`] (a templates folder read at start instead of
+    /// the embedded copies, in development).
+    pub fn load_with(dir: &Path, statics: Option<StaticUrls>) -> Result<Templates, HtmxError> {
         let mut sources = Vec::new();
         collect(dir, dir, &mut sources).map_err(|e| HtmxError::Io {
             dir: dir.display().to_string(),
@@ -34,7 +41,7 @@ impl Templates {
             .iter()
             .map(|(n, s)| (n.as_str(), s.as_str()))
             .collect();
-        Self::from_sources(&refs)
+        Self::from_sources_with(&refs, statics)
     }
 
     /// From `(name, source)` pairs (tests, embedded templates).

@@ -472,7 +472,10 @@ fn http_get(port: u16, path: &str, extra: &str) -> Option<(String, Vec<u8>)> {
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).ok()?;
     let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
-    Some((text(&raw[..split]).to_lowercase(), raw[split + 4..].to_vec()))
+    Some((
+        text(&raw[..split]).to_lowercase(),
+        raw[split + 4..].to_vec(),
+    ))
 }
 
 /// Run from an empty directory, in production, with no static folder, templates or
@@ -545,6 +548,9 @@ fn the_binary_serves_alone_from_any_directory() {
     let (head, body) = sheet.expect("the stylesheet");
     assert!(head.starts_with("http/1.0 200"), "{head}");
     assert!(head.contains("content-encoding: br"), "{head}");
-    assert!(head.contains("cache-control: public, max-age=31536000, immutable"), "{head}");
+    assert!(
+        head.contains("cache-control: public, max-age=31536000, immutable"),
+        "{head}"
+    );
     assert!(!body.is_empty());
 }

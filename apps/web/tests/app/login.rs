@@ -372,8 +372,8 @@ async fn sessions_survive(engine: Engine) {
     );
     assert_eq!(
         page.queries(),
-        3,
-        "session read from the database, then the dashboard"
+        4,
+        "session read from the database, then the dashboard (figures, trend, next lessons)"
     );
     let again = send(&restarted, admin.get("/lessons/4/")).await;
     assert_eq!(

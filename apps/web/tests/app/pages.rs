@@ -359,3 +359,37 @@ fn telemetry_listens_on_the_target_db_reports_on() {
         napiatke_htmx::RENDER_TARGET
     );
 }
+
+/// TEMPLATES_DIR replaces the built-in templates (development: edit, restart).
+#[actix_web::test]
+async fn templates_dir_overrides_the_built_in_templates() {
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../templates");
+    let dir = std::env::temp_dir().join(format!("napiatke-templates-{}", rand_u64()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for entry in std::fs::read_dir(&src).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let text = text.replace("<h1>Log in to napiatke</h1>", "<h1>Log in (edited)</h1>");
+        std::fs::write(dir.join(path.file_name().unwrap()), text).unwrap();
+    }
+    let t = fixture(Engine::Sqlite);
+    let edited = state_tweaked(&t, false, &cache_prefix(), None, |s| {
+        s.templates_dir = Some(dir.clone());
+    })
+    .await;
+    let app = test::init_service(napiatke_web::app::app(edited)).await;
+    let page = send(&app, test::TestRequest::get().uri("/login")).await;
+    let built_in = test::init_service(napiatke_web::app::app(state(&t, false).await)).await;
+    let plain = send(&built_in, test::TestRequest::get().uri("/login")).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        page.body.contains("<h1>Log in (edited)</h1>"),
+        "{}",
+        page.body
+    );
+    assert!(
+        plain.body.contains("<h1>Log in to napiatke</h1>"),
+        "{}",
+        plain.body
+    );
+}

@@ -393,7 +393,12 @@ fn the_built_in_files_are_the_collected_assets() {
     let built_in = napiatke_web::app::load_static_files(&production, false).unwrap();
     let collected = crate::common::statics();
     assert_eq!(built_in.len(), collected.len());
-    for name in ["css/app.css", "js/htmx.min.js", "favicon.svg", "toolbar/toolbar.js"] {
+    for name in [
+        "css/app.css",
+        "js/htmx.min.js",
+        "favicon.svg",
+        "toolbar/toolbar.js",
+    ] {
         assert!(built_in.url(name).is_some(), "{name}");
         assert_eq!(built_in.url(name), collected.url(name), "{name}");
     }
