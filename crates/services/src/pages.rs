@@ -66,7 +66,7 @@ pub struct DashboardPage {
     pub dashboard: Dashboard,
     /// The data's version.
     pub version: String,
-    /// Trends over the last [`TREND_WEEKS`] weeks, drawn: attendance for everyone,
+    /// Trends over the last twelve weeks, drawn: attendance for everyone,
     /// paid revenue for admins. Drawn once per load and kept with the figures.
     pub charts: Vec<napiatke_charts::Chart>,
 }
