@@ -15,3 +15,5 @@ else
 fi
 # nextest does not run doctests: the examples in the API docs are tests too.
 cargo test --workspace --doc --quiet
+# Every kind of response through REDbot, the HTTP linter.
+bash scripts/http-lint.sh

@@ -31,7 +31,7 @@
 //! });
 //! assert_eq!(res.status, 200);
 //! assert_eq!(res.header("content-encoding"), Some("br"));
-//! assert_eq!(res.header("cache-control"), Some("public, max-age=31536000, immutable"));
+//! assert_eq!(res.header("cache-control"), Some("max-age=31536000, immutable"));
 //! # std::fs::remove_dir_all(&dir).ok();
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```

@@ -10,9 +10,9 @@ use sha2::{Digest, Sha256};
 use crate::{compressible, content_type, io_err, AssetsError, MANIFEST};
 
 /// Hashed names never change: cache them for a year, never revalidate.
-const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+const IMMUTABLE: &str = "max-age=31536000, immutable";
 /// Unhashed names may change with a deploy: cache briefly, revalidate with the ETag.
-const SHORT: &str = "public, max-age=60";
+const SHORT: &str = "max-age=60";
 
 /// The request method, as far as static files care.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -74,7 +74,7 @@ pub async fn media(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpR
     );
     headers.insert(
         header::CACHE_CONTROL,
-        HeaderValue::from_static("public, max-age=31536000, immutable"),
+        HeaderValue::from_static("max-age=31536000, immutable"),
     );
     if let Ok(etag) = HeaderValue::from_str(&etag) {
         headers.insert(header::ETAG, etag);

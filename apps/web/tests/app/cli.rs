@@ -549,7 +549,7 @@ fn the_binary_serves_alone_from_any_directory() {
     assert!(head.starts_with("http/1.0 200"), "{head}");
     assert!(head.contains("content-encoding: br"), "{head}");
     assert!(
-        head.contains("cache-control: public, max-age=31536000, immutable"),
+        head.contains("cache-control: max-age=31536000, immutable"),
         "{head}"
     );
     assert!(!body.is_empty());

@@ -219,7 +219,7 @@ async fn room_photo_flow(engine: Engine) {
         assert_eq!(res.header("content-type"), Some(expected), "{url}");
         assert_eq!(
             res.header("cache-control"),
-            Some("public, max-age=31536000, immutable")
+            Some("max-age=31536000, immutable")
         );
         if url.contains("w1280x") && url.ends_with(".avif") {
             total_1280 = res.body.len();
@@ -640,7 +640,7 @@ async fn media_safety(engine: Engine) {
     assert_eq!(again.status, StatusCode::NOT_MODIFIED);
     assert_eq!(
         again.header("cache-control"),
-        Some("public, max-age=31536000, immutable")
+        Some("max-age=31536000, immutable")
     );
     // Ranges, from the file on disk (actix-files): the first 12 bytes of the WebP.
     let on_disk =
