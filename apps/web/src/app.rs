@@ -42,6 +42,8 @@ pub struct AppState {
     pub media: napiatke_images::pipeline::LocalStorage,
     /// The largest upload accepted (IMAGE_MAX_BYTES).
     pub image_max_bytes: usize,
+    /// How long a form's body may take to arrive (FORM_BODY_TIMEOUT).
+    pub form_body_timeout: std::time::Duration,
     /// The login page lists the demo logins (development only).
     pub demo_logins: bool,
     /// The debug toolbar's history, when DEBUG_TOOLBAR is on (development only).
@@ -110,6 +112,7 @@ pub fn build_state(
             .with_images(&image_config(settings)),
         media: napiatke_images::pipeline::LocalStorage::new(&settings.media_root),
         image_max_bytes: settings.image_max_bytes,
+        form_body_timeout: settings.form_body_timeout,
         templates: Arc::new(templates),
         static_files,
         secure_cookies: settings.environment == Environment::Production,

@@ -114,6 +114,10 @@ pub struct Settings {
     /// CACHE_L1_BYTES: the in-process tier's bound (default 64 MiB); 0 turns it off
     /// (with REDIS_URL unset too, nothing is cached: the load baseline).
     pub cache_l1_bytes: u64,
+    /// FORM_BODY_TIMEOUT (milliseconds, default 10000): how long a form's body (login,
+    /// attendance) may take to arrive before the answer is 408; a client that
+    /// trickles it cannot hold a worker.
+    pub form_body_timeout: Duration,
     /// REDIS_KEEPALIVE (milliseconds, default 5000): how often the invalidation
     /// listener pings its Redis connection, so a half-open one is replaced.
     pub redis_keepalive: Duration,
@@ -324,6 +328,7 @@ impl Settings {
         let image_max_bytes = count("IMAGE_MAX_BYTES", 20_000_000, 1 << 30)?;
         let image_max_pixels = count("IMAGE_MAX_PIXELS", 50_000_000, 1 << 30)?;
         let redis_keepalive = Duration::from_millis(count("REDIS_KEEPALIVE", 5_000, 600_000)?);
+        let form_body_timeout = Duration::from_millis(count("FORM_BODY_TIMEOUT", 10_000, 600_000)?);
         Ok(Settings {
             image_workers: usize::try_from(image_workers).unwrap_or(usize::MAX),
             image_queue: usize::try_from(image_queue).unwrap_or(usize::MAX),
@@ -333,6 +338,7 @@ impl Settings {
             cache_prefix,
             cache_l1_bytes,
             redis_keepalive,
+            form_body_timeout,
             expose_query_count,
             debug_toolbar,
             demo,
@@ -452,6 +458,7 @@ impl Settings {
             format!("CACHE_PREFIX={}", self.cache_prefix),
             format!("CACHE_L1_BYTES={}", self.cache_l1_bytes),
             format!("REDIS_KEEPALIVE={}", self.redis_keepalive.as_millis()),
+            format!("FORM_BODY_TIMEOUT={}", self.form_body_timeout.as_millis()),
             format!("IMAGE_WORKERS={}", self.image_workers),
             format!("IMAGE_QUEUE={}", self.image_queue),
             format!("CALENDAR_STREAM_FROM={}", self.calendar_stream_from),
@@ -539,6 +546,7 @@ mod tests {
             ("CACHE_PREFIX", "has space"),
             ("CACHE_L1_BYTES", "64MB"),
             ("REDIS_KEEPALIVE", "0"),
+            ("FORM_BODY_TIMEOUT", "10s"),
             ("REDIS_KEEPALIVE", "5s"),
             ("IMAGE_WORKERS", "0"),
             ("IMAGE_QUEUE", "many"),
@@ -567,6 +575,6 @@ mod tests {
         let lines = s.describe();
         assert!(lines.contains(&"SENTRY_DSN=(set, hidden)".to_owned()));
         assert!(lines.iter().all(|l| !l.contains("key@")));
-        assert_eq!(lines.len(), 32);
+        assert_eq!(lines.len(), 33);
     }
 }

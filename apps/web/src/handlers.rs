@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use crate::params::{
     AttendanceForm, CalendarParams, LessonsParams, LoginForm, LoginPage, Params, StudentsParams,
+    TimelyForm,
 };
 use crate::session::{
     check_login_csrf, login_csrf_cookie, removal, safe_next, session_cookie, Auth,
@@ -263,7 +264,7 @@ pub async fn login_form(
 pub async fn login(
     state: State,
     req: HttpRequest,
-    form: web::Form<LoginForm>,
+    form: TimelyForm<LoginForm>,
 ) -> Result<HttpResponse, AppError> {
     let csrf = check_login_csrf(&req, &form.csrf_token)?;
     let next = safe_next(form.next());
@@ -464,7 +465,7 @@ pub async fn attendance(
     auth: Auth,
     hx: Hx,
     path: web::Path<String>,
-    form: web::Form<AttendanceForm>,
+    form: TimelyForm<AttendanceForm>,
 ) -> Result<HttpResponse, AppError> {
     let id = lesson_id(&path)?;
     let (student, status) = form.mark()?;

@@ -12,6 +12,45 @@ use serde::Deserialize;
 
 use crate::AppError;
 
+/// A urlencoded form body read into `T` (actix's `web::Form`, with its size limit),
+/// which must arrive within FORM_BODY_TIMEOUT: a client trickling the body gets 408
+/// instead of holding the connection and a worker's attention for as long as it likes.
+#[derive(Debug)]
+pub struct TimelyForm<T>(pub T);
+
+impl<T> std::ops::Deref for TimelyForm<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T: serde::de::DeserializeOwned + 'static> actix_web::FromRequest for TimelyForm<T> {
+    type Error = actix_web::Error;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(
+        req: &actix_web::HttpRequest,
+        payload: &mut actix_web::dev::Payload,
+    ) -> Self::Future {
+        let limit = req
+            .app_data::<actix_web::web::Data<crate::AppState>>()
+            .map_or(std::time::Duration::from_secs(10), |s| s.form_body_timeout);
+        let form = actix_web::web::Form::<T>::from_request(req, payload);
+        Box::pin(async move {
+            match actix_web::rt::time::timeout(limit, form).await {
+                Ok(Ok(form)) => Ok(TimelyForm(form.into_inner())),
+                Ok(Err(e)) => Err(e),
+                Err(_) => Err(AppError::Timeout(format!(
+                    "the form did not arrive within {:.1} s; please send it again",
+                    limit.as_secs_f64()
+                ))
+                .into()),
+            }
+        })
+    }
+}
+
 /// A query string read into `T`, a name given twice taking its last value (serde's
 /// derived structs refuse duplicates; links and forms that repeat a name must keep
 /// working). Never fails on a well-formed query, so it never answers before the

@@ -18,6 +18,40 @@ napiatke_db::both_engines! {
     head_answers_as_get_without_the_body => head;
     other_methods_get_405_with_allow => methods;
     a_missing_trailing_slash_redirects_gets_only => trailing_slash;
+    a_form_body_that_does_not_arrive_gets_408 => slow_form;
+}
+
+/// A login form whose body stops half-way: 408 with a message once
+/// FORM_BODY_TIMEOUT (here 300 ms) has passed, not a connection held open.
+async fn slow_form(engine: Engine) {
+    let t = fixture(engine);
+    let state = state_tweaked(&t, false, &cache_prefix(), Some(redis_url()), |s| {
+        s.form_body_timeout = std::time::Duration::from_millis(300);
+    })
+    .await;
+    let server = HttpServer::new(move || napiatke_web::app::app(state.clone()))
+        .workers(1)
+        .bind(("127.0.0.1", 0))
+        .unwrap();
+    let port = server.addrs()[0].port();
+    let server = server.run();
+    let handle = server.handle();
+    actix_web::rt::spawn(server);
+    // 200 bytes announced, 20 sent, then nothing: `raw` reads until the server closes.
+    let answer = raw(
+        port,
+        "POST /login HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: http://127.0.0.1\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 200\r\n\r\n\
+         email=a%40b.c&passwo"
+            .to_owned(),
+    )
+    .await;
+    handle.stop(false).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        answer.contains("the form did not arrive within 0.3 s"),
+        "{answer}"
+    );
 }
 
 /// Sends `request` (a whole HTTP/1.1 request) to `port` and reads until the server
