@@ -172,6 +172,20 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     t.finish();
 }
 
+/// What pages may load and run: scripts only from this origin (no inline script, no
+/// eval: htmx is configured without them), images also as `data:` (the blurred
+/// placeholders), no plugins, no `<base>`, forms only to this origin, never framed.
+/// Styles still allow inline `style` attributes: subject colours and placeholders
+/// are drawn with them (issue 15 item 4 keeps that open).
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; \
+     style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; \
+     font-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; \
+     frame-ancestors 'none'";
+
+/// Features no page of napiatke uses, switched off for it and anything it embeds.
+pub const PERMISSIONS_POLICY: &str = "accelerometer=(), camera=(), geolocation=(), \
+     gyroscope=(), magnetometer=(), microphone=(), payment=(), usb=()";
+
 /// The whole app with its middleware, outermost first: static files (answered from
 /// memory before anything else runs), accounting (so the span covers everything
 /// else), then security headers.
@@ -206,6 +220,12 @@ pub fn app(
                 .error_handler(|_, _| AppError::NotFound("no such page".to_owned()).into()),
         )
         .configure(routes)
+        .wrap(
+            DefaultHeaders::new()
+                .add(("Content-Security-Policy", CONTENT_SECURITY_POLICY))
+                .add(("Permissions-Policy", PERMISSIONS_POLICY))
+                .add(("Cross-Origin-Opener-Policy", "same-origin")),
+        )
         .wrap(
             DefaultHeaders::new()
                 .add(("X-Content-Type-Options", "nosniff"))

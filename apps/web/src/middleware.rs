@@ -76,6 +76,7 @@ pub async fn front(
             .map_into_boxed_body()
     };
     let request_id = accounting.request_id.clone();
+    strict_transport(&mut res);
     // Before the body is rebuilt: reports read the error attached to the response.
     accounting.finish(&mut res);
     let res = show_error(hx, res, &request_id);
@@ -83,6 +84,23 @@ pub async fn front(
         Some(d) => d.finish(&request_id, res).await,
         None => res,
     })
+}
+
+/// In production, over HTTPS (the TLS proxy's `X-Forwarded-Proto` or `Forwarded`
+/// saying so): HTTPS only from here on, for two years, subdomains included. Never
+/// over plain HTTP, where RFC 6797 has browsers ignore it (and REDbot calls it
+/// invalid).
+fn strict_transport(res: &mut ServiceResponse<BoxBody>) {
+    let production = res
+        .request()
+        .app_data::<web::Data<AppState>>()
+        .is_some_and(|s| s.secure_cookies);
+    if production && res.request().connection_info().scheme() == "https" {
+        res.headers_mut().insert(
+            actix_web::http::header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=63072000; includeSubDomains"),
+        );
+    }
 }
 
 /// The longest address (path and query) taken; longer is 414. nginx's default

@@ -19,6 +19,86 @@ napiatke_db::both_engines! {
     other_methods_get_405_with_allow => methods;
     a_missing_trailing_slash_redirects_gets_only => trailing_slash;
     a_form_body_that_does_not_arrive_gets_408 => slow_form;
+    security_headers_on_every_page => security_headers;
+}
+
+/// Content-Security-Policy (no inline or eval'd script, never framed), HSTS in
+/// production over HTTPS only, Permissions-Policy, Cross-Origin-Opener-Policy; the statement
+/// count and timings only to admins in production.
+async fn security_headers(engine: Engine) {
+    let t = fixture(engine);
+    for production in [true, false] {
+        let app = test::init_service(napiatke_web::app::app(state(&t, production).await)).await;
+        let (_, sara) = login(&app, "sara@napiatke.local", FIXTURE_PASSWORD).await;
+        for page in [
+            send(&app, TestRequest::get().uri("/login")).await,
+            send(&app, sara.get("/dashboard/")).await,
+            send(
+                &app,
+                sara.get("/lessons/?page=1")
+                    .insert_header(("HX-Request", "true")),
+            )
+            .await,
+            send(&app, TestRequest::get().uri("/no-such-page/")).await,
+        ] {
+            let csp = page.header("content-security-policy").unwrap_or_default();
+            let directive = |name: &str| {
+                csp.split(';')
+                    .map(str::trim)
+                    .find(|d| d.split_whitespace().next() == Some(name))
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            assert_eq!(directive("script-src"), "script-src 'self'", "{csp}");
+            assert_eq!(
+                directive("frame-ancestors"),
+                "frame-ancestors 'none'",
+                "{csp}"
+            );
+            assert_eq!(directive("object-src"), "object-src 'none'", "{csp}");
+            assert_eq!(directive("base-uri"), "base-uri 'none'", "{csp}");
+            assert_eq!(directive("form-action"), "form-action 'self'", "{csp}");
+            assert!(!directive("script-src").contains("unsafe"), "{csp}");
+            assert_eq!(
+                page.header("cross-origin-opener-policy"),
+                Some("same-origin")
+            );
+            let permissions = page.header("permissions-policy").unwrap_or_default();
+            assert!(permissions.contains("camera=()") && permissions.contains("geolocation=()"));
+            assert_eq!(
+                page.header("strict-transport-security"),
+                None,
+                "never over HTTP"
+            );
+        }
+        // Behind the TLS proxy: HSTS in production only.
+        let proxied = send(
+            &app,
+            TestRequest::get()
+                .uri("/login")
+                .insert_header(("X-Forwarded-Proto", "https")),
+        )
+        .await;
+        assert_eq!(
+            proxied.header("strict-transport-security"),
+            production.then_some("max-age=63072000; includeSubDomains"),
+            "HSTS over HTTPS in production only"
+        );
+    }
+    // A student in production sees no statement counts or timings; an admin does.
+    let quiet = state_tweaked(&t, true, &cache_prefix(), Some(redis_url()), |s| {
+        s.expose_query_count = false;
+    })
+    .await;
+    let app = test::init_service(napiatke_web::app::app(quiet)).await;
+    let (_, sara) = login(&app, "sara@napiatke.local", FIXTURE_PASSWORD).await;
+    let page = send(&app, sara.get("/dashboard/")).await;
+    for name in ["x-query-count", "server-timing", "x-response-time"] {
+        assert_eq!(page.header(name), None, "{name} to a student");
+    }
+    let (_, admin) = login(&app, "admin@napiatke.local", FIXTURE_PASSWORD).await;
+    let page = send(&app, admin.get("/dashboard/")).await;
+    assert!(page.header("x-query-count").is_some() && page.header("server-timing").is_some());
 }
 
 /// A login form whose body stops half-way: 408 with a message once
