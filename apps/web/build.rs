@@ -7,7 +7,8 @@ fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../templates");
     println!("cargo:rerun-if-changed={}", root.display());
     let mut files = Vec::new();
-    collect(&root, &mut files);
+    collect_all(&root, &mut files);
+    files.retain(|f| f.extension().is_some_and(|x| x == "html"));
     files.sort();
     let mut out = String::from("/// (name, source) of every template, embedded at build time.\npub const TEMPLATES: &[(&str, &str)] = &[\n");
     for f in &files {
@@ -139,19 +140,4 @@ fn versions() {
         }
     }
     println!("cargo:rustc-env=NAPIATKE_DEPENDENCIES={}", found.join(";"));
-}
-
-fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            println!("cargo:rerun-if-changed={}", p.display());
-            collect(&p, out);
-        } else if p.extension().is_some_and(|x| x == "html") {
-            out.push(p);
-        }
-    }
 }

@@ -109,14 +109,7 @@ async fn slow_form(engine: Engine) {
         s.form_body_timeout = std::time::Duration::from_millis(300);
     })
     .await;
-    let server = HttpServer::new(move || napiatke_web::app::app(state.clone()))
-        .workers(1)
-        .bind(("127.0.0.1", 0))
-        .unwrap();
-    let port = server.addrs()[0].port();
-    let server = server.run();
-    let handle = server.handle();
-    actix_web::rt::spawn(server);
+    let (port, handle) = serve(state);
     // 200 bytes announced, 20 sent, then nothing: `raw` reads until the server closes.
     let answer = raw(
         port,
@@ -132,6 +125,22 @@ async fn slow_form(engine: Engine) {
         answer.contains("the form did not arrive within 0.3 s"),
         "{answer}"
     );
+}
+
+/// The app over a real socket on a free loopback port, one worker, on this test's
+/// runtime: its port and the handle that stops it.
+fn serve(
+    state: actix_web::web::Data<napiatke_web::AppState>,
+) -> (u16, actix_web::dev::ServerHandle) {
+    let server = HttpServer::new(move || napiatke_web::app::app(state.clone()))
+        .workers(1)
+        .bind(("127.0.0.1", 0))
+        .unwrap();
+    let port = server.addrs()[0].port();
+    let server = server.run();
+    let handle = server.handle();
+    actix_web::rt::spawn(server);
+    (port, handle)
 }
 
 /// Sends `request` (a whole HTTP/1.1 request) to `port` and reads until the server
@@ -167,14 +176,7 @@ async fn head(engine: Engine) {
     let app = test::init_service(napiatke_web::app::app(state.clone())).await;
     let (_, admin) = login(&app, "admin@napiatke.local", FIXTURE_PASSWORD).await;
     let session = admin.session.clone().unwrap();
-    let server = HttpServer::new(move || napiatke_web::app::app(state.clone()))
-        .workers(1)
-        .bind(("127.0.0.1", 0))
-        .unwrap();
-    let port = server.addrs()[0].port();
-    let server = server.run();
-    let handle = server.handle();
-    actix_web::rt::spawn(server);
+    let (port, handle) = serve(state);
     let css = statics().url("css/app.css").unwrap();
     for path in [
         "/healthz",
