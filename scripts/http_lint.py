@@ -29,13 +29,6 @@ from redbot.resource import HttpResource
 # why). Anything else of that severity fails the run.
 REASONS = [
     (
-        "CSP_UNSAFE_INLINE",
-        r".",
-        "style-src keeps 'unsafe-inline' while subject colours and image placeholders are "
-        "drawn with style attributes (issue 15 item 4 moves them out); script-src is 'self' "
-        "alone, no inline script and no eval (tests/app/http.rs asserts the directives).",
-    ),
-    (
         "CONTENT_TYPE_MISMATCH",
         r"^/media/.*\.avif$",
         "sniffpy (REDbot's content sniffer, 1.0) does not know AVIF: it reads the file's "

@@ -42,6 +42,9 @@ fn static_files() {
     println!("cargo:rerun-if-changed={}", src.display());
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap_or_default());
     let root = out.join("staticfiles");
+    // From scratch: collectstatic keeps old hashed files for browsers holding old
+    // pages, which a binary has no use for (it only ever serves its own).
+    let _ = std::fs::remove_dir_all(&root);
     if let Err(e) = napiatke_assets::collect(&src, &root) {
         panic!(
             "collectstatic {} into {}: {e}",

@@ -175,10 +175,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 /// What pages may load and run: scripts only from this origin (no inline script, no
 /// eval: htmx is configured without them), images also as `data:` (the blurred
 /// placeholders), no plugins, no `<base>`, forms only to this origin, never framed.
-/// Styles still allow inline `style` attributes: subject colours and placeholders
-/// are drawn with them (issue 15 item 4 keeps that open).
+/// No inline style either: subject colours are SVG fills, placeholders images of
+/// their own, and htmx injects no indicator styles.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; \
-     style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; \
+     style-src 'self'; img-src 'self' data:; connect-src 'self'; \
      font-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; \
      frame-ancestors 'none'";
 

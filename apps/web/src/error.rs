@@ -194,7 +194,9 @@ impl ResponseError for AppError {
 }
 
 /// A self-contained page: error pages must render even when templates cannot. With
-/// the request's id, so a user can quote it (the front layer adds it).
+/// the request's id, so a user can quote it (the front layer adds it). Styled by the
+/// stylesheet under its unhashed name (no inline style: the Content-Security-Policy
+/// allows none); unstyled, it still reads.
 pub(crate) fn error_page(status: StatusCode, message: &str, request_id: Option<&str>) -> String {
     let title = format!(
         "{} {}",
@@ -203,14 +205,15 @@ pub(crate) fn error_page(status: StatusCode, message: &str, request_id: Option<&
     );
     let quote = request_id.map_or_else(String::new, |id| {
         format!(
-            "<p class=\"request-id\" style=\"color:#5b6570\">Request id: <code>{}</code> (quote it if you report this)</p>",
+            "<p class=\"request-id\">Request id: <code>{}</code> (quote it if you report this)</p>",
             escape(id)
         )
     });
     format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t} · napiatke</title>\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"></head>\
-         <body style=\"font-family:system-ui,sans-serif;max-width:40rem;margin:4rem auto;padding:0 1rem\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <link rel=\"stylesheet\" href=\"/static/css/app.css\"></head>\
+         <body class=\"error-page\">\
          <h1>{t}</h1><p class=\"error-message\">{m}</p>{quote}<p><a href=\"/dashboard/\">Back to the dashboard</a></p></body></html>",
         t = escape(&title),
         m = escape(message)

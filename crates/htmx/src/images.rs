@@ -66,13 +66,13 @@ const FALLBACK_SRC_WIDTH: u64 = 960;
 /// ctx.insert("name", "Room 4");
 /// assert_eq!(
 ///     t.render("p.html", &ctx)?,
-///     "<picture>\
+///     "<span class=\"ph ph-block\">\
+///      <img class=\"ph-blur\" src=\"data:image/webp;base64,UklG\" alt=\"\" aria-hidden=\"true\">\
+///      <picture>\
 ///      <source type=\"image/webp\" srcset=\"/media/ab/x/w320.webp 320w\" sizes=\"(min-width: 60rem) 50vw, 100vw\">\
 ///      <img src=\"/media/ab/x/w640.jpg\" srcset=\"/media/ab/x/w320.jpg 320w, /media/ab/x/w640.jpg 640w\" \
 ///      sizes=\"(min-width: 60rem) 50vw, 100vw\" width=\"2560\" height=\"1600\" alt=\"Room 4\" \
-///      loading=\"lazy\" decoding=\"async\" \
-///      style=\"background:url(&quot;data:image/webp;base64,UklG&quot;) center/cover no-repeat\" \
-///      data-placeholder></picture>",
+///      loading=\"lazy\" decoding=\"async\" data-placeholder></picture></span>",
 /// );
 /// # Ok::<(), napiatke_htmx::HtmxError>(())
 /// ```
@@ -315,25 +315,29 @@ impl<'a> Image<'a> {
             .max_by_key(|v| v.width)
     }
 
-    /// `background:` showing the placeholder until the real image paints over it.
-    fn placeholder_style(&self) -> Option<String> {
+    /// The blurred placeholder as an `<img>` of its own, stacked under the real
+    /// picture (no inline style: the Content-Security-Policy allows none). The
+    /// script drops it once the picture has loaded, so it cannot show through a
+    /// transparent image.
+    fn placeholder_layer(&self, class: &str) -> Option<String> {
         let uri = self.placeholder?;
-        let mut css = String::with_capacity(uri.len() + 40);
-        css.push_str("background:url(\"");
-        // The URI sits in a CSS string inside an HTML attribute: HTML escaping
-        // covers the attribute, these cover the CSS string.
-        for c in uri.chars() {
-            match c {
-                '"' => css.push_str("\\22 "),
-                '\\' => css.push_str("\\5c "),
-                '\n' => css.push_str("\\a "),
-                '\r' => css.push_str("\\d "),
-                '\x0c' => css.push_str("\\c "),
-                c => css.push(c),
-            }
+        let mut out = String::from("<img");
+        if class.is_empty() {
+            attr(&mut out, "class", "ph-blur");
+        } else {
+            attr(&mut out, "class", &format!("ph-blur {class}"));
         }
-        css.push_str("\") center/cover no-repeat");
-        Some(css)
+        attr(&mut out, "src", uri);
+        out.push_str(" alt=\"\" aria-hidden=\"true\">");
+        Some(out)
+    }
+}
+
+/// `<span class="ph ...">` + the placeholder layer + `picture`, or `picture` alone.
+fn layered(image: &Image<'_>, wrapper: &str, class: &str, picture: String) -> String {
+    match image.placeholder_layer(class) {
+        Some(layer) => format!("<span class=\"{wrapper}\">{layer}{picture}</span>"),
+        None => picture,
     }
 }
 
@@ -343,7 +347,7 @@ fn responsive(image: &Image<'_>, sizes: &str, opts: &Options<'_>) -> String {
         .map(|f| (f, image.ladder(f)))
         .find(|(_, ladder)| !ladder.is_empty())
     else {
-        return placeholder_img(image, image.width, image.height, None, opts);
+        return placeholder_img(image, image.width, image.height, false, opts);
     };
     let mut out = String::from("<picture>");
     for format in Format::SOURCES.into_iter().filter(|&f| f != img_format) {
@@ -370,7 +374,7 @@ fn responsive(image: &Image<'_>, sizes: &str, opts: &Options<'_>) -> String {
     attr(&mut out, "sizes", sizes);
     img_tail(&mut out, image, image.width, image.height, opts);
     out.push_str("</picture>");
-    out
+    layered(image, "ph ph-block", opts.class, out)
 }
 
 fn lazy(image: &Image<'_>, size: u64, opts: &Options<'_>) -> String {
@@ -379,7 +383,7 @@ fn lazy(image: &Image<'_>, size: u64, opts: &Options<'_>) -> String {
         .find_map(|f| image.thumbnail(f))
     else {
         // The placeholder has the photo's shape, not a square: crop, don't squash.
-        return placeholder_img(image, size, size, Some("object-fit:cover"), opts);
+        return placeholder_img(image, size, size, true, opts);
     };
     let mut out = String::from("<picture>");
     for format in Format::SOURCES.into_iter().filter(|&f| f != img.format) {
@@ -394,16 +398,16 @@ fn lazy(image: &Image<'_>, size: u64, opts: &Options<'_>) -> String {
     attr(&mut out, "src", &img.url());
     img_tail(&mut out, image, size, size, opts);
     out.push_str("</picture>");
-    out
+    layered(image, "ph", opts.class, out)
 }
 
 /// The `<img>` for an image with no variant to show yet: its placeholder, at the
-/// size the real one will have.
+/// size the real one will have (`cover`: cropped to it, for square thumbnails).
 fn placeholder_img(
     image: &Image<'_>,
     width: u64,
     height: u64,
-    style: Option<&str>,
+    cover: bool,
     opts: &Options<'_>,
 ) -> String {
     let mut out = String::from("<img");
@@ -414,11 +418,11 @@ fn placeholder_img(
     attr(&mut out, "height", &height.to_string());
     attr(&mut out, "alt", opts.alt);
     loading(&mut out, opts.eager);
-    if !opts.class.is_empty() {
-        attr(&mut out, "class", opts.class);
-    }
-    if let Some(style) = style {
-        attr(&mut out, "style", style);
+    match (opts.class.is_empty(), cover) {
+        (true, false) => {}
+        (true, true) => attr(&mut out, "class", "ph-cover"),
+        (false, false) => attr(&mut out, "class", opts.class),
+        (false, true) => attr(&mut out, "class", &format!("{} ph-cover", opts.class)),
     }
     if image.processing {
         out.push_str(" data-processing");
@@ -436,10 +440,8 @@ fn img_tail(out: &mut String, image: &Image<'_>, width: u64, height: u64, opts: 
     if !opts.class.is_empty() {
         attr(out, "class", opts.class);
     }
-    if let Some(style) = image.placeholder_style() {
-        attr(out, "style", &style);
-        // Lets the stylesheet or a script drop the background once the image has
-        // loaded, so it cannot show through a transparent one.
+    if image.placeholder.is_some() {
+        // Lets the script drop the placeholder layer once the image has loaded.
         out.push_str(" data-placeholder");
     }
     out.push('>');

@@ -67,8 +67,12 @@ fn srcset(ext: &str) -> String {
         .join(", ")
 }
 
-const STYLE: &str =
-    "style=\"background:url(&quot;data:image/webp;base64,UklGRg==&quot;) center/cover no-repeat\"";
+/// The placeholder layer stacked under a picture, with the picture's class.
+fn layer(class: &str) -> String {
+    format!(
+        "<img class=\"ph-blur {class}\" src=\"data:image/webp;base64,UklGRg==\" alt=\"\" aria-hidden=\"true\">"
+    )
+}
 
 #[test]
 fn full_ladder_in_three_formats() {
@@ -80,12 +84,13 @@ fn full_ladder_in_three_formats() {
     assert_eq!(
         html,
         format!(
-            "<picture>\
+            "<span class=\"ph ph-block\">{}<picture>\
              <source type=\"image/avif\" srcset=\"{}\" {sizes}>\
              <source type=\"image/webp\" srcset=\"{}\" {sizes}>\
              <img src=\"/media/ab/ab12cd34ef56ab12/w960-1a2b3c4d.jpg\" srcset=\"{}\" {sizes} \
              width=\"2560\" height=\"1600\" alt=\"Sala 4\" loading=\"lazy\" decoding=\"async\" \
-             class=\"hero\" {STYLE} data-placeholder></picture>",
+             class=\"hero\" data-placeholder></picture></span>",
+            layer("hero"),
             srcset("avif"),
             srcset("webp"),
             srcset("jpg"),
@@ -101,7 +106,10 @@ fn defaults_fill_sizes_and_leave_out_an_empty_class() {
     );
     assert!(html.contains(" sizes=\"100vw\" width=\"2560\""), "{html}");
     assert!(html.contains(" alt=\"\" loading=\"lazy\""), "{html}");
-    assert!(!html.contains("class="), "{html}");
+    // The picture's own image has no class; the placeholder layer only its own.
+    let picture = &html[html.find("<picture>").unwrap()..];
+    assert!(!picture.contains("class="), "{html}");
+    assert!(html.contains("<img class=\"ph-blur\" src="), "{html}");
     assert!(!html.contains("<source"), "{html}");
 }
 
@@ -113,7 +121,7 @@ fn missing_avif_has_no_avif_source() {
     );
     assert!(!html.contains("avif"), "{html}");
     assert!(
-        html.starts_with("<picture><source type=\"image/webp\" srcset=\""),
+        html.contains("<picture><source type=\"image/webp\" srcset=\""),
         "{html}"
     );
     assert_eq!(html.matches("<source").count(), 1, "{html}");
@@ -300,9 +308,11 @@ fn hostile_alt_class_and_paths_render_inert() {
         html.contains("src=\"/media/ab/%27onerror%3D%27alert%281%29%27.jpg\""),
         "{html}"
     );
-    // The placeholder's quote is escaped for the CSS string, then for the attribute.
+    // The placeholder's quote is escaped for the attribute it sits in.
     assert!(
-        html.contains("url(&quot;data:image/png;base64,AA\\22 &gt;&lt;script&gt;"),
+        html.contains(
+            "<img class=\"ph-blur\" src=\"data:image/png;base64,AA&quot;&gt;&lt;script&gt;"
+        ),
         "{html}"
     );
 }
@@ -316,12 +326,13 @@ fn lazy_image_uses_the_thumbnails() {
     assert_eq!(
         html,
         format!(
-            "<picture>\
+            "<span class=\"ph\">{}<picture>\
              <source type=\"image/avif\" srcset=\"/media/ab/ab12cd34ef56ab12/t300-1a2b3c4d.avif\">\
              <source type=\"image/webp\" srcset=\"/media/ab/ab12cd34ef56ab12/t300-1a2b3c4d.webp\">\
              <img src=\"/media/ab/ab12cd34ef56ab12/t300-1a2b3c4d.jpg\" width=\"48\" height=\"48\" \
-             alt=\"Ola K.\" loading=\"lazy\" decoding=\"async\" class=\"avatar\" {STYLE} \
-             data-placeholder></picture>"
+             alt=\"Ola K.\" loading=\"lazy\" decoding=\"async\" class=\"avatar\" \
+             data-placeholder></picture></span>",
+            layer("avatar")
         )
     );
     let html = ok(
@@ -352,7 +363,7 @@ fn lazy_image_without_thumbnails_shows_the_placeholder_at_its_size() {
             html,
             format!(
                 "<img src=\"{PLACEHOLDER}\" width=\"32\" height=\"32\" alt=\"Ola\" \
-                 loading=\"lazy\" decoding=\"async\" style=\"object-fit:cover\"{marker}>"
+                 loading=\"lazy\" decoding=\"async\" class=\"ph-cover\"{marker}>"
             )
         );
     }

@@ -40,6 +40,9 @@ async fn security_headers(engine: Engine) {
             )
             .await,
             send(&app, TestRequest::get().uri("/no-such-page/")).await,
+            send(&app, sara.get("/lessons/")).await,
+            send(&app, sara.get("/calendar/?start=2026-11-23")).await,
+            send(&app, sara.get("/lessons/4/")).await,
         ] {
             let csp = page.header("content-security-policy").unwrap_or_default();
             let directive = |name: &str| {
@@ -58,7 +61,15 @@ async fn security_headers(engine: Engine) {
             assert_eq!(directive("object-src"), "object-src 'none'", "{csp}");
             assert_eq!(directive("base-uri"), "base-uri 'none'", "{csp}");
             assert_eq!(directive("form-action"), "form-action 'self'", "{csp}");
-            assert!(!directive("script-src").contains("unsafe"), "{csp}");
+            assert_eq!(directive("style-src"), "style-src 'self'", "{csp}");
+            assert!(!csp.contains("unsafe"), "{csp}");
+            // Nothing the policy would block: no inline style or script in the page.
+            assert!(
+                !page.body.contains(" style=") && !page.body.contains("<style"),
+                "{}",
+                page.body
+            );
+            assert!(!page.body.contains("<script>"), "{}", page.body);
             assert_eq!(
                 page.header("cross-origin-opener-policy"),
                 Some("same-origin")

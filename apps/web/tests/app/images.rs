@@ -188,6 +188,12 @@ async fn room_photo_flow(engine: Engine) {
     let page = send(&app, admin.get("/rooms/")).await;
     assert_eq!(page.status, StatusCode::OK);
     assert!(!page.body.contains("No photo yet"));
+    // The blurred placeholder is an image of its own under the picture (no inline
+    // style for the Content-Security-Policy to refuse).
+    assert!(page
+        .body
+        .contains("<img class=\"ph-blur photo\" src=\"data:image/"));
+    assert!(!page.body.contains(" style="), "{}", page.body);
     for needle in [
         "<picture>",
         "type=\"image/avif\"",

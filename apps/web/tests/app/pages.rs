@@ -55,8 +55,10 @@ async fn page_content(engine: Engine) {
     );
     assert!(math1.contains("Sara Adams, Bob Brown"));
     assert!(
-        lessons.body.contains("background:#112233"),
-        "subject colour"
+        lessons
+            .body
+            .contains("<rect width=\"1\" height=\"1\" fill=\"#112233\"/></svg>Math</span>"),
+        "subject colour, as an SVG fill (no inline style)"
     );
     assert!(lessons.body.contains("Page 1 of 1 · 7 in all"));
     let completed = send(&app, admin.get("/lessons/?status=completed")).await;
