@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """REDbot (Mark Nottingham's HTTP linter, PyPI `redbot`, used as a library) over every
 kind of response napiatke sends: pages logged out and logged in as an admin, htmx
-fragments, static files, an uploaded photo's variants, the CSV export, errors.
+fragments, static files, an uploaded photo's variants, the CSV export, errors, HEAD,
+and form posts (a failed and a good login, an attendance mark as a page and as htmx).
 
     python3 scripts/http_lint.py http://127.0.0.1:PORT
 
@@ -119,12 +120,12 @@ class Browser:
         )
 
 
-def lint_one(url: str, headers: list, method: str = "GET") -> tuple:
+def lint_one(url: str, headers: list, method: str = "GET", body: str = "") -> tuple:
     """REDbot's notes (and sub-notes) on one request: (status, [(level, name, summary)])."""
     config = ConfigParser()
     config.read_dict({"redbot": {"enable_local_access": "True"}})
     resource = HttpResource(config["redbot"])
-    resource.set_request(url, method=method, headers=headers)
+    resource.set_request(url, method=method, headers=headers, content=body.encode())
 
     @thor.events.on(resource)
     def check_done() -> None:
@@ -145,11 +146,11 @@ def lint_one(url: str, headers: list, method: str = "GET") -> tuple:
     return resource.response.status_code, found
 
 
-def lint(url: str, headers: list, method: str = "GET") -> tuple:
+def lint(url: str, headers: list, method: str = "GET", body: str = "") -> tuple:
     """lint_one in a process of its own: thor's loop and connection pool are per
     process, and reusing them across resources lost responses."""
     out = subprocess.run(
-        [sys.executable, __file__, "--one", url, json.dumps(headers), method],
+        [sys.executable, __file__, "--one", url, json.dumps(headers), method, body],
         capture_output=True,
         text=True,
         timeout=60,
@@ -210,13 +211,32 @@ def main() -> int:
         + [(p, hx) for p in ["/lessons/?page=2", "/students/?q=ko", "/calendar/", "/lessons/?status=SCHEDULED"]]
         + [(p, []) for p in media[:6]]
     )
-    requests = [("GET", p, h) for (p, h) in requests] + [
+    # Form posts: a failed and a good login (the login form's CSRF cookie and token),
+    # and an attendance mark as a page and as htmx.
+    visitor = Browser()
+    token = re.search(r'name="csrf_token" value="([0-9a-f]+)"', visitor.get("/login")).group(1)
+    form = [("Cookie", visitor.cookie()), ("Origin", BASE),
+            ("Content-Type", "application/x-www-form-urlencoded")]
+    login = lambda password: urllib.parse.urlencode(  # noqa: E731
+        {"csrf_token": token, "email": "admin@napiatke.local", "password": password, "next": "/dashboard/"}
+    )
+    student = re.search(r'name="student_id" value="(\d+)"', admin.get(lesson)).group(1)
+    mark = urllib.parse.urlencode({"student_id": student, "status": "PRESENT"})
+    posting = cookie + [("Origin", BASE), ("Content-Type", "application/x-www-form-urlencoded")]
+    posts = [
+        ("POST", "/login", form, login("wrong password")),
+        ("POST", "/login", form, login("admin")),
+        ("POST", f"{lesson}attendance", posting, mark),
+        ("POST", f"{lesson}attendance", posting + [("HX-Request", "true")], mark),
+    ]
+    requests = [("GET", p, h, "") for (p, h) in requests] + [
+        (m, p, h, "") for (m, p, h) in [
         ("HEAD", "/login", []),
         ("HEAD", "/healthz", []),
         ("HEAD", "/dashboard/", cookie),
         ("HEAD", statics[0], []),
         ("HEAD", media[0], []),
-    ]
+    ]] + posts
     failures = 0
     for path in media:
         if path.endswith(".avif"):
@@ -227,9 +247,9 @@ def main() -> int:
             if head[4:12] != b"ftypavif":
                 print(f"{path} is not AVIF: begins {head!r}")
                 failures += 1
-    for method, path, headers in requests:
-        status, notes = lint(BASE + path, headers, method)
-        label = f"{method} {path}{' (htmx)' if ('HX-Request', 'true') in headers else ''}{' (admin)' if headers else ''}"
+    for method, path, headers, body in requests:
+        status, notes = lint(BASE + path, headers, method, body)
+        label = f"{method} {path}{' (htmx)' if ('HX-Request', 'true') in headers else ''}{' (admin)' if ('Cookie', admin.cookie()) in headers else ''}"
         print(f"{status} {label}")
         for level, name, summary in notes:
             if level in (levels.WARN.value, levels.BAD.value):
@@ -247,6 +267,7 @@ def main() -> int:
 
 if __name__ == "__main__":
     if sys.argv[1] == "--one":
-        print(json.dumps(lint_one(sys.argv[2], [tuple(h) for h in json.loads(sys.argv[3])], sys.argv[4])))
+        one = lint_one(sys.argv[2], [tuple(h) for h in json.loads(sys.argv[3])], sys.argv[4], sys.argv[5])
+        print(json.dumps(one))
         sys.exit(0)
     sys.exit(main())
