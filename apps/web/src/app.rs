@@ -222,15 +222,12 @@ pub fn app(
         .configure(routes)
         .wrap(
             DefaultHeaders::new()
+                .add(("X-Content-Type-Options", "nosniff"))
+                .add(("X-Frame-Options", "DENY"))
+                .add(("Referrer-Policy", "same-origin"))
                 .add(("Content-Security-Policy", CONTENT_SECURITY_POLICY))
                 .add(("Permissions-Policy", PERMISSIONS_POLICY))
                 .add(("Cross-Origin-Opener-Policy", "same-origin")),
-        )
-        .wrap(
-            DefaultHeaders::new()
-                .add(("X-Content-Type-Options", "nosniff"))
-                .add(("X-Frame-Options", "DENY"))
-                .add(("Referrer-Policy", "same-origin")),
         )
         .wrap(from_fn(middleware::front))
 }

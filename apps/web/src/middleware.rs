@@ -76,7 +76,8 @@ pub async fn front(
             .map_into_boxed_body()
     };
     let request_id = accounting.request_id.clone();
-    strict_transport(&mut res);
+    let production = accounting.state.as_ref().is_some_and(|s| s.secure_cookies);
+    strict_transport(&mut res, production);
     // Before the body is rebuilt: reports read the error attached to the response.
     accounting.finish(&mut res);
     let res = show_error(hx, res, &request_id);
@@ -90,11 +91,7 @@ pub async fn front(
 /// saying so): HTTPS only from here on, for two years, subdomains included. Never
 /// over plain HTTP, where RFC 6797 has browsers ignore it (and REDbot calls it
 /// invalid).
-fn strict_transport(res: &mut ServiceResponse<BoxBody>) {
-    let production = res
-        .request()
-        .app_data::<web::Data<AppState>>()
-        .is_some_and(|s| s.secure_cookies);
+fn strict_transport(res: &mut ServiceResponse<BoxBody>, production: bool) {
     if production && res.request().connection_info().scheme() == "https" {
         res.headers_mut().insert(
             actix_web::http::header::STRICT_TRANSPORT_SECURITY,

@@ -160,7 +160,7 @@ impl Chart {
             "<line class=\"axis\" x1=\"0\" y1=\"{y:.1}\" x2=\"{COLUMN_WIDTH}\" y2=\"{y:.1}\"/>",
             y = COLUMN_HEIGHT - BOTTOM
         );
-        close(svg, id, title, description, bars)
+        close(svg, id, title, description, COLUMN_WIDTH, bars)
     }
 
     /// Horizontal bars one under another, label on the left and value on the right
@@ -196,7 +196,7 @@ impl Chart {
                 Escaped(&bar.text),
             );
         }
-        close(svg, id, title, description, bars)
+        close(svg, id, title, description, ROW_WIDTH, bars)
     }
 }
 
@@ -231,12 +231,19 @@ fn open(id: &str, title: &str, description: &str, width: f64, height: f64) -> St
     svg
 }
 
-fn close(mut svg: String, id: &str, title: &str, description: &str, bars: Vec<Bar>) -> Chart {
+fn close(
+    mut svg: String,
+    id: &str,
+    title: &str,
+    description: &str,
+    width: f64,
+    bars: Vec<Bar>,
+) -> Chart {
     if bars.is_empty() {
         let _ = write!(
             svg,
             "<text class=\"label\" x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">No data yet</text>",
-            ROW_WIDTH / 2.0,
+            width / 2.0,
             ROW_HEIGHT / 2.0 + 4.0
         );
     }

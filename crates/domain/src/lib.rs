@@ -35,4 +35,4 @@ pub use ids::{
 };
 pub use search::fold_search;
 pub use values::{AttendanceRate, Color, Email, Money};
-pub use zone::Zone;
+pub use zone::{week_start, Zone};

@@ -1,7 +1,7 @@
 //! The school's time zone. Times are stored in UTC; people read them, and days and
 //! months begin and end, in the school's local time, daylight saving included.
 
-use chrono::{LocalResult, NaiveDate, NaiveDateTime, NaiveTime, Offset, TimeZone};
+use chrono::{Datelike, LocalResult, NaiveDate, NaiveDateTime, NaiveTime, Offset, TimeZone};
 
 use crate::DomainError;
 
@@ -89,6 +89,20 @@ impl Zone {
     pub fn day_start(self, date: NaiveDate) -> NaiveDateTime {
         self.utc(date.and_time(NaiveTime::MIN))
     }
+}
+
+/// The Monday that begins `date`'s week (the school's weeks run Monday to Sunday).
+///
+/// ```
+/// use chrono::NaiveDate;
+/// let day = |d| NaiveDate::from_ymd_opt(2026, 11, d).unwrap();
+/// assert_eq!(napiatke_domain::week_start(day(26)), day(23));
+/// assert_eq!(napiatke_domain::week_start(day(23)), day(23));
+/// assert_eq!(napiatke_domain::week_start(day(29)), day(23));
+/// ```
+#[must_use]
+pub fn week_start(date: NaiveDate) -> NaiveDate {
+    date - chrono::Days::new(u64::from(date.weekday().num_days_from_monday()))
 }
 
 #[cfg(test)]

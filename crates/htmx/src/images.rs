@@ -322,14 +322,19 @@ impl<'a> Image<'a> {
     fn placeholder_layer(&self, class: &str) -> Option<String> {
         let uri = self.placeholder?;
         let mut out = String::from("<img");
-        if class.is_empty() {
-            attr(&mut out, "class", "ph-blur");
-        } else {
-            attr(&mut out, "class", &format!("ph-blur {class}"));
-        }
+        attr(&mut out, "class", &classes("ph-blur", class));
         attr(&mut out, "src", uri);
         out.push_str(" alt=\"\" aria-hidden=\"true\">");
         Some(out)
+    }
+}
+
+/// Two class lists as one, either of them possibly empty.
+fn classes(a: &str, b: &str) -> String {
+    match (a.is_empty(), b.is_empty()) {
+        (_, true) => a.to_owned(),
+        (true, false) => b.to_owned(),
+        (false, false) => format!("{a} {b}"),
     }
 }
 
@@ -418,11 +423,9 @@ fn placeholder_img(
     attr(&mut out, "height", &height.to_string());
     attr(&mut out, "alt", opts.alt);
     loading(&mut out, opts.eager);
-    match (opts.class.is_empty(), cover) {
-        (true, false) => {}
-        (true, true) => attr(&mut out, "class", "ph-cover"),
-        (false, false) => attr(&mut out, "class", opts.class),
-        (false, true) => attr(&mut out, "class", &format!("{} ph-cover", opts.class)),
+    let class = classes(opts.class, if cover { "ph-cover" } else { "" });
+    if !class.is_empty() {
+        attr(&mut out, "class", &class);
     }
     if image.processing {
         out.push_str(" data-processing");

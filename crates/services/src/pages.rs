@@ -1,6 +1,6 @@
 //! The reads and writes behind each page, with their authorisation.
 
-use chrono::{Datelike, Days, NaiveDate, NaiveDateTime};
+use chrono::{Days, NaiveDate, NaiveDateTime};
 use napiatke_cache::Namespace;
 use napiatke_db::queries::dashboard::{self, GlobalStats, StudentStats, TutorStats};
 use napiatke_db::queries::lessons::{self, CalendarEntry, LessonCard, LessonDetail};
@@ -75,18 +75,12 @@ pub struct DashboardPage {
 pub const TREND_WEEKS: u64 = 12;
 
 /// The local Mondays that begin the trend's weeks, plus the next Monday (which ends
-/// the last week), and the UTC instants they begin at.
-fn trend_weeks(
-    zone: napiatke_domain::Zone,
-    today: NaiveDate,
-) -> (Vec<NaiveDate>, Vec<NaiveDateTime>) {
-    let monday = today - Days::new(u64::from(today.weekday().num_days_from_monday()));
-    let first = monday - Days::new(7 * (TREND_WEEKS - 1));
-    let days: Vec<NaiveDate> = (0..=TREND_WEEKS)
+/// the last week).
+fn trend_weeks(today: NaiveDate) -> Vec<NaiveDate> {
+    let first = napiatke_domain::week_start(today) - Days::new(7 * (TREND_WEEKS - 1));
+    (0..=TREND_WEEKS)
         .map(|w| first + Days::new(7 * w))
-        .collect();
-    let starts = days.iter().map(|&d| zone.day_start(d)).collect();
-    (days, starts)
+        .collect()
 }
 
 /// The dashboard's charts from its weekly figures.
@@ -284,9 +278,9 @@ impl Services {
         let today = zone.today(now);
         let scope = scope_of(user);
         let id = user.id;
-        let (days, starts) = trend_weeks(zone, today);
+        let days = trend_weeks(today);
         let trend_days = days.clone();
-        let weekly = move |c: &mut DbConn| dashboard::weekly(c, &starts, &trend_days, scope);
+        let weekly = move |c: &mut DbConn| dashboard::weekly(c, &trend_days, zone, scope);
         let (dashboard, weeks, version) = match user.role {
             Role::Admin => {
                 let key = admin_dashboard_key(today);
@@ -534,9 +528,7 @@ impl Services {
     ) -> ServiceResult<Arc<CalendarWeek>> {
         let today = self.today();
         let zone = self.zone;
-        let start = start.unwrap_or_else(|| {
-            today - Days::new(u64::from(today.weekday().num_days_from_monday()))
-        });
+        let start = start.unwrap_or_else(|| napiatke_domain::week_start(today));
         let end = start
             .checked_add_days(Days::new(7))
             .ok_or_else(|| ServiceError::BadInput(format!("{start} is too far in the future")))?;

@@ -279,20 +279,21 @@ fn week_case(col: &str, weeks: usize) -> String {
 }
 
 /// Attendance per week for `scope` and, for [`Scope::All`], PAID revenue per week.
-/// The weeks are given twice, as the UTC instants they begin at (`starts`, one
-/// more than there are weeks: the last ends the last week) and as the local dates
-/// they begin on (`days`, the same length; invoices are dated, not timed). One
+/// The weeks are the local dates they begin on (`days`, one more than there are
+/// weeks: the last ends the last week): lessons are bucketed by the UTC instants
+/// those days begin at in `zone`, invoices (dated, not timed) by the dates. One
 /// statement whatever the number of weeks or rows.
 pub fn weekly(
     conn: &mut DbConn,
-    starts: &[NaiveDateTime],
     days: &[NaiveDate],
+    zone: Zone,
     scope: Scope,
 ) -> DbResult<Vec<WeekFigures>> {
-    let weeks = starts.len().saturating_sub(1);
-    if weeks == 0 || days.len() != starts.len() {
+    let weeks = days.len().saturating_sub(1);
+    if weeks == 0 {
         return Ok(Vec::new());
     }
+    let starts: Vec<NaiveDateTime> = days.iter().map(|&d| zone.day_start(d)).collect();
     let narrow = match scope {
         Scope::All => "",
         Scope::Tutor(_) => " AND lessons.tutor_id = ?",

@@ -396,7 +396,7 @@ pub(crate) fn generate(
     // after it.
     let zone = opts.zone;
     let today = zone.today(now);
-    let this_monday = today - Days::new(u64::from(today.weekday().num_days_from_monday()));
+    let this_monday = napiatke_domain::week_start(today);
     let first_monday = this_monday - Days::new(7 * u64::from(sizes.weeks / 2));
     let per_day = sizes.lessons_per_tutor_week.div_ceil(5);
     let (mut lesson_id, mut ls_id, mut att_id) = (0i64, 0i64, 0i64);
