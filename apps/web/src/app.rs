@@ -258,9 +258,12 @@ pub fn load_static_files(settings: &Settings, collect: bool) -> Result<Arc<Stati
         })
 }
 
+/// Threads each actix worker may start for its own blocking work.
+pub const BLOCKING_THREADS_PER_WORKER: usize = 4;
+
 /// Serves until stopped.
 pub async fn serve(settings: &Settings, state: web::Data<AppState>) -> std::io::Result<()> {
-    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let workers = settings.workers;
     let metrics = match settings.metrics_bind {
         // /metrics without a login, for a scraper on a private network: one worker.
         Some(bind) => {
@@ -282,6 +285,10 @@ pub async fn serve(settings: &Settings, state: web::Data<AppState>) -> std::io::
         // 40 ms on Nagle meeting delayed ACK (DESIGN.md, measured).
         .tcp_nodelay(true)
         .workers(workers)
+        // Database work and argon2 run in the services' own bounded pool; what is
+        // left on a worker's blocking pool (media files read from disk, a calendar
+        // rendered as a stream) needs few threads. actix allows 512 per process.
+        .worker_max_blocking_threads(BLOCKING_THREADS_PER_WORKER)
         .bind(settings.bind)?
         .run();
     match metrics {

@@ -52,8 +52,12 @@ pub struct Settings {
     pub bind: SocketAddr,
     /// DATABASE_URL: `sqlite://PATH` or `postgres://...`.
     pub database_url: String,
-    /// DATABASE_POOL_SIZE: most connections per process.
+    /// DATABASE_POOL_SIZE: most connections per process, and as many slots for
+    /// blocking work (each a thread; see napiatke_services::work).
     pub database_pool_size: u32,
+    /// WORKERS: actix worker threads (default one per core this process may run on:
+    /// its CPU affinity, so taskset and container CPU sets count).
+    pub workers: usize,
     /// REDIS_URL: the shared cache tier; unset means in-process only.
     pub redis_url: Option<Secret>,
     /// NAPIATKE_ENV.
@@ -307,6 +311,7 @@ impl Settings {
             }
         };
         let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get) as u64;
+        let workers = count("WORKERS", cores, 1024)?;
         let image_workers = count("IMAGE_WORKERS", cores, 256)?;
         let image_queue = count("IMAGE_QUEUE", image_workers * 2, 100_000)?;
         let calendar_stream_from = count("CALENDAR_STREAM_FROM", 2000, 1_000_000_000)?;
@@ -344,6 +349,7 @@ impl Settings {
             demo,
             database_url,
             database_pool_size,
+            workers: usize::try_from(workers).unwrap_or(usize::MAX),
             redis_url,
             environment,
             static_root: get("STATIC_ROOT")
@@ -392,6 +398,7 @@ impl Settings {
             format!("BIND={}", self.bind),
             format!("DATABASE_URL={db}"),
             format!("DATABASE_POOL_SIZE={}", self.database_pool_size),
+            format!("WORKERS={}", self.workers),
             format!("REDIS_URL={}", opt(&self.redis_url)),
             format!(
                 "NAPIATKE_ENV={}",
@@ -531,6 +538,8 @@ mod tests {
             ("NAPIATKE_ENV", "staging"),
             ("DATABASE_URL", "mysql://x/y"),
             ("DATABASE_POOL_SIZE", "0"),
+            ("WORKERS", "0"),
+            ("WORKERS", "all"),
             ("REDIS_URL", "localhost:6379"),
             ("SLOW_REQUEST_THRESHOLD", "fast"),
             ("TIME_ZONE", "Europe/Gdansk"),
@@ -575,6 +584,6 @@ mod tests {
         let lines = s.describe();
         assert!(lines.contains(&"SENTRY_DSN=(set, hidden)".to_owned()));
         assert!(lines.iter().all(|l| !l.contains("key@")));
-        assert_eq!(lines.len(), 33);
+        assert_eq!(lines.len(), 34);
     }
 }

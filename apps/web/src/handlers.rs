@@ -732,6 +732,43 @@ pub fn metrics_text(state: &AppState) -> String {
         "Checkouts that gave up waiting for a database connection.",
         &[(&[], pool.timeouts as f64)],
     );
+    let work = state.services.work_state();
+    out.gauge(
+        "napiatke_work_slots",
+        "Blocking work (statements, argon2) that may run at once, by state.",
+        &[
+            (&[("state", "busy")], work.busy as f64),
+            (
+                &[("state", "free")],
+                work.slots.saturating_sub(work.busy) as f64,
+            ),
+        ],
+    );
+    out.gauge(
+        "napiatke_work_waiting",
+        "Requests waiting for a slot now.",
+        &[(&[], work.waiting as f64)],
+    );
+    out.header(
+        "napiatke_work_wait_time_seconds",
+        "summary",
+        "Time requests that found every slot busy waited for one.",
+    );
+    out.sample(
+        "napiatke_work_wait_time_seconds_sum",
+        &[],
+        work.wait_micros as f64 / 1e6,
+    );
+    out.sample(
+        "napiatke_work_wait_time_seconds_count",
+        &[],
+        work.waited as f64,
+    );
+    out.counter(
+        "napiatke_work_refused_total",
+        "Requests answered 503 after waiting the whole checkout timeout for a slot.",
+        &[(&[], work.refused as f64)],
+    );
     let cache = state.services.cache().stats();
     let mut lookups: Vec<(Vec<(&str, &str)>, f64)> = Vec::new();
     for ns in &cache.namespaces {

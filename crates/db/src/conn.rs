@@ -207,6 +207,41 @@ fn redact(raw: &str) -> String {
 mod tests {
     use super::*;
 
+    /// The flags in .cargo/config.toml reached the bundled SQLite: without them
+    /// every connection takes two process-wide mutexes (the shared page cache's and
+    /// the memory statistics'), and a server on 8 cores spends its time there.
+    #[test]
+    fn sqlite_is_built_without_global_mutexes() {
+        use diesel::RunQueryDsl;
+        #[derive(diesel::QueryableByName)]
+        struct Option_ {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            compile_options: String,
+        }
+        let Ok(DbConn::Sqlite(mut conn)) =
+            DatabaseUrl::parse("sqlite::memory:").and_then(|url| url.establish())
+        else {
+            panic!("no in-memory SQLite");
+        };
+        let options: Vec<String> = diesel::sql_query("PRAGMA compile_options")
+            .load::<Option_>(&mut conn)
+            .unwrap()
+            .into_iter()
+            .map(|o| o.compile_options)
+            .collect();
+        assert!(
+            options.iter().any(|o| o == "DEFAULT_MEMSTATUS=0"),
+            "{options:?}"
+        );
+        assert!(options.iter().any(|o| o == "THREADSAFE=2"), "{options:?}");
+        assert!(
+            !options.iter().any(|o| o == "ENABLE_MEMORY_MANAGEMENT"),
+            "{options:?}"
+        );
+        // Still the bundle's build otherwise (FTS5 serves the student search).
+        assert!(options.iter().any(|o| o == "ENABLE_FTS5"), "{options:?}");
+    }
+
     #[test]
     fn urls_pick_the_engine_or_are_refused() {
         let pg = DatabaseUrl::parse("postgresql://postgres:secret@127.0.0.1:5432/test");

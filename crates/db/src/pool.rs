@@ -112,6 +112,7 @@ pub struct Db {
     engine: Engine,
     url: DatabaseUrl,
     waits: Arc<Waits>,
+    checkout_timeout: Duration,
 }
 
 impl Db {
@@ -155,6 +156,7 @@ impl Db {
             engine: url.engine(),
             url: url.clone(),
             waits,
+            checkout_timeout: options.checkout_timeout,
         })
     }
 
@@ -170,6 +172,12 @@ impl Db {
             wait_micros: self.waits.wait_micros.load(Relaxed),
             timeouts: self.waits.timeouts.load(Relaxed),
         }
+    }
+
+    /// How long [`Db::get`] waits for a free connection.
+    #[must_use]
+    pub fn checkout_timeout(&self) -> Duration {
+        self.checkout_timeout
     }
 
     /// A connection, waiting at most the checkout timeout.

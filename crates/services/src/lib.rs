@@ -1,7 +1,7 @@
 //! The use cases behind napiatke's pages, async for their callers: cached reads are
-//! answered without leaving the async runtime, and database work (and argon2) runs on
-//! tokio's blocking pool inside the caller's span, so the statements it runs are
-//! counted for the request.
+//! answered without leaving the async runtime, and database work (and argon2) runs in
+//! a bounded [`work::WorkPool`] inside the caller's span, so the statements it runs
+//! are counted for the request.
 //!
 //! Authorisation lives here, next to the data it guards: a student only ever gets
 //! their own lessons and figures, `/students/` is for admins and tutors, attendance is
@@ -30,6 +30,7 @@ mod pages;
 pub mod setup;
 pub mod throttle;
 mod uploads;
+pub mod work;
 
 use std::sync::Arc;
 
@@ -206,6 +207,7 @@ pub struct Services {
     uploads: Option<Arc<uploads::Uploads>>,
     login_guard: Arc<throttle::LoginGuard>,
     zone: napiatke_domain::Zone,
+    work: work::WorkPool,
 }
 
 impl std::fmt::Debug for Services {
@@ -225,7 +227,11 @@ impl Services {
         let sessions = Arc::new(DbSessionStore::new(db.clone(), Arc::clone(&clock)));
         let cache = Cache::local(napiatke_cache::CacheConfig::default());
         let ns = Arc::new(cached::Namespaces::new(&cache, &CacheTtls::default()));
+        // As many at once as the pool has connections, so work that got a slot never
+        // waits for one; a request waits for a slot as long as for a connection.
+        let work = work::WorkPool::new(db.pool_state().max_size as usize, db.checkout_timeout());
         Services {
+            work,
             db,
             clock,
             sessions,
@@ -269,6 +275,12 @@ impl Services {
     #[must_use]
     pub fn db_pool_state(&self) -> napiatke_db::PoolState {
         self.db.pool_state()
+    }
+
+    /// The slots blocking work runs in, and the waits for them (for metrics).
+    #[must_use]
+    pub fn work_state(&self) -> work::WorkState {
+        self.work.state()
     }
 
     /// The cache (for its statistics page).
@@ -327,8 +339,10 @@ impl Services {
         tokio::spawn(task).await.map_err(ServiceError::Task)?
     }
 
-    /// Runs blocking work (database, argon2) on tokio's blocking pool inside the
-    /// current span, so the statements it runs are counted for this request.
+    /// Runs blocking work (database, argon2) in a slot of the [`work::WorkPool`]
+    /// inside the current span, so the statements it runs are counted for this
+    /// request. No free slot within the connection-checkout timeout is
+    /// [`ServiceError::Busy`] (503 with Retry-After).
     pub(crate) async fn blocking<T, F>(&self, f: F) -> ServiceResult<T>
     where
         F: FnOnce(&Services) -> ServiceResult<T> + Send + 'static,
@@ -336,11 +350,21 @@ impl Services {
     {
         let span = tracing::Span::current();
         let this = self.clone();
-        // A panic is a bug (a decoder on a crafted file, say), not overload: a 500
-        // that is logged, never a 503 inviting the client to send it again (see
-        // `ServiceError::is_unavailable`).
-        tokio::task::spawn_blocking(move || span.in_scope(|| f(&this)))
+        self.work
+            .run(move || span.in_scope(|| f(&this)))
             .await
-            .map_err(ServiceError::Task)?
+            .map_err(|e| match e {
+                work::WorkError::Busy(wait) => ServiceError::Busy {
+                    message: format!(
+                        "the server is busy: no database connection came free within {:.1} s",
+                        wait.as_secs_f64()
+                    ),
+                    retry_after: std::time::Duration::from_secs(1),
+                },
+                // A panic is a bug (a decoder on a crafted file, say), not overload: a
+                // 500 that is logged, never a 503 inviting the client to send it again
+                // (see `ServiceError::is_unavailable`).
+                work::WorkError::Task(e) => ServiceError::Task(e),
+            })?
     }
 }

@@ -247,6 +247,15 @@ async fn metrics(engine: Engine) {
     assert!(!m.body.contains("/lessons/1/"));
     assert_eq!(count("http_server_active_requests "), 1.0, "this request");
     assert!(count("db_client_connection_max ") >= 1.0);
+    // As many slots as connections; none busy but the session read of this request,
+    // which has ended (the metrics are written after it).
+    assert_eq!(
+        count("napiatke_work_slots{state=\"busy\"}") + count("napiatke_work_slots{state=\"free\"}"),
+        count("db_client_connection_max ")
+    );
+    assert_eq!(count("napiatke_work_slots{state=\"busy\"}"), 0.0);
+    assert_eq!(count("napiatke_work_waiting "), 0.0);
+    assert_eq!(count("napiatke_work_refused_total "), 0.0);
     assert!(
         count("napiatke_cache_lookups_total{tier=\"l1\",namespace=\"session\",result=\"hit\"}")
             >= 1.0
@@ -267,6 +276,10 @@ async fn metrics(engine: Engine) {
             "db_client_connection_max gauge",
             "db_client_connection_wait_time_seconds summary",
             "db_client_connection_timeouts_total counter",
+            "napiatke_work_slots gauge",
+            "napiatke_work_waiting gauge",
+            "napiatke_work_wait_time_seconds summary",
+            "napiatke_work_refused_total counter",
             "napiatke_cache_lookups_total counter",
             "napiatke_cache_l1_bytes gauge",
             "napiatke_redis_errors_total counter",
