@@ -277,11 +277,25 @@ pub fn run(args: Args) -> Result<(), CliError> {
     }
 }
 
+/// The pool for commands: statements run as long as they need (migrations, seeding).
 fn open(settings: &Settings) -> Result<Db, DbError> {
     Db::open(
         &settings.database_url,
         PoolOptions {
             max_size: settings.database_pool_size,
+            ..PoolOptions::default()
+        },
+    )
+}
+
+/// The pool for requests: PostgreSQL cancels a statement past
+/// DATABASE_STATEMENT_TIMEOUT, so no request holds a connection for long.
+fn open_for_requests(settings: &Settings) -> Result<Db, DbError> {
+    Db::open(
+        &settings.database_url,
+        PoolOptions {
+            max_size: settings.database_pool_size,
+            statement_timeout: Some(settings.database_statement_timeout),
             ..PoolOptions::default()
         },
     )
@@ -320,7 +334,9 @@ fn demo(settings: &Settings) -> Result<Db, CliError> {
 }
 
 fn serve(settings: &Settings) -> Result<(), CliError> {
-    let db = demo(settings)?;
+    // Migrations and the seed on a pool of their own, without the statement timeout.
+    drop(demo(settings)?);
+    let db = open_for_requests(settings)?;
     if !settings.demo {
         let active = setup::demo_accounts(&db)?;
         if active > 0 {

@@ -55,6 +55,9 @@ pub struct Settings {
     /// DATABASE_POOL_SIZE: most connections per process, and as many slots for
     /// blocking work (each a thread; see napiatke_services::work).
     pub database_pool_size: u32,
+    /// DATABASE_STATEMENT_TIMEOUT (milliseconds, default 5000): PostgreSQL cancels
+    /// a request's statement that runs longer (migrations and seeding have none).
+    pub database_statement_timeout: Duration,
     /// WORKERS: actix worker threads (default one per core this process may run on:
     /// its CPU affinity, so taskset and container CPU sets count).
     pub workers: usize,
@@ -312,6 +315,8 @@ impl Settings {
         };
         let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get) as u64;
         let workers = count("WORKERS", cores, 1024)?;
+        let database_statement_timeout =
+            Duration::from_millis(count("DATABASE_STATEMENT_TIMEOUT", 5_000, 3_600_000)?);
         let image_workers = count("IMAGE_WORKERS", cores, 256)?;
         let image_queue = count("IMAGE_QUEUE", image_workers * 2, 100_000)?;
         let calendar_stream_from = count("CALENDAR_STREAM_FROM", 2000, 1_000_000_000)?;
@@ -350,6 +355,7 @@ impl Settings {
             database_url,
             database_pool_size,
             workers: usize::try_from(workers).unwrap_or(usize::MAX),
+            database_statement_timeout,
             redis_url,
             environment,
             static_root: get("STATIC_ROOT")
@@ -398,6 +404,10 @@ impl Settings {
             format!("BIND={}", self.bind),
             format!("DATABASE_URL={db}"),
             format!("DATABASE_POOL_SIZE={}", self.database_pool_size),
+            format!(
+                "DATABASE_STATEMENT_TIMEOUT={}",
+                self.database_statement_timeout.as_millis()
+            ),
             format!("WORKERS={}", self.workers),
             format!("REDIS_URL={}", opt(&self.redis_url)),
             format!(
@@ -539,6 +549,8 @@ mod tests {
             ("DATABASE_URL", "mysql://x/y"),
             ("DATABASE_POOL_SIZE", "0"),
             ("WORKERS", "0"),
+            ("DATABASE_STATEMENT_TIMEOUT", "5s"),
+            ("DATABASE_STATEMENT_TIMEOUT", "0"),
             ("WORKERS", "all"),
             ("REDIS_URL", "localhost:6379"),
             ("SLOW_REQUEST_THRESHOLD", "fast"),
@@ -584,6 +596,6 @@ mod tests {
         let lines = s.describe();
         assert!(lines.contains(&"SENTRY_DSN=(set, hidden)".to_owned()));
         assert!(lines.iter().all(|l| !l.contains("key@")));
-        assert_eq!(lines.len(), 34);
+        assert_eq!(lines.len(), 35);
     }
 }

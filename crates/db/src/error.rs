@@ -15,6 +15,10 @@ pub enum DbError {
     /// The server cannot be reached or refused us (also: pool timed out).
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// The server cancelled a statement that ran past the statement timeout
+    /// ([`crate::PoolOptions::statement_timeout`]).
+    #[error("the statement ran too long: {0}")]
+    Timeout(String),
     /// A row that was asked for by key does not exist.
     #[error("not found")]
     NotFound,
@@ -52,6 +56,14 @@ impl From<diesel::result::Error> for DbError {
                 diesel::result::DatabaseErrorKind::ClosedConnection,
                 info,
             ) => DbError::Unavailable(info.message().to_owned()),
+            // SQLSTATE 57014, which diesel does not expose: told by PostgreSQL's
+            // message (English unless the server's lc_messages says otherwise; a
+            // translated one stays a Query error, a 500).
+            diesel::result::Error::DatabaseError(_, info)
+                if info.message().contains("statement timeout") =>
+            {
+                DbError::Timeout(info.message().to_owned())
+            }
             other => DbError::Query(other),
         }
     }

@@ -20,6 +20,12 @@ pub struct PoolOptions {
     pub max_size: u32,
     /// How long a request waits for a free connection before [`DbError::Unavailable`].
     pub checkout_timeout: Duration,
+    /// PostgreSQL: the longest a statement may run before the server cancels it
+    /// ([`DbError::Timeout`]), so no request holds a connection for long. `None`
+    /// (the default, for migrations and seeding) leaves the server's setting. SQLite
+    /// statements cannot be interrupted from here; its lock waits end after
+    /// `busy_timeout` (5 s).
+    pub statement_timeout: Option<Duration>,
 }
 
 impl Default for PoolOptions {
@@ -27,6 +33,7 @@ impl Default for PoolOptions {
         PoolOptions {
             max_size: 16,
             checkout_timeout: Duration::from_secs(5),
+            statement_timeout: None,
         }
     }
 }
@@ -38,6 +45,7 @@ impl Default for PoolOptions {
 #[derive(Debug)]
 pub struct Manager {
     url: DatabaseUrl,
+    statement_timeout: Option<Duration>,
 }
 
 impl r2d2::ManageConnection for Manager {
@@ -46,6 +54,13 @@ impl r2d2::ManageConnection for Manager {
 
     fn connect(&self) -> Result<DbConn, DbError> {
         let mut conn = self.url.establish()?;
+        if let (Some(timeout), Engine::Postgres) = (self.statement_timeout, self.url.engine()) {
+            // Per session, so every statement on this connection has it.
+            conn.batch_execute(&format!(
+                "SET statement_timeout = {}",
+                timeout.as_millis().max(1)
+            ))?;
+        }
         conn.set_instrumentation(StatementTracer::for_engine(self.url.engine()));
         Ok(conn)
     }
@@ -135,7 +150,10 @@ impl Db {
             .event_handler(Box::new(WaitRecorder(Arc::clone(&waits))))
             .test_on_check_out(false)
             .connection_timeout(options.checkout_timeout);
-        let manager = Manager { url: url.clone() };
+        let manager = Manager {
+            url: url.clone(),
+            statement_timeout: options.statement_timeout,
+        };
         let pool = if url.engine() == Engine::Sqlite && url.sqlite_path().is_none() {
             // An in-memory SQLite database lives and dies with its one connection: keep
             // exactly one, forever.

@@ -562,3 +562,41 @@ mod export {
         };
     }
 }
+
+mod timeouts {
+    use std::time::{Duration, Instant};
+
+    use diesel::RunQueryDsl;
+    use napiatke_db::testing::TestDb;
+    use napiatke_db::{Db, DbError, PoolOptions};
+
+    /// A request's statement that runs past the statement timeout is cancelled by
+    /// PostgreSQL, reported as a timeout (503 above), and the connection serves the
+    /// next request.
+    #[test]
+    fn postgres_cancels_a_statement_past_the_timeout() {
+        let t = TestDb::postgres().unwrap_or_else(|e| panic!("test PostgreSQL: {e}"));
+        let db = Db::open(
+            &t.url,
+            PoolOptions {
+                max_size: 1,
+                statement_timeout: Some(Duration::from_millis(200)),
+                ..PoolOptions::default()
+            },
+        )
+        .unwrap();
+        let started = Instant::now();
+        let slow = diesel::sql_query("SELECT pg_sleep(3)").execute(&mut *db.get().unwrap());
+        let err = slow.map_err(DbError::from).err();
+        assert!(matches!(err, Some(DbError::Timeout(_))), "{err:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+        db.ping().unwrap();
+        // Without one (migrations, seeding) the same statement runs to the end.
+        let untimed = diesel::sql_query("SELECT pg_sleep(0.3)").execute(&mut *t.db.get().unwrap());
+        assert!(untimed.is_ok(), "{untimed:?}");
+    }
+}

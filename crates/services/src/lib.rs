@@ -153,7 +153,9 @@ impl From<DbError> for ServiceError {
         match e {
             DbError::NotFound => ServiceError::NotFound("not found".to_owned()),
             DbError::NotEmpty { users } => ServiceError::NotEmpty { users },
-            e @ DbError::Unavailable(_) => ServiceError::Unavailable(e),
+            // A statement cut off by the timeout: the database is too busy (or the
+            // statement too slow) right now; 503 with Retry-After, as unavailable.
+            e @ (DbError::Unavailable(_) | DbError::Timeout(_)) => ServiceError::Unavailable(e),
             other => ServiceError::Database(other),
         }
     }
