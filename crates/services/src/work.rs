@@ -5,11 +5,12 @@
 //! Before, every request that touched the database got a thread of its own from
 //! the blocking pool of its actix worker (512 threads allowed per process) and then
 //! waited on that thread for one of the pool's connections. Under load, 256 open
-//! connections meant about 390 threads: each parked on the connection pool's
-//! condition variable, woken and descheduled again, and the CPU a page cost grew
-//! 2.8x to 15x from 2 to 8 cores (issue 18). Here a request waits for a slot as a
-//! future, costing no thread, and only then takes a thread and a connection, which
-//! are then both free: threads stay at the number of slots whatever the load, and
+//! connections meant hundreds of threads (about 390 on 8 cores, 270 on 2), each
+//! parked on the connection pool's condition variable, woken and descheduled again:
+//! the CPU a page cost grew 1.1–1.5x from 8 to 256 connections on 2 cores (issue 18;
+//! docs/performance.md). Here a request waits for a slot as a future, costing no
+//! thread, and only then takes a thread and a connection, which are then both
+//! free: threads stay at the number of slots whatever the load, and
 //! a request that waits longer than the connection-checkout timeout is answered
 //! 503 "busy" instead of queueing without end. A request dropped while it waits
 //! (its client went away) never runs at all.
