@@ -1,7 +1,7 @@
 //! Subcommands. Each builds what it needs from [`Settings`] and reports one line per
 //! fact; errors come back typed and `main` prints them on one line.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chrono::{NaiveDateTime, Timelike, Utc};
 use clap::{Parser, Subcommand};
@@ -279,23 +279,17 @@ pub fn run(args: Args) -> Result<(), CliError> {
 
 /// The pool for commands: statements run as long as they need (migrations, seeding).
 fn open(settings: &Settings) -> Result<Db, DbError> {
-    Db::open(
-        &settings.database_url,
-        PoolOptions {
-            max_size: settings.database_pool_size,
-            ..PoolOptions::default()
-        },
-    )
+    open_with(settings, None)
 }
 
-/// The pool for requests: PostgreSQL cancels a statement past
-/// DATABASE_STATEMENT_TIMEOUT, so no request holds a connection for long.
-fn open_for_requests(settings: &Settings) -> Result<Db, DbError> {
+/// A pool of DATABASE_POOL_SIZE connections on which PostgreSQL cancels a statement
+/// past `statement_timeout` (requests: DATABASE_STATEMENT_TIMEOUT).
+fn open_with(settings: &Settings, statement_timeout: Option<Duration>) -> Result<Db, DbError> {
     Db::open(
         &settings.database_url,
         PoolOptions {
             max_size: settings.database_pool_size,
-            statement_timeout: Some(settings.database_statement_timeout),
+            statement_timeout,
             ..PoolOptions::default()
         },
     )
@@ -336,7 +330,7 @@ fn demo(settings: &Settings) -> Result<Db, CliError> {
 fn serve(settings: &Settings) -> Result<(), CliError> {
     // Migrations and the seed on a pool of their own, without the statement timeout.
     drop(demo(settings)?);
-    let db = open_for_requests(settings)?;
+    let db = open_with(settings, Some(settings.database_statement_timeout))?;
     if !settings.demo {
         let active = setup::demo_accounts(&db)?;
         if active > 0 {

@@ -127,7 +127,6 @@ pub struct Db {
     engine: Engine,
     url: DatabaseUrl,
     waits: Arc<Waits>,
-    checkout_timeout: Duration,
 }
 
 impl Db {
@@ -174,7 +173,6 @@ impl Db {
             engine: url.engine(),
             url: url.clone(),
             waits,
-            checkout_timeout: options.checkout_timeout,
         })
     }
 
@@ -195,7 +193,7 @@ impl Db {
     /// How long [`Db::get`] waits for a free connection.
     #[must_use]
     pub fn checkout_timeout(&self) -> Duration {
-        self.checkout_timeout
+        self.pool.connection_timeout()
     }
 
     /// A connection, waiting at most the checkout timeout.
