@@ -136,6 +136,10 @@ pub fn image_config(settings: &Settings) -> ImageConfig {
         },
         workers: settings.image_workers,
         queue: settings.image_queue,
+        user_queue: settings.image_user_queue,
+        user_bytes: settings.image_user_bytes,
+        keep_free: settings.media_keep_free,
+        gc_grace: settings.image_gc_grace,
         ..ImageConfig::new(&settings.media_root)
     }
 }

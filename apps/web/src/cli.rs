@@ -82,6 +82,15 @@ enum ImagesCommand {
     /// restore lost files). Variants already stored are kept: running it twice makes
     /// nothing the second time. Caches are invalidated (across processes with Redis).
     Reprocess,
+    /// Remove replaced photos and avatars: those nothing has shown for IMAGE_GC_GRACE
+    /// go with their rows and files (files another image still names are kept).
+    /// `serve` does this every IMAGE_GC_INTERVAL.
+    Gc {
+        /// Seconds a replaced image is kept (default IMAGE_GC_GRACE). Images first
+        /// found unlinked by this run are kept at least until the next one.
+        #[arg(long)]
+        grace: Option<u64>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -259,6 +268,9 @@ pub fn run(args: Args) -> Result<(), CliError> {
         Command::Images {
             command: ImagesCommand::Reprocess,
         } => reprocess(&settings),
+        Command::Images {
+            command: ImagesCommand::Gc { grace },
+        } => collect_images(&settings, grace.map(Duration::from_secs)),
         Command::Config => {
             for line in settings.describe() {
                 println!("{line}");
@@ -366,6 +378,20 @@ fn serve(settings: &Settings) -> Result<(), CliError> {
             Ok(n) => println!("resumed {n} unfinished image jobs"),
             Err(e) => eprintln!("warning: unfinished image jobs not resumed: {e}"),
         }
+        if !settings.image_gc_interval.is_zero() {
+            let (services, every) = (state.services.clone(), settings.image_gc_interval);
+            actix_web::rt::spawn(async move {
+                let mut tick = actix_web::rt::time::interval(every);
+                loop {
+                    // The first tick is at once: replaced images start their grace
+                    // period at start, not an interval later.
+                    tick.tick().await;
+                    if let Err(e) = services.collect_images(None).await {
+                        tracing::warn!(error = %e, "collecting replaced images failed; trying again next interval");
+                    }
+                }
+            });
+        }
         crate::app::serve(settings, state).await.map_err(CliError::from)
     })?;
     Ok(())
@@ -455,6 +481,31 @@ fn read_password(prompt: &str) -> Result<String, CliError> {
         return Err(CliError::Password("no password given".to_owned()));
     }
     Ok(password)
+}
+
+fn collect_images(settings: &Settings, grace: Option<Duration>) -> Result<(), CliError> {
+    let db = open(settings)?;
+    setup::migrate(&db)?;
+    let report = actix_web::rt::System::new().block_on(async {
+        let cache = crate::app::connect_cache(settings).await;
+        napiatke_services::Services::new(db, napiatke_services::SystemClock)
+            .with_cache(cache, &settings.cache_ttls)
+            .with_images(&crate::app::image_config(settings))
+            .collect_images(grace)
+            .await
+    });
+    let report = report.map_err(|e| CliError::Image(e.to_string()))?;
+    println!(
+        "collected {} replaced images ({} files, {} bytes); {} newly found unlinked, kept for the grace period",
+        report.images, report.files, report.bytes, report.unlinked
+    );
+    if report.failed > 0 {
+        return Err(CliError::Image(format!(
+            "{} files could not be removed (see the log)",
+            report.failed
+        )));
+    }
+    Ok(())
 }
 
 fn reprocess(settings: &Settings) -> Result<(), CliError> {

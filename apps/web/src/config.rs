@@ -137,6 +137,21 @@ pub struct Settings {
     pub image_max_bytes: usize,
     /// IMAGE_MAX_PIXELS: the largest width × height (default 50,000,000).
     pub image_max_pixels: u64,
+    /// IMAGE_USER_QUEUE: uploads one user may have in progress at once, per process
+    /// (default 2; more answer 429).
+    pub image_user_queue: usize,
+    /// IMAGE_USER_BYTES: what one user's kept images may take, originals and
+    /// variants, replaced ones until collected (default 536,870,912; over it, 429).
+    pub image_user_bytes: u64,
+    /// MEDIA_KEEP_FREE: bytes an upload must leave free on MEDIA_ROOT's file system
+    /// (default 268,435,456; 0: none); below it uploads answer 507.
+    pub media_keep_free: u64,
+    /// IMAGE_GC_GRACE (seconds, default 86400): how long a replaced image and its
+    /// files are kept (pages and browsers may still show it) before collection.
+    pub image_gc_grace: Duration,
+    /// IMAGE_GC_INTERVAL (seconds, default 3600; 0: never): how often `serve`
+    /// collects replaced images (`napiatke images gc` does it once).
+    pub image_gc_interval: Duration,
 }
 
 /// A setting that could not be used; the message names the variable.
@@ -300,19 +315,24 @@ impl Settings {
                 )
             })?,
         };
-        let count = |var: &'static str, default: u64, max: u64| -> Result<u64, ConfigError> {
-            match get(var) {
-                None => Ok(default),
-                Some(v) => v
-                    .trim()
-                    .parse::<u64>()
-                    .ok()
-                    .filter(|n| (1..=max).contains(n))
-                    .ok_or_else(|| {
-                        bad(var, &v, &format!("expected a whole number from 1 to {max}"))
-                    }),
-            }
+        // A whole number in min..=max (min 0 where 0 means "none" or "off").
+        let ranged = |var: &'static str, default: u64, min: u64, max: u64| match get(var) {
+            None => Ok(default),
+            Some(v) => v
+                .trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|n| (min..=max).contains(n))
+                .ok_or_else(|| {
+                    bad(
+                        var,
+                        &v,
+                        &format!("expected a whole number from {min} to {max}"),
+                    )
+                }),
         };
+        let count = |var: &'static str, default: u64, max: u64| ranged(var, default, 1, max);
+        let amount = |var: &'static str, default: u64, max: u64| ranged(var, default, 0, max);
         let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get) as u64;
         let workers = count("WORKERS", cores, 1024)?;
         let database_statement_timeout =
@@ -339,7 +359,18 @@ impl Settings {
         let image_max_pixels = count("IMAGE_MAX_PIXELS", 50_000_000, 1 << 30)?;
         let redis_keepalive = Duration::from_millis(count("REDIS_KEEPALIVE", 5_000, 600_000)?);
         let form_body_timeout = Duration::from_millis(count("FORM_BODY_TIMEOUT", 10_000, 600_000)?);
+        let image_user_queue = count("IMAGE_USER_QUEUE", 2, 1_000)?;
+        let image_user_bytes = count("IMAGE_USER_BYTES", 512 * 1024 * 1024, 1 << 50)?;
+        let media_keep_free = amount("MEDIA_KEEP_FREE", 256 * 1024 * 1024, 1 << 50)?;
+        let image_gc_grace = Duration::from_secs(amount("IMAGE_GC_GRACE", 86_400, 365 * 86_400)?);
+        let image_gc_interval =
+            Duration::from_secs(amount("IMAGE_GC_INTERVAL", 3_600, 365 * 86_400)?);
         Ok(Settings {
+            image_user_queue: usize::try_from(image_user_queue).unwrap_or(usize::MAX),
+            image_user_bytes,
+            media_keep_free,
+            image_gc_grace,
+            image_gc_interval,
             image_workers: usize::try_from(image_workers).unwrap_or(usize::MAX),
             image_queue: usize::try_from(image_queue).unwrap_or(usize::MAX),
             image_max_bytes: usize::try_from(image_max_bytes).unwrap_or(usize::MAX),
@@ -485,6 +516,11 @@ impl Settings {
             ),
             format!("IMAGE_MAX_BYTES={}", self.image_max_bytes),
             format!("IMAGE_MAX_PIXELS={}", self.image_max_pixels),
+            format!("IMAGE_USER_QUEUE={}", self.image_user_queue),
+            format!("IMAGE_USER_BYTES={}", self.image_user_bytes),
+            format!("MEDIA_KEEP_FREE={}", self.media_keep_free),
+            format!("IMAGE_GC_GRACE={}", self.image_gc_grace.as_secs()),
+            format!("IMAGE_GC_INTERVAL={}", self.image_gc_interval.as_secs()),
         ]
     }
 }
@@ -596,6 +632,6 @@ mod tests {
         let lines = s.describe();
         assert!(lines.contains(&"SENTRY_DSN=(set, hidden)".to_owned()));
         assert!(lines.iter().all(|l| !l.contains("key@")));
-        assert_eq!(lines.len(), 35);
+        assert_eq!(lines.len(), 40);
     }
 }

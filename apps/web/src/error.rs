@@ -60,6 +60,9 @@ pub enum AppError {
         /// Seconds to wait.
         retry_after: u64,
     },
+    /// 507: media storage is full; the message says nothing was saved.
+    #[error("{0}")]
+    InsufficientStorage(String),
     /// 408: the body did not arrive in time.
     #[error("{0}")]
     Timeout(String),
@@ -94,6 +97,21 @@ impl From<ServiceError> for AppError {
                     ),
                     retry_after: secs,
                 }
+            }
+            ServiceError::OverLimit {
+                message,
+                retry_after,
+            } => AppError::TooManyRequests {
+                message: message.clone(),
+                retry_after: retry_after.as_secs().max(1),
+            },
+            ServiceError::StorageFull(e) => {
+                tracing::error!(error = %e, "media storage full");
+                AppError::InsufficientStorage(
+                    "There is no room left to store images, so this one was not saved. \
+                     The administrators have been told; please try again later."
+                        .to_owned(),
+                )
             }
             kind if e.is_unavailable() => AppError::Unavailable(chain(kind)),
             kind => AppError::Internal(chain(kind)),
@@ -151,6 +169,7 @@ impl ResponseError for AppError {
             AppError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             AppError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             AppError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
+            AppError::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

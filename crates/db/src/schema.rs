@@ -112,6 +112,11 @@ diesel::table! {
         error -> Nullable<Text>,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        uploaded_by -> Nullable<BigInt>,
+        original_bytes -> BigInt,
+        stored_bytes -> BigInt,
+        replaces -> Nullable<BigInt>,
+        unlinked_at -> Nullable<Timestamp>,
     }
 }
 

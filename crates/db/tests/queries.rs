@@ -53,6 +53,8 @@ both_engines! {
             height: 8,
             has_alpha: false,
             placeholder: "data:image/webp;base64,AAAA",
+            uploaded_by: None,
+            bytes: 100,
         };
         let room = Owner::Room(RoomId(1));
         // The first upload's transaction writes the room's link and holds it open
@@ -92,6 +94,8 @@ both_engines! {
             height: 600,
             has_alpha: false,
             placeholder: "data:image/webp;base64,AAAA",
+            uploaded_by: None,
+            bytes: 100,
         };
         let photo = ok(images::create(&mut c, &new("aa00000000000001"), Owner::Room(RoomId(1)), now()));
         assert_eq!((photo.status, photo.variants.len()), (ImageStatus::Processing, 0));

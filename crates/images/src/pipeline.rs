@@ -19,19 +19,86 @@ pub trait Storage: Send + Sync {
     fn size(&self, name: &str) -> Option<u64>;
     /// The bytes stored under `name`.
     fn get(&self, name: &str) -> io::Result<Vec<u8>>;
+    /// Removes what is stored under `name`; `false` when nothing was.
+    fn remove(&self, name: &str) -> io::Result<bool>;
+}
+
+/// Whether a storage error means there is no room left (the disk or a quota is
+/// full): the caller answers 507, not 500.
+#[must_use]
+pub fn is_full(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+    )
 }
 
 /// Files under a root folder (MEDIA_ROOT), written atomically (temporary file, then
 /// rename), so a reader never sees half a file.
+///
+/// ```
+/// use napiatke_images::pipeline::{LocalStorage, Storage};
+///
+/// let root = std::env::temp_dir().join(format!("napiatke-doc-{}", std::process::id()));
+/// let storage = LocalStorage::new(&root);
+/// storage.put("ab/abcd/t64-00000000.webp", b"RIFF")?;
+/// assert_eq!(storage.size("ab/abcd/t64-00000000.webp"), Some(4));
+/// assert!(storage.remove("ab/abcd/t64-00000000.webp")?);
+/// // Keeping more free than any disk has refuses every write, before writing.
+/// let full = LocalStorage::new(&root).keeping_free(u64::MAX / 2);
+/// let e = full.put("ab/abcd/t64-00000000.webp", b"RIFF").unwrap_err();
+/// assert!(napiatke_images::pipeline::is_full(&e));
+/// assert_eq!(storage.size("ab/abcd/t64-00000000.webp"), None);
+/// # std::fs::remove_dir_all(&root)?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct LocalStorage {
     root: PathBuf,
+    keep_free: u64,
 }
 
 impl LocalStorage {
     /// Storage under `root` (created when needed).
     pub fn new(root: impl Into<PathBuf>) -> LocalStorage {
-        LocalStorage { root: root.into() }
+        LocalStorage {
+            root: root.into(),
+            keep_free: 0,
+        }
+    }
+
+    /// Refuses a write that would leave less than `bytes` free on the file system
+    /// (MEDIA_KEEP_FREE): the database, its journal and the logs often share the
+    /// disk, and must not be the ones to find it full.
+    #[must_use]
+    pub fn keeping_free(mut self, bytes: u64) -> LocalStorage {
+        self.keep_free = bytes;
+        self
+    }
+
+    /// A `StorageFull` error if writing `len` bytes under `dir` would go below the
+    /// free space kept. A file system that cannot say how full it is lets the write
+    /// decide.
+    fn room_for(&self, dir: &Path, len: usize) -> io::Result<()> {
+        if self.keep_free == 0 {
+            return Ok(());
+        }
+        let Ok(stat) = rustix::fs::statvfs(dir) else {
+            return Ok(());
+        };
+        let free = stat.f_bavail.saturating_mul(stat.f_frsize);
+        let wanted = self.keep_free.saturating_add(len as u64);
+        if free < wanted {
+            return Err(io::Error::new(
+                io::ErrorKind::StorageFull,
+                format!(
+                    "{} has {free} bytes free and keeps {} free; {len} more do not fit",
+                    self.root.display(),
+                    self.keep_free
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// The file behind `name`, or `None` for a name that could leave the root.
@@ -64,6 +131,7 @@ impl Storage for LocalStorage {
         let path = self.checked_path(name)?;
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
+            self.room_for(dir, bytes.len())?;
         }
         // Unique per write: two threads (or processes) storing the same name at once
         // (the same photo uploaded twice) must not share a temporary file, or one
@@ -94,6 +162,25 @@ impl Storage for LocalStorage {
     fn get(&self, name: &str) -> io::Result<Vec<u8>> {
         let path = self.checked_path(name)?;
         std::fs::read(path)
+    }
+
+    fn remove(&self, name: &str) -> io::Result<bool> {
+        let path = self.checked_path(name)?;
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(e),
+        }
+        // Folders left empty go too (a failure means another file is in one, or one
+        // was just made for a new file: both fine to leave).
+        let mut dir = path.parent();
+        while let Some(d) = dir.filter(|d| *d != self.root && d.starts_with(&self.root)) {
+            if std::fs::remove_dir(d).is_err() {
+                break;
+            }
+            dir = d.parent();
+        }
+        Ok(true)
     }
 }
 

@@ -50,7 +50,7 @@ pub use pages::{
     may_mark_attendance, AttendanceChange, CalendarDay, CalendarWeek, Dashboard, DashboardPage,
     LessonPage, LessonView, MAX_SEARCH_CHARS, PAGE_SIZE,
 };
-pub use uploads::{ImageConfig, ReprocessReport, RoomCard, UploadSlot, UploadTarget};
+pub use uploads::{GcReport, ImageConfig, ReprocessReport, RoomCard, UploadSlot, UploadTarget};
 
 /// What a use case can fail with; apps/web maps each to an HTTP status once. Failures
 /// of the parts below keep their cause ([`std::error::Error::source`]), so the log
@@ -121,6 +121,19 @@ pub enum ServiceError {
         /// How long until the next try is taken.
         retry_after: std::time::Duration,
     },
+    /// Over a per-user limit (uploads in progress, stored bytes): the message says
+    /// which; try again after `retry_after` (HTTP 429 with Retry-After).
+    #[error("{message}")]
+    OverLimit {
+        /// Which limit, in words the user can act on.
+        message: String,
+        /// When trying again may succeed.
+        retry_after: std::time::Duration,
+    },
+    /// Media storage has no room left (the disk, or the free space it keeps):
+    /// nothing was written (HTTP 507).
+    #[error("media storage is full")]
+    StorageFull(#[source] std::io::Error),
     /// The same failure, shared by every caller that waited on one cache load.
     #[error(transparent)]
     Shared(Arc<ServiceError>),

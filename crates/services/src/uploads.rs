@@ -5,11 +5,19 @@
 //! the answer goes back at once. The variants are made by the image worker pool: WebP
 //! and JPEG first (the image is then READY and shown), AVIF after. Each phase updates
 //! the row and invalidates exactly what shows the image.
+//!
+//! Bounded per user: a few uploads in progress at once (IMAGE_USER_QUEUE) and a
+//! number of stored bytes (IMAGE_USER_BYTES: originals and variants of the images
+//! they uploaded that are still kept). A replaced image is kept for a grace period
+//! (IMAGE_GC_GRACE; pages and browsers may still show it) and then collected, its
+//! files with it ([`Services::collect_images`]); a replacement that fails gives the
+//! owner the old image back. Storage that is full (or would go below MEDIA_KEEP_FREE)
+//! refuses the upload before anything is written.
 
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use napiatke_db::queries::images::{self as image_rows, NewImage, Owner};
@@ -25,8 +33,9 @@ use serde::Serialize;
 use crate::cached::{avatar_key, ROOM_PHOTOS_KEY};
 use crate::{ServiceError, ServiceResult, Services};
 
-/// How uploads are handled (configuration: MEDIA_ROOT, IMAGE_MAX_BYTES,
-/// IMAGE_MAX_PIXELS, IMAGE_WORKERS, IMAGE_QUEUE).
+/// How uploads are handled (configuration: MEDIA_ROOT, MEDIA_KEEP_FREE,
+/// IMAGE_MAX_BYTES, IMAGE_MAX_PIXELS, IMAGE_WORKERS, IMAGE_QUEUE, IMAGE_USER_QUEUE,
+/// IMAGE_USER_BYTES, IMAGE_GC_GRACE).
 #[derive(Debug, Clone)]
 pub struct ImageConfig {
     /// Where originals and variants are stored.
@@ -39,6 +48,15 @@ pub struct ImageConfig {
     pub workers: usize,
     /// Places in the queue.
     pub queue: usize,
+    /// Uploads one user may have in progress at once (read or queued).
+    pub user_queue: usize,
+    /// Bytes one user's kept images may take (originals and variants, replaced ones
+    /// until they are collected).
+    pub user_bytes: u64,
+    /// Free bytes kept on MEDIA_ROOT's file system (0: none).
+    pub keep_free: u64,
+    /// How long a replaced image is kept before it is collected.
+    pub gc_grace: Duration,
 }
 
 impl ImageConfig {
@@ -53,6 +71,10 @@ impl ImageConfig {
             options: Options::default(),
             workers: cores,
             queue: cores * 2,
+            user_queue: 2,
+            user_bytes: 512 * 1024 * 1024,
+            keep_free: 256 * 1024 * 1024,
+            gc_grace: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -62,15 +84,76 @@ pub(crate) struct Uploads {
     limits: Limits,
     options: Options,
     pool: WorkerPool,
+    user_queue: usize,
+    user_bytes: u64,
+    gc_grace: Duration,
+    /// Uploads in progress per user (in this process).
+    in_progress: Arc<Mutex<HashMap<UserId, usize>>>,
 }
 
 impl Uploads {
     pub(crate) fn new(config: &ImageConfig) -> Uploads {
         Uploads {
-            storage: LocalStorage::new(&config.media_root),
+            storage: LocalStorage::new(&config.media_root).keeping_free(config.keep_free),
             limits: config.limits,
             options: config.options.clone(),
             pool: WorkerPool::new(config.workers, config.queue),
+            user_queue: config.user_queue.max(1),
+            user_bytes: config.user_bytes,
+            gc_grace: config.gc_grace,
+            in_progress: Arc::default(),
+        }
+    }
+}
+
+/// One of a user's places, given back when the upload ends (refused, or its job
+/// done).
+#[derive(Debug)]
+struct UserPlace {
+    counts: Arc<Mutex<HashMap<UserId, usize>>>,
+    user: UserId,
+}
+
+impl Drop for UserPlace {
+    fn drop(&mut self) {
+        let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(n) = counts.get_mut(&self.user) {
+            *n -= 1;
+            if *n == 0 {
+                counts.remove(&self.user);
+            }
+        }
+    }
+}
+
+/// What [`Services::collect_images`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct GcReport {
+    /// Images found unlinked for the first time (their grace period starts).
+    pub unlinked: usize,
+    /// Images whose grace period had passed, removed with their rows.
+    pub images: usize,
+    /// Files removed.
+    pub files: usize,
+    /// Bytes those files held.
+    pub bytes: u64,
+    /// Files that could not be removed (logged; tried again next time only if
+    /// another image still names them, so they are left to `images reprocess`).
+    pub failed: usize,
+}
+
+fn megabytes(bytes: u64) -> String {
+    format!("{:.1} MB", bytes as f64 / 1_000_000.0)
+}
+
+fn storage_error(path: &str, source: std::io::Error) -> ServiceError {
+    if pipeline::is_full(&source) {
+        tracing::error!(path, error = %source, "media storage is full: upload refused");
+        ServiceError::StorageFull(source)
+    } else {
+        ServiceError::Storage {
+            path: path.to_owned(),
+            source,
         }
     }
 }
@@ -84,9 +167,13 @@ pub enum UploadTarget {
     Avatar,
 }
 
-/// A place in the image queue, held while the upload is read.
+/// A place in the image queue and one of the uploader's, held while the upload is
+/// read and until its job is done.
 #[derive(Debug)]
-pub struct UploadSlot(Slot);
+pub struct UploadSlot {
+    slot: Slot,
+    user: UserPlace,
+}
 
 /// A room and its current photo, as GET /rooms/ shows them.
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
@@ -188,17 +275,40 @@ impl Services {
         Ok(())
     }
 
-    /// Reserves a place in the image queue, or says when to try again
-    /// ([`ServiceError::Busy`]). Take it before reading the upload.
-    pub fn reserve_upload(&self) -> ServiceResult<UploadSlot> {
-        self.uploads()?
+    /// Reserves one of `user`'s places ([`ServiceError::OverLimit`] when they have
+    /// IMAGE_USER_QUEUE uploads in progress) and a place in the image queue
+    /// ([`ServiceError::Busy`] when it is full). Take it before reading the upload.
+    pub fn reserve_upload(&self, user: &User) -> ServiceResult<UploadSlot> {
+        let uploads = self.uploads()?;
+        let place = {
+            let mut counts = uploads
+                .in_progress
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let n = counts.entry(user.id).or_insert(0);
+            if *n >= uploads.user_queue {
+                return Err(ServiceError::OverLimit {
+                    message: format!(
+                        "You have {n} uploads in progress, the most at once. \
+                         Try again when one has finished."
+                    ),
+                    retry_after: Duration::from_secs(5),
+                });
+            }
+            *n += 1;
+            UserPlace {
+                counts: Arc::clone(&uploads.in_progress),
+                user: user.id,
+            }
+        };
+        let slot = uploads
             .pool
             .try_reserve()
-            .map(UploadSlot)
             .map_err(|full| ServiceError::Busy {
                 message: full.to_string(),
                 retry_after: full.retry_after,
-            })
+            })?;
+        Ok(UploadSlot { slot, user: place })
     }
 
     /// Accepts an upload: checks and decodes it (a 400 naming what is wrong if it is
@@ -218,20 +328,35 @@ impl Services {
             UploadTarget::RoomPhoto(room) => Owner::Room(room),
             UploadTarget::Avatar => Owner::User(user.id),
         };
+        let uploader = user.id;
         let runtime = tokio::runtime::Handle::current();
         self.detached(move |s| async move {
             let (image, bytes) = s
                 .blocking(move |s| {
+                    let used = image_rows::stored_by(&mut *s.conn()?, uploader)?;
+                    let size = bytes.len() as u64;
+                    if used.saturating_add(size) > uploads.user_bytes {
+                        return Err(ServiceError::OverLimit {
+                            message: format!(
+                                "Your images take {} of the {} you may store, and this one \
+                                 is {}. Replaced images are removed {} hours after they \
+                                 stop being shown; try again then, or send a smaller file.",
+                                megabytes(used),
+                                megabytes(uploads.user_bytes),
+                                megabytes(size),
+                                uploads.gc_grace.as_secs().div_ceil(3600),
+                            ),
+                            retry_after: uploads.gc_grace,
+                        });
+                    }
                     let prepared =
                         pipeline::prepare(&bytes, &uploads.limits).map_err(image_error)?;
                     let original =
                         format!("originals/{}/{}", &prepared.source[..2], prepared.source);
-                    uploads.storage.put(&original, &bytes).map_err(|source| {
-                        ServiceError::Storage {
-                            path: original.clone(),
-                            source,
-                        }
-                    })?;
+                    uploads
+                        .storage
+                        .put(&original, &bytes)
+                        .map_err(|e| storage_error(&original, e))?;
                     let image = image_rows::create(
                         &mut *s.conn()?,
                         &NewImage {
@@ -241,6 +366,8 @@ impl Services {
                             height: prepared.decoded.height(),
                             has_alpha: prepared.decoded.has_alpha,
                             placeholder: &prepared.placeholder,
+                            uploaded_by: Some(uploader),
+                            bytes: size,
                         },
                         owner,
                         s.now(),
@@ -252,9 +379,11 @@ impl Services {
             let job = s.clone();
             let id = image.id;
             let span = job_span(id);
-            slot.0.submit(move || {
+            let UploadSlot { slot, user: place } = slot;
+            slot.submit(move || {
                 let _in = span.enter();
                 job.make_variants(&runtime, id, Some(owner), Ok(bytes));
+                drop(place);
             });
             Ok(image)
         })
@@ -265,7 +394,8 @@ impl Services {
     /// pool (reprocessing): WebP and JPEG, then AVIF, recording each phase and
     /// invalidating what shows the image (when it still has an owner). A source that
     /// could not be read, a failed phase or a panic is recorded too, so no image is
-    /// left PROCESSING.
+    /// left PROCESSING; an image that failed with nothing to show gives its owner the
+    /// image it replaced back.
     fn make_variants(
         &self,
         runtime: &tokio::runtime::Handle,
@@ -339,6 +469,20 @@ impl Services {
         if let Err(e) = result {
             tracing::error!(image = %id, error = %e, "image processing failed");
             let status = if made.is_empty() {
+                if let Some(owner) = owner {
+                    match self
+                        .conn()
+                        .and_then(|mut c| Ok(image_rows::restore_replaced(&mut c, id, owner)?))
+                    {
+                        Ok(Some(previous)) => tracing::warn!(
+                            image = %id, %previous, "replacement failed: the previous image is shown again"
+                        ),
+                        Ok(None) => {}
+                        Err(e) => {
+                            tracing::error!(image = %id, error = %e, "restoring the replaced image failed")
+                        }
+                    }
+                }
                 ImageStatus::Failed
             } else {
                 ImageStatus::Ready
@@ -514,6 +658,81 @@ impl Services {
             progress(n + 1, report.images);
         }
         Ok(report)
+    }
+}
+
+impl Services {
+    /// Collects replaced images: stamps the images nothing shows any more (their
+    /// grace period starts), then removes those stamped more than IMAGE_GC_GRACE
+    /// ago (`grace` overrides it) with their files, keeping every file another
+    /// image still names. Idempotent and safe to run from several processes (a file
+    /// already gone counts as removed by the other).
+    ///
+    /// A photo uploaded again between the check and the removal could lose its
+    /// shared original for a moment; its job holds the bytes in memory, and
+    /// `images reprocess` makes any missing variant again.
+    #[tracing::instrument(level = "debug", name = "service.collect_images", skip_all)]
+    pub async fn collect_images(&self, grace: Option<Duration>) -> ServiceResult<GcReport> {
+        let uploads = Arc::clone(self.uploads()?);
+        let grace = grace.unwrap_or(uploads.gc_grace);
+        self.blocking(move |s| {
+            let mut report = GcReport::default();
+            let now = s.now();
+            report.unlinked = image_rows::mark_unlinked(&mut *s.conn()?, now)?;
+            let before = now - chrono::Duration::from_std(grace).unwrap_or(chrono::TimeDelta::MAX);
+            loop {
+                const BATCH: i64 = 500;
+                let mut conn = s.conn()?;
+                let found = image_rows::collectable(&mut conn, before, BATCH)?;
+                if found.is_empty() {
+                    break;
+                }
+                let ids: Vec<ImageId> = found.iter().map(|c| c.id).collect();
+                let gone = image_rows::delete_unlinked(&mut conn, &ids)?;
+                let sources: Vec<String> = found.iter().map(|c| c.source.clone()).collect();
+                let kept = image_rows::files_in_use(&mut conn, &sources)?;
+                drop(conn);
+                let mut files: Vec<&String> = found
+                    .iter()
+                    .filter(|c| gone.contains(&c.id))
+                    .flat_map(|c| &c.files)
+                    .filter(|f| !kept.contains(*f))
+                    .collect();
+                files.sort();
+                files.dedup();
+                for file in files {
+                    let size = uploads.storage.size(file).unwrap_or(0);
+                    match uploads.storage.remove(file) {
+                        Ok(true) => {
+                            report.files += 1;
+                            report.bytes += size;
+                        }
+                        Ok(false) => {}
+                        Err(e) => {
+                            tracing::warn!(file, error = %e, "removing a collected image file failed");
+                            report.failed += 1;
+                        }
+                    }
+                }
+                report.images += gone.len();
+                // A short batch was the last; an empty deletion means the rest came
+                // back into use meanwhile, and asking again would find them again.
+                if gone.is_empty() || found.len() < usize::try_from(BATCH).unwrap_or(usize::MAX) {
+                    break;
+                }
+            }
+            if report.images > 0 || report.unlinked > 0 {
+                tracing::info!(
+                    unlinked = report.unlinked,
+                    images = report.images,
+                    files = report.files,
+                    bytes = report.bytes,
+                    "replaced images collected"
+                );
+            }
+            Ok(report)
+        })
+        .await
     }
 }
 

@@ -2,9 +2,11 @@
 //! polls.
 //!
 //! An upload is refused as early as it can be, cheapest first: who may upload, the
-//! CSRF token (header, or a form field before the file), a place in the image queue
-//! (503 with Retry-After), the declared size (413); only then is the body read, and a
-//! file growing past the limit is cut off there.
+//! CSRF token (header, or a form field before the file), the declared size (413), one
+//! of the user's places (429) and a place in the image queue (503, both with
+//! Retry-After); only then is the body read, and a file growing past the limit is cut
+//! off there. Past the user's storage allowance the answer is 429; with media storage
+//! full, 507 (nothing written either way).
 
 use actix_multipart::Multipart;
 use actix_web::http::header::{self, HeaderValue};
@@ -55,7 +57,7 @@ async fn receive(
     if declared.is_some_and(|n| n > max.saturating_add(FORM_OVERHEAD)) {
         return Err(too_large(max));
     }
-    let slot = state.services.reserve_upload()?;
+    let slot = state.services.reserve_upload(auth.user())?;
     // A place is held while the body arrives: a client trickling it must not keep
     // it (and everyone else's uploads) forever.
     let bytes = tokio::time::timeout(UPLOAD_READ_TIMEOUT, read_form(&mut form, max))

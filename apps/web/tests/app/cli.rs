@@ -199,9 +199,10 @@ fn images_reprocess(engine: Engine) {
         std::process::id()
     ));
     let _ = std::fs::remove_dir_all(&media);
-    let run = || {
+    let images = |args: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_napiatke"))
-            .args(["images", "reprocess"])
+            .arg("images")
+            .args(args)
             .env("DATABASE_URL", &t.url)
             .env("MEDIA_ROOT", &media)
             .env_remove("RUST_LOG")
@@ -209,6 +210,7 @@ fn images_reprocess(engine: Engine) {
             .output()
             .unwrap_or_else(|e| panic!("running napiatke: {e}"))
     };
+    let run = || images(&["reprocess"]);
     let empty = run();
     assert!(empty.status.success(), "{}", text(&empty.stderr));
     assert!(text(&empty.stdout).starts_with("reprocessed 0 images in "));
@@ -243,6 +245,8 @@ fn images_reprocess(engine: Engine) {
             height: 300,
             has_alpha: false,
             placeholder: "data:image/webp;base64,",
+            uploaded_by: None,
+            bytes: 0,
         };
         create(&mut conn, &new, owner, now).unwrap();
     }
@@ -271,6 +275,62 @@ fn images_reprocess(engine: Engine) {
         again.contains("0 variants made, 6 already stored"),
         "{again}"
     );
+
+    // Sara's avatar replaced: `images gc` starts its grace period, then (with no
+    // grace) removes it with its original and six variants; Bob's stays.
+    let mut conn = t.db.get().unwrap();
+    let new = NewImage {
+        source: "cc00000000000003",
+        original: "originals/cc/cc00000000000003",
+        width: 400,
+        height: 300,
+        has_alpha: false,
+        placeholder: "data:image/webp;base64,",
+        uploaded_by: None,
+        bytes: 0,
+    };
+    let third = create(
+        &mut conn,
+        &new,
+        Owner::User(napiatke_domain::UserId(4)),
+        now,
+    )
+    .unwrap();
+    let gc = || images(&["gc", "--grace", "0"]);
+    let first = gc();
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    assert_eq!(
+        text(&first.stdout).trim(),
+        "collected 0 replaced images (0 files, 0 bytes); 1 newly found unlinked, kept for the grace period"
+    );
+    // While the new one is PROCESSING the old one is kept (it is shown again should
+    // the new one fail); once the new one is done, it goes.
+    let processing = text(&gc().stdout);
+    assert!(
+        processing.starts_with("collected 0 replaced images"),
+        "{processing}"
+    );
+    napiatke_db::queries::images::set_variants(
+        &mut conn,
+        third.id,
+        &[],
+        napiatke_domain::ImageStatus::Ready,
+        None,
+        now,
+    )
+    .unwrap();
+    drop(conn);
+    let second = text(&gc().stdout);
+    assert!(
+        second.starts_with("collected 1 replaced images (7 files, "),
+        "{second}"
+    );
+    assert!(!media.join("originals/aa").exists());
+    assert!(kept.variants.iter().all(|v| !media.join(&v.path).exists()));
+    let mut conn = t.db.get().unwrap();
+    assert!(napiatke_db::queries::images::get(&mut conn, napiatke_domain::ImageId(1)).is_err());
+    assert!(napiatke_db::queries::images::get(&mut conn, napiatke_domain::ImageId(2)).is_ok());
+    drop(conn);
     let _ = std::fs::remove_dir_all(&media);
 }
 

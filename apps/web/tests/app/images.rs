@@ -142,6 +142,306 @@ napiatke_db::both_engines! {
     a_full_queue_answers_503_with_retry_after => full_queue;
     media_serves_only_variants => media_safety;
     reprocessing_restores_missing_variants_and_is_idempotent => reprocess;
+    uploads_are_bounded_per_user_in_progress_and_in_bytes => per_user_limits;
+    replaced_images_are_collected_after_the_grace_period_keeping_shared_files => collection;
+    a_replacement_that_fails_gives_the_old_photo_back => failed_replacement;
+    full_media_storage_answers_507_and_writes_nothing => full_storage;
+}
+
+/// The image services as they would run `after` the fixture's now, on `state`'s
+/// database and media root (the collector, a day later).
+fn later(
+    t: &napiatke_db::testing::TestDb,
+    prefix: &str,
+    after: Duration,
+) -> napiatke_services::Services {
+    let mut settings = settings(false);
+    settings.media_root = media_root(prefix);
+    napiatke_services::Services::new(
+        t.db.clone(),
+        napiatke_services::FixedClock(now() + chrono::Duration::from_std(after).unwrap()),
+    )
+    .with_images(&napiatke_web::app::image_config(&settings))
+}
+
+async fn user(state: &napiatke_web::AppState, email: &str) -> napiatke_domain::User {
+    state
+        .services
+        .authenticate(email, FIXTURE_PASSWORD)
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("no user {email}"))
+}
+
+async fn per_user_limits(engine: Engine) {
+    let t = fixture(engine);
+    let prefix = cache_prefix();
+    let first = png(400, 300);
+    let state = state_tweaked(&t, false, &prefix, Some(redis_url()), |s| {
+        s.image_user_queue = 1;
+        // Room for the first avatar and its variants, not for a second one beside it.
+        s.image_user_bytes = first.len() as u64 * 3 / 2;
+    })
+    .await;
+    let app = test::init_service(napiatke_web::app::app(state.clone())).await;
+    let (_, sara) = login(&app, "sara@napiatke.local", FIXTURE_PASSWORD).await;
+    let (_, bob) = login(&app, "bob@napiatke.local", FIXTURE_PASSWORD).await;
+
+    // Sara has an upload in progress (another tab): her next waits, Bob's does not.
+    let held = state
+        .services
+        .reserve_upload(&user(&state, "sara@napiatke.local").await)
+        .unwrap();
+    let res = upload(&app, &sara, "/profile/avatar", &first, true).await;
+    assert_eq!(res.status, StatusCode::TOO_MANY_REQUESTS, "{}", res.body);
+    assert!(res.body.contains("uploads in progress"), "{}", res.body);
+    assert!(res
+        .header("retry-after")
+        .and_then(|v| v.parse::<u64>().ok())
+        .is_some_and(|s| s >= 1));
+    let res = upload(&app, &bob, "/profile/avatar", &png(64, 64), true).await;
+    assert_eq!(res.status, StatusCode::ACCEPTED, "{}", res.body);
+    drop(held);
+    let res = upload(&app, &sara, "/profile/avatar", &first, true).await;
+    assert_eq!(res.status, StatusCode::ACCEPTED, "{}", res.body);
+    // Her place is hers until the job is done, not only while the body is read.
+    let res = upload(&app, &sara, "/profile/avatar", &png(32, 32), true).await;
+    assert!(
+        res.status == StatusCode::TOO_MANY_REQUESTS || res.status == StatusCode::ACCEPTED,
+        "{}",
+        res.status
+    );
+    settle(&state).await;
+
+    // Her stored bytes: the first avatar (and whatever the second made) leave no
+    // room for another as large; nothing is written for the refused one.
+    let files = walk(&media_root(&prefix));
+    let res = upload(&app, &sara, "/profile/avatar", &png(401, 300), true).await;
+    assert_eq!(res.status, StatusCode::TOO_MANY_REQUESTS, "{}", res.body);
+    assert!(res.body.contains("you may store"), "{}", res.body);
+    assert_eq!(res.header("retry-after"), Some("86400"));
+    assert_eq!(walk(&media_root(&prefix)), files, "nothing stored");
+    // Bob's allowance is his own.
+    let res = upload(&app, &bob, "/profile/avatar", &png(65, 64), true).await;
+    assert_eq!(res.status, StatusCode::ACCEPTED, "{}", res.body);
+    settle(&state).await;
+
+    // Collected a grace period after it was replaced, the old one frees her room.
+    let services = later(&t, &prefix, Duration::ZERO);
+    let report = services.collect_images(None).await.unwrap();
+    assert!(report.unlinked >= 1, "{report:?}");
+    let report = later(&t, &prefix, Duration::from_secs(86_401))
+        .collect_images(None)
+        .await
+        .unwrap();
+    assert!(report.images >= 1 && report.files >= 1, "{report:?}");
+}
+
+async fn collection(engine: Engine) {
+    let t = fixture(engine);
+    let prefix = cache_prefix();
+    let state = state_tweaked(&t, false, &prefix, Some(redis_url()), |_| {}).await;
+    let app = test::init_service(napiatke_web::app::app(state.clone())).await;
+    let (_, sara) = login(&app, "sara@napiatke.local", FIXTURE_PASSWORD).await;
+    let (_, bob) = login(&app, "bob@napiatke.local", FIXTURE_PASSWORD).await;
+    let root = media_root(&prefix);
+
+    // Sara's first avatar is also Bob's (the same file, so the same stored files).
+    let shared = png(300, 200);
+    for who in [&sara, &bob] {
+        let res = upload(&app, who, "/profile/avatar", &shared, false).await;
+        assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.body);
+    }
+    let own = jpeg(320, 240);
+    // Then a second one of her own, replaced in turn by a third.
+    for bytes in [&own, &png(200, 300)] {
+        settle(&state).await;
+        let res = upload(&app, &sara, "/profile/avatar", bytes, false).await;
+        assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.body);
+    }
+    settle(&state).await;
+    let own_source = napiatke_images::pipeline::source_hash(&own);
+    let before = walk(&root);
+    let own_files: Vec<&String> = before.iter().filter(|f| f.contains(&own_source)).collect();
+    assert!(own_files.len() > 3, "{own_files:?}");
+    let own_url = format!(
+        "/media/{}",
+        own_files
+            .iter()
+            .find(|f| !f.starts_with("originals/"))
+            .unwrap()
+    );
+    assert_eq!(
+        send(&app, TestRequest::get().uri(&own_url)).await.status,
+        StatusCode::OK
+    );
+
+    // Found unlinked now; kept for the grace period.
+    let report = later(&t, &prefix, Duration::ZERO)
+        .collect_images(None)
+        .await
+        .unwrap();
+    assert_eq!(
+        (report.unlinked, report.images, report.files),
+        (2, 0, 0),
+        "{report:?}"
+    );
+    let report = later(&t, &prefix, Duration::from_secs(23 * 3600))
+        .collect_images(None)
+        .await
+        .unwrap();
+    assert_eq!((report.unlinked, report.images), (0, 0), "{report:?}");
+    assert_eq!(walk(&root), before);
+
+    // A day on: both replaced images go; the files Bob's avatar names stay.
+    let report = later(&t, &prefix, Duration::from_secs(24 * 3600 + 1))
+        .collect_images(None)
+        .await
+        .unwrap();
+    assert_eq!(report.images, 2, "{report:?}");
+    assert_eq!(
+        report.files,
+        own_files.len(),
+        "only the second avatar's files: {report:?}"
+    );
+    assert!(report.bytes > 0);
+    let after = walk(&root);
+    assert!(after.iter().all(|f| !f.contains(&own_source)), "{after:?}");
+    let shared_source = napiatke_images::pipeline::source_hash(&shared);
+    assert_eq!(
+        after.iter().filter(|f| f.contains(&shared_source)).count(),
+        before.iter().filter(|f| f.contains(&shared_source)).count(),
+        "Bob still shows the shared files"
+    );
+    assert!(
+        !root.join(&own_source[..2]).join(&own_source).exists(),
+        "empty folders go too"
+    );
+    assert_eq!(
+        send(&app, TestRequest::get().uri(&own_url)).await.status,
+        StatusCode::NOT_FOUND
+    );
+    // Pages still show both current avatars, every URL served.
+    for who in [&sara, &bob] {
+        let profile = send(&app, who.get("/profile/")).await;
+        let urls = media_urls(&profile.body);
+        assert!(!urls.is_empty(), "{}", profile.body);
+        for url in urls {
+            assert_eq!(
+                send(&app, TestRequest::get().uri(&url)).await.status,
+                StatusCode::OK,
+                "{url}"
+            );
+        }
+    }
+    // Running again finds nothing more.
+    let report = later(&t, &prefix, Duration::from_secs(48 * 3600))
+        .collect_images(None)
+        .await
+        .unwrap();
+    assert_eq!(report, napiatke_services::GcReport::default());
+}
+
+async fn failed_replacement(engine: Engine) {
+    let t = fixture(engine);
+    let prefix = cache_prefix();
+    let state = state_tweaked(&t, false, &prefix, Some(redis_url()), |_| {}).await;
+    let app = test::init_service(napiatke_web::app::app(state.clone())).await;
+    let (_, admin) = login(&app, "admin@napiatke.local", FIXTURE_PASSWORD).await;
+    let root = media_root(&prefix);
+
+    let res = upload(&app, &admin, "/rooms/1/photo", &jpeg(640, 480), false).await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.body);
+    settle(&state).await;
+    let shown = media_urls(&send(&app, admin.get("/rooms/")).await.body);
+    assert!(!shown.is_empty());
+
+    // The next photo's variants cannot be written (a file stands where their folder
+    // goes): it is taken, then fails on the worker.
+    let next = png(500, 400);
+    let source = napiatke_images::pipeline::source_hash(&next);
+    std::fs::create_dir_all(root.join(&source[..2])).unwrap();
+    std::fs::write(root.join(&source[..2]).join(&source), b"in the way").unwrap();
+    let res = upload(&app, &admin, "/rooms/1/photo", &next, true).await;
+    assert_eq!(res.status, StatusCode::ACCEPTED, "{}", res.body);
+    settle(&state).await;
+    let page = send(&app, admin.get("/rooms/")).await;
+    assert_eq!(
+        media_urls(&page.body),
+        shown,
+        "the old photo is back: {}",
+        page.body
+    );
+    let failed = send(&app, admin.get("/images/2/")).await;
+    assert_eq!(
+        failed.header("x-image-status"),
+        Some("FAILED"),
+        "{}",
+        failed.body
+    );
+    for url in &shown {
+        assert_eq!(
+            send(&app, TestRequest::get().uri(url)).await.status,
+            StatusCode::OK
+        );
+    }
+    // The collector takes the failed one, never the one shown again.
+    later(&t, &prefix, Duration::ZERO)
+        .collect_images(None)
+        .await
+        .unwrap();
+    let report = later(&t, &prefix, Duration::from_secs(2 * 86_400))
+        .collect_images(None)
+        .await
+        .unwrap();
+    assert_eq!(report.images, 1, "{report:?}");
+    for url in &shown {
+        assert_eq!(
+            send(&app, TestRequest::get().uri(url)).await.status,
+            StatusCode::OK
+        );
+    }
+}
+
+async fn full_storage(engine: Engine) {
+    let t = fixture(engine);
+    let prefix = cache_prefix();
+    let state = state_tweaked(&t, false, &prefix, Some(redis_url()), |_| {}).await;
+    let app = test::init_service(napiatke_web::app::app(state.clone())).await;
+    let (_, admin) = login(&app, "admin@napiatke.local", FIXTURE_PASSWORD).await;
+    let res = upload(&app, &admin, "/rooms/1/photo", &jpeg(640, 480), false).await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.body);
+    settle(&state).await;
+    let shown = media_urls(&send(&app, admin.get("/rooms/")).await.body);
+    let files = walk(&media_root(&prefix));
+
+    // The same media root, now keeping more free than any disk has.
+    let full = state_tweaked(&t, false, &prefix, Some(redis_url()), |s| {
+        s.media_keep_free = 1 << 50;
+    })
+    .await;
+    let full_app = test::init_service(napiatke_web::app::app(full.clone())).await;
+    let (_, admin) = login(&full_app, "admin@napiatke.local", FIXTURE_PASSWORD).await;
+    for htmx in [false, true] {
+        let res = upload(&full_app, &admin, "/rooms/1/photo", &png(300, 300), htmx).await;
+        assert_eq!(res.status, StatusCode::INSUFFICIENT_STORAGE, "{}", res.body);
+        assert!(
+            res.body.contains("no room left to store images"),
+            "{}",
+            res.body
+        );
+    }
+    assert_eq!(
+        walk(&media_root(&prefix)),
+        files,
+        "nothing written, nothing half-written"
+    );
+    assert_eq!(
+        media_urls(&send(&full_app, admin.get("/rooms/")).await.body),
+        shown
+    );
+    let res = upload(&full_app, &admin, "/profile/avatar", &png(30, 30), false).await;
+    assert_eq!(res.status, StatusCode::INSUFFICIENT_STORAGE);
 }
 
 async fn room_photo_flow(engine: Engine) {
@@ -546,11 +846,12 @@ async fn bad_uploads(engine: Engine) {
         .unwrap();
         out
     };
+    // One after another: two at once is the most one user may have in progress.
     for bytes in [png(100, 80), gray, deep] {
         let res = upload(&app, &admin, "/rooms/1/photo", &bytes, true).await;
         assert_eq!(res.status, StatusCode::ACCEPTED, "{}", res.body);
+        settle(&state).await;
     }
-    settle(&state).await;
     assert_eq!(
         send(&app, admin.get("/images/3/"))
             .await
@@ -594,8 +895,14 @@ async fn full_queue(engine: Engine) {
     .await;
     let app = test::init_service(napiatke_web::app::app(state.clone())).await;
     let (_, admin) = login(&app, "admin@napiatke.local", FIXTURE_PASSWORD).await;
-    // Another request holds the only place while it reads its upload.
-    let held = state.services.reserve_upload().unwrap();
+    // Another user's request holds the only place while it reads its upload.
+    let tutor = state
+        .services
+        .authenticate("tina@napiatke.local", FIXTURE_PASSWORD)
+        .await
+        .unwrap()
+        .unwrap();
+    let held = state.services.reserve_upload(&tutor).unwrap();
     let res = upload(&app, &admin, "/rooms/1/photo", &png(64, 64), true).await;
     assert_eq!(res.status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(res
@@ -773,6 +1080,8 @@ async fn reprocess(engine: Engine) {
             height: 350,
             has_alpha: false,
             placeholder: "data:image/webp;base64,UklGRg==",
+            uploaded_by: None,
+            bytes: 0,
         };
         create(
             &mut conn,

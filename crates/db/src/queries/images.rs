@@ -1,8 +1,11 @@
 //! Uploaded images: the row an upload makes, the variants the workers add phase by
 //! phase, and which room or user each belongs to (link tables `room_photos` and
-//! `user_avatars`, one current image each).
+//! `user_avatars`, one current image each). An image no longer linked is collected a
+//! grace period after the collector first finds it so ([`mark_unlinked`],
+//! [`collectable`], [`delete_unlinked`]); one that fails while replacing another gives
+//! the owner the old one back ([`restore_replaced`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
@@ -28,6 +31,21 @@ pub struct NewImage<'a> {
     pub has_alpha: bool,
     /// The blur placeholder (data URI).
     pub placeholder: &'a str,
+    /// Who sent it (counted against their storage allowance).
+    pub uploaded_by: Option<UserId>,
+    /// The original's size in bytes.
+    pub bytes: u64,
+}
+
+/// An image the collector may remove: its row and every file it names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Collectable {
+    /// The image.
+    pub id: ImageId,
+    /// The upload's hash (files are named from it, so images of one upload share them).
+    pub source: String,
+    /// The original's storage name and each variant's.
+    pub files: Vec<String>,
 }
 
 /// Whose image it is.
@@ -95,6 +113,7 @@ pub fn create(
     let width = i32::try_from(new.width).map_err(|_| corrupt(format!("width {}", new.width)))?;
     let height =
         i32::try_from(new.height).map_err(|_| corrupt(format!("height {}", new.height)))?;
+    let bytes = i64::try_from(new.bytes).map_err(|_| corrupt(format!("bytes {}", new.bytes)))?;
     conn.transaction(|conn| {
         let id: i64 = diesel::insert_into(images::table)
             .values((
@@ -108,9 +127,46 @@ pub fn create(
                 images::status.eq(ImageStatus::Processing.as_str()),
                 images::created_at.eq(now),
                 images::updated_at.eq(now),
+                images::uploaded_by.eq(new.uploaded_by.map(UserId::get)),
+                images::original_bytes.eq(bytes),
+                images::stored_bytes.eq(bytes),
             ))
             .returning(images::id)
             .get_result(conn)?;
+        // The image shown until now, kept on the new row so a failure can give it
+        // back. Read after the INSERT: on SQLite the transaction then already holds
+        // the write lock (a read first could see a snapshot another writer has
+        // replaced, and fail to upgrade); on PostgreSQL the link row is locked, so two
+        // uploads for one owner each see the one before them.
+        let previous: Option<i64> = match (owner, &mut *conn) {
+            (Owner::Room(room), DbConn::Pg(c)) => room_photos::table
+                .find(room.get())
+                .select(room_photos::image_id)
+                .for_update()
+                .first(c)
+                .optional()?,
+            (Owner::Room(room), c @ DbConn::Sqlite(_)) => room_photos::table
+                .find(room.get())
+                .select(room_photos::image_id)
+                .first(c)
+                .optional()?,
+            (Owner::User(user), DbConn::Pg(c)) => user_avatars::table
+                .find(user.get())
+                .select(user_avatars::image_id)
+                .for_update()
+                .first(c)
+                .optional()?,
+            (Owner::User(user), c @ DbConn::Sqlite(_)) => user_avatars::table
+                .find(user.get())
+                .select(user_avatars::image_id)
+                .first(c)
+                .optional()?,
+        };
+        if let Some(previous) = previous {
+            diesel::update(images::table.find(id))
+                .set(images::replaces.eq(previous))
+                .execute(conn)?;
+        }
         // Replace the owner's link in one statement: a DELETE then INSERT would let
         // two concurrent uploads for one owner both find nothing to delete and the
         // second INSERT fail on the key (PostgreSQL, READ COMMITTED). ON CONFLICT is
@@ -148,8 +204,9 @@ pub fn create(
     })
 }
 
-/// Records the variants made so far and the status (with the error when FAILED).
-/// One statement; [`DbError::NotFound`] when the image is gone.
+/// Records the variants made so far and the status (with the error when FAILED); the
+/// image's stored bytes become its original's plus its variants'. One statement;
+/// [`DbError::NotFound`] when the image is gone.
 pub fn set_variants(
     conn: &mut DbConn,
     id: ImageId,
@@ -159,8 +216,11 @@ pub fn set_variants(
     now: NaiveDateTime,
 ) -> DbResult<()> {
     let json = serde_json::to_string(variants).map_err(|e| corrupt(e.to_string()))?;
+    let made: u64 = variants.iter().map(|v| v.bytes).sum();
+    let made = i64::try_from(made).map_err(|_| corrupt(format!("variant bytes {made}")))?;
     let n = diesel::update(images::table.find(id.get()))
         .set((
+            images::stored_bytes.eq(images::original_bytes + made),
             images::variants.eq(json),
             images::status.eq(status.as_str()),
             images::error.eq(error),
@@ -257,4 +317,164 @@ pub fn originals(conn: &mut DbConn) -> DbResult<Vec<(ImageId, String)>> {
         .select((images::id, images::original))
         .load(conn)?;
     Ok(rows.into_iter().map(|(id, o)| (ImageId(id), o)).collect())
+}
+
+/// The bytes stored for images `user` uploaded that are still kept (shown, or
+/// replaced and not yet collected). One statement. (Summed here rather than by
+/// `SUM`, whose type differs between the engines: a user keeps few images, since
+/// this total bounds them.)
+pub fn stored_by(conn: &mut DbConn, user: UserId) -> DbResult<u64> {
+    let sizes: Vec<i64> = images::table
+        .filter(images::uploaded_by.eq(user.get()))
+        .select(images::stored_bytes)
+        .load(conn)?;
+    Ok(sizes
+        .into_iter()
+        .map(|n| u64::try_from(n).unwrap_or(0))
+        .sum())
+}
+
+/// Gives `owner` back the image that `failed` replaced, if `failed` is still the
+/// owner's and the other still exists; the one given back is no longer unlinked.
+/// Returns it. One transaction of up to four statements.
+pub fn restore_replaced(
+    conn: &mut DbConn,
+    failed: ImageId,
+    owner: Owner,
+) -> DbResult<Option<ImageId>> {
+    conn.transaction(|conn| {
+        let previous: Option<i64> = images::table
+            .find(failed.get())
+            .select(images::replaces)
+            .first::<Option<i64>>(conn)
+            .optional()?
+            .flatten();
+        let Some(previous) = previous else {
+            return Ok(None);
+        };
+        let exists: Option<i64> = images::table
+            .find(previous)
+            .select(images::id)
+            .first(conn)
+            .optional()?;
+        if exists.is_none() {
+            return Ok(None);
+        }
+        let moved = match owner {
+            Owner::Room(room) => diesel::update(
+                room_photos::table
+                    .filter(room_photos::room_id.eq(room.get()))
+                    .filter(room_photos::image_id.eq(failed.get())),
+            )
+            .set(room_photos::image_id.eq(previous))
+            .execute(conn)?,
+            Owner::User(user) => diesel::update(
+                user_avatars::table
+                    .filter(user_avatars::user_id.eq(user.get()))
+                    .filter(user_avatars::image_id.eq(failed.get())),
+            )
+            .set(user_avatars::image_id.eq(previous))
+            .execute(conn)?,
+        };
+        if moved == 0 {
+            return Ok(None);
+        }
+        diesel::update(images::table.find(previous))
+            .set(images::unlinked_at.eq(None::<NaiveDateTime>))
+            .execute(conn)?;
+        Ok(Some(ImageId(previous)))
+    })
+}
+
+/// Stamps `now` on every image that no room or user points at and that has no stamp
+/// yet: the grace period before collection counts from here. One statement.
+pub fn mark_unlinked(conn: &mut DbConn, now: NaiveDateTime) -> DbResult<usize> {
+    Ok(diesel::update(
+        images::table
+            .filter(images::unlinked_at.is_null())
+            .filter(images::id.ne_all(room_photos::table.select(room_photos::image_id)))
+            .filter(images::id.ne_all(user_avatars::table.select(user_avatars::image_id))),
+    )
+    .set(images::unlinked_at.eq(now))
+    .execute(conn)?)
+}
+
+/// Up to `limit` images found unlinked before `before` (oldest first) that no image
+/// still PROCESSING would give back on failure, with their files. Two statements.
+pub fn collectable(
+    conn: &mut DbConn,
+    before: NaiveDateTime,
+    limit: i64,
+) -> DbResult<Vec<Collectable>> {
+    let rows: Vec<(i64, String, String, String)> = images::table
+        .filter(images::unlinked_at.lt(before))
+        .order((images::unlinked_at, images::id))
+        .limit(limit)
+        .select((
+            images::id,
+            images::source,
+            images::original,
+            images::variants,
+        ))
+        .load(conn)?;
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<i64> = rows.iter().map(|r| r.0).collect();
+    let wanted: HashSet<i64> = images::table
+        .filter(images::status.eq(ImageStatus::Processing.as_str()))
+        .filter(images::replaces.eq_any(&ids))
+        .select(images::replaces.assume_not_null())
+        .load::<i64>(conn)?
+        .into_iter()
+        .collect();
+    rows.into_iter()
+        .filter(|(id, ..)| !wanted.contains(id))
+        .map(|(id, source, original, variants)| {
+            let variants: Vec<ImageVariant> =
+                serde_json::from_str(&variants).map_err(|e| corrupt(format!("image {id}: {e}")))?;
+            let mut files = vec![original];
+            files.extend(variants.into_iter().map(|v| v.path));
+            Ok(Collectable {
+                id: ImageId(id),
+                source,
+                files,
+            })
+        })
+        .collect()
+}
+
+/// Deletes those of `ids` that are still unlinked (a room or user pointing at one
+/// again keeps it). Returns the ids deleted. One statement.
+pub fn delete_unlinked(conn: &mut DbConn, ids: &[ImageId]) -> DbResult<Vec<ImageId>> {
+    let ids: Vec<i64> = ids.iter().map(|i| i.get()).collect();
+    let gone: Vec<i64> = diesel::delete(
+        images::table
+            .filter(images::id.eq_any(ids))
+            .filter(images::unlinked_at.is_not_null())
+            .filter(images::id.ne_all(room_photos::table.select(room_photos::image_id)))
+            .filter(images::id.ne_all(user_avatars::table.select(user_avatars::image_id))),
+    )
+    .returning(images::id)
+    .get_results(conn)?;
+    Ok(gone.into_iter().map(ImageId).collect())
+}
+
+/// Every file that images of these sources still name (their originals and
+/// variants): files are named from the upload, so the same photo uploaded twice
+/// shares them, and what one image's collection would delete another may still show.
+/// One statement.
+pub fn files_in_use(conn: &mut DbConn, sources: &[String]) -> DbResult<HashSet<String>> {
+    let rows: Vec<(i64, String, String)> = images::table
+        .filter(images::source.eq_any(sources))
+        .select((images::id, images::original, images::variants))
+        .load(conn)?;
+    let mut files = HashSet::new();
+    for (id, original, variants) in rows {
+        let variants: Vec<ImageVariant> =
+            serde_json::from_str(&variants).map_err(|e| corrupt(format!("image {id}: {e}")))?;
+        files.insert(original);
+        files.extend(variants.into_iter().map(|v| v.path));
+    }
+    Ok(files)
 }
