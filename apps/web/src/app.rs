@@ -107,6 +107,7 @@ pub fn build_state(
         ),
         html: HtmlCache::new(&cache, "html", settings.cache_ttls.user),
         services: Services::new(db, clock)
+            .with_work_queue(settings.database_queue)
             .with_zone(zone)
             .with_cache(cache, &settings.cache_ttls)
             .with_images(&image_config(settings)),

@@ -55,6 +55,9 @@ pub struct Settings {
     /// DATABASE_POOL_SIZE: most connections per process, and as many slots for
     /// blocking work (each a thread; see napiatke_services::work).
     pub database_pool_size: u32,
+    /// DATABASE_QUEUE: requests that may wait for a database slot at once (default
+    /// 16 × DATABASE_POOL_SIZE); the next get 503 with Retry-After at once.
+    pub database_queue: usize,
     /// DATABASE_STATEMENT_TIMEOUT (milliseconds, default 5000): PostgreSQL cancels
     /// a request's statement that runs longer (migrations and seeding have none).
     pub database_statement_timeout: Duration,
@@ -360,6 +363,11 @@ impl Settings {
         let redis_keepalive = Duration::from_millis(count("REDIS_KEEPALIVE", 5_000, 600_000)?);
         let form_body_timeout = Duration::from_millis(count("FORM_BODY_TIMEOUT", 10_000, 600_000)?);
         let image_user_queue = count("IMAGE_USER_QUEUE", 2, 1_000)?;
+        let database_queue = count(
+            "DATABASE_QUEUE",
+            u64::from(database_pool_size) * 16,
+            1_000_000,
+        )?;
         let image_user_bytes = count("IMAGE_USER_BYTES", 512 * 1024 * 1024, 1 << 50)?;
         let media_keep_free = amount("MEDIA_KEEP_FREE", 256 * 1024 * 1024, 1 << 50)?;
         let image_gc_grace = Duration::from_secs(amount("IMAGE_GC_GRACE", 86_400, 365 * 86_400)?);
@@ -367,6 +375,7 @@ impl Settings {
             Duration::from_secs(amount("IMAGE_GC_INTERVAL", 3_600, 365 * 86_400)?);
         Ok(Settings {
             image_user_queue: usize::try_from(image_user_queue).unwrap_or(usize::MAX),
+            database_queue: usize::try_from(database_queue).unwrap_or(usize::MAX),
             image_user_bytes,
             media_keep_free,
             image_gc_grace,
@@ -435,6 +444,7 @@ impl Settings {
             format!("BIND={}", self.bind),
             format!("DATABASE_URL={db}"),
             format!("DATABASE_POOL_SIZE={}", self.database_pool_size),
+            format!("DATABASE_QUEUE={}", self.database_queue),
             format!(
                 "DATABASE_STATEMENT_TIMEOUT={}",
                 self.database_statement_timeout.as_millis()
@@ -632,6 +642,6 @@ mod tests {
         let lines = s.describe();
         assert!(lines.contains(&"SENTRY_DSN=(set, hidden)".to_owned()));
         assert!(lines.iter().all(|l| !l.contains("key@")));
-        assert_eq!(lines.len(), 40);
+        assert_eq!(lines.len(), 41);
     }
 }

@@ -243,8 +243,10 @@ impl Services {
         let cache = Cache::local(napiatke_cache::CacheConfig::default());
         let ns = Arc::new(cached::Namespaces::new(&cache, &CacheTtls::default()));
         // As many at once as the pool has connections, so work that got a slot never
-        // waits for one; a request waits for a slot as long as for a connection.
-        let work = work::WorkPool::new(db.pool_state().max_size as usize, db.checkout_timeout());
+        // waits for one; a request waits for a slot as long as for a connection, and
+        // at most 16 per slot wait (more are refused at once: `with_work_queue`).
+        let slots = db.pool_state().max_size as usize;
+        let work = work::WorkPool::bounded(slots, db.checkout_timeout(), slots * 16);
         Services {
             work,
             db,
@@ -354,6 +356,15 @@ impl Services {
         tokio::spawn(task).await.map_err(ServiceError::Task)?
     }
 
+    /// At most `queue` requests wait for a database slot (DATABASE_QUEUE); the next
+    /// ones are answered 503 at once.
+    #[must_use]
+    pub fn with_work_queue(mut self, queue: usize) -> Services {
+        let slots = self.db.pool_state().max_size as usize;
+        self.work = work::WorkPool::bounded(slots, self.db.checkout_timeout(), queue);
+        self
+    }
+
     /// Runs blocking work (database, argon2) in a slot of the [`work::WorkPool`]
     /// inside the current span, so the statements it runs are counted for this
     /// request. No free slot within the connection-checkout timeout is
@@ -373,6 +384,12 @@ impl Services {
                     message: format!(
                         "the server is busy: no database connection came free within {:.1} s",
                         wait.as_secs_f64()
+                    ),
+                    retry_after: std::time::Duration::from_secs(1),
+                },
+                work::WorkError::Full(queue) => ServiceError::Busy {
+                    message: format!(
+                        "the server is busy: {queue} requests are already waiting for the database"
                     ),
                     retry_after: std::time::Duration::from_secs(1),
                 },

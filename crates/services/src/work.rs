@@ -12,8 +12,11 @@
 //! thread, and only then takes a thread and a connection, which are then both
 //! free: threads stay at the number of slots whatever the load, and
 //! a request that waits longer than the connection-checkout timeout is answered
-//! 503 "busy" instead of queueing without end. A request dropped while it waits
-//! (its client went away) never runs at all.
+//! 503 "busy" instead of queueing without end, and one that finds the queue full
+//! (DATABASE_QUEUE) is answered so at once: when the database is stuck, users learn
+//! it in milliseconds rather than after the whole wait, and waiting requests do not
+//! pile up. A request dropped while it waits (its client went away) never runs at
+//! all.
 //!
 //! ```
 //! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
@@ -37,6 +40,9 @@ pub enum WorkError {
     /// Every slot stayed busy for the whole wait.
     #[error("no slot for blocking work within {} ms", .0.as_millis())]
     Busy(Duration),
+    /// The queue was full: refused without waiting.
+    #[error("{0} requests are already waiting for blocking work")]
+    Full(usize),
     /// The work panicked, or the pool is shutting down.
     #[error("blocking task")]
     Task(#[source] tokio::task::JoinError),
@@ -50,6 +56,8 @@ struct Inner {
     slots: Arc<Semaphore>,
     size: usize,
     wait: Duration,
+    /// The most callers that may wait at once.
+    queue: usize,
     /// A runtime used only for its blocking pool, so the threads are shared by every
     /// actix worker (each has a runtime, and so a blocking pool, of its own) and
     /// capped at `size`. `None` when it could not be built: then the caller's
@@ -94,15 +102,23 @@ pub struct WorkState {
     pub waited: u64,
     /// Their waits, microseconds in all.
     pub wait_micros: u64,
-    /// Requests refused after waiting the whole timeout, since start.
+    /// Requests refused, after waiting the whole timeout or at once with the queue
+    /// full, since start.
     pub refused: u64,
 }
 
 impl WorkPool {
     /// `slots` pieces of work at once (at least one), each waiting at most `wait`
-    /// for its turn.
+    /// for its turn, with no bound on how many wait.
     #[must_use]
     pub fn new(slots: usize, wait: Duration) -> WorkPool {
+        WorkPool::bounded(slots, wait, usize::MAX)
+    }
+
+    /// As [`WorkPool::new`], with at most `queue` callers waiting: the next one is
+    /// refused at once ([`WorkError::Full`]).
+    #[must_use]
+    pub fn bounded(slots: usize, wait: Duration, queue: usize) -> WorkPool {
         let size = slots.max(1);
         let runtime = tokio::runtime::Builder::new_current_thread()
             .max_blocking_threads(size)
@@ -118,6 +134,7 @@ impl WorkPool {
             slots: Arc::new(Semaphore::new(size)),
             size,
             wait,
+            queue,
             runtime,
             waiting: AtomicUsize::new(0),
             waited: AtomicU64::new(0),
@@ -137,6 +154,10 @@ impl WorkPool {
         let permit = match Arc::clone(&inner.slots).try_acquire_owned() {
             Ok(permit) => permit,
             Err(_) => {
+                if inner.waiting.load(Relaxed) >= inner.queue {
+                    inner.refused.fetch_add(1, Relaxed);
+                    return Err(WorkError::Full(inner.queue));
+                }
                 // Counted down on drop: a caller may stop waiting half-way.
                 let _waiting = Waiting::new(&inner.waiting);
                 let started = Instant::now();
@@ -274,6 +295,36 @@ mod tests {
             assert_eq!(long.await.unwrap().unwrap(), Some(()));
             // The slot is free again.
             work.run(|| ()).await.unwrap();
+        });
+    }
+
+    #[test]
+    fn a_full_queue_is_refused_at_once() {
+        rt().block_on(async {
+            let work = WorkPool::bounded(1, Duration::from_secs(10), 1);
+            let (release, held) = occupy(&work).await;
+            let waiter = tokio::spawn({
+                let work = work.clone();
+                async move { work.run(|| 1).await }
+            });
+            while work.state().waiting == 0 {
+                tokio::task::yield_now().await;
+            }
+            let started = std::time::Instant::now();
+            let refused = work.run(|| 2).await;
+            assert!(matches!(refused, Err(WorkError::Full(1))), "{refused:?}");
+            assert!(
+                started.elapsed() < Duration::from_secs(1),
+                "refused without waiting"
+            );
+            assert_eq!(work.state().refused, 1);
+            let _ = release.send(());
+            let _ = held.await;
+            assert_eq!(
+                waiter.await.ok().and_then(Result::ok),
+                Some(1),
+                "the one waiting ran"
+            );
         });
     }
 
