@@ -96,3 +96,99 @@ pub(crate) fn refuse(req: &ServiceRequest) -> Option<HttpResponse> {
         "this request came from another site; send the form from napiatke's own pages".to_owned(),
     )))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::http::header::{HeaderName, HeaderValue};
+
+    /// Fuzz target (napiatke-fuzzing): any method, `Sec-Fetch-Site`, `Origin` and
+    /// host. Safe methods always pass; with `Sec-Fetch-Site` only same-origin and
+    /// none pass; without it, an unsafe request that passes with an `Origin` has one
+    /// a URL parser (as browsers write it) reads as this very host.
+    #[test]
+    fn fuzz_cross_site_check() {
+        let words = [
+            "same-origin",
+            "none",
+            "same-site",
+            "cross-site",
+            "SAME-ORIGIN",
+            "https://",
+            "http://",
+            "school.example",
+            "SCHOOL.example",
+            "evil.example",
+            ":8080",
+            "/",
+            "@",
+            "null",
+            ".evil.example",
+            " ",
+            "\t",
+            "%2e",
+            "\\",
+        ];
+        let hosts = [
+            "school.example",
+            "SCHOOL.example",
+            ":8080",
+            "evil.example",
+            "",
+        ];
+        let methods = [
+            Method::GET,
+            Method::HEAD,
+            Method::OPTIONS,
+            Method::POST,
+            Method::PUT,
+            Method::DELETE,
+            Method::PATCH,
+        ];
+        napiatke_fuzzing::cases("cross-site check", 5_000, |rng| {
+            let method = methods[rng.usize(..methods.len())].clone();
+            let mut headers = HeaderMap::new();
+            for name in ["sec-fetch-site", "origin"] {
+                if rng.bool() {
+                    let raw = if rng.u8(..8) == 0 {
+                        napiatke_fuzzing::bytes(rng, 12)
+                    } else {
+                        napiatke_fuzzing::text(rng, &words, 4).into_bytes()
+                    };
+                    if let Ok(v) = HeaderValue::from_bytes(&raw) {
+                        headers.insert(HeaderName::from_static(name), v);
+                    }
+                }
+            }
+            let host = rng.bool().then(|| napiatke_fuzzing::text(rng, &hosts, 2));
+            let verdict = check(&method, &headers, host.as_deref());
+            if matches!(method, Method::GET | Method::HEAD | Method::OPTIONS) {
+                assert_eq!(verdict, Ok(()));
+                return;
+            }
+            if let Some(site) = headers.get("sec-fetch-site") {
+                let passes = matches!(site.to_str(), Ok("same-origin" | "none"));
+                assert_eq!(verdict.is_ok(), passes, "{headers:?}");
+                return;
+            }
+            let (Ok(()), Some(origin)) = (verdict, headers.get(ORIGIN)) else {
+                return;
+            };
+            let origin = origin.to_str().unwrap_or_default();
+            let host = host.unwrap_or_default();
+            assert!(!host.is_empty(), "{origin:?} passed with no host");
+            if let Ok(url) = url::Url::parse(origin) {
+                if let Some(h) = url.host_str() {
+                    let authority = match url.port() {
+                        Some(p) => format!("{h}:{p}"),
+                        None => h.to_owned(),
+                    };
+                    assert!(
+                        authority.eq_ignore_ascii_case(&host) || authority.is_empty(),
+                        "{origin:?} passed for {host:?}"
+                    );
+                }
+            }
+        });
+    }
+}

@@ -187,10 +187,9 @@ mod tests {
     /// Property: whatever `next` is, the answer is a valid `Location` that a
     /// WHATWG URL parser (the `url` crate, as browsers parse) resolves on this site.
     /// Generated from an alphabet of the characters that have made open redirects
-    /// (fixed seeds, so a failure reproduces; fastrand rather than proptest to keep
-    /// the build lean).
+    /// (a fuzz target: seeded cases here, longer runs under scripts/fuzz.sh).
     #[test]
-    fn no_generated_next_leaves_the_site() {
+    fn fuzz_no_generated_next_leaves_the_site() {
         let alphabet: Vec<&str> = vec![
             "/",
             "/",
@@ -223,12 +222,8 @@ mod tests {
             "\u{feff}",
         ];
         let base = url::Url::parse("https://napiatke.example/login").unwrap();
-        for seed in 0..20_000u64 {
-            let mut rng = fastrand::Rng::with_seed(seed);
-            let n = rng.usize(0..8);
-            let next: String = (0..n)
-                .map(|_| alphabet[rng.usize(0..alphabet.len())])
-                .collect();
+        napiatke_fuzzing::cases("next", 20_000, |rng| {
+            let next = napiatke_fuzzing::text(rng, &alphabet, 7);
             let to = safe_next(Some(&next));
             assert!(
                 actix_web::http::header::HeaderValue::from_str(&to).is_ok(),
@@ -240,7 +235,7 @@ mod tests {
                 Some("napiatke.example"),
                 "{next:?} -> {to:?}"
             );
-        }
+        });
     }
 
     #[test]

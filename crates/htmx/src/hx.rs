@@ -68,3 +68,48 @@ pub fn html(status: StatusCode, body: String) -> HttpResponse {
         .insert_header((header::CONTENT_TYPE, "text/html; charset=utf-8"))
         .body(body)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::http::header::HeaderName;
+
+    /// Fuzz target (napiatke-fuzzing): any bytes in the `HX-*` headers, one or
+    /// several of each: never a panic, and a flag is set only by a readable "true".
+    #[test]
+    fn fuzz_hx_headers() {
+        let names = ["hx-request", "hx-history-restore-request", "hx-boosted"];
+        let words = [
+            "true", "TRUE", "True", "false", "1", " ", "\t", "tru", "e", "\u{0}",
+        ];
+        napiatke_fuzzing::cases("hx headers", 3_000, |rng| {
+            let mut headers = HeaderMap::new();
+            for _ in 0..rng.usize(0..5) {
+                let name = HeaderName::from_static(names[rng.usize(..names.len())]);
+                let raw = if rng.bool() {
+                    napiatke_fuzzing::text(rng, &words, 2).into_bytes()
+                } else {
+                    napiatke_fuzzing::bytes(rng, 8)
+                };
+                if let Ok(v) = HeaderValue::from_bytes(&raw) {
+                    headers.append(name, v);
+                }
+            }
+            let hx = Hx::from_headers(&headers);
+            let says_true = |name: &str| {
+                headers
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+            };
+            assert_eq!(hx.request, says_true("hx-request"));
+            assert_eq!(hx.boosted, says_true("hx-boosted"));
+            assert_eq!(
+                hx.wants_fragment(),
+                says_true("hx-request")
+                    && !says_true("hx-history-restore-request")
+                    && !says_true("hx-boosted")
+            );
+        });
+    }
+}

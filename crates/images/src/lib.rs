@@ -205,6 +205,13 @@ pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Decoded, ImageError> {
         Err(e) => return Err(corrupt(&e)),
     };
     let (width, height) = decoder.dimensions();
+    // A GIF's screen may say 24×0 and still decode (found by the fuzz target): an
+    // image with no pixels would reach the resizer and the encoders.
+    if width == 0 || height == 0 {
+        return Err(ImageError::Corrupt(format!(
+            "it says it is {width}×{height} pixels"
+        )));
+    }
     if width > limits.max_side
         || height > limits.max_side
         || u64::from(width) * u64::from(height) > limits.max_pixels

@@ -572,3 +572,28 @@ fn a_webp_chunk_claiming_more_than_the_file_holds_is_refused() {
     let d = ok(&riff(&[&vp8x(0x20, 4, 4), &webp[12..], &iccp]));
     assert_eq!((d.width(), d.icc_converted), (4, false));
 }
+
+/// Found by `fuzz_decoding_stays_within_limits` (seed 12953033376784036584): a GIF
+/// whose screen is 24×0 decoded as an image with no pixels. Refused as damaged.
+#[test]
+fn an_image_with_no_pixels_is_refused() {
+    let gif: &[u8] = &[
+        71, 73, 70, 56, 57, 97, 24, 0, 0, 0, 128, 0, 0, 0, 0, 0, 0, 0, 0, 33, 249, 4, 8, 0, 0, 0,
+        0, 44, 0, 0, 0, 0, 24, 0, 16, 0, 135, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    ];
+    let seeded = napiatke_images::decode(gif, &napiatke_images::Limits::default());
+    assert!(
+        matches!(seeded, Err(napiatke_images::ImageError::Corrupt(_))),
+        "{seeded:?}"
+    );
+    // The same shape written by an encoder, its height then zeroed in the header.
+    let mut made = encode(
+        &image::DynamicImage::ImageRgba8(gradient(24, 16)),
+        ImageFormat::Gif,
+    );
+    made[8..10].copy_from_slice(&0u16.to_le_bytes());
+    let zero = napiatke_images::decode(&made, &napiatke_images::Limits::default());
+    assert!(zero.is_err(), "{zero:?}");
+}
