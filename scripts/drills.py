@@ -43,6 +43,7 @@ import threading
 import time
 import zlib
 
+sys.dont_write_bytecode = True  # no __pycache__ beside the scripts
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cores  # noqa: E402  (its admin login)
 
