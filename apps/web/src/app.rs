@@ -270,17 +270,15 @@ pub const BLOCKING_THREADS_PER_WORKER: usize = 4;
 pub async fn serve(settings: &Settings, state: web::Data<AppState>) -> std::io::Result<()> {
     let workers = settings.workers;
     let metrics = match settings.metrics_bind {
-        // /metrics without a login, for a scraper on a private network: one worker.
+        // /metrics without a login, for a scraper on a private network, and
+        // /healthz for the orchestrator: one worker of its own.
         Some(bind) => {
             let state = state.clone();
-            let server = HttpServer::new(move || {
-                App::new()
-                    .app_data(state.clone())
-                    .route("/metrics", web::get().to(handlers::metrics_scrape))
-            })
-            .workers(1)
-            .bind(bind)?
-            .run();
+            let server =
+                HttpServer::new(move || App::new().app_data(state.clone()).configure(admin_routes))
+                    .workers(1)
+                    .bind(bind)?
+                    .run();
             Some(server)
         }
         None => None,
@@ -303,6 +301,15 @@ pub async fn serve(settings: &Settings, state: web::Data<AppState>) -> std::io::
         }
         None => main.await,
     }
+}
+
+/// The routes of the METRICS_BIND listener: `/metrics` without a login and
+/// `/healthz`. Its own worker answers them, so a health check there is not queued
+/// behind a flood of requests on the main workers (measured: docs/performance.md,
+/// "A login flood").
+pub fn admin_routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/metrics", web::get().to(handlers::metrics_scrape))
+        .route("/healthz", web::get().to(handlers::healthz));
 }
 
 /// Error reporting to SENTRY_DSN when set (see napiatke_telemetry::report). Keep

@@ -107,8 +107,10 @@ pub struct Settings {
     pub slow_statement_threshold: Duration,
     /// LOG_FORMAT (human | json): JSON lines by default in production.
     pub log_format: napiatke_telemetry::Format,
-    /// METRICS_BIND: where GET /metrics is also served without a login (for a
-    /// Prometheus scraper on a private network); unset, /metrics is for admins only.
+    /// METRICS_BIND: a listener with a worker of its own for a private network:
+    /// GET /metrics without a login (a Prometheus scraper) and GET /healthz (an
+    /// orchestrator's probe, not queued behind the main workers' load); unset,
+    /// /metrics is for admins only.
     pub metrics_bind: Option<SocketAddr>,
     /// CALENDAR_STREAM_FROM: a calendar week with at least this many lessons is
     /// rendered and sent a day at a time on an HTML cache miss.

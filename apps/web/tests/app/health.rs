@@ -11,6 +11,31 @@ use crate::common::*;
 napiatke_db::both_engines! {
     #[actix_web::test] async
     health_and_errors => health_and_errors;
+    the_admin_listener_answers_health_and_metrics_only => admin_listener;
+}
+
+/// METRICS_BIND's routes: the probe and the scrape, nothing else, no login.
+async fn admin_listener(engine: Engine) {
+    let t = fixture(engine);
+    let state = state(&t, false).await;
+    let admin = test::init_service(
+        actix_web::App::new()
+            .app_data(state.clone())
+            .configure(napiatke_web::app::admin_routes),
+    )
+    .await;
+    let h = send(&admin, TestRequest::get().uri("/healthz")).await;
+    assert_eq!((h.status, h.body.as_str()), (StatusCode::OK, "ok\n"));
+    let m = send(&admin, TestRequest::get().uri("/metrics")).await;
+    assert_eq!(m.status, StatusCode::OK);
+    assert!(m.body.contains("napiatke_work_slots"), "{}", m.body);
+    for path in ["/", "/login", "/dashboard/"] {
+        assert_eq!(
+            send(&admin, TestRequest::get().uri(path)).await.status,
+            StatusCode::NOT_FOUND,
+            "{path}"
+        );
+    }
 }
 
 async fn health_and_errors(engine: Engine) {
