@@ -110,14 +110,17 @@ impl Breaker {
         was >= FAILURES_TO_OPEN
     }
 
-    fn failure(&self, now_ms: u64) {
+    /// Counts a failure; true when it opened the breaker.
+    fn failure(&self, now_ms: u64) -> bool {
         let n = self.failures.fetch_add(1, Relaxed) + 1;
         if n >= FAILURES_TO_OPEN && self.allows(now_ms) {
             let cooldown = self.cooldown_ms.load(Relaxed);
             self.open_until_ms.store(now_ms + cooldown, Relaxed);
             self.cooldown_ms
                 .store((cooldown * 2).min(MAX_COOLDOWN_MS), Relaxed);
+            return true;
         }
+        false
     }
 }
 
@@ -159,8 +162,11 @@ pub(crate) struct AckWait {
 }
 
 pub(crate) struct L2 {
-    pool: bb8::Pool<Manager>,
+    /// Replaced whole when the breaker opens (see `run_inner`).
+    pool: std::sync::RwLock<bb8::Pool<Manager>>,
     client: redis::Client,
+    config: redis::AsyncConnectionConfig,
+    pool_size: u32,
     timeout: Duration,
     breaker: Breaker,
     pub counters: L2Counters,
@@ -193,20 +199,12 @@ impl L2 {
         let config = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(timeout))
             .set_response_timeout(Some(timeout));
-        let pool = bb8::Pool::builder()
-            .max_size(pool_size)
-            // A PING per checkout doubles the cost of every GET; broken connections
-            // are found by the operation that fails on them instead.
-            .test_on_check_out(false)
-            .connection_timeout(timeout)
-            .retry_connection(false)
-            .build_unchecked(Manager {
-                client: client.clone(),
-                config,
-            });
+        let pool = Self::build_pool(&client, &config, timeout, pool_size);
         Ok(L2 {
-            pool,
+            pool: std::sync::RwLock::new(pool),
             client,
+            config,
+            pool_size,
             timeout,
             breaker: Breaker::new(),
             counters: L2Counters::default(),
@@ -218,6 +216,32 @@ impl L2 {
             acks: Mutex::new(HashMap::new()),
             subscribed: AtomicBool::new(false),
         })
+    }
+
+    fn build_pool(
+        client: &redis::Client,
+        config: &redis::AsyncConnectionConfig,
+        timeout: Duration,
+        size: u32,
+    ) -> bb8::Pool<Manager> {
+        bb8::Pool::builder()
+            .max_size(size)
+            // A PING per checkout doubles the cost of every GET; broken connections
+            // are found by the operation that fails on them instead.
+            .test_on_check_out(false)
+            .connection_timeout(timeout)
+            .retry_connection(false)
+            .build_unchecked(Manager {
+                client: client.clone(),
+                config: config.clone(),
+            })
+    }
+
+    fn pool(&self) -> bb8::Pool<Manager> {
+        self.pool
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     pub fn client(&self) -> &redis::Client {
@@ -263,7 +287,8 @@ impl L2 {
             return Err(L2Error::Open);
         }
         let started = Instant::now();
-        let outcome = match tokio::time::timeout(self.timeout, self.pool.get()).await {
+        let pool = self.pool();
+        let outcome = match tokio::time::timeout(self.timeout, pool.get()).await {
             Err(_) => Err(L2Error::Timeout(self.timeout)),
             Ok(Err(bb8::RunError::TimedOut)) => Err(L2Error::Timeout(self.timeout)),
             Ok(Err(bb8::RunError::User(e))) if e.is_timeout() => {
@@ -308,7 +333,18 @@ impl L2 {
                     L2Error::Timeout(_) => self.counters.timeouts.fetch_add(1, Relaxed),
                     _ => self.counters.errors.fetch_add(1, Relaxed),
                 };
-                self.breaker.failure(self.now_ms());
+                if self.breaker.failure(self.now_ms()) {
+                    // Redis is down: every idle connection in the pool is dead too,
+                    // and each would fail one probe after Redis is back (the breaker
+                    // reopening each time, up to its maximum: the failure drill saw
+                    // Redis unused for over 6 s after its return). A new pool dials
+                    // afresh; the old one goes with its last users.
+                    *self
+                        .pool
+                        .write()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                        Self::build_pool(&self.client, &self.config, self.timeout, self.pool_size);
+                }
                 self.log_throttled(what, &e);
                 Err(e)
             }

@@ -364,6 +364,48 @@ async fn redis_down_serves_from_l1_and_loader_then_comes_back() {
     drop(redis);
 }
 
+/// Found by the failure drill (scripts/drills.py): the pool's idle connections die
+/// with Redis, and each used to fail one probe after Redis was back, the breaker
+/// doubling its cool-down each time: with many of them Redis stayed unused for over
+/// 6 s. The pool is now replaced when the breaker opens, so Redis is used again
+/// within about one cool-down of its return.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_that_died_with_redis_do_not_delay_its_return() {
+    let mut redis = RedisServer::start(None).unwrap();
+    let cache = with_url(&prefix("stale"), Some(redis.url())).await;
+    let ns = cache.namespace("n", 1, MIN);
+    let counter = Counter::default();
+    // Many reads at once: the pool opens several connections, idle after.
+    for _ in 0..3 {
+        futures_util::future::join_all((0..64u64).map(|i| {
+            let (cache, ns, counter) = (&cache, &ns, &counter);
+            async move { compute(cache, ns, &format!("k{i}"), counter, i).await }
+        }))
+        .await;
+    }
+    redis.stop();
+    // Reads fail until the breaker opens.
+    for i in 0..10u64 {
+        cache.clear_local();
+        compute(&cache, &ns, &format!("down{i}"), &counter, i).await;
+    }
+    let redis = RedisServer::start(Some(redis.port())).unwrap();
+    let back = std::time::Instant::now();
+    let hits = cache.stats().l2.hits;
+    while cache.stats().l2.hits == hits && back.elapsed() < Duration::from_secs(15) {
+        cache.clear_local();
+        compute(&cache, &ns, "k1", &counter, 1).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        back.elapsed() < Duration::from_secs(3),
+        "Redis used again {:?} after it came back: {:?}",
+        back.elapsed(),
+        cache.stats()
+    );
+    drop(redis);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_that_never_answers_costs_one_timeout_per_operation_at_most() {
     // Accepts connections and reads, never replies: a hung server.
