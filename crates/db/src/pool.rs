@@ -83,7 +83,7 @@ impl r2d2::ManageConnection for Manager {
         // in the failure drill, scripts/drills.py). So for a while after any
         // statement found the server gone, a returned connection is checked with one
         // round trip; the rest of the time this costs nothing.
-        crate::error::server_gone_within(GONE_WINDOW) && conn.batch_execute("SELECT 1").is_err()
+        crate::error::server_gone_within(GONE_WINDOW) && self.is_valid(conn).is_err()
     }
 }
 

@@ -85,11 +85,22 @@ fn corrupt(what: String) -> DbError {
     })
 }
 
+/// The variants column of image `id`, read.
+fn variants_of(id: i64, json: &str) -> DbResult<Vec<ImageVariant>> {
+    serde_json::from_str(json).map_err(|e| corrupt(format!("image {id}: {e}")))
+}
+
+/// Every file an image names: its original and each variant.
+fn files_of(id: i64, original: String, variants: &str) -> DbResult<Vec<String>> {
+    let mut files = vec![original];
+    files.extend(variants_of(id, variants)?.into_iter().map(|v| v.path));
+    Ok(files)
+}
+
 fn image_from(
     (id, width, height, has_alpha, placeholder, status, variants): Row,
 ) -> DbResult<StoredImage> {
-    let variants: Vec<ImageVariant> =
-        serde_json::from_str(&variants).map_err(|e| corrupt(format!("image {id}: {e}")))?;
+    let variants = variants_of(id, &variants)?;
     Ok(StoredImage {
         id: ImageId(id),
         width: u32::try_from(width).map_err(|_| corrupt(format!("image {id}: width {width}")))?,
@@ -138,30 +149,23 @@ pub fn create(
         // the write lock (a read first could see a snapshot another writer has
         // replaced, and fail to upgrade); on PostgreSQL the link row is locked, so two
         // uploads for one owner each see the one before them.
-        let previous: Option<i64> = match (owner, &mut *conn) {
-            (Owner::Room(room), DbConn::Pg(c)) => room_photos::table
-                .find(room.get())
-                .select(room_photos::image_id)
-                .for_update()
-                .first(c)
-                .optional()?,
-            (Owner::Room(room), c @ DbConn::Sqlite(_)) => room_photos::table
-                .find(room.get())
-                .select(room_photos::image_id)
-                .first(c)
-                .optional()?,
-            (Owner::User(user), DbConn::Pg(c)) => user_avatars::table
-                .find(user.get())
-                .select(user_avatars::image_id)
-                .for_update()
-                .first(c)
-                .optional()?,
-            (Owner::User(user), c @ DbConn::Sqlite(_)) => user_avatars::table
-                .find(user.get())
-                .select(user_avatars::image_id)
-                .first(c)
-                .optional()?,
-        };
+        // FOR UPDATE on PostgreSQL only: diesel's SQLite backend has no such clause.
+        macro_rules! current {
+            ($conn:expr, $table:ident, $key:expr $(, $lock:ident)?) => {
+                $table::table
+                    .find($key)
+                    .select($table::image_id)
+                    $(.$lock())?
+                    .first::<i64>($conn)
+                    .optional()
+            };
+        }
+        let previous = match (owner, &mut *conn) {
+            (Owner::Room(room), DbConn::Pg(c)) => current!(c, room_photos, room.get(), for_update),
+            (Owner::Room(room), c @ DbConn::Sqlite(_)) => current!(c, room_photos, room.get()),
+            (Owner::User(user), DbConn::Pg(c)) => current!(c, user_avatars, user.get(), for_update),
+            (Owner::User(user), c @ DbConn::Sqlite(_)) => current!(c, user_avatars, user.get()),
+        }?;
         if let Some(previous) = previous {
             diesel::update(images::table.find(id))
                 .set(images::replaces.eq(previous))
@@ -431,14 +435,10 @@ pub fn collectable(
     rows.into_iter()
         .filter(|(id, ..)| !wanted.contains(id))
         .map(|(id, source, original, variants)| {
-            let variants: Vec<ImageVariant> =
-                serde_json::from_str(&variants).map_err(|e| corrupt(format!("image {id}: {e}")))?;
-            let mut files = vec![original];
-            files.extend(variants.into_iter().map(|v| v.path));
             Ok(Collectable {
                 id: ImageId(id),
                 source,
-                files,
+                files: files_of(id, original, &variants)?,
             })
         })
         .collect()
@@ -471,10 +471,7 @@ pub fn files_in_use(conn: &mut DbConn, sources: &[String]) -> DbResult<HashSet<S
         .load(conn)?;
     let mut files = HashSet::new();
     for (id, original, variants) in rows {
-        let variants: Vec<ImageVariant> =
-            serde_json::from_str(&variants).map_err(|e| corrupt(format!("image {id}: {e}")))?;
-        files.insert(original);
-        files.extend(variants.into_iter().map(|v| v.path));
+        files.extend(files_of(id, original, &variants)?);
     }
     Ok(files)
 }
