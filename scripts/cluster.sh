@@ -8,8 +8,8 @@
 # The processes share the database napiatke_cluster (the standard demo set, made
 # afresh), Redis 127.0.0.1:6379 under a prefix of their own and one MEDIA_ROOT
 # (target/cluster/media); they run in production with NAPIATKE_DEMO=1, so the demo
-# logins work. Only the first collects replaced images (IMAGE_GC_INTERVAL=0 on the
-# others). bench measures each page with wrk through nginx (and once straight to
+# logins work. They take turns collecting replaced images and claim each other's
+# unfinished image jobs by lease (docs/operations.md, "Images"). bench measures each page with wrk through nginx (and once straight to
 # one process, to show what the balancer costs), with the share of the machine's CPU
 # that was busy, logged in as admin. BIN replaces the release build; DURATION,
 # CONNECTIONS and PAGES tune the run.
@@ -71,9 +71,7 @@ up() { # port
 }
 
 for i in $(seq 1 "$n"); do
-  gc=0
-  [ "$i" -eq 1 ] && gc=3600
-  BIND=127.0.0.1:$((8400 + i)) IMAGE_GC_INTERVAL=$gc "$bin" serve >"$work/app-$i.log" 2>&1 &
+  BIND=127.0.0.1:$((8400 + i)) "$bin" serve >"$work/app-$i.log" 2>&1 &
   pids+=($!)
 done
 for i in $(seq 1 "$n"); do up $((8400 + i)); done

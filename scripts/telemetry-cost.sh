@@ -3,7 +3,9 @@
 # its own extra environment, measured alternately on cached pages (docs/performance.md):
 #   A="RUST_LOG=warn" B="RUST_LOG=warn OTEL_EXPORTER_OTLP_ENDPOINT=http://10.255.255.1:4318" \
 #     bash scripts/telemetry-cost.sh
-# ROUNDS (3) rounds of DURATION (5s) per page; PAGES overrides the page list.
+# ROUNDS (3) rounds of DURATION (5s) per page; PAGES overrides the page list. PIN=1
+# puts both servers on CPU 1 and wrk (one thread) on CPU 0, so wrk and the server do
+# not take each other's time: the ratio is then the server's CPU per request.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v wrk >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
@@ -16,9 +18,11 @@ rm -f target/prof/cost.sqlite3*
 target/release/napiatke demo >/dev/null 2>&1
 target/release/napiatke collectstatic >/dev/null 2>&1
 # shellcheck disable=SC2086 # A and B are lists of NAME=value words
-env -u RUST_LOG $a BIND=127.0.0.1:8401 target/release/napiatke serve > target/prof/a.log 2>&1 & p1=$!
+server_cpu=() client_cpu=() threads=2
+if [ "${PIN:-0}" = 1 ]; then server_cpu=(taskset -c 1) client_cpu=(taskset -c 0) threads=1; fi
+env -u RUST_LOG $a BIND=127.0.0.1:8401 "${server_cpu[@]}" target/release/napiatke serve > target/prof/a.log 2>&1 & p1=$!
 # shellcheck disable=SC2086
-env -u RUST_LOG $b BIND=127.0.0.1:8402 target/release/napiatke serve > target/prof/b.log 2>&1 & p2=$!
+env -u RUST_LOG $b BIND=127.0.0.1:8402 "${server_cpu[@]}" target/release/napiatke serve > target/prof/b.log 2>&1 & p2=$!
 trap 'kill $p1 $p2' EXIT
 for port in 8401 8402; do for _ in $(seq 1 100); do curl -sf http://127.0.0.1:$port/healthz >/dev/null && break; sleep 0.2; done; done
 login() { local jar=target/prof/jar-$1 token; rm -f "$jar"
@@ -26,13 +30,26 @@ login() { local jar=target/prof/jar-$1 token; rm -f "$jar"
   curl -s -c "$jar" -b "$jar" -o /dev/null -d "csrf_token=$token&email=admin@napiatke.local&password=admin&next=/dashboard/" "http://127.0.0.1:$1/login"
   awk '$6 == "napiatke_session" {print $7}' "$jar"; }
 s1=$(login 8401); s2=$(login 8402)
-rps() { wrk -t2 -c32 -d"$duration" -H "Cookie: napiatke_session=$1" -H "Accept-Encoding: br" "$2" | awk '/Requests\/sec/ {printf "%.0f", $2}'; }
+# CPU ticks (user + system, every thread) the server process has used so far.
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# One wrk run: "req/s requests ticks" (ticks the server used during the run).
+measure() { # pid session url
+  local t0 out
+  t0=$(ticks "$1")
+  out=$("${client_cpu[@]}" wrk -t"$threads" -c32 -d"$duration" -H "Cookie: napiatke_session=$2" -H "Accept-Encoding: br" "$3")
+  echo "$(awk '/Requests\/sec/ {printf "%.0f", $2}' <<<"$out") $(awk '/requests in/ {print $1}' <<<"$out") $(( $(ticks "$1") - t0 ))"
+}
+hz=$(getconf CLK_TCK)
 echo "A: $a"; echo "B: $b"
+echo "(req/s, and the server's CPU per request in microseconds, user + system, all threads)"
 read -r -a pages <<<"${PAGES:-/lessons/100/ /dashboard/ /lessons/?page=3}"
 for page in "${pages[@]}"; do
   for r in $(seq 1 "$rounds"); do
-    x=$(rps "$s1" "http://127.0.0.1:8401$page"); y=$(rps "$s2" "http://127.0.0.1:8402$page")
-    echo "$page round $r: A $x, B $y, B/A $(awk -v a="$x" -v b="$y" 'BEGIN{printf "%.3f", b/a}')"
+    read -r xr xn xt <<<"$(measure $p1 "$s1" "http://127.0.0.1:8401$page")"
+    read -r yr yn yt <<<"$(measure $p2 "$s2" "http://127.0.0.1:8402$page")"
+    awk -v page="$page" -v r="$r" -v xr="$xr" -v xn="$xn" -v xt="$xt" -v yr="$yr" -v yn="$yn" -v yt="$yt" -v hz="$hz" 'BEGIN {
+      xc = xt / hz * 1e6 / xn; yc = yt / hz * 1e6 / yn
+      printf "%s round %s: A %d req/s %.1f us, B %d req/s %.1f us, B/A req/s %.3f, CPU %.3f\n", page, r, xr, xc, yr, yc, yr / xr, yc / xc }'
   done
 done
 echo "A wrote $(wc -l < target/prof/a.log) lines, B $(wc -l < target/prof/b.log)"

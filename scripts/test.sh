@@ -17,3 +17,5 @@ fi
 cargo test --workspace --doc --quiet
 # Every kind of response through REDbot, the HTTP linter.
 bash scripts/http-lint.sh
+# The user flows in Debian's headless Chromium, with JavaScript and without.
+bash scripts/browser-tests.sh

@@ -75,9 +75,10 @@ pub fn build_state(
     static_files: Arc<StaticFiles>,
     cache: Cache,
 ) -> Result<web::Data<AppState>, AppError> {
-    let files = Arc::clone(&static_files);
+    let (files, inline) = (Arc::clone(&static_files), Arc::clone(&static_files));
     let urls = StaticUrls {
         resolve: Arc::new(move |name: &str| files.url(name)),
+        contents: Some(Arc::new(move |name: &str| inline.contents(name))),
         strict: settings.environment == Environment::Development,
     };
     let zone = settings.time_zone;
@@ -85,8 +86,9 @@ pub fn build_state(
         Some(dir) => Templates::load_with(dir, Some(urls))?,
         None => Templates::from_sources_with(crate::embedded::TEMPLATES, Some(urls))?,
     };
-    let mut templates =
-        templates.showing_times_in(&zone.to_string(), Arc::new(move |t| zone.local(t)));
+    let mut templates = templates
+        .showing_times_in(&zone.to_string(), Arc::new(move |t| zone.local(t)))
+        .keyed_by(&static_files.fingerprint());
     let toolbar = if settings.debug_toolbar {
         templates = templates.describing_renders();
         let info = crate::debug::info(settings, &static_files);
@@ -141,6 +143,7 @@ pub fn image_config(settings: &Settings) -> ImageConfig {
         user_bytes: settings.image_user_bytes,
         keep_free: settings.media_keep_free,
         gc_grace: settings.image_gc_grace,
+        job_lease: settings.image_job_lease,
         ..ImageConfig::new(&settings.media_root)
     }
 }
@@ -177,15 +180,33 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     t.finish();
 }
 
-/// What pages may load and run: scripts only from this origin (no inline script, no
-/// eval: htmx is configured without them), images also as `data:` (the blurred
+/// The static files the pages carry inline (base.html), so that nothing but the
+/// document is fetched before the first paint: the stylesheet (render-blocking as a
+/// link) and the boot script that loads htmx and images.js after that paint.
+pub const INLINED: [&str; 2] = ["css/app.css", "js/boot.js"];
+
+/// What pages may load and run: scripts only from this origin and the inlined boot
+/// script by its hash (no other inline script, no eval: htmx is configured without
+/// them), styles from this origin and the inlined stylesheet by its hash (no inline
+/// `style` attributes: subject colours are SVG fills, placeholders images of their
+/// own, and htmx injects no indicator styles), images also as `data:` (the blurred
 /// placeholders), no plugins, no `<base>`, forms only to this origin, never framed.
-/// No inline style either: subject colours are SVG fills, placeholders images of
-/// their own, and htmx injects no indicator styles.
-pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; \
-     style-src 'self'; img-src 'self' data:; connect-src 'self'; \
-     font-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; \
-     frame-ancestors 'none'";
+#[must_use]
+pub fn content_security_policy(files: &StaticFiles) -> String {
+    let hash = |name: &str| {
+        files
+            .csp_hash(name)
+            .map(|h| format!(" {h}"))
+            .unwrap_or_default()
+    };
+    format!(
+        "default-src 'self'; script-src 'self'{script}; style-src 'self'{style}; \
+         img-src 'self' data:; connect-src 'self'; font-src 'self'; object-src 'none'; \
+         base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+        script = hash(INLINED[1]),
+        style = hash(INLINED[0]),
+    )
+}
 
 /// Features no page of napiatke uses, switched off for it and anything it embeds.
 pub const PERMISSIONS_POLICY: &str = "accelerometer=(), camera=(), geolocation=(), \
@@ -205,6 +226,7 @@ pub fn app(
         InitError = (),
     >,
 > {
+    let csp = content_security_policy(&state.static_files);
     App::new()
         .app_data(state)
         .app_data(
@@ -230,7 +252,7 @@ pub fn app(
                 .add(("X-Content-Type-Options", "nosniff"))
                 .add(("X-Frame-Options", "DENY"))
                 .add(("Referrer-Policy", "same-origin"))
-                .add(("Content-Security-Policy", CONTENT_SECURITY_POLICY))
+                .add(("Content-Security-Policy", csp))
                 .add(("Permissions-Policy", PERMISSIONS_POLICY))
                 .add(("Cross-Origin-Opener-Policy", "same-origin")),
         )

@@ -372,11 +372,29 @@ fn serve(settings: &Settings) -> Result<(), CliError> {
         }
         let state = crate::build_state(settings, db, napiatke_services::SystemClock, statics, cache)?;
         // Jobs queued in memory by a process that stopped would leave their images
-        // PROCESSING (and their pages polling) for ever: queue them again.
+        // PROCESSING (and their pages polling) for ever: claim them once their lease
+        // has run out, now and every third of the lease, after renewing the leases
+        // of the jobs this process holds (so no other process claims those).
         match state.services.resume_images().await {
             Ok(0) => {}
             Ok(n) => println!("resumed {n} unfinished image jobs"),
             Err(e) => eprintln!("warning: unfinished image jobs not resumed: {e}"),
+        }
+        if let Some(every) = state.services.image_lease_check() {
+            let services = state.services.clone();
+            actix_web::rt::spawn(async move {
+                let mut tick = actix_web::rt::time::interval(every);
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    if let Err(e) = services.renew_image_leases().await {
+                        tracing::warn!(error = %e, "renewing image job leases failed; trying again");
+                    }
+                    if let Err(e) = services.resume_images().await {
+                        tracing::warn!(error = %e, "claiming unfinished image jobs failed; trying again");
+                    }
+                }
+            });
         }
         if !settings.image_gc_interval.is_zero() {
             let (services, every) = (state.services.clone(), settings.image_gc_interval);
@@ -384,10 +402,18 @@ fn serve(settings: &Settings) -> Result<(), CliError> {
                 let mut tick = actix_web::rt::time::interval(every);
                 loop {
                     // The first tick is at once: replaced images start their grace
-                    // period at start, not an interval later.
+                    // period at start, not an interval later. One process of those
+                    // sharing the database collects per interval: the one whose tick
+                    // comes first once it is due.
                     tick.tick().await;
-                    if let Err(e) = services.collect_images(None).await {
-                        tracing::warn!(error = %e, "collecting replaced images failed; trying again next interval");
+                    match services.take_turn("image_gc", every).await {
+                        Ok(true) => {
+                            if let Err(e) = services.collect_images(None).await {
+                                tracing::warn!(error = %e, "collecting replaced images failed; trying again next interval");
+                            }
+                        }
+                        Ok(false) => {}
+                        Err(e) => tracing::warn!(error = %e, "image collection turn not taken; trying again next interval"),
                     }
                 }
             });

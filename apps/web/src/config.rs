@@ -155,8 +155,13 @@ pub struct Settings {
     /// files are kept (pages and browsers may still show it) before collection.
     pub image_gc_grace: Duration,
     /// IMAGE_GC_INTERVAL (seconds, default 3600; 0: never): how often `serve`
-    /// collects replaced images (`napiatke images gc` does it once).
+    /// collects replaced images (`napiatke images gc` does it once). In a cluster
+    /// one process collects per interval.
     pub image_gc_interval: Duration,
+    /// IMAGE_JOB_LEASE (seconds, default 60, at least 3): how long an image job stays
+    /// a process's without being renewed; a job whose process stopped is taken by
+    /// another after this. Renewed every third of it.
+    pub image_job_lease: Duration,
 }
 
 /// A setting that could not be used; the message names the variable.
@@ -375,6 +380,7 @@ impl Settings {
         let image_gc_grace = Duration::from_secs(amount("IMAGE_GC_GRACE", 86_400, 365 * 86_400)?);
         let image_gc_interval =
             Duration::from_secs(amount("IMAGE_GC_INTERVAL", 3_600, 365 * 86_400)?);
+        let image_job_lease = Duration::from_secs(amount("IMAGE_JOB_LEASE", 60, 86_400)?.max(3));
         Ok(Settings {
             image_user_queue: usize::try_from(image_user_queue).unwrap_or(usize::MAX),
             database_queue: usize::try_from(database_queue).unwrap_or(usize::MAX),
@@ -382,6 +388,7 @@ impl Settings {
             media_keep_free,
             image_gc_grace,
             image_gc_interval,
+            image_job_lease,
             image_workers: usize::try_from(image_workers).unwrap_or(usize::MAX),
             image_queue: usize::try_from(image_queue).unwrap_or(usize::MAX),
             image_max_bytes: usize::try_from(image_max_bytes).unwrap_or(usize::MAX),
@@ -533,6 +540,7 @@ impl Settings {
             format!("MEDIA_KEEP_FREE={}", self.media_keep_free),
             format!("IMAGE_GC_GRACE={}", self.image_gc_grace.as_secs()),
             format!("IMAGE_GC_INTERVAL={}", self.image_gc_interval.as_secs()),
+            format!("IMAGE_JOB_LEASE={}", self.image_job_lease.as_secs()),
         ]
     }
 }
@@ -644,6 +652,6 @@ mod tests {
         let lines = s.describe();
         assert!(lines.contains(&"SENTRY_DSN=(set, hidden)".to_owned()));
         assert!(lines.iter().all(|l| !l.contains("key@")));
-        assert_eq!(lines.len(), 41);
+        assert_eq!(lines.len(), 42);
     }
 }

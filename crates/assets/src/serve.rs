@@ -274,6 +274,71 @@ impl StaticFiles {
             .map(|hashed| format!("{}{hashed}", self.prefix))
     }
 
+    /// A text file's contents by logical name, to be written into pages (a
+    /// `<style>` or `<script>` element), or `None` when the manifest does not know it
+    /// or it is not UTF-8. Pages that inline it need its [`StaticFiles::csp_hash`] in
+    /// their Content-Security-Policy.
+    ///
+    /// ```
+    /// # let dir = std::env::temp_dir().join(format!("napiatke-doc-inline-{}", std::process::id()));
+    /// # std::fs::create_dir_all(dir.join("src/js"))?;
+    /// # std::fs::write(dir.join("src/js/boot.js"), "boot();")?;
+    /// napiatke_assets::collect(&dir.join("src"), &dir.join("static"))?;
+    /// let files = napiatke_assets::StaticFiles::load(&dir.join("static"))?;
+    /// assert_eq!(files.contents("js/boot.js").as_deref(), Some("boot();"));
+    /// assert_eq!(
+    ///     files.csp_hash("js/boot.js").as_deref(),
+    ///     Some("'sha256-BoYdILVZAmAQfhxvCgsBo5rtKe9f5WOaIkiGVKr7Y94='")
+    /// );
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn contents(&self, name: &str) -> Option<String> {
+        let hashed = self.manifest.get(name.trim_start_matches('/'))?;
+        let asset = self.assets.get(hashed)?;
+        std::str::from_utf8(&asset.identity.bytes)
+            .ok()
+            .map(str::to_owned)
+    }
+
+    /// The Content-Security-Policy source that allows [`StaticFiles::contents`] of
+    /// `name` inline: `'sha256-<base64 of its SHA-256>'`.
+    #[must_use]
+    pub fn csp_hash(&self, name: &str) -> Option<String> {
+        use base64::Engine as _;
+        use sha2::Digest as _;
+        let text = self.contents(name)?;
+        let digest = sha2::Sha256::digest(text.as_bytes());
+        Some(format!(
+            "'sha256-{}'",
+            base64::engine::general_purpose::STANDARD.encode(digest)
+        ))
+    }
+
+    /// A digest of every logical name and its hashed name: it changes whenever any
+    /// file does, so pages that link or inline these files can key their caches by it
+    /// (an HTML cache shared by processes of two deploys must not mix their pages).
+    #[must_use]
+    pub fn fingerprint(&self) -> String {
+        use sha2::Digest as _;
+        let mut names: Vec<(&String, &String)> = self.manifest.iter().collect();
+        names.sort();
+        let mut digest = sha2::Sha256::new();
+        for (name, hashed) in names {
+            digest.update(name.as_bytes());
+            digest.update([0]);
+            digest.update(hashed.as_bytes());
+            digest.update([0]);
+        }
+        digest
+            .finalize()
+            .iter()
+            .take(8)
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
     /// Files held.
     #[must_use]
     pub fn len(&self) -> usize {

@@ -117,6 +117,17 @@ diesel::table! {
         stored_bytes -> BigInt,
         replaces -> Nullable<BigInt>,
         unlinked_at -> Nullable<Timestamp>,
+        lease_owner -> Nullable<Text>,
+        lease_until -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    periodic_work (name) {
+        name -> Text,
+        owner -> Text,
+        ran_at -> Timestamp,
+        due_at -> Timestamp,
     }
 }
 
@@ -174,6 +185,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     images,
     room_photos,
     user_avatars,
+    periodic_work,
 );
 
 /// Every table, parents before children: the order to insert in (and to empty in reverse).
@@ -192,4 +204,5 @@ pub const TABLES: &[&str] = &[
     "images",
     "room_photos",
     "user_avatars",
+    "periodic_work",
 ];

@@ -105,6 +105,7 @@ fn schema_matches(engine: Engine) {
         ("images", declared_columns(images::table)),
         ("room_photos", declared_columns(room_photos::table)),
         ("user_avatars", declared_columns(user_avatars::table)),
+        ("periodic_work", declared_columns(periodic_work::table)),
     ];
     assert_eq!(declared.len(), TABLES.len());
     for (table, columns) in declared {

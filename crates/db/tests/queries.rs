@@ -55,6 +55,7 @@ both_engines! {
             placeholder: "data:image/webp;base64,AAAA",
             uploaded_by: None,
             bytes: 100,
+            lease: None,
         };
         let room = Owner::Room(RoomId(1));
         // The first upload's transaction writes the room's link and holds it open
@@ -96,6 +97,7 @@ both_engines! {
             placeholder: "data:image/webp;base64,AAAA",
             uploaded_by: None,
             bytes: 100,
+            lease: None,
         };
         let photo = ok(images::create(&mut c, &new("aa00000000000001"), Owner::Room(RoomId(1)), now()));
         assert_eq!((photo.status, photo.variants.len()), (ImageStatus::Processing, 0));

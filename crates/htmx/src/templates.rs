@@ -50,13 +50,16 @@ impl Templates {
     }
 
     /// As [`Templates::from_sources`], with the `static(name="css/app.css")` function
-    /// answering from `statics`.
+    /// answering from `statics`, and `inline_static(name="css/app.css")` (the file's
+    /// text, to write inside a `<style>` or `<script>` element with `| safe`) when
+    /// `statics.contents` is set.
     ///
     /// ```
     /// use std::sync::Arc;
     /// use napiatke_htmx::{StaticUrls, Templates};
     /// let urls = StaticUrls {
     ///     resolve: Arc::new(|name: &str| (name == "app.css").then(|| "/static/app.0123.css".to_owned())),
+    ///     contents: None,
     ///     strict: true,
     /// };
     /// let t = Templates::from_sources_with(&[("p.html", "{{ static(name='app.css') }}")], Some(urls))?;
@@ -83,6 +86,14 @@ impl Templates {
         tera.register_function("responsive_image", images::ResponsiveImage);
         tera.register_function("lazy_image", images::LazyImage);
         if let Some(urls) = statics {
+            if let Some(contents) = &urls.contents {
+                tera.register_function(
+                    "inline_static",
+                    StaticContents {
+                        resolve: std::sync::Arc::clone(contents),
+                    },
+                );
+            }
             tera.register_function("static", urls);
         }
         tera.add_raw_templates(all)?;
@@ -111,6 +122,26 @@ impl Templates {
     #[must_use]
     pub fn describing_renders(mut self) -> Templates {
         self.describe_renders = true;
+        self
+    }
+
+    /// Mixes `part` into the fingerprint: what the pages contain besides the templates
+    /// (napiatke's static files' fingerprint, since pages link and inline them), so
+    /// cached HTML made with other files is never reused.
+    ///
+    /// ```
+    /// use napiatke_htmx::Templates;
+    /// let a = Templates::from_sources(&[("p.html", "x")])?;
+    /// let b = Templates::from_sources(&[("p.html", "x")])?.keyed_by("statics 2");
+    /// assert_ne!(a.fingerprint(), b.fingerprint());
+    /// # Ok::<(), napiatke_htmx::HtmxError>(())
+    /// ```
+    #[must_use]
+    pub fn keyed_by(mut self, part: &str) -> Templates {
+        let mut fingerprint = fnv::FnvHasher::default();
+        std::hash::Hasher::write_u64(&mut fingerprint, self.fingerprint);
+        std::hash::Hasher::write(&mut fingerprint, part.as_bytes());
+        self.fingerprint = std::hash::Hasher::finish(&fingerprint);
         self
     }
 
@@ -226,6 +257,9 @@ pub type ResolveStatic = std::sync::Arc<dyn Fn(&str) -> Option<String> + Send + 
 pub struct StaticUrls {
     /// The resolver (napiatke's is `StaticFiles::url`).
     pub resolve: ResolveStatic,
+    /// A file's text by logical name, for `inline_static()` (napiatke's is
+    /// `StaticFiles::contents`); none leaves the function undefined.
+    pub contents: Option<ResolveStatic>,
     /// Unknown names: an error at render (development) or a logged warning and the
     /// unhashed URL (production), never a silent broken link.
     pub strict: bool,
@@ -239,15 +273,45 @@ impl std::fmt::Debug for StaticUrls {
     }
 }
 
+/// `inline_static(name=...)`: a static file's text, for pages that inline it. An
+/// unknown name is an error at render, in every environment: a page without its
+/// stylesheet or boot script is broken, not degraded.
+struct StaticContents {
+    resolve: ResolveStatic,
+}
+
+/// The `name` argument of `static()` and `inline_static()`.
+fn static_name<'a>(
+    function: &str,
+    args: &'a std::collections::HashMap<String, tera::Value>,
+) -> tera::Result<&'a str> {
+    args.get("name")
+        .and_then(tera::Value::as_str)
+        .ok_or_else(|| tera::Error::msg(format!("{function}() needs name=\"path/in/assets\"")))
+}
+
+impl tera::Function for StaticContents {
+    fn call(
+        &self,
+        args: &std::collections::HashMap<String, tera::Value>,
+    ) -> tera::Result<tera::Value> {
+        let name = static_name("inline_static", args)?;
+        (self.resolve)(name)
+            .map(tera::Value::String)
+            .ok_or_else(|| {
+                tera::Error::msg(format!(
+                    "inline_static(): {name:?} is not in the static files manifest"
+                ))
+            })
+    }
+}
+
 impl tera::Function for StaticUrls {
     fn call(
         &self,
         args: &std::collections::HashMap<String, tera::Value>,
     ) -> tera::Result<tera::Value> {
-        let name = args
-            .get("name")
-            .and_then(tera::Value::as_str)
-            .ok_or_else(|| tera::Error::msg("static() needs name=\"path/in/assets\""))?;
+        let name = static_name("static", args)?;
         match (self.resolve)(name) {
             Some(url) => Ok(tera::Value::String(url)),
             None if self.strict => Err(tera::Error::msg(format!(
@@ -475,6 +539,7 @@ mod tests {
     fn unknown_static_names_fail_in_development_and_fall_back_in_production() {
         let urls = |strict| StaticUrls {
             resolve: std::sync::Arc::new(|_: &str| None),
+            contents: None,
             strict,
         };
         let src = [(

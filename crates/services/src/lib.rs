@@ -223,6 +223,8 @@ pub struct Services {
     login_guard: Arc<throttle::LoginGuard>,
     zone: napiatke_domain::Zone,
     work: work::WorkPool,
+    /// This process in the cluster: who holds a job's lease or took a turn.
+    instance: Arc<str>,
 }
 
 impl std::fmt::Debug for Services {
@@ -232,6 +234,19 @@ impl std::fmt::Debug for Services {
             .field("cache", &self.cache)
             .finish_non_exhaustive()
     }
+}
+
+/// `host:pid:start-nanoseconds`: unique in a cluster, readable in the database.
+fn instance_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".to_owned());
+    let start = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!("{host}:{}:{start}", std::process::id())
 }
 
 impl Services {
@@ -257,7 +272,40 @@ impl Services {
             uploads: None,
             login_guard: Arc::new(throttle::LoginGuard::per_core()),
             zone: napiatke_domain::Zone::default(),
+            instance: instance_name().into(),
         }
+    }
+
+    /// This process's name among the cluster's (`host:pid:start`): on the leases it
+    /// holds and the periodic turns it takes.
+    #[must_use]
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+
+    /// Takes the turn of the periodic task `name` if it is due, making it due again
+    /// `every` from now: true means this process runs it now and the other processes
+    /// of the cluster (on the same database) skip it until then. One statement.
+    pub async fn take_turn(
+        &self,
+        name: &'static str,
+        every: std::time::Duration,
+    ) -> ServiceResult<bool> {
+        self.blocking(move |s| {
+            let now = s.now();
+            let next = chrono::Duration::from_std(every)
+                .ok()
+                .and_then(|d| now.checked_add_signed(d))
+                .unwrap_or(NaiveDateTime::MAX);
+            Ok(napiatke_db::queries::leases::take_turn(
+                &mut *s.conn()?,
+                name,
+                &s.instance,
+                now,
+                next,
+            )?)
+        })
+        .await
     }
 
     /// Counts days, weeks and months in `zone` (default Europe/Warsaw): "today's

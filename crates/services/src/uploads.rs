@@ -14,13 +14,14 @@
 //! owner the old image back. Storage that is full (or would go below MEDIA_KEEP_FREE)
 //! refuses the upload before anything is written.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use napiatke_db::queries::images::{self as image_rows, NewImage, Owner};
+use napiatke_db::queries::leases::{self, Lease};
 use napiatke_domain::{
     ImageId, ImageStatus, ImageVariant, Role, Room, RoomId, StoredImage, User, UserId,
 };
@@ -57,6 +58,10 @@ pub struct ImageConfig {
     pub keep_free: u64,
     /// How long a replaced image is kept before it is collected.
     pub gc_grace: Duration,
+    /// How long a job is this process's without being renewed (IMAGE_JOB_LEASE): a
+    /// job whose process stopped is taken by another this long after its last
+    /// renewal. Renewed every third of it.
+    pub job_lease: Duration,
 }
 
 impl ImageConfig {
@@ -75,6 +80,7 @@ impl ImageConfig {
             user_bytes: 512 * 1024 * 1024,
             keep_free: 256 * 1024 * 1024,
             gc_grace: Duration::from_secs(24 * 3600),
+            job_lease: Duration::from_secs(60),
         }
     }
 }
@@ -89,6 +95,10 @@ pub(crate) struct Uploads {
     gc_grace: Duration,
     /// Uploads in progress per user (in this process).
     in_progress: Arc<Mutex<HashMap<UserId, usize>>>,
+    job_lease: Duration,
+    /// The image jobs this process holds (queued or running): their leases are
+    /// renewed until they end.
+    held: Arc<Mutex<HashSet<ImageId>>>,
 }
 
 impl Uploads {
@@ -102,7 +112,37 @@ impl Uploads {
             user_bytes: config.user_bytes,
             gc_grace: config.gc_grace,
             in_progress: Arc::default(),
+            job_lease: config.job_lease.max(Duration::from_secs(1)),
+            held: Arc::default(),
         }
+    }
+
+    /// Marks `id` as held here until the returned guard is dropped (its job ended).
+    fn hold(&self, id: ImageId) -> Held {
+        self.held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id);
+        Held {
+            held: Arc::clone(&self.held),
+            id,
+        }
+    }
+}
+
+/// An image job this process holds; dropped when the job ends, however it ends.
+#[derive(Debug)]
+struct Held {
+    held: Arc<Mutex<HashSet<ImageId>>>,
+    id: ImageId,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.id);
     }
 }
 
@@ -140,6 +180,14 @@ pub struct GcReport {
     /// Files that could not be removed (logged; tried again next time only if
     /// another image still names them, so they are left to `images reprocess`).
     pub failed: usize,
+}
+
+/// `now` plus a lease (saturating: a lease of years is "for ever", not an error).
+fn lease_end(now: chrono::NaiveDateTime, lease: Duration) -> chrono::NaiveDateTime {
+    chrono::Duration::from_std(lease)
+        .ok()
+        .and_then(|d| now.checked_add_signed(d))
+        .unwrap_or(chrono::NaiveDateTime::MAX)
 }
 
 fn megabytes(bytes: u64) -> String {
@@ -357,6 +405,7 @@ impl Services {
                         .storage
                         .put(&original, &bytes)
                         .map_err(|e| storage_error(&original, e))?;
+                    let now = s.now();
                     let image = image_rows::create(
                         &mut *s.conn()?,
                         &NewImage {
@@ -368,9 +417,13 @@ impl Services {
                             placeholder: &prepared.placeholder,
                             uploaded_by: Some(uploader),
                             bytes: size,
+                            lease: Some(Lease {
+                                owner: &s.instance,
+                                until: lease_end(now, uploads.job_lease),
+                            }),
                         },
                         owner,
-                        s.now(),
+                        now,
                     )?;
                     Ok((image, bytes))
                 })
@@ -380,10 +433,11 @@ impl Services {
             let id = image.id;
             let span = job_span(id);
             let UploadSlot { slot, user: place } = slot;
+            let held = s.uploads()?.hold(id);
             slot.submit(move || {
                 let _in = span.enter();
                 job.make_variants(&runtime, id, Some(owner), Ok(bytes));
-                drop(place);
+                drop((place, held));
             });
             Ok(image)
         })
@@ -540,23 +594,35 @@ impl Services {
         .await
     }
 
-    /// Queues again the images a stopped process left PROCESSING (their jobs lived in
-    /// its memory). Call once at start; with several processes an image may be made
-    /// twice, which is harmless (names are content-addressed, writes atomic). Stops at
-    /// a full queue: what is left waits for the next start or `images reprocess`.
+    /// Claims and queues the image jobs no live process holds: those a stopped
+    /// process left PROCESSING (their jobs lived in its memory), once their lease has
+    /// run out. One claim per free place in the queue, so what is left waits for the
+    /// next call; in a cluster each job is claimed by one process
+    /// ([`leases::claim_images`]). Call at start and then every third of the lease,
+    /// after [`Services::renew_image_leases`].
     #[tracing::instrument(level = "trace", name = "service.resume_images", skip_all)]
     pub async fn resume_images(&self) -> ServiceResult<usize> {
         let uploads = Arc::clone(self.uploads()?);
-        let unfinished = self
-            .blocking(|s| Ok(image_rows::unfinished(&mut *s.conn()?)?))
-            .await?;
         let runtime = tokio::runtime::Handle::current();
         let mut queued = 0;
-        for (id, original) in unfinished {
-            let Ok(slot) = uploads.pool.try_reserve() else {
-                tracing::warn!(image = %id, "image queue full at start; left PROCESSING");
+        while let Ok(slot) = uploads.pool.try_reserve() {
+            let lease = uploads.job_lease;
+            let claimed = self
+                .blocking(move |s| {
+                    let now = s.now();
+                    let until = lease_end(now, lease);
+                    let lease = Lease {
+                        owner: &s.instance,
+                        until,
+                    };
+                    Ok(leases::claim_images(&mut *s.conn()?, lease, now, 1)?)
+                })
+                .await?;
+            let Some((id, original)) = claimed.into_iter().next() else {
                 break;
             };
+            tracing::info!(image = %id, "image job claimed");
+            let held = uploads.hold(id);
             match self.stored_source(id, original).await? {
                 (None, _) => {
                     // Replaced meanwhile: nothing shows it, nothing to make.
@@ -579,12 +645,46 @@ impl Services {
                     slot.submit(move || {
                         let _in = span.enter();
                         job.make_variants(&runtime, id, owner, source);
+                        drop(held);
                     });
                     queued += 1;
                 }
             }
         }
         Ok(queued)
+    }
+
+    /// Extends the leases of the image jobs this process holds (queued or running),
+    /// so no other process claims them. Returns how many were extended. One
+    /// statement; none when nothing is held.
+    pub async fn renew_image_leases(&self) -> ServiceResult<usize> {
+        let uploads = Arc::clone(self.uploads()?);
+        let ids: Vec<ImageId> = uploads
+            .held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .copied()
+            .collect();
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let lease = uploads.job_lease;
+        self.blocking(move |s| {
+            let until = lease_end(s.now(), lease);
+            let lease = Lease {
+                owner: &s.instance,
+                until,
+            };
+            Ok(leases::renew_images(&mut *s.conn()?, lease, &ids)?)
+        })
+        .await
+    }
+
+    /// How often [`Services::renew_image_leases`] and [`Services::resume_images`]
+    /// should run: a third of IMAGE_JOB_LEASE.
+    pub fn image_lease_check(&self) -> Option<Duration> {
+        self.uploads.as_ref().map(|u| u.job_lease / 3)
     }
 
     /// Every room with its photo (cached, static class; invalidated by uploads).

@@ -31,9 +31,11 @@ pub mod record;
 pub mod report;
 mod shape;
 mod subscriber;
+mod writer;
 
 pub use shape::shape;
 pub use subscriber::{init, Format, LogGuard, Options};
+pub use writer::{Line, LineWriter, WriterGuard};
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -44,7 +44,7 @@ impl Default for Options {
 /// the lines and spans still queued. Hold it for as long as the process runs.
 #[derive(Debug)]
 pub struct LogGuard {
-    _lines: tracing_appender::non_blocking::WorkerGuard,
+    _lines: crate::writer::WriterGuard,
     spans: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
 }
 
@@ -67,9 +67,10 @@ impl Drop for LogGuard {
 }
 
 /// Installs the subscriber for the whole process. Lines are written to stderr by a
-/// thread of their own (a request only formats its line and queues it: writing it
-/// in place cost a cached page 13–32 % of its throughput, docs/performance.md); when
-/// 128,000 lines are queued, new ones are dropped rather than slowing requests. A
+/// thread of their own ([`crate::LineWriter`]: a request only formats its line and
+/// appends it to a buffer; writing it in place cost a cached page 13–32 % of its
+/// throughput, docs/performance.md); past 16 MiB waiting, new lines are dropped and
+/// counted rather than slowing requests. A
 /// second call (tests set up many apps in one process) leaves the first subscriber
 /// in place and returns `Ok(None)`. An OTLP endpoint that cannot be used is an
 /// error (start-up should stop and say so).
@@ -92,13 +93,7 @@ pub fn init(options: Options) -> Result<Option<LogGuard>, crate::otel::OtelError
             m.is_span() && m.target().starts_with("napiatke")
         }))
     });
-    // Buffered: the writer thread flushes once per batch of queued lines (whatever
-    // came in while it wrote the last batch), not one write(2) per line, which at
-    // tens of thousands of lines a second took a core's share on 2 cores.
-    let (writer, guard) = tracing_appender::non_blocking(std::io::BufWriter::with_capacity(
-        64 * 1024,
-        std::io::stderr(),
-    ));
+    let (writer, guard) = crate::writer::LineWriter::spawn(std::io::stderr(), options.format);
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new(&options.default_filter));
     // Every span, whatever its level: accounting walks up to the request's span.

@@ -146,6 +146,7 @@ napiatke_db::both_engines! {
     replaced_images_are_collected_after_the_grace_period_keeping_shared_files => collection;
     a_replacement_that_fails_gives_the_old_photo_back => failed_replacement;
     full_media_storage_answers_507_and_writes_nothing => full_storage;
+    a_job_is_taken_by_another_process_only_when_its_lease_ran_out => cluster_jobs;
 }
 
 /// The image services as they would run `after` the fixture's now, on `state`'s
@@ -1082,6 +1083,7 @@ async fn reprocess(engine: Engine) {
             placeholder: "data:image/webp;base64,UklGRg==",
             uploaded_by: None,
             bytes: 0,
+            lease: None,
         };
         create(
             &mut conn,
@@ -1115,4 +1117,100 @@ async fn reprocess(engine: Engine) {
     assert_eq!(media_urls(&page.body).len(), 6, "{}", page.body);
     let again = restarted.services.resume_images().await;
     assert_eq!(again.unwrap(), 0, "nothing left PROCESSING");
+}
+
+/// Two processes on one database and media root (the cluster of issue 17): a live
+/// process's job is never taken by the other; a job whose process stopped (its lease
+/// not renewed) is taken once the lease has run out and finished there; image
+/// collection takes turns, once per interval across the processes.
+async fn cluster_jobs(engine: Engine) {
+    use napiatke_db::queries::images::{self as rows, NewImage, Owner};
+    use napiatke_db::queries::leases::Lease;
+    use napiatke_domain::{ImageStatus, UserId};
+    let t = fixture(engine);
+    let prefix = cache_prefix();
+    let a = state_tweaked(&t, false, &prefix, None, |_| {}).await;
+    let app = test::init_service(napiatke_web::app::app(a.clone())).await;
+    let (_, admin) = login(&app, "admin@napiatke.local", FIXTURE_PASSWORD).await;
+    let res = upload(&app, &admin, "/rooms/1/photo", &jpeg(640, 400), true).await;
+    assert_eq!(res.status, StatusCode::ACCEPTED, "{}", res.body);
+    // Process b at the same moment: a's job is a's, however far it has got.
+    let b = later(&t, &prefix, Duration::ZERO);
+    assert_ne!(a.services.instance(), b.instance());
+    assert_eq!(
+        b.resume_images().await.unwrap(),
+        0,
+        "a live process's job was taken"
+    );
+    settle(&a).await;
+
+    // A process that stopped with an avatar job queued: its lease runs a minute.
+    let original = walk(&media_root(&prefix))
+        .into_iter()
+        .find(|p| p.starts_with("originals/"))
+        .unwrap_or_else(|| panic!("no original"));
+    let stuck = {
+        let mut conn = t.db.get().unwrap();
+        let lease = Lease {
+            owner: "stopped:1:1",
+            until: now() + chrono::Duration::seconds(60),
+        };
+        let new = NewImage {
+            source: original.rsplit('/').next().unwrap_or_default(),
+            original: &original,
+            width: 640,
+            height: 400,
+            has_alpha: false,
+            placeholder: "data:image/webp;base64,UklGRg==",
+            uploaded_by: None,
+            bytes: 0,
+            lease: Some(lease),
+        };
+        rows::create(&mut conn, &new, Owner::User(UserId(4)), now())
+            .unwrap()
+            .id
+    };
+    assert_eq!(
+        b.resume_images().await.unwrap(),
+        0,
+        "taken before its lease ran out"
+    );
+    let c = later(&t, &prefix, Duration::from_secs(60));
+    assert_eq!(
+        c.resume_images().await.unwrap(),
+        1,
+        "not taken once its lease ran out"
+    );
+    assert!(c.images_idle(Duration::from_secs(120)).await);
+    let done = rows::get(&mut t.db.get().unwrap(), stuck).unwrap();
+    assert_eq!(done.status, ImageStatus::Ready);
+    assert!(
+        done.variants
+            .iter()
+            .any(|v| v.format == napiatke_domain::ImageFormat::Avif)
+            && done
+                .variants
+                .iter()
+                .any(|v| v.format == napiatke_domain::ImageFormat::WebP),
+        "both phases made: {:?}",
+        done.variants
+    );
+    assert_eq!(
+        c.resume_images().await.unwrap(),
+        0,
+        "finished: nothing left to take"
+    );
+
+    // Collection: one turn per interval, whoever asks first.
+    let hour = Duration::from_secs(3600);
+    assert!(a.services.take_turn("image_gc", hour).await.unwrap());
+    assert!(
+        !b.take_turn("image_gc", hour).await.unwrap(),
+        "two collections in one interval"
+    );
+    let next_hour = later(&t, &prefix, hour);
+    assert!(
+        next_hour.take_turn("image_gc", hour).await.unwrap(),
+        "the next turn is free"
+    );
 }

@@ -32,12 +32,12 @@ fn with_dst_lessons(engine: Engine) -> TestDb {
 
 /// The part of a calendar page under the day heading `day` ("Mon 26 Oct").
 fn day<'a>(body: &'a str, day: &str) -> &'a str {
-    let heading = format!("<h3>{day}</h3>");
+    let heading = format!("<h2>{day}</h2>");
     let from = body
         .find(&heading)
         .unwrap_or_else(|| panic!("no {day:?} in {body}"));
     let rest = &body[from + heading.len()..];
-    &rest[..rest.find("<h3>").unwrap_or(rest.len())]
+    &rest[..rest.find("<h2>").unwrap_or(rest.len())]
 }
 
 async fn local_hours(engine: Engine) {

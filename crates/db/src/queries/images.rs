@@ -35,6 +35,9 @@ pub struct NewImage<'a> {
     pub uploaded_by: Option<UserId>,
     /// The original's size in bytes.
     pub bytes: u64,
+    /// The process that will make its variants, until when ([`super::leases`]); none
+    /// lets any process claim the job at once.
+    pub lease: Option<super::leases::Lease<'a>>,
 }
 
 /// An image the collector may remove: its row and every file it names.
@@ -141,6 +144,8 @@ pub fn create(
                 images::uploaded_by.eq(new.uploaded_by.map(UserId::get)),
                 images::original_bytes.eq(bytes),
                 images::stored_bytes.eq(bytes),
+                images::lease_owner.eq(new.lease.map(|l| l.owner)),
+                images::lease_until.eq(new.lease.map(|l| l.until)),
             ))
             .returning(images::id)
             .get_result(conn)?;

@@ -7,6 +7,7 @@ pub mod catalog;
 pub mod dashboard;
 pub mod images;
 pub mod invoices;
+pub mod leases;
 pub mod lessons;
 pub mod sessions;
 pub mod students;
