@@ -179,7 +179,7 @@ def main() -> int:
     media = sorted(set(re.findall(r'(/media/[^" ,]+)', html.unescape(rooms))))
     if not media:
         raise SystemExit("the uploaded photo's variants never appeared on /rooms/")
-    statics = sorted(set(re.findall(r'(/static/[^"]+)', login_page)))
+    statics = sorted(set(re.findall(r'(/static/[^" ]+)', login_page)))
     lessons = admin.get("/lessons/")
     lesson = re.search(r'href="(/lessons/\d+/)"', lessons).group(1)
     images = sorted(set(re.findall(r'(/images/\d+/)', rooms)))
