@@ -160,18 +160,15 @@ impl Templates {
     /// # Ok::<(), napiatke_htmx::HtmxError>(())
     /// ```
     #[must_use]
-    pub fn showing_times_in(mut self, name: &str, to_local: ToLocal) -> Templates {
-        let mut fingerprint = fnv::FnvHasher::default();
-        std::hash::Hasher::write_u64(&mut fingerprint, self.fingerprint);
-        std::hash::Hasher::write(&mut fingerprint, name.as_bytes());
-        self.fingerprint = std::hash::Hasher::finish(&fingerprint);
-        self.tera.register_filter(
+    pub fn showing_times_in(self, name: &str, to_local: ToLocal) -> Templates {
+        let mut this = self.keyed_by(name);
+        this.tera.register_filter(
             "date",
             DateFilter {
                 to_local: Some(to_local),
             },
         );
-        self
+        this
     }
 
     /// Renders a template (`page.html` or `page.html#block`).
