@@ -21,8 +21,8 @@ allowed() {
   case "$1" in
     napiatke-domain) echo "" ;;
     napiatke-db) echo "napiatke-domain" ;;
-    napiatke-cache|napiatke-assets|napiatke-telemetry|napiatke-charts|napiatke-fuzzing) echo "" ;;
-    napiatke-images) echo "napiatke-domain" ;;
+    napiatke-cache|napiatke-assets|napiatke-telemetry|napiatke-charts|napiatke-fuzzing|napiatke-avif-decode) echo "" ;;
+    napiatke-images) echo "napiatke-domain napiatke-avif-decode" ;;
     napiatke-services) echo "napiatke-domain napiatke-db napiatke-cache napiatke-images napiatke-charts" ;;
     napiatke-htmx) echo "napiatke-cache napiatke-assets" ;;
     napiatke-toolbar) echo "napiatke-telemetry" ;;

@@ -11,6 +11,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use napiatke_images::quality;
 use napiatke_images::variants::{self, Format, Options};
 use napiatke_images::{decode, Limits};
 
@@ -91,6 +92,25 @@ fn images(c: &mut Criterion) {
     );
     g.bench_function(avif, |b| {
         b.iter(|| variants::encode(black_box(&small), Format::Avif, &fast_avif))
+    });
+    // The target search's own costs: decoding an AVIF again, scoring a try against a
+    // reference prepared once, and preparing it.
+    let small_avif =
+        variants::encode(&small, Format::Avif, &fast_avif).unwrap_or_else(|e| panic!("{e}"));
+    g.bench_function(
+        format!("avif_decode_{}x{}", small.width(), small.height()),
+        |b| b.iter(|| variants::decode_output(black_box(&small_avif), Format::Avif)),
+    );
+    let medium_webp =
+        variants::encode(&medium, Format::WebP, &options).unwrap_or_else(|e| panic!("{e}"));
+    let shown =
+        variants::decode_output(&medium_webp, Format::WebP).unwrap_or_else(|e| panic!("{e}"));
+    g.bench_function(format!("ssimulacra2_reference_{mw}x{mh}"), |b| {
+        b.iter(|| quality::Reference::new(black_box(&medium)))
+    });
+    let reference = quality::Reference::new(&medium).unwrap_or_else(|e| panic!("{e}"));
+    g.bench_function(format!("ssimulacra2_score_{mw}x{mh}"), |b| {
+        b.iter(|| quality::score(&reference, black_box(&shown)))
     });
     g.finish();
 }

@@ -146,6 +146,7 @@ pub fn image_config(settings: &Settings) -> ImageConfig {
         job_lease: settings.image_job_lease,
         ..ImageConfig::new(&settings.media_root)
     }
+    .with_target(settings.image_target_quality)
 }
 
 /// The route table: every route with its methods (`routing::Table` remembers them

@@ -162,6 +162,9 @@ pub struct Settings {
     /// a process's without being renewed; a job whose process stopped is taken by
     /// another after this. Renewed every third of it.
     pub image_job_lease: Duration,
+    /// IMAGE_TARGET_QUALITY (SSIMULACRA2, 30–95, default 80; `off`: fixed encoder
+    /// qualities): the perceived quality every image variant is encoded to.
+    pub image_target_quality: Option<f32>,
 }
 
 /// A setting that could not be used; the message names the variable.
@@ -381,7 +384,25 @@ impl Settings {
         let image_gc_interval =
             Duration::from_secs(amount("IMAGE_GC_INTERVAL", 3_600, 365 * 86_400)?);
         let image_job_lease = Duration::from_secs(amount("IMAGE_JOB_LEASE", 60, 86_400)?.max(3));
+        let image_target_quality = match get("IMAGE_TARGET_QUALITY") {
+            None => Some(napiatke_images::variants::DEFAULT_TARGET),
+            Some(v) if v.trim().eq_ignore_ascii_case("off") => None,
+            Some(v) => Some(
+                v.trim()
+                    .parse::<f32>()
+                    .ok()
+                    .filter(|t| (30.0..=95.0).contains(t))
+                    .ok_or_else(|| {
+                        bad(
+                            "IMAGE_TARGET_QUALITY",
+                            &v,
+                            "expected a SSIMULACRA2 score from 30 to 95 (80: very high quality), or off",
+                        )
+                    })?,
+            ),
+        };
         Ok(Settings {
+            image_target_quality,
             image_user_queue: usize::try_from(image_user_queue).unwrap_or(usize::MAX),
             database_queue: usize::try_from(database_queue).unwrap_or(usize::MAX),
             image_user_bytes,
@@ -541,6 +562,11 @@ impl Settings {
             format!("IMAGE_GC_GRACE={}", self.image_gc_grace.as_secs()),
             format!("IMAGE_GC_INTERVAL={}", self.image_gc_interval.as_secs()),
             format!("IMAGE_JOB_LEASE={}", self.image_job_lease.as_secs()),
+            format!(
+                "IMAGE_TARGET_QUALITY={}",
+                self.image_target_quality
+                    .map_or_else(|| "off".to_owned(), |t| t.to_string())
+            ),
         ]
     }
 }
@@ -652,6 +678,6 @@ mod tests {
         let lines = s.describe();
         assert!(lines.contains(&"SENTRY_DSN=(set, hidden)".to_owned()));
         assert!(lines.iter().all(|l| !l.contains("key@")));
-        assert_eq!(lines.len(), 42);
+        assert_eq!(lines.len(), 43);
     }
 }

@@ -409,9 +409,14 @@ fn photo(path: &Path, args: &Args, options: &Options) -> Res<PhotoResult> {
         let start = Instant::now();
         let fresh: Prepared = pipeline::prepare(&bytes, &limits).map_err(|e| e.to_string())?;
         let prepared_in = start.elapsed();
-        let fast =
-            pipeline::make_variants(&fresh, options, &[Format::WebP, Format::Jpeg], &storage)
-                .map_err(|e| e.to_string())?;
+        let fast = pipeline::make_variants(
+            &fresh,
+            options,
+            &[Format::WebP, Format::Jpeg],
+            &storage,
+            &[],
+        )
+        .map_err(|e| e.to_string())?;
         timing.ours_fast.push(start.elapsed());
         timing.prepare.push(prepared_in);
 
@@ -424,7 +429,7 @@ fn photo(path: &Path, args: &Args, options: &Options) -> Res<PhotoResult> {
         timing.vips_bare.push(vips.saturating_sub(start_up));
 
         let start = Instant::now();
-        let avif = pipeline::make_variants(&fresh, options, &[Format::Avif], &storage)
+        let avif = pipeline::make_variants(&fresh, options, &[Format::Avif], &storage, &[])
             .map_err(|e| e.to_string())?;
         timing.ours_avif.push(start.elapsed());
 
@@ -742,7 +747,12 @@ fn real_main() -> Res<()> {
             return Ok(());
         }
     }
-    let options = Options::default();
+    // The fixed qualities this table was made for (issue 8); `image-quality` measures
+    // the target-quality search that replaced them (issue 16).
+    let options = Options {
+        target: None,
+        ..Options::default()
+    };
     let mut results = Vec::new();
     for p in &photos {
         results.push(photo(p, &args, &options)?);

@@ -116,6 +116,9 @@ both_engines! {
             width: 320,
             height: 240,
             bytes: 1234,
+            // Searched for (issue 16): recorded with the variant and read back.
+            quality: Some(77),
+            score: Some(80.25),
         };
         ok(images::set_variants(&mut c, second.id, std::slice::from_ref(&variant), ImageStatus::Ready, None, now()));
         let got = ok(images::get(&mut c, second.id));

@@ -144,7 +144,7 @@ pub struct Invoice {
 /// An uploaded image as pages show it: its size (so nothing shifts while it loads), a
 /// blur placeholder to show at once, and the variants made so far. Serialised, it is
 /// what the `responsive_image` and `lazy_image` template functions take.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct StoredImage {
     /// Key.
     pub id: ImageId,
@@ -180,7 +180,7 @@ impl StoredImage {
 }
 
 /// One stored variant of an image.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ImageVariant {
     /// Storage name; its URL is `/media/{path}`.
     pub path: String,
@@ -194,4 +194,11 @@ pub struct ImageVariant {
     pub height: u32,
     /// Encoded size.
     pub bytes: u64,
+    /// The encoder quality (1–100) it was made at, when known (rows written before
+    /// issue 16 have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality: Option<u8>,
+    /// Its SSIMULACRA2 score against the resized source, when it was searched for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub score: Option<f32>,
 }

@@ -21,6 +21,7 @@
 
 pub mod jobs;
 pub mod pipeline;
+pub mod quality;
 pub mod variants;
 
 use std::io::Cursor;

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::quality::{self, Encoded, Reference};
 use crate::variants::{self, Format, Options};
 use crate::{decode, Decoded, ImageError, Limits};
 
@@ -224,7 +225,7 @@ pub fn variant_format(name: &str) -> Option<Format> {
 pub use napiatke_domain::VariantKind as Kind;
 
 /// One stored variant.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct VariantInfo {
     /// Storage name (the URL under /media/).
     pub path: String,
@@ -238,7 +239,31 @@ pub struct VariantInfo {
     pub height: u32,
     /// Encoded size.
     pub bytes: usize,
+    /// The encoder quality chosen (`None` when it was already stored: reprocessing
+    /// does not encode it again).
+    pub quality: Option<u8>,
+    /// Its SSIMULACRA2 against the resized source (`None` when already stored, or
+    /// made at a fixed quality without a target).
+    pub score: Option<f32>,
 }
+
+/// A format left out of an image because it did not pay: AVIF whose ladder, at the
+/// target score, is not at least [`AVIF_MUST_SAVE`] smaller than the WebP ladder.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Skipped {
+    /// The format not made.
+    pub format: Format,
+    /// What its variants would have weighed, all sizes together.
+    pub bytes: usize,
+    /// What the WebP variants of the same sizes weigh.
+    pub against: usize,
+}
+
+/// AVIF is made for an image only when its variants at the target score weigh at
+/// most this fraction of the WebP variants' (issue 16: at least 10 % smaller): a
+/// browser that takes AVIF pays in decoding time for it, so a saving of a few
+/// per cent is not worth the extra files.
+pub const AVIF_MUST_SAVE: f64 = 0.9;
 
 /// The result of processing one upload.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -255,14 +280,25 @@ pub struct Processed {
     pub variants: Vec<VariantInfo>,
     /// How many were already stored (reprocessing skips them).
     pub reused: usize,
+    /// Formats left out because they did not pay.
+    pub skipped: Vec<Skipped>,
 }
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The parameters that shape a variant's bytes, hashed into its name.
+/// The parameters that shape a variant's bytes, hashed into its name. With a target
+/// the name says the target (and the search's version), not the quality it found:
+/// the same source and target always give the same name, so reprocessing finds it.
 fn params(format: Format, options: &Options) -> String {
+    if let Some(target) = options.target {
+        return match format {
+            Format::Avif => format!("avif-t{target}-s{}-search1", options.avif_speed),
+            Format::WebP => format!("webp-t{target}-search1"),
+            Format::Jpeg => format!("jpeg-t{target}-progressive-search1"),
+        };
+    }
     match format {
         Format::Avif => format!("avif-q{}-s{}", options.avif_quality, options.avif_speed),
         Format::WebP => format!("webp-q{}", options.webp_quality),
@@ -302,22 +338,142 @@ pub fn source_hash(bytes: &[u8]) -> String {
 }
 
 /// The variants of one phase: every size `options` asks for, in each of `formats`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Made {
     /// What was made or found, ladder steps ascending then the thumbnail, per format.
     pub variants: Vec<VariantInfo>,
     /// How many were already stored (reprocessing skips them).
     pub reused: usize,
+    /// Formats left out because they did not pay.
+    pub skipped: Vec<Skipped>,
+}
+
+/// How hard the target search tries, per format and image. The smallest size is
+/// searched by bisection over the whole range (it costs least); each larger one
+/// starts from the quality the size before it needed and steps by the score's
+/// distance from the target ([`quality::refine`]), because the quality a picture
+/// needs moves little from one width to the next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SearchBudget {
+    /// Lowest quality considered.
+    pub floor: u8,
+    /// Encodings for the first (smallest) size.
+    pub first: usize,
+    /// Encodings for each later size.
+    pub later: usize,
+}
+
+impl Default for SearchBudget {
+    fn default() -> Self {
+        SearchBudget {
+            floor: 20,
+            first: 5,
+            later: 2,
+        }
+    }
+}
+
+/// What the search learned on the sizes before, per format.
+#[derive(Debug, Clone, Copy)]
+struct Learned {
+    quality: u8,
+    /// Score points per quality step.
+    slope: f64,
+}
+
+/// Encodes `image` as `format` at the lowest quality found to reach `target` against
+/// `reference` (see [`SearchBudget`]); where nothing up to 100 reaches it, the
+/// best-scoring encoding tried, with its score.
+fn encode_to_target(
+    image: &image::RgbaImage,
+    format: Format,
+    reference: &Reference,
+    target: f64,
+    learned: &mut Option<Learned>,
+    options: &Options,
+) -> Result<Encoded, ImageError> {
+    let budget = SearchBudget::default();
+    let mut tries: Vec<(u8, f64)> = Vec::new();
+    let mut probe = |q: u8| -> Result<Encoded, ImageError> {
+        let bytes = variants::encode_at(image, format, q, options)?;
+        let score = quality::score(reference, &variants::decode_output(&bytes, format)?)?;
+        tries.push((q, score));
+        Ok(Encoded {
+            bytes,
+            quality: q,
+            score,
+        })
+    };
+    let mut failed = None;
+    let found = match *learned {
+        None => quality::search(
+            target,
+            (budget.floor, 100),
+            options.quality_of(format),
+            budget.first,
+            &mut failed,
+            &mut probe,
+        )?,
+        Some(before) => quality::refine(
+            target,
+            before.quality,
+            budget.floor,
+            before.slope,
+            budget.later,
+            &mut failed,
+            &mut probe,
+        )?,
+    };
+    // Not reached within the tries: keep stepping up from the best failure, by at
+    // least two steps a try (a flat stretch of the curve must not eat the tries).
+    let found = match (found, &failed) {
+        (None, Some(best)) if best.quality < 100 => {
+            let (from, gap) = (best.quality, target - best.score);
+            let step = (gap / learned.map_or(1.0, |l| l.slope))
+                .ceil()
+                .clamp(2.0, 10.0) as u8;
+            quality::refine(
+                target,
+                from.saturating_add(step).min(100),
+                from.saturating_add(1),
+                1.0,
+                budget.later + 1,
+                &mut failed,
+                &mut probe,
+            )?
+        }
+        (found, _) => found,
+    };
+    let chosen = match (found, failed) {
+        (Some(e), _) => e,
+        (None, Some(best)) if best.quality == 100 => best,
+        (None, _) => probe(100)?,
+    };
+
+    // A slope from so few points is rough; keep the last good one when these say
+    // nothing (or something implausible).
+    let slope = quality::slope(&tries)
+        .filter(|s| (0.1..=5.0).contains(s))
+        .or(learned.map(|l| l.slope))
+        .unwrap_or(1.0);
+    *learned = Some(Learned {
+        quality: chosen.quality,
+        slope,
+    });
+    Ok(chosen)
 }
 
 /// Makes and stores every size in each of `formats` (a phase: WebP and JPEG first so
 /// the image can be shown, AVIF after); variants already stored under their name are
-/// not made again.
+/// not made again. With a target ([`Options::target`]) each variant's quality is
+/// searched for, and AVIF is left out ([`Made::skipped`]) unless it saves at least
+/// 10 % against the WebP variants in `earlier` (the first phase's).
 pub fn make_variants(
     prepared: &Prepared,
     options: &Options,
     formats: &[Format],
     storage: &dyn Storage,
+    earlier: &[VariantInfo],
 ) -> Result<Made, ImageError> {
     let decoded = &prepared.decoded;
     let source = &prepared.source;
@@ -332,44 +488,115 @@ pub fn make_variants(
         .min(decoded.height())
         .max(1);
     sizes.push((Kind::Thumbnail, side, side));
-    let mut out = Made::default();
-    for (kind, w, h) in sizes {
+    // Smallest first: the search narrows from the cheapest size upwards. The result
+    // keeps the ladder-then-thumbnail order.
+    let mut order: Vec<usize> = (0..sizes.len()).collect();
+    order.sort_by_key(|&i| u64::from(sizes[i].1) * u64::from(sizes[i].2));
+    let target = options.target.map(f64::from);
+    let mut learned: Vec<Option<Learned>> = vec![None; formats.len()];
+    // (position in `sizes`, variant, bytes still to store)
+    let mut made: Vec<(usize, VariantInfo, Option<Vec<u8>>)> = Vec::new();
+    let mut reused = 0;
+    for &i in &order {
+        let (kind, w, h) = sizes[i];
         let mut resized = None;
-        for &format in formats {
+        let mut references: [Option<Reference>; 2] = [None, None];
+        for (f, &format) in formats.iter().enumerate() {
             let p = hex(&Sha256::digest(params(format, options).as_bytes())[..4]);
             let tag = match kind {
                 Kind::Width => format!("w{w}x{h}"),
                 Kind::Thumbnail => format!("t{w}"),
             };
             let name = format!("{}/{source}/{tag}-{p}.{}", &source[..2], format.extension());
-            let size = if let Some(stored) = storage.size(&name) {
-                out.reused += 1;
-                usize::try_from(stored).unwrap_or(usize::MAX)
-            } else {
-                if resized.is_none() {
-                    resized = Some(match kind {
-                        Kind::Width => variants::resize(&decoded.pixels, w, h)?,
-                        Kind::Thumbnail => variants::thumbnail(&decoded.pixels, w)?,
-                    });
-                }
-                let image = resized
-                    .as_ref()
-                    .ok_or_else(|| ImageError::Encode("resize".to_owned()))?;
-                let encoded = variants::encode(image, format, options)?;
-                storage
-                    .put(&name, &encoded)
-                    .map_err(|e| ImageError::Encode(format!("storing {name}: {e}")))?;
-                encoded.len()
-            };
-            out.variants.push(VariantInfo {
+            let mut info = VariantInfo {
                 path: name,
                 format,
                 kind,
                 width: w,
                 height: h,
-                bytes: size,
-            });
+                bytes: 0,
+                quality: None,
+                score: None,
+            };
+            if let Some(stored) = storage.size(&info.path) {
+                reused += 1;
+                info.bytes = usize::try_from(stored).unwrap_or(usize::MAX);
+                made.push((i, info, None));
+                continue;
+            }
+            if resized.is_none() {
+                resized = Some(match kind {
+                    Kind::Width => variants::resize(&decoded.pixels, w, h)?,
+                    Kind::Thumbnail => variants::thumbnail(&decoded.pixels, w)?,
+                });
+            }
+            let image = resized
+                .as_ref()
+                .ok_or_else(|| ImageError::Encode("resize".to_owned()))?;
+            let encoded = match target {
+                None => Encoded {
+                    bytes: variants::encode(image, format, options)?,
+                    quality: options.quality_of(format),
+                    score: f64::NAN,
+                },
+                Some(target) => {
+                    // The JPEG fallback is judged as shown: on white.
+                    let slot = usize::from(format == Format::Jpeg && decoded.has_alpha);
+                    let reference = match &mut references[slot] {
+                        Some(r) => r,
+                        empty => empty.insert(if slot == 1 {
+                            Reference::new(&variants::flattened(image))?
+                        } else {
+                            Reference::new(image)?
+                        }),
+                    };
+                    encode_to_target(image, format, reference, target, &mut learned[f], options)?
+                }
+            };
+            info.bytes = encoded.bytes.len();
+            info.quality = Some(encoded.quality);
+            info.score = target.map(|_| (encoded.score * 100.0).round() as f32 / 100.0);
+            made.push((i, info, Some(encoded.bytes)));
         }
+    }
+    let mut skipped = Vec::new();
+    if target.is_some() && formats.contains(&Format::Avif) {
+        let webp: std::collections::HashMap<(Kind, u32, u32), usize> = earlier
+            .iter()
+            .filter(|v| v.format == Format::WebP)
+            .map(|v| ((v.kind, v.width, v.height), v.bytes))
+            .collect();
+        let (mut avif, mut against) = (0, 0);
+        for (_, v, _) in made.iter().filter(|(_, v, _)| v.format == Format::Avif) {
+            if let Some(&b) = webp.get(&(v.kind, v.width, v.height)) {
+                avif += v.bytes;
+                against += b;
+            }
+        }
+        if against > 0 && avif as f64 > against as f64 * AVIF_MUST_SAVE {
+            skipped.push(Skipped {
+                format: Format::Avif,
+                bytes: avif,
+                against,
+            });
+            // Made and judged, never stored: a stored one (an earlier run that found
+            // AVIF worth it) is left to the collector.
+            made.retain(|(_, v, _)| v.format != Format::Avif);
+        }
+    }
+    made.sort_by_key(|(i, _, _)| *i);
+    let mut out = Made {
+        variants: Vec::with_capacity(made.len()),
+        reused,
+        skipped,
+    };
+    for (_, info, bytes) in made {
+        if let Some(bytes) = bytes {
+            storage
+                .put(&info.path, &bytes)
+                .map_err(|e| ImageError::Encode(format!("storing {}: {e}", info.path)))?;
+        }
+        out.variants.push(info);
     }
     Ok(out)
 }
@@ -383,13 +610,29 @@ pub fn process(
     storage: &dyn Storage,
 ) -> Result<Processed, ImageError> {
     let prepared = prepare(bytes, limits)?;
-    let made = make_variants(&prepared, options, &Format::ALL, storage)?;
+    let first = make_variants(
+        &prepared,
+        options,
+        &[Format::WebP, Format::Jpeg],
+        storage,
+        &[],
+    )?;
+    let avif = make_variants(
+        &prepared,
+        options,
+        &[Format::Avif],
+        storage,
+        &first.variants,
+    )?;
+    let mut variants = first.variants;
+    variants.extend(avif.variants);
     Ok(Processed {
         width: prepared.decoded.width(),
         height: prepared.decoded.height(),
         has_alpha: prepared.decoded.has_alpha,
         placeholder: prepared.placeholder,
-        variants: made.variants,
-        reused: made.reused,
+        variants,
+        reused: first.reused + avif.reused,
+        skipped: avif.skipped,
     })
 }

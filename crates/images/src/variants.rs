@@ -37,6 +37,10 @@ pub struct Options {
     pub avif_speed: u8,
     /// JPEG quality, 1–100.
     pub jpeg_quality: u8,
+    /// The SSIMULACRA2 score every variant must reach (IMAGE_TARGET_QUALITY): each
+    /// one's quality is then searched for ([`crate::quality`]) and the fixed
+    /// qualities above are only where the search starts. `None`: the fixed qualities.
+    pub target: Option<f32>,
 }
 
 impl Default for Options {
@@ -50,9 +54,14 @@ impl Default for Options {
             avif_quality: 80.0,
             avif_speed: 6,
             jpeg_quality: 85,
+            target: Some(DEFAULT_TARGET),
         }
     }
 }
+
+/// The default target score: what libwebp at quality 85 reaches on typical photographs
+/// (78–81 on the detailed ones issue 16 measured; see docs/performance.md, "Images").
+pub const DEFAULT_TARGET: f32 = 80.0;
 
 /// At most this many pixels (about 400×300: the 320-px step and the thumbnail), an
 /// AVIF is encoded at `avif_speed - 2` (see [`Options::avif_speed`]).
@@ -126,12 +135,59 @@ pub fn thumbnail(image: &RgbaImage, side: u32) -> Result<RgbaImage, ImageError> 
     Ok(out)
 }
 
-/// Encodes `image` as `format`. No metadata is written: outputs carry pixels only.
+impl Options {
+    /// The fixed quality for `format` (where a search starts), 1–100.
+    #[must_use]
+    pub fn quality_of(&self, format: Format) -> u8 {
+        let q = match format {
+            Format::WebP => self.webp_quality,
+            Format::Avif => self.avif_quality,
+            Format::Jpeg => f32::from(self.jpeg_quality),
+        };
+        q.round().clamp(1.0, 100.0) as u8
+    }
+}
+
+/// Encodes `image` as `format` at the fixed quality of `options`. No metadata is
+/// written: outputs carry pixels only.
 pub fn encode(image: &RgbaImage, format: Format, options: &Options) -> Result<Vec<u8>, ImageError> {
+    encode_at(image, format, options.quality_of(format), options)
+}
+
+/// Decodes a variant this module encoded, for scoring it.
+pub fn decode_output(bytes: &[u8], format: Format) -> Result<RgbaImage, ImageError> {
+    let failed = |e: String| ImageError::Encode(format!("decoding our own {format:?}: {e}"));
+    match format {
+        Format::Avif => {
+            let image = napiatke_avif_decode::decode(bytes).map_err(|e| failed(e.to_string()))?;
+            RgbaImage::from_raw(image.width, image.height, image.rgba)
+                .ok_or_else(|| failed("short pixel buffer".into()))
+        }
+        Format::WebP | Format::Jpeg => {
+            let kind = if format == Format::WebP {
+                image::ImageFormat::WebP
+            } else {
+                image::ImageFormat::Jpeg
+            };
+            image::load_from_memory_with_format(bytes, kind)
+                .map(image::DynamicImage::into_rgba8)
+                .map_err(|e| failed(e.to_string()))
+        }
+    }
+}
+
+/// Encodes `image` as `format` at `quality` (1–100; the other settings from `options`).
+pub fn encode_at(
+    image: &RgbaImage,
+    format: Format,
+    quality: u8,
+    options: &Options,
+) -> Result<Vec<u8>, ImageError> {
     let (w, h) = image.dimensions();
+    let quality = quality.clamp(1, 100);
     match format {
         Format::WebP => webp::Encoder::from_rgba(image.as_raw(), w, h)
-            .encode_simple(false, options.webp_quality.clamp(0.0, 100.0))
+            .encode_simple(false, f32::from(quality))
             .map(|m| m.to_vec())
             .map_err(|e| ImageError::Encode(format!("webp: {e:?}"))),
         Format::Avif => {
@@ -148,8 +204,8 @@ pub fn encode(image: &RgbaImage, format: Format, options: &Options) -> Result<Ve
                 options.avif_speed
             };
             ravif::Encoder::new()
-                .with_quality(options.avif_quality.clamp(1.0, 100.0))
-                .with_alpha_quality(options.avif_quality.clamp(1.0, 100.0))
+                .with_quality(f32::from(quality))
+                .with_alpha_quality(f32::from(quality))
                 .with_speed(speed.clamp(1, 10))
                 // Colour under fully transparent pixels is irrelevant: let the
                 // encoder make it cheap.
@@ -165,8 +221,7 @@ pub fn encode(image: &RgbaImage, format: Format, options: &Options) -> Result<Ve
             };
             let rgb = on_white(image);
             let mut out = Vec::new();
-            let mut encoder =
-                jpeg_encoder::Encoder::new(&mut out, options.jpeg_quality.clamp(1, 100));
+            let mut encoder = jpeg_encoder::Encoder::new(&mut out, quality);
             encoder.set_progressive(true);
             encoder.set_optimized_huffman_tables(true);
             encoder
@@ -175,6 +230,19 @@ pub fn encode(image: &RgbaImage, format: Format, options: &Options) -> Result<Ve
             Ok(out)
         }
     }
+}
+
+/// `image` composited onto white, as the JPEG fallback shows it: what a JPEG's
+/// score is judged against.
+#[must_use]
+pub fn flattened(image: &RgbaImage) -> RgbaImage {
+    let rgb = on_white(image);
+    let pixels = rgb
+        .chunks_exact(3)
+        .flat_map(|p| [p[0], p[1], p[2], 255])
+        .collect();
+    RgbaImage::from_raw(image.width(), image.height(), pixels)
+        .unwrap_or_else(|| RgbaImage::new(image.width(), image.height()))
 }
 
 /// RGB bytes with transparency composited onto white (never black).

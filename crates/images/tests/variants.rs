@@ -18,9 +18,12 @@ fn half_transparent() -> RgbaImage {
     })
 }
 
+/// Fixed qualities (no search) at AVIF's fastest speed: these tests are about names,
+/// formats and sizes; tests/quality.rs is about the search.
 fn fast() -> Options {
     Options {
         avif_speed: 10,
+        target: None,
         ..Options::default()
     }
 }

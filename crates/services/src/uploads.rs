@@ -65,6 +65,13 @@ pub struct ImageConfig {
 }
 
 impl ImageConfig {
+    /// Encodes every variant to `target` SSIMULACRA2 (`None`: the fixed qualities).
+    #[must_use]
+    pub fn with_target(mut self, target: Option<f32>) -> ImageConfig {
+        self.options.target = target;
+        self
+    }
+
     /// Defaults under `media_root`: the limits, one worker per core, twice as
     /// many places.
     #[must_use]
@@ -263,16 +270,23 @@ fn image_error(e: ImageError) -> ServiceError {
     }
 }
 
-fn to_variants(made: &Made) -> Vec<ImageVariant> {
+/// A phase's variants as the row records them. A variant already stored (so not
+/// encoded again) keeps the quality and score `known` (the row's before) gave it.
+fn to_variants(made: &Made, known: &[ImageVariant]) -> Vec<ImageVariant> {
     made.variants
         .iter()
-        .map(|v| ImageVariant {
-            path: v.path.clone(),
-            format: v.format,
-            kind: v.kind,
-            width: v.width,
-            height: v.height,
-            bytes: v.bytes as u64,
+        .map(|v| {
+            let before = known.iter().find(|k| k.path == v.path);
+            ImageVariant {
+                path: v.path.clone(),
+                format: v.format,
+                kind: v.kind,
+                width: v.width,
+                height: v.height,
+                bytes: v.bytes as u64,
+                quality: v.quality.or_else(|| before.and_then(|k| k.quality)),
+                score: v.score.or_else(|| before.and_then(|k| k.score)),
+            }
         })
         .collect()
 }
@@ -492,6 +506,15 @@ impl Services {
                 // its pixels (up to 200 MB at 50 megapixels).
                 let prepared = tracing::trace_span!("image.decode", otel.name = "image decode")
                     .in_scope(|| pipeline::prepare(&bytes, &uploads.limits))?;
+                // What the row says already (reprocessing): a variant found stored
+                // keeps the quality and score it was made with.
+                let known = self
+                    .conn()
+                    .ok()
+                    .and_then(|mut c| image_rows::get(&mut c, id).ok())
+                    .map(|image| image.variants)
+                    .unwrap_or_default();
+                let mut earlier: Vec<pipeline::VariantInfo> = Vec::new();
                 for phase in [&[Format::WebP, Format::Jpeg][..], &[Format::Avif]] {
                     let _phase = tracing::trace_span!(
                         "image.encode",
@@ -507,10 +530,21 @@ impl Services {
                         &uploads.options,
                         phase,
                         &uploads.storage,
+                        &earlier,
                     )?;
                     outcome.reused += phase_made.reused;
                     outcome.made += phase_made.variants.len() - phase_made.reused;
-                    made.extend(to_variants(&phase_made));
+                    for skip in &phase_made.skipped {
+                        tracing::info!(
+                            image = %id,
+                            format = ?skip.format,
+                            bytes = skip.bytes,
+                            webp_bytes = skip.against,
+                            "not made: it would save less than 10 % against WebP at the target quality"
+                        );
+                    }
+                    made.extend(to_variants(&phase_made, &known));
+                    earlier.extend(phase_made.variants);
                     record(&made, ImageStatus::Ready, None);
                 }
                 Ok::<(), ImageError>(())

@@ -1,5 +1,8 @@
 //! Where the test photographs are: NAPIATKE_PHOTOS when set, else ../shared beside
-//! the repository, else the workplace's /work/shared (a clone elsewhere, as CI's).
+//! the repository, else the workplace's /work/shared (a clone elsewhere, as CI's);
+//! and the varied set the repository ships (testdata/photos, licences beside them).
+
+#![allow(dead_code)]
 
 use std::path::PathBuf;
 
@@ -14,4 +17,31 @@ pub fn dir() -> Option<PathBuf> {
     ]
     .into_iter()
     .find(|d| d.is_dir())
+}
+
+/// The repository's own photographs (always there).
+pub fn shipped() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../testdata/photos")
+}
+
+/// Every test image: the shared three (when found) and the shipped ones, sorted.
+pub fn all() -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for d in dir().into_iter().chain([shipped()]) {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        let mut files: Vec<PathBuf> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| {
+                p.extension()
+                    .and_then(|e| e.to_str())
+                    .is_some_and(|e| matches!(e, "jpg" | "jpeg" | "png" | "webp" | "JPG"))
+            })
+            .collect();
+        files.sort();
+        out.extend(files);
+    }
+    out
 }

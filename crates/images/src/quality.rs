@@ -1,0 +1,347 @@
+//! Encoding at a target perceived quality: each variant's encoder quality is the
+//! lowest that scores at least the target SSIMULACRA2 against the resized source.
+//! SSIMULACRA2 (libjxl's metric) is judged on what the browser shows: every output is
+//! decoded again (AVIF by rav1d) before it is scored. The scorer is fast-ssim2, whose
+//! reference side is computed once per variant and reused for every try (about 0.1 s
+//! a megapixel a try here, against 0.85 s for the `ssimulacra2` crate, which the
+//! tests use to check it).
+//!
+//! ```
+//! use napiatke_images::quality::{score, Reference};
+//! let source = image::RgbaImage::from_fn(64, 64, |x, y| {
+//!     image::Rgba([(x * 4) as u8, (y * 4) as u8, 128, 255])
+//! });
+//! let reference = Reference::new(&source)?;
+//! // The same pixels score 100; a flat grey scores far lower.
+//! assert!(score(&reference, &source)? > 99.9);
+//! let grey = image::RgbaImage::from_pixel(64, 64, image::Rgba([128, 128, 128, 255]));
+//! assert!(score(&reference, &grey)? < 30.0);
+//! # Ok::<(), napiatke_images::ImageError>(())
+//! ```
+
+use fast_ssim2::{PixelDescriptor, PixelSlice, Ssimulacra2Reference};
+use image::RgbaImage;
+
+use crate::ImageError;
+
+/// Backgrounds a transparent image is judged on (sRGB grey levels): one dark, one
+/// light, the worse score counts, so an error hidden by one background shows on the
+/// other (as libjxl's ssimulacra2 tool does).
+const BACKGROUNDS: [u8; 2] = [32, 224];
+
+fn scoring(e: impl std::fmt::Display) -> ImageError {
+    ImageError::Encode(format!("scoring: {e}"))
+}
+
+/// RGB bytes of `rgba` composited on grey `background` in sRGB, as a browser draws
+/// it (alpha ignored when `None`).
+fn rgb_on(rgba: &[u8], background: Option<u8>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(rgba.len() / 4 * 3);
+    for p in rgba.chunks_exact(4) {
+        match background {
+            Some(bg) if p[3] != 255 => {
+                let a = u16::from(p[3]);
+                for &c in &p[..3] {
+                    let v = (u16::from(c) * a + u16::from(bg) * (255 - a) + 127) / 255;
+                    out.push(u8::try_from(v).unwrap_or(u8::MAX));
+                }
+            }
+            _ => out.extend_from_slice(&p[..3]),
+        }
+    }
+    out
+}
+
+fn slice(rgb: &[u8], width: u32, height: u32) -> Result<PixelSlice<'_>, ImageError> {
+    PixelSlice::new(
+        rgb,
+        width,
+        height,
+        width as usize * 3,
+        PixelDescriptor::RGB8_SRGB,
+    )
+    .map_err(scoring)
+}
+
+/// A variant's source pixels, prepared once and scored against many encodings.
+#[derive(Debug, Clone)]
+pub struct Reference {
+    width: u32,
+    height: u32,
+    /// One per background (one with no background when opaque).
+    sides: Vec<(Option<u8>, Ssimulacra2Reference)>,
+}
+
+impl Reference {
+    /// Prepares `source`; transparency is judged on a dark and a light grey when it has
+    /// any (the worse score counts).
+    pub fn new(source: &RgbaImage) -> Result<Reference, ImageError> {
+        let has_alpha = source.pixels().any(|p| p.0[3] != 255);
+        let backgrounds: Vec<Option<u8>> = if has_alpha {
+            BACKGROUNDS.iter().copied().map(Some).collect()
+        } else {
+            vec![None]
+        };
+        let (width, height) = source.dimensions();
+        let sides = backgrounds
+            .into_iter()
+            .map(|bg| {
+                let rgb = rgb_on(source.as_raw(), bg);
+                let prepared =
+                    Ssimulacra2Reference::new(&slice(&rgb, width, height)?).map_err(scoring)?;
+                Ok((bg, prepared))
+            })
+            .collect::<Result<_, ImageError>>()?;
+        Ok(Reference {
+            width,
+            height,
+            sides,
+        })
+    }
+}
+
+/// SSIMULACRA2 of `distorted` against `reference`: 100 is identical, 90 visually
+/// lossless at 1:1, 80 very high quality, 70 high, 50 medium.
+pub fn score(reference: &Reference, distorted: &RgbaImage) -> Result<f64, ImageError> {
+    let (w, h) = distorted.dimensions();
+    if (w, h) != (reference.width, reference.height) {
+        return Err(ImageError::Encode(format!(
+            "scoring: {w}×{h} against {}×{}",
+            reference.width, reference.height
+        )));
+    }
+    let mut worst = f64::INFINITY;
+    for (bg, side) in &reference.sides {
+        let rgb = rgb_on(distorted.as_raw(), *bg);
+        worst = worst.min(side.compare(&slice(&rgb, w, h)?).map_err(scoring)?);
+    }
+    Ok(worst)
+}
+
+/// One encoding the search kept.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Encoded {
+    /// The file.
+    pub bytes: Vec<u8>,
+    /// The encoder quality that made it.
+    pub quality: u8,
+    /// Its SSIMULACRA2 against the reference.
+    pub score: f64,
+}
+
+/// The lowest quality in `low..=high` whose encoding scores at least `target`, by
+/// bisection starting at `start`, with at most `probes` encodings; `None` when none
+/// tried reached it (then `best_failed` holds the highest-scoring one tried, if any).
+///
+/// Scores rise with quality almost everywhere; where they do not, bisection may
+/// settle a step or two higher than it had to, never on an encoding below target.
+pub fn search(
+    target: f64,
+    (low, high): (u8, u8),
+    start: u8,
+    probes: usize,
+    best_failed: &mut Option<Encoded>,
+    mut probe: impl FnMut(u8) -> Result<Encoded, ImageError>,
+) -> Result<Option<Encoded>, ImageError> {
+    let (mut lo, mut hi) = (low.min(high), high.max(low));
+    let mut q = start.clamp(lo, hi);
+    let mut best: Option<Encoded> = None;
+    for _ in 0..probes {
+        let e = probe(q)?;
+        if e.score >= target {
+            hi = q.saturating_sub(1);
+            let done = q == lo;
+            if best.as_ref().is_none_or(|b| e.quality < b.quality) {
+                best = Some(e);
+            }
+            if done {
+                break;
+            }
+        } else {
+            lo = q.saturating_add(1);
+            if best_failed.as_ref().is_none_or(|b| e.score > b.score) {
+                *best_failed = Some(e);
+            }
+            if q == u8::MAX {
+                break;
+            }
+        }
+        if lo > hi {
+            break;
+        }
+        q = lo + (hi - lo) / 2;
+    }
+    Ok(best)
+}
+
+/// From a quality that reached the target on a neighbouring size: tries it, then
+/// moves by the score's distance from the target over `slope` (score points per
+/// quality step, learned on the sizes before), at most `probes` encodings. Returns
+/// the lowest passing encoding tried, or `None` (then `best_failed` holds the best
+/// try). Typically one or two encodings where bisection would need four or five.
+pub fn refine(
+    target: f64,
+    start: u8,
+    floor: u8,
+    slope: f64,
+    probes: usize,
+    best_failed: &mut Option<Encoded>,
+    mut probe: impl FnMut(u8) -> Result<Encoded, ImageError>,
+) -> Result<Option<Encoded>, ImageError> {
+    let slope = slope.clamp(0.1, 5.0);
+    let mut pass: Option<Encoded> = None;
+    let mut highest_fail: Option<u8> = None;
+    let mut slope = slope;
+    let mut q = start.clamp(floor.max(1), 100);
+    let mut last: Option<(u8, f64)> = None;
+    for _ in 0..probes {
+        let e = probe(q)?;
+        // Secant: the two latest tries say more about this size than the sizes before.
+        if let Some((lq, ls)) = last.filter(|l| l.0 != q) {
+            let local = (e.score - ls) / (f64::from(q) - f64::from(lq));
+            if (0.1..=5.0).contains(&local) {
+                slope = local;
+            }
+        }
+        last = Some((q, e.score));
+        let next = if e.score >= target {
+            // Whole steps the margin pays for; none: this is it.
+            let steps = ((e.score - target) / slope).floor();
+            if pass.as_ref().is_none_or(|p| e.quality < p.quality) {
+                pass = Some(e);
+            }
+            let lowest = highest_fail.map_or(floor, |f| f.saturating_add(1));
+            if steps < 1.0 || q <= lowest {
+                break;
+            }
+            q.saturating_sub(steps.min(30.0) as u8).max(lowest)
+        } else {
+            highest_fail = Some(highest_fail.map_or(q, |f| f.max(q)));
+            let steps = ((target - e.score) / slope).ceil().clamp(1.0, 30.0) as u8;
+            if best_failed.as_ref().is_none_or(|b| e.score > b.score) {
+                *best_failed = Some(e);
+            }
+            let next = q.saturating_add(steps).min(100);
+            match &pass {
+                // A passing quality just above: nothing between is worth a try.
+                Some(p) if next >= p.quality => break,
+                _ if q == 100 => break,
+                _ => next,
+            }
+        };
+        if next == q {
+            break;
+        }
+        q = next;
+    }
+    Ok(pass)
+}
+
+/// Score points per quality step from the tries of one size (least squares), or
+/// `None` with fewer than two distinct qualities.
+#[must_use]
+pub fn slope(tries: &[(u8, f64)]) -> Option<f64> {
+    let n = tries.len() as f64;
+    if tries
+        .iter()
+        .map(|t| t.0)
+        .collect::<std::collections::BTreeSet<_>>()
+        .len()
+        < 2
+    {
+        return None;
+    }
+    let mq = tries.iter().map(|t| f64::from(t.0)).sum::<f64>() / n;
+    let ms = tries.iter().map(|t| t.1).sum::<f64>() / n;
+    let cov: f64 = tries
+        .iter()
+        .map(|t| (f64::from(t.0) - mq) * (t.1 - ms))
+        .sum();
+    let var: f64 = tries.iter().map(|t| (f64::from(t.0) - mq).powi(2)).sum();
+    (var > 0.0).then(|| cov / var)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fake encoder whose score is its quality: the search must land on the target.
+    fn fake(calls: &mut Vec<u8>) -> impl FnMut(u8) -> Result<Encoded, ImageError> + '_ {
+        |q| {
+            calls.push(q);
+            Ok(Encoded {
+                bytes: vec![0; usize::from(q)],
+                quality: q,
+                score: f64::from(q),
+            })
+        }
+    }
+
+    #[test]
+    fn bisection_finds_the_lowest_passing_quality() {
+        let mut calls = Vec::new();
+        let mut failed = None;
+        let found = search(77.0, (20, 100), 85, 8, &mut failed, fake(&mut calls))
+            .unwrap()
+            .unwrap();
+        assert_eq!(found.quality, 77, "tried {calls:?}");
+        assert!(calls.len() <= 8);
+        assert_eq!(calls[0], 85, "starts where it was told");
+    }
+
+    #[test]
+    fn few_probes_never_return_a_failing_quality() {
+        let mut calls = Vec::new();
+        let mut failed = None;
+        let found = search(77.0, (20, 100), 85, 3, &mut failed, fake(&mut calls))
+            .unwrap()
+            .unwrap();
+        assert!(found.quality >= 77 && found.score >= 77.0, "{found:?}");
+        assert_eq!(calls.len(), 3);
+    }
+
+    #[test]
+    fn refining_from_a_neighbour_takes_one_or_two_tries() {
+        // Right where it was: one try.
+        let mut calls = Vec::new();
+        let mut failed = None;
+        let found = refine(80.0, 80, 20, 1.0, 4, &mut failed, fake(&mut calls)).unwrap();
+        assert_eq!((found.unwrap().quality, calls.len()), (80, 1));
+        // Below: steps up by the gap over the slope, lands on it.
+        let mut calls = Vec::new();
+        let found = refine(80.0, 74, 20, 1.0, 4, &mut failed, fake(&mut calls)).unwrap();
+        assert_eq!(found.unwrap().quality, 80, "tried {calls:?}");
+        assert_eq!(calls, [74, 80]);
+        // Above with margin: steps down, never to a failing quality.
+        let mut calls = Vec::new();
+        let found = refine(80.0, 88, 20, 1.0, 4, &mut failed, fake(&mut calls)).unwrap();
+        assert_eq!(found.unwrap().quality, 80, "tried {calls:?}");
+        // A wrong slope is corrected from the tries themselves (secant).
+        let mut calls = Vec::new();
+        let mut failed = None;
+        let found = refine(80.0, 60, 20, 4.0, 3, &mut failed, fake(&mut calls)).unwrap();
+        assert_eq!(found.map(|f| f.quality), Some(80), "after {calls:?}");
+        assert_eq!(calls, [60, 65, 80]);
+        // Out of tries below the target: none, the best try kept.
+        let mut calls = Vec::new();
+        let mut failed = None;
+        let found = refine(95.0, 60, 20, 4.0, 2, &mut failed, fake(&mut calls)).unwrap();
+        assert!(found.is_none(), "{found:?} after {calls:?}");
+        assert_eq!(failed.unwrap().quality, calls[1], "the best try is kept");
+    }
+
+    #[test]
+    fn slope_is_score_per_quality_step() {
+        assert_eq!(slope(&[(70, 70.0), (80, 75.0), (90, 80.0)]), Some(0.5));
+        assert_eq!(slope(&[(70, 70.0), (70, 72.0)]), None);
+    }
+
+    #[test]
+    fn out_of_reach_reports_none_and_keeps_the_best_try() {
+        let mut calls = Vec::new();
+        let mut failed = None;
+        let found = search(95.0, (70, 90), 80, 5, &mut failed, fake(&mut calls)).unwrap();
+        assert!(found.is_none());
+        assert_eq!(failed.unwrap().quality, 90, "tried {calls:?}");
+    }
+}
