@@ -453,7 +453,6 @@ fn encode_to_target(
     // A slope from so few points is rough; keep the last good one when these say
     // nothing (or something implausible).
     let slope = quality::slope(&tries)
-        .filter(|s| (0.1..=5.0).contains(s))
         .or(learned.map(|l| l.slope))
         .unwrap_or(1.0);
     *learned = Some(Learned {

@@ -188,7 +188,7 @@ pub fn refine(
     best_failed: &mut Option<Encoded>,
     mut probe: impl FnMut(u8) -> Result<Encoded, ImageError>,
 ) -> Result<Option<Encoded>, ImageError> {
-    let slope = slope.clamp(0.1, 5.0);
+    let slope = slope.clamp(*PLAUSIBLE_SLOPE.start(), *PLAUSIBLE_SLOPE.end());
     let mut pass: Option<Encoded> = None;
     let mut highest_fail: Option<u8> = None;
     let mut slope = slope;
@@ -199,7 +199,7 @@ pub fn refine(
         // Secant: the two latest tries say more about this size than the sizes before.
         if let Some((lq, ls)) = last.filter(|l| l.0 != q) {
             let local = (e.score - ls) / (f64::from(q) - f64::from(lq));
-            if (0.1..=5.0).contains(&local) {
+            if PLAUSIBLE_SLOPE.contains(&local) {
                 slope = local;
             }
         }
@@ -237,8 +237,12 @@ pub fn refine(
     Ok(pass)
 }
 
+/// Score points per quality step that the search believes: outside it, a slope comes
+/// from too few or too noisy tries (a flat or inverted stretch of the curve).
+pub const PLAUSIBLE_SLOPE: std::ops::RangeInclusive<f64> = 0.1..=5.0;
+
 /// Score points per quality step from the tries of one size (least squares), or
-/// `None` with fewer than two distinct qualities.
+/// `None` with fewer than two distinct qualities or outside [`PLAUSIBLE_SLOPE`].
 #[must_use]
 pub fn slope(tries: &[(u8, f64)]) -> Option<f64> {
     let n = tries.len() as f64;
@@ -258,7 +262,7 @@ pub fn slope(tries: &[(u8, f64)]) -> Option<f64> {
         .map(|t| (f64::from(t.0) - mq) * (t.1 - ms))
         .sum();
     let var: f64 = tries.iter().map(|t| (f64::from(t.0) - mq).powi(2)).sum();
-    (var > 0.0).then(|| cov / var)
+    Some(cov / var).filter(|s| var > 0.0 && PLAUSIBLE_SLOPE.contains(s))
 }
 
 #[cfg(test)]
@@ -334,6 +338,7 @@ mod tests {
     fn slope_is_score_per_quality_step() {
         assert_eq!(slope(&[(70, 70.0), (80, 75.0), (90, 80.0)]), Some(0.5));
         assert_eq!(slope(&[(70, 70.0), (70, 72.0)]), None);
+        assert_eq!(slope(&[(70, 75.0), (80, 70.0)]), None, "falling: not believed");
     }
 
     #[test]
