@@ -338,7 +338,11 @@ mod tests {
     fn slope_is_score_per_quality_step() {
         assert_eq!(slope(&[(70, 70.0), (80, 75.0), (90, 80.0)]), Some(0.5));
         assert_eq!(slope(&[(70, 70.0), (70, 72.0)]), None);
-        assert_eq!(slope(&[(70, 75.0), (80, 70.0)]), None, "falling: not believed");
+        assert_eq!(
+            slope(&[(70, 75.0), (80, 70.0)]),
+            None,
+            "falling: not believed"
+        );
     }
 
     #[test]
