@@ -4,8 +4,11 @@
 //!
 //! Run: `bash scripts/image-quality.sh` (installs the tools when missing), or
 //! `cargo run --release -p napiatke-benches --bin image-quality -- [--photos DIR]...
-//! [--runs N] [--target SCORE] [--fixed] [--only NAME]` (`--fixed`: the fixed
-//! qualities of before, scored the same way).
+//! [--runs N] [--target SCORE] [--fixed] [--only NAME] [--tries] [--time-only]
+//! [--avif-speed N]`
+//! (`--fixed`: the fixed qualities of before, scored the same way; `--tries`: every
+//! encoding the search made, with its cost, on stderr; `--time-only`: times only,
+//! without the comparison against cwebp and cjpeg).
 //!
 //! How each figure is made:
 //! - **Reference**: the decoded original resized to each ladder size with our Lanczos3
@@ -46,6 +49,9 @@ struct Args {
     target: Option<f32>,
     fixed: bool,
     only: Option<String>,
+    tries: bool,
+    time_only: bool,
+    avif_speed: Option<u8>,
 }
 
 fn args() -> Res<Args> {
@@ -56,6 +62,9 @@ fn args() -> Res<Args> {
         target: None,
         fixed: false,
         only: None,
+        tries: false,
+        time_only: false,
+        avif_speed: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -66,8 +75,11 @@ fn args() -> Res<Args> {
             "--target" => out.target = Some(value()?.parse().map_err(|e| format!("{e}"))?),
             "--only" => out.only = Some(value()?),
             "--fixed" => out.fixed = true,
+            "--tries" => out.tries = true,
+            "--avif-speed" => out.avif_speed = Some(value()?.parse().map_err(|e| format!("{e}"))?),
+            "--time-only" => out.time_only = true,
             "-h" | "--help" => {
-                println!("image-quality [--photos DIR]... [--runs N] [--target SCORE] [--fixed] [--only NAME]");
+                println!("image-quality [--photos DIR]... [--runs N] [--target SCORE] [--fixed] [--only NAME] [--tries] [--time-only] [--avif-speed N]");
                 std::process::exit(0);
             }
             other => return Err(format!("unknown argument {other}")),
@@ -192,12 +204,41 @@ struct Timing {
     avif: Vec<Duration>,
 }
 
+/// The search's log on stderr: every try, then per format the encodings and time.
+fn print_tries(name: &str, made: &Made) {
+    let mut per: BTreeMap<String, (usize, Duration, Duration)> = BTreeMap::new();
+    for t in &made.tries {
+        eprintln!(
+            "{name} {:?} {}x{} q{} score {:.2} encode {:.0} ms judge {:.0} ms",
+            t.format,
+            t.width,
+            t.height,
+            t.quality,
+            t.score,
+            t.encode.as_secs_f64() * 1e3,
+            t.judge.as_secs_f64() * 1e3
+        );
+        let e = per.entry(format!("{:?}", t.format)).or_default();
+        e.0 += 1;
+        e.1 += t.encode;
+        e.2 += t.judge;
+    }
+    for (format, (n, encode, judge)) in per {
+        eprintln!(
+            "{name} {format}: {n} encodings, encode {:.2} s, judge {:.2} s",
+            encode.as_secs_f64(),
+            judge.as_secs_f64()
+        );
+    }
+}
+
 fn photo(
     path: &Path,
+    args: &Args,
     options: &Options,
-    runs: usize,
     rows: &mut Vec<Row>,
 ) -> Res<(Timing, Vec<String>)> {
+    let runs = args.runs;
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -235,12 +276,20 @@ fn photo(
         )
         .map_err(|e| e.to_string())?;
         timing.avif.push(start.elapsed());
+        if args.tries {
+            print_tries(&name, &fast);
+            print_tries(&name, &avif);
+        }
         if kept.is_none() {
             kept = Some((storage, fast, avif));
         }
     }
     let (storage, fast, avif) = kept.ok_or("no run")?;
     let mut notes = Vec::new();
+    if args.time_only {
+        let _ = std::fs::remove_dir_all(&work);
+        return Ok((timing, notes));
+    }
     for s in &avif.skipped {
         notes.push(format!(
             "{name}: AVIF not made: {} B against WebP's {} B ({:.2}x)",
@@ -379,6 +428,9 @@ fn main() -> Res<()> {
     if let Some(t) = args.target {
         options.target = Some(t);
     }
+    if let Some(speed) = args.avif_speed {
+        options.avif_speed = speed;
+    }
     if args.fixed {
         // The design before issue 16, for comparison: one quality per format.
         options.target = None;
@@ -392,7 +444,7 @@ fn main() -> Res<()> {
     let mut times = Vec::new();
     let mut notes = Vec::new();
     for path in &list {
-        let (t, n) = photo(path, &options, args.runs, &mut rows)?;
+        let (t, n) = photo(path, &args, &options, &mut rows)?;
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())

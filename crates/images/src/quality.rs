@@ -129,56 +129,12 @@ pub struct Encoded {
     pub score: f64,
 }
 
-/// The lowest quality in `low..=high` whose encoding scores at least `target`, by
-/// bisection starting at `start`, with at most `probes` encodings; `None` when none
-/// tried reached it (then `best_failed` holds the highest-scoring one tried, if any).
-///
-/// Scores rise with quality almost everywhere; where they do not, bisection may
-/// settle a step or two higher than it had to, never on an encoding below target.
-pub fn search(
-    target: f64,
-    (low, high): (u8, u8),
-    start: u8,
-    probes: usize,
-    best_failed: &mut Option<Encoded>,
-    mut probe: impl FnMut(u8) -> Result<Encoded, ImageError>,
-) -> Result<Option<Encoded>, ImageError> {
-    let (mut lo, mut hi) = (low.min(high), high.max(low));
-    let mut q = start.clamp(lo, hi);
-    let mut best: Option<Encoded> = None;
-    for _ in 0..probes {
-        let e = probe(q)?;
-        if e.score >= target {
-            hi = q.saturating_sub(1);
-            let done = q == lo;
-            if best.as_ref().is_none_or(|b| e.quality < b.quality) {
-                best = Some(e);
-            }
-            if done {
-                break;
-            }
-        } else {
-            lo = q.saturating_add(1);
-            if best_failed.as_ref().is_none_or(|b| e.score > b.score) {
-                *best_failed = Some(e);
-            }
-            if q == u8::MAX {
-                break;
-            }
-        }
-        if lo > hi {
-            break;
-        }
-        q = lo + (hi - lo) / 2;
-    }
-    Ok(best)
-}
-
 /// From a quality that reached the target on a neighbouring size: tries it, then
 /// moves by the score's distance from the target over `slope` (score points per
 /// quality step, learned on the sizes before), at most `probes` encodings. Returns
 /// the lowest passing encoding tried, or `None` (then `best_failed` holds the best
-/// try). Typically one or two encodings where bisection would need four or five.
+/// try). From a neighbouring size, typically one or two encodings; from a default
+/// quality (the first size), three or four.
 pub fn refine(
     target: f64,
     start: u8,
@@ -194,7 +150,19 @@ pub fn refine(
     let mut slope = slope;
     let mut q = start.clamp(floor.max(1), 100);
     let mut last: Option<(u8, f64)> = None;
-    for _ in 0..probes {
+    let mut tried = 0;
+    loop {
+        // Out of tries, but holding a pass far above the target with untried
+        // qualities between it and a failure: those bytes would be kept for ever, so
+        // narrowing that gap is worth up to `NARROWING` more encodings.
+        let far_above = match (&pass, highest_fail) {
+            (Some(p), Some(f)) => p.score > target + FAR_ABOVE && p.quality > f + 1,
+            _ => false,
+        };
+        if tried >= probes + if far_above { NARROWING } else { 0 } {
+            break;
+        }
+        tried += 1;
         let e = probe(q)?;
         // Secant: the two latest tries say more about this size than the sizes before.
         if let Some((lq, ls)) = last.filter(|l| l.0 != q) {
@@ -205,8 +173,9 @@ pub fn refine(
         }
         last = Some((q, e.score));
         let next = if e.score >= target {
-            // Whole steps the margin pays for; none: this is it.
-            let steps = ((e.score - target) / slope).floor();
+            // Whole steps the margin pays for, keeping `AIM_ABOVE` in hand (a try
+            // that lands just short costs a whole encoding); none: this is it.
+            let steps = ((e.score - target - AIM_ABOVE) / slope).floor();
             if pass.as_ref().is_none_or(|p| e.quality < p.quality) {
                 pass = Some(e);
             }
@@ -217,7 +186,9 @@ pub fn refine(
             q.saturating_sub(steps.min(30.0) as u8).max(lowest)
         } else {
             highest_fail = Some(highest_fail.map_or(q, |f| f.max(q)));
-            let steps = ((target - e.score) / slope).ceil().clamp(1.0, 30.0) as u8;
+            let steps = ((target + AIM_ABOVE - e.score) / slope)
+                .ceil()
+                .clamp(1.0, 30.0) as u8;
             if best_failed.as_ref().is_none_or(|b| e.score > b.score) {
                 *best_failed = Some(e);
             }
@@ -237,9 +208,22 @@ pub fn refine(
     Ok(pass)
 }
 
+/// A passing score this far above the target counts as far above: see [`NARROWING`].
+pub const FAR_ABOVE: f64 = 1.5;
+
+/// Extra encodings [`refine`] may spend, past its budget, narrowing a gap between a
+/// failure and a pass more than [`FAR_ABOVE`] the target (a jump in the score curve, or
+/// a first guess far off).
+pub const NARROWING: usize = 2;
+
+/// How far above the target [`refine`] aims when it moves, in score points: scores
+/// wobble by a few tenths from one quality to the next, so aiming at the target
+/// itself lands short about half the time, and each miss costs an encoding.
+pub const AIM_ABOVE: f64 = 0.4;
+
 /// Score points per quality step that the search believes: outside it, a slope comes
 /// from too few or too noisy tries (a flat or inverted stretch of the curve).
-pub const PLAUSIBLE_SLOPE: std::ops::RangeInclusive<f64> = 0.1..=5.0;
+pub const PLAUSIBLE_SLOPE: std::ops::RangeInclusive<f64> = 0.25..=5.0;
 
 /// Score points per quality step from the tries of one size (least squares), or
 /// `None` with fewer than two distinct qualities or outside [`PLAUSIBLE_SLOPE`].
@@ -282,14 +266,18 @@ mod tests {
     }
 
     #[test]
-    fn bisection_finds_the_lowest_passing_quality() {
+    fn from_a_default_it_lands_at_most_the_aim_above_the_target() {
+        // The first size: a prior slope half the true one, a start far above.
         let mut calls = Vec::new();
         let mut failed = None;
-        let found = search(77.0, (20, 100), 85, 8, &mut failed, fake(&mut calls))
+        let found = refine(77.0, 85, 20, 0.5, 5, &mut failed, fake(&mut calls))
             .unwrap()
             .unwrap();
-        assert_eq!(found.quality, 77, "tried {calls:?}");
-        assert!(calls.len() <= 8);
+        assert!(
+            (77..=78).contains(&found.quality) && found.score >= 77.0,
+            "{found:?} after {calls:?}"
+        );
+        assert!(calls.len() <= 4, "tried {calls:?}");
         assert_eq!(calls[0], 85, "starts where it was told");
     }
 
@@ -297,11 +285,14 @@ mod tests {
     fn few_probes_never_return_a_failing_quality() {
         let mut calls = Vec::new();
         let mut failed = None;
-        let found = search(77.0, (20, 100), 85, 3, &mut failed, fake(&mut calls))
+        let found = refine(77.0, 85, 20, 0.5, 2, &mut failed, fake(&mut calls))
             .unwrap()
             .unwrap();
         assert!(found.quality >= 77 && found.score >= 77.0, "{found:?}");
-        assert_eq!(calls.len(), 3);
+        assert!(calls[1] < 77, "the second try overshot below: {calls:?}");
+        // 85 passed far above a failure at 70: narrowing went on past the budget.
+        assert_eq!(calls, [85, 70, 78]);
+        assert_eq!(found.quality, 78);
     }
 
     #[test]
@@ -311,21 +302,24 @@ mod tests {
         let mut failed = None;
         let found = refine(80.0, 80, 20, 1.0, 4, &mut failed, fake(&mut calls)).unwrap();
         assert_eq!((found.unwrap().quality, calls.len()), (80, 1));
-        // Below: steps up by the gap over the slope, lands on it.
+        // Below: steps up by the gap over the slope, aiming AIM_ABOVE over the
+        // target so that one try is enough.
         let mut calls = Vec::new();
         let found = refine(80.0, 74, 20, 1.0, 4, &mut failed, fake(&mut calls)).unwrap();
-        assert_eq!(found.unwrap().quality, 80, "tried {calls:?}");
-        assert_eq!(calls, [74, 80]);
-        // Above with margin: steps down, never to a failing quality.
+        assert_eq!(found.unwrap().quality, 81, "tried {calls:?}");
+        assert_eq!(calls, [74, 81]);
+        // Above with margin: steps down, keeping the aim in hand, never to a
+        // failing quality.
         let mut calls = Vec::new();
         let found = refine(80.0, 88, 20, 1.0, 4, &mut failed, fake(&mut calls)).unwrap();
-        assert_eq!(found.unwrap().quality, 80, "tried {calls:?}");
+        assert_eq!(found.unwrap().quality, 81, "tried {calls:?}");
+        assert_eq!(calls, [88, 81]);
         // A wrong slope is corrected from the tries themselves (secant).
         let mut calls = Vec::new();
         let mut failed = None;
         let found = refine(80.0, 60, 20, 4.0, 3, &mut failed, fake(&mut calls)).unwrap();
-        assert_eq!(found.map(|f| f.quality), Some(80), "after {calls:?}");
-        assert_eq!(calls, [60, 65, 80]);
+        assert_eq!(found.map(|f| f.quality), Some(81), "after {calls:?}");
+        assert_eq!(calls, [60, 66, 81]);
         // Out of tries below the target: none, the best try kept.
         let mut calls = Vec::new();
         let mut failed = None;
@@ -346,11 +340,46 @@ mod tests {
     }
 
     #[test]
-    fn out_of_reach_reports_none_and_keeps_the_best_try() {
+    fn a_pass_far_above_a_failure_is_narrowed_past_the_budget() {
+        // A score curve with a jump of six points between qualities 81 and 82.
         let mut calls = Vec::new();
         let mut failed = None;
-        let found = search(95.0, (70, 90), 80, 5, &mut failed, fake(&mut calls)).unwrap();
+        let jumpy = |q: u8| {
+            calls.push(q);
+            let score = if q <= 81 {
+                f64::from(q) - 1.0
+            } else {
+                f64::from(q) + 5.0
+            };
+            Ok(Encoded {
+                bytes: vec![0; usize::from(q)],
+                quality: q,
+                score,
+            })
+        };
+        let found = refine(80.0, 87, 20, 1.0, 3, &mut failed, jumpy)
+            .unwrap()
+            .unwrap();
+        assert_eq!(found.quality, 81, "tried {calls:?}");
+        assert_eq!(calls.len(), 3 + NARROWING, "tried {calls:?}");
+    }
+
+    #[test]
+    fn out_of_reach_reports_none_and_keeps_the_best_try() {
+        // An encoder whose score stops rising at 90.
+        let mut calls = Vec::new();
+        let mut failed = None;
+        let capped = |q: u8| {
+            calls.push(q);
+            Ok(Encoded {
+                bytes: vec![0; usize::from(q)],
+                quality: q,
+                score: f64::from(q.min(90)),
+            })
+        };
+        let found = refine(95.0, 80, 20, 1.0, 5, &mut failed, capped).unwrap();
         assert!(found.is_none());
-        assert_eq!(failed.unwrap().quality, 90, "tried {calls:?}");
+        assert_eq!(failed.unwrap().score, 90.0, "tried {calls:?}");
+        assert_eq!(calls.last(), Some(&100), "it went as far as it could");
     }
 }

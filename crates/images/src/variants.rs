@@ -65,7 +65,7 @@ pub const DEFAULT_TARGET: f32 = 80.0;
 
 /// At most this many pixels (about 400×300: the 320-px step and the thumbnail), an
 /// AVIF is encoded at `avif_speed - 2` (see [`Options::avif_speed`]).
-const SMALL_AVIF_PIXELS: u64 = 120_000;
+pub const SMALL_AVIF_PIXELS: u64 = 120_000;
 
 /// An output format: the domain's, so the pipeline, the database and the templates
 /// speak one vocabulary.
@@ -190,46 +190,76 @@ pub fn encode_at(
             .encode_simple(false, f32::from(quality))
             .map(|m| m.to_vec())
             .map_err(|e| ImageError::Encode(format!("webp: {e:?}"))),
-        Format::Avif => {
-            let pixels: Vec<ravif::RGBA8> = image
-                .as_raw()
-                .chunks_exact(4)
-                .map(|p| ravif::RGBA8::new(p[0], p[1], p[2], p[3]))
-                .collect();
-            let width = usize::try_from(w).unwrap_or(0);
-            let height = usize::try_from(h).unwrap_or(0);
-            let speed = if u64::from(w) * u64::from(h) <= SMALL_AVIF_PIXELS {
-                options.avif_speed.saturating_sub(2)
-            } else {
-                options.avif_speed
-            };
-            ravif::Encoder::new()
-                .with_quality(f32::from(quality))
-                .with_alpha_quality(f32::from(quality))
-                .with_speed(speed.clamp(1, 10))
-                // Colour under fully transparent pixels is irrelevant: let the
-                // encoder make it cheap.
-                .with_alpha_color_mode(ravif::AlphaColorMode::UnassociatedClean)
-                .encode_rgba(ravif::Img::new(pixels.as_slice(), width, height))
-                .map(|e| e.avif_file)
-                .map_err(|e| ImageError::Encode(format!("avif: {e}")))
-        }
-        Format::Jpeg => {
-            let (w16, h16) = match (u16::try_from(w), u16::try_from(h)) {
-                (Ok(a), Ok(b)) => (a, b),
-                _ => return Err(ImageError::Encode(format!("jpeg: {w}×{h} is too large"))),
-            };
-            let rgb = on_white(image);
-            let mut out = Vec::new();
-            let mut encoder = jpeg_encoder::Encoder::new(&mut out, quality);
-            encoder.set_progressive(true);
-            encoder.set_optimized_huffman_tables(true);
-            encoder
-                .encode(&rgb, w16, h16, jpeg_encoder::ColorType::Rgb)
-                .map_err(|e| ImageError::Encode(format!("jpeg: {e}")))?;
-            Ok(out)
-        }
+        Format::Avif => encode_avif(image, quality, avif_speed_for(w, h, options)),
+        Format::Jpeg => encode_jpeg(&on_white(image), w, h, quality),
     }
+}
+
+/// The rav1e speed `encode_at` uses for an AVIF of `width`×`height`: two slower
+/// (smaller files, 2–3× the time) at or below [`SMALL_AVIF_PIXELS`], where encoding
+/// is cheap anyway.
+#[must_use]
+pub fn avif_speed_for(width: u32, height: u32, options: &Options) -> u8 {
+    if u64::from(width) * u64::from(height) <= SMALL_AVIF_PIXELS {
+        options.avif_speed.saturating_sub(2)
+    } else {
+        options.avif_speed
+    }
+    .clamp(1, 10)
+}
+
+/// Encodes `image` as AVIF at `quality` (1–100) and rav1e `speed` (1–10).
+pub fn encode_avif(image: &RgbaImage, quality: u8, speed: u8) -> Result<Vec<u8>, ImageError> {
+    let (w, h) = image.dimensions();
+    let pixels: Vec<ravif::RGBA8> = image
+        .as_raw()
+        .chunks_exact(4)
+        .map(|p| ravif::RGBA8::new(p[0], p[1], p[2], p[3]))
+        .collect();
+    let width = usize::try_from(w).unwrap_or(0);
+    let height = usize::try_from(h).unwrap_or(0);
+    let quality = f32::from(quality.clamp(1, 100));
+    ravif::Encoder::new()
+        .with_quality(quality)
+        .with_alpha_quality(quality)
+        .with_speed(speed.clamp(1, 10))
+        // Colour under fully transparent pixels is irrelevant: let the encoder make
+        // it cheap.
+        .with_alpha_color_mode(ravif::AlphaColorMode::UnassociatedClean)
+        .encode_rgba(ravif::Img::new(pixels.as_slice(), width, height))
+        .map(|e| e.avif_file)
+        .map_err(|e| ImageError::Encode(format!("avif: {e}")))
+}
+
+/// JPEG's own limit on either side.
+const JPEG_MAX_SIDE: u32 = 65_500;
+
+/// Encodes RGB pixels as a progressive MozJPEG at `quality` (trellis quantisation and
+/// optimised scans: its defaults).
+fn encode_jpeg(rgb: &[u8], width: u32, height: u32, quality: u8) -> Result<Vec<u8>, ImageError> {
+    if width > JPEG_MAX_SIDE || height > JPEG_MAX_SIDE {
+        return Err(ImageError::Encode(format!(
+            "jpeg: {width}×{height} is too large"
+        )));
+    }
+    let (w, h) = (width as usize, height as usize);
+    if rgb.len() != w * h * 3 {
+        return Err(ImageError::Encode("jpeg: pixel count".to_owned()));
+    }
+    // libjpeg reports an error by unwinding out of its error callback (the mozjpeg
+    // crate's documented contract); the checks above leave none expected.
+    std::panic::catch_unwind(|| -> std::io::Result<Vec<u8>> {
+        let mut compress = mozjpeg::Compress::new(mozjpeg::ColorSpace::JCS_RGB);
+        compress.set_size(w, h);
+        compress.set_quality(f32::from(quality.clamp(1, 100)));
+        compress.set_progressive_mode();
+        compress.set_optimize_scans(true);
+        let mut started = compress.start_compress(Vec::new())?;
+        started.write_scanlines(rgb)?;
+        started.finish()
+    })
+    .map_err(|_| ImageError::Encode("jpeg: the encoder failed".to_owned()))?
+    .map_err(|e| ImageError::Encode(format!("jpeg: {e}")))
 }
 
 /// `image` composited onto white, as the JPEG fallback shows it: what a JPEG's

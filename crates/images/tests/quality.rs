@@ -152,7 +152,12 @@ fn avif_is_left_out_where_it_does_not_save_a_tenth() {
     // A photograph, where it wins, keeps its AVIFs.
     let photo = shrunk(&photos::shipped().join("portrait.jpg"));
     let made = pipeline::process(&photo, &Limits::default(), &options(80.0), &storage).unwrap();
-    assert!(made.skipped.is_empty(), "{:?}", made.skipped);
+    assert!(
+        made.skipped.is_empty(),
+        "{:?} {:#?}",
+        made.skipped,
+        made.variants
+    );
     assert!(made.variants.iter().any(|v| v.format == Format::Avif));
     let _ = std::fs::remove_dir_all(&dir);
 }
