@@ -423,7 +423,8 @@ fn encode_to_target(
     log: &mut Vec<Try>,
 ) -> Result<Encoded, ImageError> {
     let budget = SearchBudget::default();
-    let mut tries: Vec<(u8, f64)> = Vec::new();
+    // (quality, score) of every try, read between searches for the slope.
+    let tries: std::cell::RefCell<Vec<(u8, f64)>> = std::cell::RefCell::default();
     let (w, h) = image.dimensions();
     let speed = variants::avif_speed_for(w, h, options);
     // `quick`: an AVIF at the usual speed where this size's is slower (see below).
@@ -436,7 +437,7 @@ fn encode_to_target(
         };
         let encoded = Instant::now();
         let score = quality::score(reference, &variants::decode_output(&bytes, format)?)?;
-        tries.push((q, score));
+        tries.borrow_mut().push((q, score));
         log.push(Try {
             format,
             width: image.width(),
@@ -452,6 +453,12 @@ fn encode_to_target(
             score,
         })
     };
+    let goal = |probes| quality::Goal {
+        target,
+        floor: budget.floor,
+        probes,
+        pixels: u64::from(w) * u64::from(h),
+    };
     let mut failed = None;
     let found = match *learned {
         // The first AVIF size is small and encoded two speeds slower (2–3× the
@@ -460,11 +467,9 @@ fn encode_to_target(
         None if format == Format::Avif && speed < options.avif_speed.clamp(1, 10) => {
             let mut rough_failed = None;
             let rough = quality::refine(
-                target,
+                &goal(budget.first),
                 options.quality_of(format),
-                budget.floor,
                 FIRST_SLOPE,
-                budget.first,
                 &mut rough_failed,
                 |q| probe_at(q, true),
             )?;
@@ -472,31 +477,22 @@ fn encode_to_target(
                 .map(|e| e.quality)
                 .or(rough_failed.map(|e| e.quality.saturating_add(1)))
                 .unwrap_or(100);
-            quality::refine(
-                target,
-                start,
-                budget.floor,
-                FIRST_SLOPE,
-                budget.later,
-                &mut failed,
-                |q| probe_at(q, false),
-            )?
+            let slope = quality::slope(&tries.borrow()).unwrap_or(FIRST_SLOPE);
+            quality::refine(&goal(budget.later), start, slope, &mut failed, |q| {
+                probe_at(q, false)
+            })?
         }
         None => quality::refine(
-            target,
+            &goal(budget.first),
             options.quality_of(format),
-            budget.floor,
             FIRST_SLOPE,
-            budget.first,
             &mut failed,
             |q| probe_at(q, false),
         )?,
         Some(before) => quality::refine(
-            target,
+            &goal(budget.later),
             before.quality,
-            budget.floor,
             before.slope,
-            budget.later,
             &mut failed,
             |q| probe_at(q, false),
         )?,
@@ -543,7 +539,7 @@ fn encode_to_target(
 
     // A slope from so few points is rough; keep the last good one when these say
     // nothing (or something implausible).
-    let slope = quality::slope(&tries)
+    let slope = quality::slope(&tries.borrow())
         .or(learned.map(|l| l.slope))
         .unwrap_or(1.0);
     *learned = Some(Learned {

@@ -136,14 +136,18 @@ pub struct Encoded {
 /// try). From a neighbouring size, typically one or two encodings; from a default
 /// quality (the first size), three or four.
 pub fn refine(
-    target: f64,
+    goal: &Goal,
     start: u8,
-    floor: u8,
     slope: f64,
-    probes: usize,
     best_failed: &mut Option<Encoded>,
     mut probe: impl FnMut(u8) -> Result<Encoded, ImageError>,
 ) -> Result<Option<Encoded>, ImageError> {
+    let Goal {
+        target,
+        floor,
+        probes,
+        pixels,
+    } = *goal;
     let slope = slope.clamp(*PLAUSIBLE_SLOPE.start(), *PLAUSIBLE_SLOPE.end());
     let mut pass: Option<Encoded> = None;
     let mut highest_fail: Option<u8> = None;
@@ -151,6 +155,7 @@ pub fn refine(
     let mut q = start.clamp(floor.max(1), 100);
     let mut last: Option<(u8, f64)> = None;
     let mut tried = 0;
+    let mut misses = 0;
     loop {
         // Out of tries, but holding a pass far above the target with untried
         // qualities between it and a failure: those bytes would be kept for ever, so
@@ -173,6 +178,7 @@ pub fn refine(
         }
         last = Some((q, e.score));
         let next = if e.score >= target {
+            misses = 0;
             // Whole steps the margin pays for, keeping `AIM_ABOVE` in hand (a try
             // that lands just short costs a whole encoding); none: this is it.
             let steps = ((e.score - target - AIM_ABOVE) / slope).floor();
@@ -183,12 +189,21 @@ pub fn refine(
             if steps < 1.0 || q <= lowest {
                 break;
             }
-            q.saturating_sub(steps.min(30.0) as u8).max(lowest)
+            let next = q.saturating_sub(steps.min(30.0) as u8).max(lowest);
+            if !worth_a_try(pass.as_ref(), next, pixels) {
+                break;
+            }
+            next
         } else {
             highest_fail = Some(highest_fail.map_or(q, |f| f.max(q)));
+            misses += 1;
+            // Misses in a row double the step at least (galloping): a flat stretch
+            // of the curve, which the secant reads as a tiny slope, must not be
+            // crossed one quality at a time.
             let steps = ((target + AIM_ABOVE - e.score) / slope)
                 .ceil()
-                .clamp(1.0, 30.0) as u8;
+                .clamp(1.0, 30.0)
+                .max(f64::from(1u8 << (misses - 1).min(4))) as u8;
             if best_failed.as_ref().is_none_or(|b| e.score > b.score) {
                 *best_failed = Some(e);
             }
@@ -196,6 +211,7 @@ pub fn refine(
             match &pass {
                 // A passing quality just above: nothing between is worth a try.
                 Some(p) if next >= p.quality => break,
+                Some(_) if !worth_a_try(pass.as_ref(), next, pixels) => break,
                 _ if q == 100 => break,
                 _ => next,
             }
@@ -206,6 +222,38 @@ pub fn refine(
         q = next;
     }
     Ok(pass)
+}
+
+/// The fewest bytes a try below a passing encoding must be expected to save, per
+/// megapixel encoded: an encoding costs time in proportion to its pixels (a second or
+/// more for a large AVIF), which a few hundred bytes do not repay.
+pub const WORTH_SAVING: f64 = 1000.0;
+
+/// Bytes saved per quality step down, as a fraction: about what the three encoders
+/// give around a score of 80 (3–5 %).
+const SAVED_PER_STEP: f64 = 0.04;
+
+/// Whether trying `quality`, below the lowest pass so far, is expected to save at
+/// least [`WORTH_SAVING`] for an image of `pixels`.
+fn worth_a_try(pass: Option<&Encoded>, quality: u8, pixels: u64) -> bool {
+    pass.is_none_or(|p| {
+        let steps = f64::from(p.quality.saturating_sub(quality));
+        p.bytes.len() as f64 * (1.0 - (1.0 - SAVED_PER_STEP).powf(steps))
+            >= WORTH_SAVING * pixels as f64 / 1e6
+    })
+}
+
+/// What [`refine`] looks for, and how hard.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Goal {
+    /// The SSIMULACRA2 score to reach.
+    pub target: f64,
+    /// The lowest quality to try.
+    pub floor: u8,
+    /// Encodings allowed (plus [`NARROWING`] for a pass far above a failure).
+    pub probes: usize,
+    /// Pixels per encoding: what a try costs, against what it may save.
+    pub pixels: u64,
 }
 
 /// A passing score this far above the target counts as far above: see [`NARROWING`].
@@ -253,16 +301,34 @@ pub fn slope(tries: &[(u8, f64)]) -> Option<f64> {
 mod tests {
     use super::*;
 
-    /// A fake encoder whose score is its quality: the search must land on the target.
-    fn fake(calls: &mut Vec<u8>) -> impl FnMut(u8) -> Result<Encoded, ImageError> + '_ {
-        |q| {
+    fn goal(target: f64, floor: u8, probes: usize) -> Goal {
+        Goal {
+            target,
+            floor,
+            probes,
+            pixels: 1_000_000,
+        }
+    }
+
+    /// A fake encoder: `score` of the quality, `per_step` bytes a quality step.
+    fn curve<'a>(
+        calls: &'a mut Vec<u8>,
+        per_step: usize,
+        score: impl Fn(u8) -> f64 + 'a,
+    ) -> impl FnMut(u8) -> Result<Encoded, ImageError> + 'a {
+        move |q| {
             calls.push(q);
             Ok(Encoded {
-                bytes: vec![0; usize::from(q)],
+                bytes: vec![0; usize::from(q) * per_step],
                 quality: q,
-                score: f64::from(q),
+                score: score(q),
             })
         }
+    }
+
+    /// A fake encoder whose score is its quality: the search must land on the target.
+    fn fake(calls: &mut Vec<u8>) -> impl FnMut(u8) -> Result<Encoded, ImageError> + '_ {
+        curve(calls, 1000, f64::from)
     }
 
     #[test]
@@ -270,7 +336,7 @@ mod tests {
         // The first size: a prior slope half the true one, a start far above.
         let mut calls = Vec::new();
         let mut failed = None;
-        let found = refine(77.0, 85, 20, 0.5, 5, &mut failed, fake(&mut calls))
+        let found = refine(&goal(77.0, 20, 5), 85, 0.5, &mut failed, fake(&mut calls))
             .unwrap()
             .unwrap();
         assert!(
@@ -285,7 +351,7 @@ mod tests {
     fn few_probes_never_return_a_failing_quality() {
         let mut calls = Vec::new();
         let mut failed = None;
-        let found = refine(77.0, 85, 20, 0.5, 2, &mut failed, fake(&mut calls))
+        let found = refine(&goal(77.0, 20, 2), 85, 0.5, &mut failed, fake(&mut calls))
             .unwrap()
             .unwrap();
         assert!(found.quality >= 77 && found.score >= 77.0, "{found:?}");
@@ -300,30 +366,30 @@ mod tests {
         // Right where it was: one try.
         let mut calls = Vec::new();
         let mut failed = None;
-        let found = refine(80.0, 80, 20, 1.0, 4, &mut failed, fake(&mut calls)).unwrap();
+        let found = refine(&goal(80.0, 20, 4), 80, 1.0, &mut failed, fake(&mut calls)).unwrap();
         assert_eq!((found.unwrap().quality, calls.len()), (80, 1));
         // Below: steps up by the gap over the slope, aiming AIM_ABOVE over the
         // target so that one try is enough.
         let mut calls = Vec::new();
-        let found = refine(80.0, 74, 20, 1.0, 4, &mut failed, fake(&mut calls)).unwrap();
+        let found = refine(&goal(80.0, 20, 4), 74, 1.0, &mut failed, fake(&mut calls)).unwrap();
         assert_eq!(found.unwrap().quality, 81, "tried {calls:?}");
         assert_eq!(calls, [74, 81]);
         // Above with margin: steps down, keeping the aim in hand, never to a
         // failing quality.
         let mut calls = Vec::new();
-        let found = refine(80.0, 88, 20, 1.0, 4, &mut failed, fake(&mut calls)).unwrap();
+        let found = refine(&goal(80.0, 20, 4), 88, 1.0, &mut failed, fake(&mut calls)).unwrap();
         assert_eq!(found.unwrap().quality, 81, "tried {calls:?}");
         assert_eq!(calls, [88, 81]);
         // A wrong slope is corrected from the tries themselves (secant).
         let mut calls = Vec::new();
         let mut failed = None;
-        let found = refine(80.0, 60, 20, 4.0, 3, &mut failed, fake(&mut calls)).unwrap();
+        let found = refine(&goal(80.0, 20, 3), 60, 4.0, &mut failed, fake(&mut calls)).unwrap();
         assert_eq!(found.map(|f| f.quality), Some(81), "after {calls:?}");
         assert_eq!(calls, [60, 66, 81]);
         // Out of tries below the target: none, the best try kept.
         let mut calls = Vec::new();
         let mut failed = None;
-        let found = refine(95.0, 60, 20, 4.0, 2, &mut failed, fake(&mut calls)).unwrap();
+        let found = refine(&goal(95.0, 20, 2), 60, 4.0, &mut failed, fake(&mut calls)).unwrap();
         assert!(found.is_none(), "{found:?} after {calls:?}");
         assert_eq!(failed.unwrap().quality, calls[1], "the best try is kept");
     }
@@ -344,20 +410,14 @@ mod tests {
         // A score curve with a jump of six points between qualities 81 and 82.
         let mut calls = Vec::new();
         let mut failed = None;
-        let jumpy = |q: u8| {
-            calls.push(q);
-            let score = if q <= 81 {
+        let jumpy = curve(&mut calls, 1000, |q| {
+            if q <= 81 {
                 f64::from(q) - 1.0
             } else {
                 f64::from(q) + 5.0
-            };
-            Ok(Encoded {
-                bytes: vec![0; usize::from(q)],
-                quality: q,
-                score,
-            })
-        };
-        let found = refine(80.0, 87, 20, 1.0, 3, &mut failed, jumpy)
+            }
+        });
+        let found = refine(&goal(80.0, 20, 3), 87, 1.0, &mut failed, jumpy)
             .unwrap()
             .unwrap();
         assert_eq!(found.quality, 81, "tried {calls:?}");
@@ -365,19 +425,44 @@ mod tests {
     }
 
     #[test]
+    fn a_step_down_that_saves_too_few_bytes_is_not_tried() {
+        // The same curve as `fake`, but files of a few hundred bytes.
+        let mut calls = Vec::new();
+        let mut failed = None;
+        let small = curve(&mut calls, 10, f64::from);
+        let found = refine(&goal(80.0, 20, 4), 88, 1.0, &mut failed, small).unwrap();
+        assert_eq!(found.map(|f| f.quality), Some(88));
+        assert_eq!(
+            calls,
+            [88],
+            "a try below would save under WORTH_SAVING a megapixel"
+        );
+    }
+
+    #[test]
+    fn misses_in_a_row_double_the_step() {
+        // Flat at 79.5 up to quality 85, then rising one point a step.
+        let mut calls = Vec::new();
+        let mut failed = None;
+        let flat = curve(&mut calls, 1000, |q| {
+            if q <= 85 {
+                79.5
+            } else {
+                f64::from(q) - 6.0
+            }
+        });
+        let found = refine(&goal(80.0, 20, 4), 80, 1.0, &mut failed, flat).unwrap();
+        assert_eq!(calls[..3], [80, 81, 83], "then 87: {calls:?}");
+        assert_eq!(found.map(|f| f.quality), Some(87), "tried {calls:?}");
+    }
+
+    #[test]
     fn out_of_reach_reports_none_and_keeps_the_best_try() {
         // An encoder whose score stops rising at 90.
         let mut calls = Vec::new();
         let mut failed = None;
-        let capped = |q: u8| {
-            calls.push(q);
-            Ok(Encoded {
-                bytes: vec![0; usize::from(q)],
-                quality: q,
-                score: f64::from(q.min(90)),
-            })
-        };
-        let found = refine(95.0, 80, 20, 1.0, 5, &mut failed, capped).unwrap();
+        let capped = curve(&mut calls, 1000, |q| f64::from(q.min(90)));
+        let found = refine(&goal(95.0, 20, 5), 80, 1.0, &mut failed, capped).unwrap();
         assert!(found.is_none());
         assert_eq!(failed.unwrap().score, 90.0, "tried {calls:?}");
         assert_eq!(calls.last(), Some(&100), "it went as far as it could");

@@ -543,6 +543,17 @@ impl Services {
                             "not made: it would save less than 10 % against WebP at the target quality"
                         );
                     }
+                    if !phase_made.tries.is_empty() {
+                        let ms = |d: std::time::Duration| d.as_millis() as u64;
+                        tracing::info!(
+                            image = %id,
+                            formats = ?phase,
+                            encodings = phase_made.tries.len(),
+                            encode_ms = ms(phase_made.tries.iter().map(|t| t.encode).sum()),
+                            judge_ms = ms(phase_made.tries.iter().map(|t| t.judge).sum()),
+                            "target quality search"
+                        );
+                    }
                     made.extend(to_variants(&phase_made, &known));
                     earlier.extend(phase_made.variants);
                     record(&made, ImageStatus::Ready, None);
