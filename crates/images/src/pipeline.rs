@@ -372,11 +372,11 @@ pub struct Try {
     pub judge: Duration,
 }
 
-/// How hard the target search tries, per format and image. The smallest size is
-/// searched by bisection over the whole range (it costs least); each larger one
-/// starts from the quality the size before it needed and steps by the score's
-/// distance from the target ([`quality::refine`]), because the quality a picture
-/// needs moves little from one width to the next.
+/// How hard the target search tries, per format and image. The smallest size starts
+/// from the format's default quality with the most tries (it costs least); each
+/// larger one starts from the quality the size before it needed; both step by the
+/// score's distance from the target ([`quality::refine`]), because the quality a
+/// picture needs moves little from one width to the next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SearchBudget {
     /// Lowest quality considered.

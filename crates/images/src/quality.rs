@@ -131,7 +131,9 @@ pub struct Encoded {
 
 /// From a quality that reached the target on a neighbouring size: tries it, then
 /// moves by the score's distance from the target over `slope` (score points per
-/// quality step, learned on the sizes before), at most `probes` encodings. Returns
+/// quality step, learned on the sizes before), at most `goal.probes` encodings (and
+/// [`NARROWING`] more for a pass far above a failure), never a step down that saves
+/// too little ([`WORTH_SAVING`]). Returns
 /// the lowest passing encoding tried, or `None` (then `best_failed` holds the best
 /// try). From a neighbouring size, typically one or two encodings; from a default
 /// quality (the first size), three or four.
