@@ -427,12 +427,12 @@ fn encode_to_target(
     let tries: std::cell::RefCell<Vec<(u8, f64)>> = std::cell::RefCell::default();
     let (w, h) = image.dimensions();
     let speed = variants::avif_speed_for(w, h, options);
-    // `quick`: an AVIF at the usual speed where this size's is slower (see below).
-    let mut probe_at = |q: u8, quick: bool| -> Result<Encoded, ImageError> {
+    let mut probe_at = |q: u8, how: How| -> Result<Encoded, ImageError> {
         let start = Instant::now();
-        let bytes = match format {
-            Format::Avif if quick => variants::encode_avif(image, q, options.avif_speed)?,
-            Format::Avif => variants::encode_avif(image, q, speed)?,
+        let bytes = match (format, how) {
+            (Format::Avif, How::QuickAvif) => variants::encode_avif(image, q, options.avif_speed)?,
+            (Format::Avif, _) => variants::encode_avif(image, q, speed)?,
+            (Format::WebP, How::SharpWebp) => variants::encode_webp(image, q, true)?,
             _ => variants::encode_at(image, format, q, options)?,
         };
         let encoded = Instant::now();
@@ -471,7 +471,7 @@ fn encode_to_target(
                 options.quality_of(format),
                 FIRST_SLOPE,
                 &mut rough_failed,
-                |q| probe_at(q, true),
+                |q| probe_at(q, How::QuickAvif),
             )?;
             let start = rough
                 .map(|e| e.quality)
@@ -479,7 +479,7 @@ fn encode_to_target(
                 .unwrap_or(100);
             let slope = quality::slope(&tries.borrow()).unwrap_or(FIRST_SLOPE);
             quality::refine(&goal(budget.later), start, slope, &mut failed, |q| {
-                probe_at(q, false)
+                probe_at(q, How::Usual)
             })?
         }
         None => quality::refine(
@@ -487,14 +487,14 @@ fn encode_to_target(
             options.quality_of(format),
             FIRST_SLOPE,
             &mut failed,
-            |q| probe_at(q, false),
+            |q| probe_at(q, How::Usual),
         )?,
         Some(before) => quality::refine(
             &goal(budget.later),
             before.quality,
             before.slope,
             &mut failed,
-            |q| probe_at(q, false),
+            |q| probe_at(q, How::Usual),
         )?,
     };
     // Not reached within the tries: climb from the best failure, at least two steps a
@@ -514,7 +514,7 @@ fn encode_to_target(
                 }
                 let step = ((gap + quality::AIM_ABOVE) / slope).ceil().clamp(2.0, 10.0) as u8;
                 q = q.saturating_add(step).min(100);
-                let e = probe_at(q, false)?;
+                let e = probe_at(q, How::Usual)?;
                 if e.score >= target {
                     passed = Some(e);
                     break;
@@ -534,7 +534,7 @@ fn encode_to_target(
     let chosen = match (found, failed) {
         (Some(e), _) => e,
         (None, Some(best)) if best.quality == 100 => best,
-        (None, _) => probe_at(100, false)?,
+        (None, _) => probe_at(100, How::Usual)?,
     };
 
     // A slope from so few points is rough; keep the last good one when these say
@@ -546,7 +546,42 @@ fn encode_to_target(
         quality: chosen.quality,
         slope,
     });
+
+    // Lossy WebP averages chroma when it converts to YUV, which coloured noise (a
+    // night sky) cannot afford: where the usual conversion needs quality SHARP_FROM
+    // or more, or never reaches the target, libwebp's sharp conversion is searched
+    // too and the smaller passing file kept. (It costs bytes on most photographs,
+    // so it is not the default.)
+    if format == Format::WebP && (chosen.score < target || chosen.quality >= SHARP_FROM) {
+        let mut sharp_failed = None;
+        let sharp = quality::refine(
+            &goal(budget.later + 1),
+            chosen.quality.min(SHARP_FROM - 5),
+            slope,
+            &mut sharp_failed,
+            |q| probe_at(q, How::SharpWebp),
+        )?;
+        if let Some(sharp) = sharp {
+            if chosen.score < target || sharp.bytes.len() < chosen.bytes.len() {
+                return Ok(sharp);
+            }
+        }
+    }
     Ok(chosen)
+}
+
+/// From this quality up, a WebP is also tried with sharp YUV (see `encode_to_target`).
+const SHARP_FROM: u8 = 95;
+
+/// How one try of the search encodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum How {
+    /// As `variants::encode_at` would.
+    Usual,
+    /// An AVIF at `Options::avif_speed` even where its size is encoded slower.
+    QuickAvif,
+    /// A WebP with sharp YUV conversion.
+    SharpWebp,
 }
 
 /// Makes and stores every size in each of `formats` (a phase: WebP and JPEG first so

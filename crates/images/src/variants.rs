@@ -186,13 +186,28 @@ pub fn encode_at(
     let (w, h) = image.dimensions();
     let quality = quality.clamp(1, 100);
     match format {
-        Format::WebP => webp::Encoder::from_rgba(image.as_raw(), w, h)
-            .encode_simple(false, f32::from(quality))
-            .map(|m| m.to_vec())
-            .map_err(|e| ImageError::Encode(format!("webp: {e:?}"))),
+        Format::WebP => encode_webp(image, quality, false),
         Format::Avif => encode_avif(image, quality, avif_speed_for(w, h, options)),
         Format::Jpeg => encode_jpeg(&on_white(image), w, h, quality),
     }
+}
+
+/// Encodes `image` as lossy WebP at `quality` (1–100). `sharp_yuv`: libwebp's
+/// iterative RGB→YUV conversion, which keeps coloured detail (noise in a night sky)
+/// that the usual averaging of chroma loses, at about 1.5× the time and, on most
+/// photographs, a few per cent more bytes at the same score.
+pub fn encode_webp(image: &RgbaImage, quality: u8, sharp_yuv: bool) -> Result<Vec<u8>, ImageError> {
+    let (w, h) = image.dimensions();
+    let mut config =
+        webp::WebPConfig::new().map_err(|()| ImageError::Encode("webp: config".to_owned()))?;
+    config.lossless = 0;
+    config.alpha_compression = 1;
+    config.quality = f32::from(quality.clamp(1, 100));
+    config.use_sharp_yuv = i32::from(sharp_yuv);
+    webp::Encoder::from_rgba(image.as_raw(), w, h)
+        .encode_advanced(&config)
+        .map(|m| m.to_vec())
+        .map_err(|e| ImageError::Encode(format!("webp: {e:?}")))
 }
 
 /// The rav1e speed `encode_at` uses for an AVIF of `width`×`height`: two slower
