@@ -420,25 +420,26 @@ fn encode_to_target(
     target: f64,
     learned: &mut Option<Learned>,
     options: &Options,
-    log: &mut Vec<Try>,
-) -> Result<Encoded, ImageError> {
+) -> Result<(Encoded, Vec<Try>), ImageError> {
     let budget = SearchBudget::default();
-    // (quality, score) of every try, read between searches for the slope.
-    let tries: std::cell::RefCell<Vec<(u8, f64)>> = std::cell::RefCell::default();
+    // Every try, read between searches for the slope.
+    let log: std::cell::RefCell<Vec<Try>> = std::cell::RefCell::default();
+    let slope_so_far = || {
+        let points: Vec<(u8, f64)> = log.borrow().iter().map(|t| (t.quality, t.score)).collect();
+        quality::slope(&points)
+    };
     let (w, h) = image.dimensions();
     let speed = variants::avif_speed_for(w, h, options);
-    let mut probe_at = |q: u8, how: How| -> Result<Encoded, ImageError> {
+    let probe_at = |q: u8, how: How| -> Result<Encoded, ImageError> {
         let start = Instant::now();
         let bytes = match (format, how) {
             (Format::Avif, How::QuickAvif) => variants::encode_avif(image, q, options.avif_speed)?,
-            (Format::Avif, _) => variants::encode_avif(image, q, speed)?,
             (Format::WebP, How::SharpWebp) => variants::encode_webp(image, q, true)?,
             _ => variants::encode_at(image, format, q, options)?,
         };
         let encoded = Instant::now();
         let score = quality::score(reference, &variants::decode_output(&bytes, format)?)?;
-        tries.borrow_mut().push((q, score));
-        log.push(Try {
+        log.borrow_mut().push(Try {
             format,
             width: image.width(),
             height: image.height(),
@@ -477,7 +478,7 @@ fn encode_to_target(
                 .map(|e| e.quality)
                 .or(rough_failed.map(|e| e.quality.saturating_add(1)))
                 .unwrap_or(100);
-            let slope = quality::slope(&tries.borrow()).unwrap_or(FIRST_SLOPE);
+            let slope = slope_so_far().unwrap_or(FIRST_SLOPE);
             quality::refine(&goal(budget.later), start, slope, &mut failed, |q| {
                 probe_at(q, How::Usual)
             })?
@@ -539,9 +540,7 @@ fn encode_to_target(
 
     // A slope from so few points is rough; keep the last good one when these say
     // nothing (or something implausible).
-    let slope = quality::slope(&tries.borrow())
-        .or(learned.map(|l| l.slope))
-        .unwrap_or(1.0);
+    let slope = slope_so_far().or(learned.map(|l| l.slope)).unwrap_or(1.0);
     *learned = Some(Learned {
         quality: chosen.quality,
         slope,
@@ -563,11 +562,11 @@ fn encode_to_target(
         )?;
         if let Some(sharp) = sharp {
             if chosen.score < target || sharp.bytes.len() < chosen.bytes.len() {
-                return Ok(sharp);
+                return Ok((sharp, log.into_inner()));
             }
         }
     }
-    Ok(chosen)
+    Ok((chosen, log.into_inner()))
 }
 
 /// From this quality up, a WebP is also tried with sharp YUV (see `encode_to_target`).
@@ -683,16 +682,18 @@ pub fn make_variants(
             .into_par_iter()
             .map(|(mut info, learned)| {
                 let format = info.format;
-                let mut log = Vec::new();
-                let encoded = match (target, &references[usize::from(on_white(format))]) {
-                    (Some(target), Some(reference)) => encode_to_target(
-                        &image, format, reference, target, learned, options, &mut log,
-                    )?,
-                    _ => Encoded {
-                        bytes: variants::encode(&image, format, options)?,
-                        quality: options.quality_of(format),
-                        score: f64::NAN,
-                    },
+                let (encoded, log) = match (target, &references[usize::from(on_white(format))]) {
+                    (Some(target), Some(reference)) => {
+                        encode_to_target(&image, format, reference, target, learned, options)?
+                    }
+                    _ => (
+                        Encoded {
+                            bytes: variants::encode(&image, format, options)?,
+                            quality: options.quality_of(format),
+                            score: f64::NAN,
+                        },
+                        Vec::new(),
+                    ),
                 };
                 info.bytes = encoded.bytes.len();
                 info.quality = Some(encoded.quality);
