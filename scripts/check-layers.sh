@@ -23,6 +23,7 @@ allowed() {
     napiatke-db) echo "napiatke-domain" ;;
     napiatke-cache|napiatke-assets|napiatke-telemetry|napiatke-charts|napiatke-fuzzing|napiatke-avif-decode) echo "" ;;
     napiatke-images) echo "napiatke-domain napiatke-avif-decode" ;;
+    napiatke-bucket) echo "napiatke-images" ;;
     napiatke-services) echo "napiatke-domain napiatke-db napiatke-cache napiatke-images napiatke-charts" ;;
     napiatke-htmx) echo "napiatke-cache napiatke-assets" ;;
     napiatke-toolbar) echo "napiatke-telemetry" ;;

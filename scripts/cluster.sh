@@ -4,24 +4,46 @@
 #
 #   bash scripts/cluster.sh 3          # start 3, print the URL, stop them all on Ctrl-C
 #   bash scripts/cluster.sh bench 3    # req/s through nginx with 1, 2, 3 processes
+#   bash scripts/cluster.sh drill [3]  # start N (default 3), run scripts/cluster_drill.py, stop
 #
 # The processes share the database napiatke_cluster (the standard demo set, made
 # afresh), Redis 127.0.0.1:6379 under a prefix of their own and one MEDIA_ROOT
-# (target/cluster/media); they run in production with NAPIATKE_DEMO=1, so the demo
-# logins work. They take turns collecting replaced images and claim each other's
+# (target/cluster/media; or one bucket, MEDIA=s3 below); they run in production
+# with NAPIATKE_DEMO=1, so the demo logins work. They take turns collecting replaced images and claim each other's
 # unfinished image jobs by lease (docs/operations.md, "Images"). bench measures each page with wrk through nginx (and once straight to
 # one process, to show what the balancer costs), with the share of the machine's CPU
 # that was busy, logged in as admin. BIN replaces the release build; DURATION,
-# CONNECTIONS and PAGES tune the run.
+# CONNECTIONS and PAGES tune the run. drill starts the cluster the same way (with
+# IMAGE_JOB_LEASE=3, so a cut-off image job is claimed within seconds) and checks,
+# straight to each process and through nginx: a session made on one process works on
+# all; an attendance mark through one shows at once on all; an uploaded photo's
+# variants are served by all; a process SIGKILLed under load costs at most the
+# requests in flight; an image job whose process was killed is finished once after
+# its restart. Exit status 1 if a check failed; everything started is stopped.
+#
+#   MEDIA=s3 bash scripts/cluster.sh drill 3   # (any mode) media in an S3 bucket
+#
+# MEDIA=s3 (default MEDIA=local) keeps the media in a bucket instead: it starts moto's
+# S3 server (scripts/ensure-s3.sh, 127.0.0.1:9390, or NAPIATKE_TEST_S3_URL's with
+# MEDIA_S3_ACCESS_KEY_ID and MEDIA_S3_SECRET_ACCESS_KEY set for it; moto takes any),
+# makes a fresh bucket napiatke-cluster-PID-RANDOM there (curl --aws-sigv4) and runs
+# every process with MEDIA_STORAGE=s3 and MEDIA_S3_PREFIX=cluster (us-east-1),
+# each with an empty MEDIA_ROOT of its own (target/cluster/media-PORT), so nothing is
+# shared through the disk; the drill then compares the bucket's keys, not files, with
+# an image's variants. The bucket and its objects are deleted at the end, unless
+# KEEP_BUCKET=1 (moto keeps them in memory until it stops).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=serve
-if [ "${1:-}" = bench ]; then
-  mode=bench
+if [ "${1:-}" = bench ] || [ "${1:-}" = drill ]; then
+  mode=$1
   shift
 fi
-n=${1:-2}
-case "$n" in '' | *[!0-9]*) echo "usage: $0 [bench] N" >&2; exit 2 ;; esac
+if [ "$mode" = drill ]; then n=${1:-3}; else n=${1:-2}; fi
+case "$n" in '' | *[!0-9]*) echo "usage: $0 [bench|drill] N" >&2; exit 2 ;; esac
+[ "$mode" != drill ] || [ "$n" -ge 2 ] || { echo "drill needs 2 processes or more" >&2; exit 2; }
+media=${MEDIA:-local}
+case "$media" in local | s3) ;; *) echo "MEDIA is local or s3, not $media" >&2; exit 2 ;; esac
 duration=${DURATION:-8s}
 connections=${CONNECTIONS:-32}
 pages=${PAGES:-/dashboard/ /lessons/ /students/?q=kow /rooms/}
@@ -31,35 +53,88 @@ need() { # command package
   }
 }
 need nginx nginx
-need wrk wrk
+[ "$mode" = drill ] || need wrk wrk
 need curl curl
 bash scripts/deps.sh
 bash scripts/ensure-postgres.sh
 bash scripts/ensure-redis.sh
+[ "$media" != s3 ] || bash scripts/ensure-s3.sh
 bin=${BIN:-target/release/napiatke}
 [ -n "${BIN:-}" ] || cargo build --release -q -p napiatke-web --bin napiatke
 nginx_bin=$(command -v nginx)
 
 work=$PWD/target/cluster
 rm -rf "$work"
-mkdir -p "$work/media" "$work/tmp"
+mkdir -p "$work/tmp"
+media_root() { # port -> that process's MEDIA_ROOT
+  if [ "$media" = s3 ]; then echo "$work/media-$1"; else echo "$work/media"; fi
+}
+if [ "$media" = s3 ]; then
+  # Only `demo` runs with this one; each process gets its own, empty (media_root).
+  mkdir -p "$work/media-demo"
+  for i in $(seq 1 "$n"); do mkdir -p "$(media_root $((8400 + i)))"; done
+  s3_url=${NAPIATKE_TEST_S3_URL:-http://127.0.0.1:9390}
+  s3_url=${s3_url%/}
+  bucket=napiatke-cluster-$$-$RANDOM
+  export MEDIA_STORAGE=s3 MEDIA_S3_BUCKET=$bucket MEDIA_S3_ENDPOINT=$s3_url MEDIA_S3_REGION=us-east-1 \
+    MEDIA_S3_ACCESS_KEY_ID=${MEDIA_S3_ACCESS_KEY_ID:-test} \
+    MEDIA_S3_SECRET_ACCESS_KEY=${MEDIA_S3_SECRET_ACCESS_KEY:-test} MEDIA_S3_PREFIX=cluster \
+    MEDIA_ROOT=$work/media-demo
+  s3() { # curl ARGS, signed with the processes' credentials
+    curl -fsS --aws-sigv4 "aws:amz:$MEDIA_S3_REGION:s3" \
+      --user "$MEDIA_S3_ACCESS_KEY_ID:$MEDIA_S3_SECRET_ACCESS_KEY" "$@"
+  }
+  s3 -o /dev/null -X PUT "$s3_url/$bucket" || { echo "could not make the bucket $bucket at $s3_url" >&2; exit 1; }
+  media_where="s3://$bucket/cluster at $s3_url"
+else
+  mkdir -p "$work/media"
+  export MEDIA_ROOT=$work/media
+  media_where="MEDIA_ROOT $work/media"
+fi
 psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS napiatke_cluster WITH (FORCE)" >/dev/null 2>&1
 psql -h 127.0.0.1 -U postgres -qc "CREATE DATABASE napiatke_cluster" >/dev/null
 prefix=cluster-$$
 export DATABASE_URL=postgres://postgres:postgres@127.0.0.1:5432/napiatke_cluster \
-  REDIS_URL=redis://127.0.0.1:6379/0 CACHE_PREFIX=$prefix MEDIA_ROOT=$work/media \
+  REDIS_URL=redis://127.0.0.1:6379/0 CACHE_PREFIX=$prefix \
   NAPIATKE_ENV=production NAPIATKE_DEMO=1 RUST_LOG=warn
 "$bin" demo >"$work/demo.log" 2>&1
+# The drill kills a process in the middle of an image job: another claims it once
+# the lease runs out.
+[ "$mode" != drill ] || export IMAGE_JOB_LEASE=${IMAGE_JOB_LEASE:-3}
 
 pids=()
 nginx_pid=
+drill_pid=
 cleanup() {
+  # The drill first: it stops the processes it started again itself.
+  [ -n "$drill_pid" ] && { kill "$drill_pid" 2>/dev/null; wait "$drill_pid" 2>/dev/null; } || true
   [ -n "$nginx_pid" ] && kill "$nginx_pid" 2>/dev/null || true
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
+  # Processes the drill started again (its own children, normally stopped by it).
+  if [ -f "$work/drill.pids" ]; then
+    while read -r p; do
+      kill "$p" 2>/dev/null || continue
+      for _ in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+      kill -9 "$p" 2>/dev/null || true
+    done <"$work/drill.pids"
+    rm -f "$work/drill.pids"
+  fi
   redis-cli --scan --pattern "$prefix*" | xargs -r redis-cli del >/dev/null 2>&1 || true
+  [ "$media" = s3 ] && [ "${KEEP_BUCKET:-}" != 1 ] && drop_bucket || true
 }
-trap cleanup EXIT INT TERM
+drop_bucket() { # every object of the bucket (1,000 a listing), then the bucket
+  local keys k
+  for _ in $(seq 1 20); do
+    keys=$(s3 "$s3_url/$bucket?list-type=2" | grep -o '<Key>[^<]*</Key>' | sed 's/<\/\?Key>//g') || break
+    [ -n "$keys" ] || break
+    while read -r k; do s3 -o /dev/null -X DELETE "$s3_url/$bucket/$k" || true; done <<<"$keys"
+  done
+  s3 -o /dev/null -X DELETE "$s3_url/$bucket" || echo "the bucket $bucket at $s3_url was not deleted" >&2
+}
+trap cleanup EXIT
+# Ctrl-C or kill: stop there (the EXIT trap cleans up), not go on starting things.
+trap 'exit 130' INT TERM
 
 up() { # port
   for _ in $(seq 1 150); do
@@ -71,7 +146,7 @@ up() { # port
 }
 
 for i in $(seq 1 "$n"); do
-  BIND=127.0.0.1:$((8400 + i)) "$bin" serve >"$work/app-$i.log" 2>&1 &
+  BIND=127.0.0.1:$((8400 + i)) MEDIA_ROOT=$(media_root $((8400 + i))) "$bin" serve >"$work/app-$i.log" 2>&1 &
   pids+=($!)
 done
 for i in $(seq 1 "$n"); do up $((8400 + i)); done
@@ -147,15 +222,28 @@ measure() { # port session page -> "req/s p99 busy%"
   fi
 }
 
+if [ "$mode" = drill ]; then
+  balance "$n"
+  echo "cluster drill: $bin, set up (demo set, $n processes, nginx; media: $media_where) in ${SECONDS} s"
+  rc=0
+  # In the background, so Ctrl-C or a kill reaches the trap at once.
+  python3 scripts/cluster_drill.py --bin "$bin" --work "$work" --pids "${pids[*]}" &
+  drill_pid=$!
+  wait "$drill_pid" || rc=$?
+  drill_pid=
+  echo "cluster drill: ${SECONDS} s in all, set-up included"
+  exit "$rc"
+fi
+
 if [ "$mode" = serve ]; then
   balance "$n"
-  echo "napiatke x$n behind nginx: http://127.0.0.1:8400  (admin@napiatke.local / admin; Ctrl-C stops)"
+  echo "napiatke x$n behind nginx: http://127.0.0.1:8400  (admin@napiatke.local / admin; media: $media_where; Ctrl-C stops)"
   wait "$nginx_pid"
   exit 0
 fi
 
 echo "cluster bench: $bin, $n processes, PostgreSQL napiatke_cluster (standard set), Redis, nginx 1 worker,"
-echo "wrk -t2 -c$connections -d$duration, $(nproc) cores shared by all; req/s, p99, CPU busy (all cores)"
+echo "media: $media_where; wrk -t2 -c$connections -d$duration, $(nproc) cores shared by all; req/s, p99, CPU busy (all cores)"
 echo
 header="| page | straight to 1 |"
 rule="|---|---:|"

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Runs the whole test suite on SQLite and PostgreSQL against a real Redis, installing
-# and starting PostgreSQL and Redis if needed.
+# Runs the whole test suite on SQLite and PostgreSQL against a real Redis and a real
+# S3-compatible server, installing and starting PostgreSQL, Redis and moto if needed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
 bash scripts/ensure-postgres.sh
 bash scripts/ensure-redis.sh
+bash scripts/ensure-s3.sh
+export NAPIATKE_TEST_S3_URL="${NAPIATKE_TEST_S3_URL:-http://127.0.0.1:9390}"
 export NAPIATKE_TEST_REDIS_URL="${NAPIATKE_TEST_REDIS_URL:-redis://127.0.0.1:6379/0}"
 export NAPIATKE_TEST_PG_URL="${NAPIATKE_TEST_PG_URL:-postgres://postgres:postgres@127.0.0.1:5432/postgres}"
 if cargo nextest --version >/dev/null 2>&1; then

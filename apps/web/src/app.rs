@@ -38,8 +38,9 @@ pub struct AppState {
     pub calendar_stream_from: usize,
     /// Request durations, in flight, statements per request (GET /metrics).
     pub metrics: Arc<napiatke_telemetry::metrics::HttpMetrics>,
-    /// Uploaded images and their variants (MEDIA_ROOT), served under /media/.
-    pub media: napiatke_images::pipeline::LocalStorage,
+    /// Where `/media/` finds uploaded images' variants (MEDIA_ROOT, the bucket, or
+    /// MEDIA_PUBLIC_URL to redirect to).
+    pub media: media::MediaFiles,
     /// The largest upload accepted (IMAGE_MAX_BYTES).
     pub image_max_bytes: usize,
     /// How long a form's body may take to arrive (FORM_BODY_TIMEOUT).
@@ -89,6 +90,17 @@ pub fn build_state(
     let mut templates = templates
         .showing_times_in(&zone.to_string(), Arc::new(move |t| zone.local(t)))
         .keyed_by(&static_files.fingerprint());
+    if let Some(url) = &settings.media_public_url {
+        templates = templates.linking_media_at(url);
+    }
+    let bucket = media_bucket(settings)?;
+    let media = match (&settings.media_public_url, &bucket) {
+        (Some(url), _) => media::MediaFiles::Public(url.clone()),
+        (None, Some(bucket)) => media::MediaFiles::Bucket(bucket.clone()),
+        (None, None) => media::MediaFiles::Local(napiatke_images::pipeline::LocalStorage::new(
+            &settings.media_root,
+        )),
+    };
     let toolbar = if settings.debug_toolbar {
         templates = templates.describing_renders();
         let info = crate::debug::info(settings, &static_files);
@@ -112,8 +124,8 @@ pub fn build_state(
             .with_work_queue(settings.database_queue)
             .with_zone(zone)
             .with_cache(cache, &settings.cache_ttls)
-            .with_images(&image_config(settings)),
-        media: napiatke_images::pipeline::LocalStorage::new(&settings.media_root),
+            .with_images(&image_config_for(settings, bucket.as_ref())),
+        media,
         image_max_bytes: settings.image_max_bytes,
         form_body_timeout: settings.form_body_timeout,
         templates: Arc::new(templates),
@@ -128,10 +140,43 @@ pub fn build_state(
     }))
 }
 
-/// How uploads are handled, from the settings.
-#[must_use]
-pub fn image_config(settings: &Settings) -> ImageConfig {
+/// The bucket media go to with MEDIA_STORAGE=s3 (`None`: files under MEDIA_ROOT).
+/// Only the client is made: nothing is sent until the first upload or `/media/`
+/// read, so a bucket that is down delays no start (`serve` asks it once, in the
+/// background, and logs the answer).
+///
+/// # Errors
+/// Settings the S3 client cannot use.
+pub fn media_bucket(settings: &Settings) -> Result<Option<napiatke_bucket::Bucket>, AppError> {
+    let crate::config::MediaStorage::S3(s3) = &settings.media_storage else {
+        return Ok(None);
+    };
+    let bucket = napiatke_bucket::Bucket::new(&napiatke_bucket::BucketConfig {
+        endpoint: s3.endpoint.clone(),
+        region: s3.region.clone(),
+        access_key_id: s3.access_key_id.clone(),
+        secret_access_key: s3.secret_access_key.as_ref().map(|s| s.expose().to_owned()),
+        prefix: s3.prefix.clone(),
+        timeout: s3.timeout,
+        ..napiatke_bucket::BucketConfig::new(&s3.bucket)
+    })
+    .map_err(|e| AppError::Internal(e.to_string()))?;
+    Ok(Some(bucket))
+}
+
+/// How uploads are handled, from the settings (with MEDIA_STORAGE=s3, a client of
+/// its own for the bucket).
+///
+/// # Errors
+/// Settings the S3 client cannot use.
+pub fn image_config(settings: &Settings) -> Result<ImageConfig, AppError> {
+    Ok(image_config_for(settings, media_bucket(settings)?.as_ref()))
+}
+
+/// [`image_config`] with the bucket already made (`None`: MEDIA_ROOT).
+fn image_config_for(settings: &Settings, bucket: Option<&napiatke_bucket::Bucket>) -> ImageConfig {
     ImageConfig {
+        storage: bucket.map(|b| Arc::new(b.clone()) as Arc<dyn napiatke_images::pipeline::Storage>),
         limits: napiatke_images::Limits {
             max_bytes: settings.image_max_bytes,
             max_pixels: settings.image_max_pixels,
@@ -194,16 +239,30 @@ pub const INLINED: &str = "js/boot.js";
 /// forms only to this origin, never framed. No inline style: subject colours are SVG
 /// fills, placeholders images of their own, and htmx injects no indicator styles.
 #[must_use]
-pub fn content_security_policy(files: &StaticFiles) -> String {
+pub fn content_security_policy(files: &StaticFiles, media: &media::MediaFiles) -> String {
     let boot = files
         .csp_hash(INLINED)
         .map(|h| format!(" {h}"))
         .unwrap_or_default();
+    // Variants linked at MEDIA_PUBLIC_URL load from its origin.
+    let media = match media {
+        media::MediaFiles::Public(url) => format!(" {}", origin(url)),
+        _ => String::new(),
+    };
     format!(
         "default-src 'self'; script-src 'self'{boot}; style-src 'self'; \
-         img-src 'self' data:; connect-src 'self'; font-src 'self'; object-src 'none'; \
+         img-src 'self' data:{media}; connect-src 'self'; font-src 'self'; object-src 'none'; \
          base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
     )
+}
+
+/// `scheme://host[:port]` of an http(s) URL (checked by the settings).
+fn origin(url: &str) -> &str {
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    let end = url[after_scheme..]
+        .find('/')
+        .map_or(url.len(), |i| after_scheme + i);
+    &url[..end]
 }
 
 /// Features no page of napiatke uses, switched off for it and anything it embeds.
@@ -224,7 +283,7 @@ pub fn app(
         InitError = (),
     >,
 > {
-    let csp = content_security_policy(&state.static_files);
+    let csp = content_security_policy(&state.static_files, &state.media);
     App::new()
         .app_data(state)
         .app_data(

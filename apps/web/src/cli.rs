@@ -371,6 +371,15 @@ fn serve(settings: &Settings) -> Result<(), CliError> {
             eprintln!("warning: Redis (REDIS_URL) is not answering; serving from the in-process cache until it does");
         }
         let state = crate::build_state(settings, db, napiatke_services::SystemClock, statics, cache)?;
+        if let crate::media::MediaFiles::Bucket(bucket) = &state.media {
+            // Asked once, off the start path: a bucket that is down must not keep
+            // the pages from being served, only be said early.
+            let bucket = bucket.clone();
+            actix_web::rt::task::spawn_blocking(move || match bucket.check() {
+                Ok(()) => tracing::info!(bucket = bucket.describe(), "media bucket answers"),
+                Err(e) => tracing::error!(bucket = bucket.describe(), error = %e, "media bucket does not answer: uploads and /media/ will fail until it does"),
+            });
+        }
         // Jobs queued in memory by a process that stopped would leave their images
         // PROCESSING (and their pages polling) for ever: claim them once their lease
         // has run out, now and every third of the lease, after renewing the leases
@@ -512,11 +521,12 @@ fn read_password(prompt: &str) -> Result<String, CliError> {
 fn collect_images(settings: &Settings, grace: Option<Duration>) -> Result<(), CliError> {
     let db = open(settings)?;
     setup::migrate(&db)?;
+    let images = crate::app::image_config(settings)?;
     let report = actix_web::rt::System::new().block_on(async {
         let cache = crate::app::connect_cache(settings).await;
         napiatke_services::Services::new(db, napiatke_services::SystemClock)
             .with_cache(cache, &settings.cache_ttls)
-            .with_images(&crate::app::image_config(settings))
+            .with_images(&images)
             .collect_images(grace)
             .await
     });
@@ -539,11 +549,12 @@ fn reprocess(settings: &Settings) -> Result<(), CliError> {
     setup::migrate(&db)?;
     let bar = progress_bar("reprocessing [{bar:40}] {pos}/{len} images, {eta} left");
     let started = Instant::now();
+    let images = crate::app::image_config(settings)?;
     let report = actix_web::rt::System::new().block_on(async {
         let cache = crate::app::connect_cache(settings).await;
         let services = napiatke_services::Services::new(db, napiatke_services::SystemClock)
             .with_cache(cache, &settings.cache_ttls)
-            .with_images(&crate::app::image_config(settings));
+            .with_images(&images);
         services
             .reprocess_images(|done, total| {
                 bar.set_length(total as u64);

@@ -22,6 +22,11 @@ const MAX_TTL_SECS: u64 = 30 * 24 * 3600;
 pub struct Secret(String);
 
 impl Secret {
+    /// A secret holding `value`.
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
     /// Whether a value is set (without showing it).
     pub fn describe(&self) -> &'static str {
         if self.0.is_empty() {
@@ -44,6 +49,37 @@ impl std::fmt::Debug for Secret {
 }
 
 pub use napiatke_services::CacheTtls;
+
+/// Where uploaded images' files are kept (MEDIA_STORAGE).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MediaStorage {
+    /// `local` (the default): files under MEDIA_ROOT, one machine's disk (or a
+    /// shared file system mounted there).
+    Local,
+    /// `s3`: an S3-compatible bucket every process shares (MEDIA_S3_*).
+    S3(S3Settings),
+}
+
+/// The bucket for MEDIA_STORAGE=s3. Unset fields come from the usual AWS
+/// environment (AWS_ACCESS_KEY_ID, AWS_REGION...).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Settings {
+    /// MEDIA_S3_BUCKET (required).
+    pub bucket: String,
+    /// MEDIA_S3_ENDPOINT: the S3 API's URL, for a service other than AWS.
+    pub endpoint: Option<String>,
+    /// MEDIA_S3_REGION.
+    pub region: Option<String>,
+    /// MEDIA_S3_ACCESS_KEY_ID.
+    pub access_key_id: Option<String>,
+    /// MEDIA_S3_SECRET_ACCESS_KEY.
+    pub secret_access_key: Option<Secret>,
+    /// MEDIA_S3_PREFIX: prepended to every object key ("" for none).
+    pub prefix: String,
+    /// MEDIA_S3_TIMEOUT (milliseconds, default 10000): longest a request to the
+    /// bucket may take, retries included.
+    pub timeout: Duration,
+}
 
 /// Every setting, with its environment variable in docs/operations.md.
 #[derive(Debug, Clone)]
@@ -80,8 +116,14 @@ pub struct Settings {
     pub templates_dir: Option<PathBuf>,
     /// ASSETS_DIR: the source static files collectstatic reads.
     pub assets_dir: PathBuf,
-    /// MEDIA_ROOT: uploaded images and their variants.
+    /// MEDIA_ROOT: uploaded images and their variants (MEDIA_STORAGE=local).
     pub media_root: PathBuf,
+    /// MEDIA_STORAGE: `local` (default) or `s3`.
+    pub media_storage: MediaStorage,
+    /// MEDIA_PUBLIC_URL: where browsers fetch variants straight from the bucket or
+    /// a CDN (`https://media.example.org/school/`); pages link there and `/media/`
+    /// redirects there. Unset: napiatke serves `/media/` itself.
+    pub media_public_url: Option<String>,
     /// SENTRY_DSN: error reporting; unset means off.
     pub sentry_dsn: Option<Secret>,
     /// OTEL_EXPORTER_OTLP_ENDPOINT: trace export; unset means off.
@@ -384,6 +426,68 @@ impl Settings {
         let image_gc_interval =
             Duration::from_secs(amount("IMAGE_GC_INTERVAL", 3_600, 365 * 86_400)?);
         let image_job_lease = Duration::from_secs(amount("IMAGE_JOB_LEASE", 60, 86_400)?.max(3));
+        let media_storage = match get("MEDIA_STORAGE").as_deref().map(str::trim) {
+            None | Some("local") => MediaStorage::Local,
+            Some("s3") => {
+                let bucket =
+                    get("MEDIA_S3_BUCKET")
+                        .map(|b| b.trim().to_owned())
+                        .ok_or(ConfigError {
+                            var: "MEDIA_S3_BUCKET",
+                            reason: "required with MEDIA_STORAGE=s3: the bucket's name".to_owned(),
+                        })?;
+                let endpoint = match get("MEDIA_S3_ENDPOINT") {
+                    Some(v) if !(v.trim().starts_with("http://") || v.trim().starts_with("https://")) => {
+                        return Err(bad(
+                            "MEDIA_S3_ENDPOINT",
+                            &v,
+                            "expected the S3 API's URL, e.g. https://s3.eu-central-1.amazonaws.com or http://127.0.0.1:9000",
+                        ))
+                    }
+                    v => v.map(|v| v.trim().trim_end_matches('/').to_owned()),
+                };
+                let prefix = get("MEDIA_S3_PREFIX")
+                    .unwrap_or_default()
+                    .trim()
+                    .trim_matches('/')
+                    .to_owned();
+                if !prefix.is_empty() && !napiatke_images::pipeline::is_safe_name(&prefix) {
+                    return Err(bad(
+                        "MEDIA_S3_PREFIX",
+                        &prefix,
+                        "expected /-separated parts of letters, digits, '-', '_' or '.'",
+                    ));
+                }
+                MediaStorage::S3(S3Settings {
+                    bucket,
+                    endpoint,
+                    region: get("MEDIA_S3_REGION").map(|v| v.trim().to_owned()),
+                    access_key_id: get("MEDIA_S3_ACCESS_KEY_ID").map(|v| v.trim().to_owned()),
+                    secret_access_key: get("MEDIA_S3_SECRET_ACCESS_KEY").map(Secret),
+                    prefix,
+                    timeout: Duration::from_millis(count("MEDIA_S3_TIMEOUT", 10_000, 600_000)?),
+                })
+            }
+            Some(v) => return Err(bad("MEDIA_STORAGE", v, "expected local or s3")),
+        };
+        let media_public_url = match get("MEDIA_PUBLIC_URL") {
+            None => None,
+            Some(v) => {
+                let v = v.trim();
+                let valid = (v.starts_with("https://") || v.starts_with("http://"))
+                    && v.len() > "https://".len()
+                    && v.bytes()
+                        .all(|b| b.is_ascii_graphic() && !b"\"'<>`".contains(&b));
+                if !valid {
+                    return Err(bad(
+                        "MEDIA_PUBLIC_URL",
+                        v,
+                        "expected an http(s) URL, e.g. https://media.example.org/school/",
+                    ));
+                }
+                Some(format!("{}/", v.trim_end_matches('/')))
+            }
+        };
         let image_target_quality = match get("IMAGE_TARGET_QUALITY") {
             None => Some(napiatke_images::variants::DEFAULT_TARGET),
             Some(v) if v.trim().eq_ignore_ascii_case("off") => None,
@@ -435,6 +539,8 @@ impl Settings {
             assets_dir: get("ASSETS_DIR").map_or_else(|| PathBuf::from("assets"), PathBuf::from),
             media_root: get("MEDIA_ROOT")
                 .map_or_else(|| PathBuf::from("data/media"), PathBuf::from),
+            media_storage,
+            media_public_url,
             sentry_dsn: get("SENTRY_DSN").map(Secret),
             otlp_endpoint: match get("OTEL_EXPORTER_OTLP_ENDPOINT") {
                 Some(v) if !v.trim().starts_with("http://") => {
@@ -470,7 +576,7 @@ impl Settings {
         let opt = |v: &Option<Secret>| v.as_ref().map_or("(unset)", Secret::describe);
         let db = napiatke_db::DatabaseUrl::parse(&self.database_url)
             .map_or_else(|_| "(invalid)".to_owned(), |u| u.redacted());
-        vec![
+        let mut lines = vec![
             format!("BIND={}", self.bind),
             format!("DATABASE_URL={db}"),
             format!("DATABASE_POOL_SIZE={}", self.database_pool_size),
@@ -505,6 +611,12 @@ impl Settings {
                 )
             ),
             format!("MEDIA_ROOT={}", self.media_root.display()),
+            format!(
+                "MEDIA_PUBLIC_URL={}",
+                self.media_public_url
+                    .as_deref()
+                    .unwrap_or("(unset: served under /media/)")
+            ),
             format!("SENTRY_DSN={}", opt(&self.sentry_dsn)),
             format!(
                 "OTEL_EXPORTER_OTLP_ENDPOINT={}",
@@ -567,7 +679,33 @@ impl Settings {
                 self.image_target_quality
                     .map_or_else(|| "off".to_owned(), |t| t.to_string())
             ),
-        ]
+        ];
+        match &self.media_storage {
+            MediaStorage::Local => lines.push("MEDIA_STORAGE=local".to_owned()),
+            MediaStorage::S3(s3) => {
+                let env = "(unset: from the environment)";
+                lines.extend([
+                    "MEDIA_STORAGE=s3".to_owned(),
+                    format!("MEDIA_S3_BUCKET={}", s3.bucket),
+                    format!(
+                        "MEDIA_S3_ENDPOINT={}",
+                        s3.endpoint.as_deref().unwrap_or(env)
+                    ),
+                    format!("MEDIA_S3_REGION={}", s3.region.as_deref().unwrap_or(env)),
+                    format!(
+                        "MEDIA_S3_ACCESS_KEY_ID={}",
+                        s3.access_key_id.as_deref().unwrap_or(env)
+                    ),
+                    format!(
+                        "MEDIA_S3_SECRET_ACCESS_KEY={}",
+                        s3.secret_access_key.as_ref().map_or(env, Secret::describe)
+                    ),
+                    format!("MEDIA_S3_PREFIX={}", s3.prefix),
+                    format!("MEDIA_S3_TIMEOUT={}", s3.timeout.as_millis()),
+                ]);
+            }
+        }
+        lines
     }
 }
 
@@ -678,6 +816,65 @@ mod tests {
         let lines = s.describe();
         assert!(lines.contains(&"SENTRY_DSN=(set, hidden)".to_owned()));
         assert!(lines.iter().all(|l| !l.contains("key@")));
-        assert_eq!(lines.len(), 43);
+        assert_eq!(lines.len(), 45);
+    }
+
+    #[test]
+    fn media_go_to_a_bucket_only_when_it_is_named() {
+        assert_eq!(with(&[]).unwrap().media_storage, MediaStorage::Local);
+        let e = with(&[("MEDIA_STORAGE", "s3")]).unwrap_err();
+        assert_eq!(e.var, "MEDIA_S3_BUCKET");
+        let e = with(&[("MEDIA_STORAGE", "nfs")]).unwrap_err();
+        assert_eq!(e.var, "MEDIA_STORAGE");
+        let s = with(&[
+            ("MEDIA_STORAGE", "s3"),
+            ("MEDIA_S3_BUCKET", "school-media"),
+            ("MEDIA_S3_ENDPOINT", "http://127.0.0.1:9000/"),
+            ("MEDIA_S3_PREFIX", "/warsaw/"),
+            ("MEDIA_S3_SECRET_ACCESS_KEY", "very-secret"),
+        ])
+        .unwrap();
+        let MediaStorage::S3(s3) = &s.media_storage else {
+            panic!("not s3: {:?}", s.media_storage)
+        };
+        assert_eq!(s3.bucket, "school-media");
+        assert_eq!(s3.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+        assert_eq!(s3.prefix, "warsaw");
+        assert_eq!(s3.timeout, Duration::from_secs(10));
+        let lines = s.describe();
+        assert!(lines.contains(&"MEDIA_S3_SECRET_ACCESS_KEY=(set, hidden)".to_owned()));
+        assert!(lines.iter().all(|l| !l.contains("very-secret")));
+        assert!(!format!("{s:?}").contains("very-secret"));
+        for (var, value) in [
+            ("MEDIA_S3_ENDPOINT", "s3.example.org"),
+            ("MEDIA_S3_PREFIX", "a/../b"),
+            ("MEDIA_S3_TIMEOUT", "0"),
+        ] {
+            let e = with(&[
+                ("MEDIA_STORAGE", "s3"),
+                ("MEDIA_S3_BUCKET", "b"),
+                (var, value),
+            ])
+            .unwrap_err();
+            assert_eq!(e.var, var);
+        }
+    }
+
+    #[test]
+    fn a_public_media_url_is_an_http_url_ending_in_a_slash() {
+        let s = with(&[("MEDIA_PUBLIC_URL", "https://media.example.org/school")]).unwrap();
+        assert_eq!(
+            s.media_public_url.as_deref(),
+            Some("https://media.example.org/school/")
+        );
+        for bad in [
+            "media.example.org",
+            "https://",
+            "javascript:alert(1)",
+            "https://a.org/\"x",
+        ] {
+            let e = with(&[("MEDIA_PUBLIC_URL", bad)]).unwrap_err();
+            assert_eq!(e.var, "MEDIA_PUBLIC_URL", "{bad}");
+        }
     }
 }

@@ -766,7 +766,7 @@ pub fn metrics_text(state: &AppState) -> String {
     );
     out.counter(
         "napiatke_work_refused_total",
-        "Requests answered 503 after waiting the whole checkout timeout for a slot.",
+        "Requests answered 503 without a slot: after waiting the whole checkout timeout, or at once with DATABASE_QUEUE requests already waiting.",
         &[(&[], work.refused as f64)],
     );
     let cache = state.services.cache().stats();
@@ -819,7 +819,7 @@ pub fn metrics_text(state: &AppState) -> String {
         );
         out.counter(
             "napiatke_image_jobs_finished_total",
-            "Image jobs finished, by outcome.",
+            "Image jobs finished, by outcome: done (the image READY, or FAILED with its reason in the images table) or failed (the job panicked; caught).",
             &[
                 (
                     &[("outcome", "done")],

@@ -9,6 +9,7 @@ mod debug;
 mod error;
 mod handlers;
 mod media;
+pub use media::MediaFiles;
 pub mod middleware;
 pub mod origin;
 mod params;

@@ -8,7 +8,7 @@ use chrono::Duration;
 use common::{conn, fixture, now};
 use napiatke_db::both_engines;
 use napiatke_db::queries::images::{self, NewImage, Owner};
-use napiatke_db::queries::leases::{claim_images, renew_images, take_turn, Lease};
+use napiatke_db::queries::leases::{claim_images, finish_image, renew_images, take_turn, Lease};
 use napiatke_db::testing::count_statements;
 use napiatke_db::{DbError, Engine};
 use napiatke_domain::{ImageId, ImageStatus, UserId};
@@ -51,8 +51,8 @@ both_engines! {
         // b takes the one nobody holds, in one statement; not a's, not a finished one.
         let (got, sql) = count_statements(|| ok(claim_images(&mut c, b, t0, 10)));
         assert_eq!(sql.len(), 1, "{sql:?}");
-        assert_eq!(got.iter().map(|g| g.0).collect::<Vec<_>>(), vec![free]);
-        assert_eq!(got[0].1, format!("originals/00/{:016x}", 2));
+        assert_eq!(got.iter().map(|g| g.id).collect::<Vec<_>>(), vec![free]);
+        assert_eq!(got[0].original, format!("originals/00/{:016x}", 2));
         assert!(ok(claim_images(&mut c, b, t0, 10)).is_empty(), "claimed twice");
 
         // a renews its job: still not claimable when the old lease would have ended.
@@ -64,10 +64,34 @@ both_engines! {
         assert!(ok(claim_images(&mut c, b2, t0 + minute * 2, 10)).is_empty());
         // a stopped renewing (its process died): b takes the job after the lease.
         let got = ok(claim_images(&mut c, b2, t0 + minute * 3, 10));
-        assert_eq!(got.iter().map(|g| g.0).collect::<Vec<_>>(), vec![held]);
+        assert_eq!(got.iter().map(|g| g.id).collect::<Vec<_>>(), vec![held]);
         // a's renewal no longer touches it: the job is b's.
         assert_eq!(ok(renew_images(&mut c, Lease { owner: "a", until: t0 + minute * 9 }, &[held])), 0);
         assert!(ok(claim_images(&mut c, Lease { owner: "c", until: t0 + minute * 9 }, t0 + minute * 3, 10)).is_empty());
+    };
+
+    a_job_cut_off_after_its_first_phase_is_claimed_until_it_is_finished => |engine: Engine| {
+        let t = fixture(engine);
+        let mut c = conn(&t);
+        let (t0, minute) = (now(), Duration::seconds(60));
+        let a = Lease { owner: "a", until: t0 + minute };
+        // a recorded WebP and JPEG (READY: the image shows) and was making AVIF.
+        let cut = processing(&mut c, 1, Some(a));
+        ok(images::set_variants(&mut c, cut, &[], ImageStatus::Ready, None, t0));
+        // a finished this one.
+        let ended = processing(&mut c, 2, Some(a));
+        ok(images::set_variants(&mut c, ended, &[], ImageStatus::Ready, None, t0));
+        ok(finish_image(&mut c, ended));
+        let b = Lease { owner: "b", until: t0 + minute * 3 };
+        // a is alive: it renews the job it still runs.
+        let a2 = Lease { owner: "a", until: t0 + minute * 2 };
+        assert_eq!(ok(renew_images(&mut c, a2, &[cut, ended])), 1, "a READY job still running is renewed");
+        assert!(ok(claim_images(&mut c, b, t0 + minute, 10)).is_empty());
+        // a stopped: b takes the unfinished job, READY as it is; never the ended one.
+        let got = ok(claim_images(&mut c, b, t0 + minute * 2, 10));
+        assert_eq!(got.iter().map(|g| (g.id, g.status)).collect::<Vec<_>>(), vec![(cut, ImageStatus::Ready)]);
+        ok(finish_image(&mut c, cut));
+        assert!(ok(claim_images(&mut c, b, t0 + minute * 9, 10)).is_empty(), "a finished job is claimed again");
     };
 
     claims_take_at_most_the_limit_oldest_first => |engine: Engine| {
@@ -76,9 +100,9 @@ both_engines! {
         let ids: Vec<ImageId> = (1..=3).map(|user| processing(&mut c, user, None)).collect();
         let lease = Lease { owner: "a", until: now() + Duration::seconds(60) };
         let first = ok(claim_images(&mut c, lease, now(), 2));
-        assert_eq!(first.iter().map(|g| g.0).collect::<Vec<_>>(), ids[..2].to_vec());
+        assert_eq!(first.iter().map(|g| g.id).collect::<Vec<_>>(), ids[..2].to_vec());
         let rest = ok(claim_images(&mut c, lease, now(), 2));
-        assert_eq!(rest.iter().map(|g| g.0).collect::<Vec<_>>(), ids[2..].to_vec());
+        assert_eq!(rest.iter().map(|g| g.id).collect::<Vec<_>>(), ids[2..].to_vec());
     };
 
     concurrent_claims_get_disjoint_jobs => |engine: Engine| {
@@ -107,7 +131,7 @@ both_engines! {
                             if got.is_empty() {
                                 break;
                             }
-                            mine.extend(got.into_iter().map(|g| g.0));
+                            mine.extend(got.into_iter().map(|g| g.id));
                         }
                         mine
                     })

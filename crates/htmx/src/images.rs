@@ -26,8 +26,9 @@ use std::num::NonZeroU64;
 use serde::Deserialize;
 use tera::Value;
 
-/// Where uploaded images' variants are served: a variant's URL is this followed by
-/// its `path`.
+/// Where uploaded images' variants are served unless told otherwise
+/// ([`Templates::linking_media_at`](crate::Templates::linking_media_at)): a
+/// variant's URL is this followed by its `path`.
 ///
 /// ```
 /// use napiatke_htmx::images::MEDIA_URL;
@@ -76,8 +77,26 @@ const FALLBACK_SRC_WIDTH: u64 = 960;
 /// );
 /// # Ok::<(), napiatke_htmx::HtmxError>(())
 /// ```
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ResponsiveImage;
+#[derive(Debug, Clone)]
+pub struct ResponsiveImage {
+    media: std::sync::Arc<str>,
+}
+
+impl ResponsiveImage {
+    /// Linking variants under `media` (ending in `/`).
+    #[must_use]
+    pub fn at(media: &str) -> ResponsiveImage {
+        ResponsiveImage {
+            media: media.into(),
+        }
+    }
+}
+
+impl Default for ResponsiveImage {
+    fn default() -> Self {
+        ResponsiveImage::at(MEDIA_URL)
+    }
+}
 
 impl tera::Function for ResponsiveImage {
     fn call(&self, args: &HashMap<String, Value>) -> tera::Result<Value> {
@@ -89,6 +108,7 @@ impl tera::Function for ResponsiveImage {
             alt: string_arg(NAME, args, "alt", None)?,
             class: string_arg(NAME, args, "class", Some(""))?,
             eager: bool_arg(NAME, args, "eager", false)?,
+            media: &self.media,
         };
         let sizes = string_arg(NAME, args, "sizes", Some("100vw"))?;
         let Some(image) = Image::from_arg(NAME, args.get("image"))? else {
@@ -125,8 +145,26 @@ impl tera::Function for ResponsiveImage {
 /// );
 /// # Ok::<(), napiatke_htmx::HtmxError>(())
 /// ```
-#[derive(Debug, Clone, Copy, Default)]
-pub struct LazyImage;
+#[derive(Debug, Clone)]
+pub struct LazyImage {
+    media: std::sync::Arc<str>,
+}
+
+impl LazyImage {
+    /// Linking variants under `media` (ending in `/`).
+    #[must_use]
+    pub fn at(media: &str) -> LazyImage {
+        LazyImage {
+            media: media.into(),
+        }
+    }
+}
+
+impl Default for LazyImage {
+    fn default() -> Self {
+        LazyImage::at(MEDIA_URL)
+    }
+}
 
 impl tera::Function for LazyImage {
     fn call(&self, args: &HashMap<String, Value>) -> tera::Result<Value> {
@@ -136,6 +174,7 @@ impl tera::Function for LazyImage {
             alt: string_arg(NAME, args, "alt", None)?,
             class: string_arg(NAME, args, "class", Some(""))?,
             eager: false,
+            media: &self.media,
         };
         let size = match args.get("size") {
             None => 48,
@@ -162,6 +201,8 @@ struct Options<'a> {
     alt: &'a str,
     class: &'a str,
     eager: bool,
+    /// Where variants are linked (ends in `/`).
+    media: &'a str,
 }
 
 /// A variant's encoding, as the record names it ("avif", "webp", "jpeg"); any other
@@ -213,8 +254,8 @@ struct Variant<'a> {
 }
 
 impl Variant<'_> {
-    fn url(&self) -> String {
-        format!("{MEDIA_URL}{}", crate::percent_encode(self.path))
+    fn url(&self, media: &str) -> String {
+        format!("{media}{}", crate::percent_encode(self.path))
     }
 }
 
@@ -362,7 +403,7 @@ fn responsive(image: &Image<'_>, sizes: &str, opts: &Options<'_>) -> String {
         }
         out.push_str("<source");
         attr(&mut out, "type", format.mime());
-        attr(&mut out, "srcset", &srcset(&ladder));
+        attr(&mut out, "srcset", &srcset(&ladder, opts.media));
         attr(&mut out, "sizes", sizes);
         out.push('>');
     }
@@ -371,11 +412,11 @@ fn responsive(image: &Image<'_>, sizes: &str, opts: &Options<'_>) -> String {
         .rev()
         .find(|v| v.width.get() <= FALLBACK_SRC_WIDTH)
         .or_else(|| img_ladder.first())
-        .map(|v| v.url())
+        .map(|v| v.url(opts.media))
         .unwrap_or_default();
     out.push_str("<img");
     attr(&mut out, "src", &src);
-    attr(&mut out, "srcset", &srcset(&img_ladder));
+    attr(&mut out, "srcset", &srcset(&img_ladder, opts.media));
     attr(&mut out, "sizes", sizes);
     img_tail(&mut out, image, image.width, image.height, opts);
     out.push_str("</picture>");
@@ -395,12 +436,12 @@ fn lazy(image: &Image<'_>, size: u64, opts: &Options<'_>) -> String {
         if let Some(thumb) = image.thumbnail(format) {
             out.push_str("<source");
             attr(&mut out, "type", format.mime());
-            attr(&mut out, "srcset", &thumb.url());
+            attr(&mut out, "srcset", &thumb.url(opts.media));
             out.push('>');
         }
     }
     out.push_str("<img");
-    attr(&mut out, "src", &img.url());
+    attr(&mut out, "src", &img.url(opts.media));
     img_tail(&mut out, image, size, size, opts);
     out.push_str("</picture>");
     layered(image, "ph", opts.class, out)
@@ -459,13 +500,13 @@ fn loading(out: &mut String, eager: bool) {
     out.push_str(" decoding=\"async\"");
 }
 
-fn srcset(ladder: &[&Variant<'_>]) -> String {
+fn srcset(ladder: &[&Variant<'_>], media: &str) -> String {
     let mut out = String::new();
     for (i, v) in ladder.iter().enumerate() {
         if i > 0 {
             out.push_str(", ");
         }
-        let _ = write!(out, "{} {}w", v.url(), v.width);
+        let _ = write!(out, "{} {}w", v.url(media), v.width);
     }
     out
 }

@@ -83,8 +83,8 @@ impl Templates {
         }
         let mut tera = tera::Tera::default();
         tera.register_filter("date", DateFilter { to_local: None });
-        tera.register_function("responsive_image", images::ResponsiveImage);
-        tera.register_function("lazy_image", images::LazyImage);
+        tera.register_function("responsive_image", images::ResponsiveImage::default());
+        tera.register_function("lazy_image", images::LazyImage::default());
         if let Some(urls) = statics {
             if let Some(contents) = &urls.contents {
                 tera.register_function(
@@ -143,6 +143,32 @@ impl Templates {
         std::hash::Hasher::write(&mut fingerprint, part.as_bytes());
         self.fingerprint = std::hash::Hasher::finish(&fingerprint);
         self
+    }
+
+    /// Links uploaded images' variants under `url` (ending in `/`: a bucket's or a
+    /// CDN's public address) instead of napiatke's own `/media/`. Part of the
+    /// fingerprint, so cached HTML linking elsewhere is not reused.
+    ///
+    /// ```
+    /// use napiatke_htmx::Templates;
+    /// let t = Templates::from_sources(&[("p.html", "{{ lazy_image(image=photo, alt='') }}")])?
+    ///     .linking_media_at("https://media.example.org/school/");
+    /// let photo: tera::Value = r#"{"width": 8, "height": 8, "variants": [
+    ///     {"path": "cd/y/t300.jpg", "format": "jpeg", "kind": "thumbnail", "width": 300}]}"#
+    ///     .parse().map_err(|e| napiatke_htmx::HtmxError::Template(format!("{e}")))?;
+    /// let mut ctx = tera::Context::new();
+    /// ctx.insert("photo", &photo);
+    /// assert!(t.render("p.html", &ctx)?.contains("src=\"https://media.example.org/school/cd/y/t300.jpg\""));
+    /// # Ok::<(), napiatke_htmx::HtmxError>(())
+    /// ```
+    #[must_use]
+    pub fn linking_media_at(self, url: &str) -> Templates {
+        let mut this = self.keyed_by(url);
+        this.tera
+            .register_function("responsive_image", images::ResponsiveImage::at(url));
+        this.tera
+            .register_function("lazy_image", images::LazyImage::at(url));
+        this
     }
 
     /// Shows date-times (stored in UTC) as wall-clock times of the zone `name`,

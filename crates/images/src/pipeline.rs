@@ -15,7 +15,7 @@ use crate::variants::{self, Format, Options};
 use crate::{decode, Decoded, ImageError, Limits};
 
 /// Where variants live. Names are relative, `/`-separated, made by this crate.
-pub trait Storage: Send + Sync {
+pub trait Storage: Send + Sync + std::fmt::Debug {
     /// Stores `bytes` under `name` (replacing nothing: names are content-addressed).
     fn put(&self, name: &str, bytes: &[u8]) -> io::Result<()>;
     /// The size of what is stored under `name`, or `None` when nothing is.
@@ -24,6 +24,24 @@ pub trait Storage: Send + Sync {
     fn get(&self, name: &str) -> io::Result<Vec<u8>>;
     /// Removes what is stored under `name`; `false` when nothing was.
     fn remove(&self, name: &str) -> io::Result<bool>;
+    /// Whether `e`, from this store, means it cannot be reached now rather than a
+    /// fault of the name or the bytes: the caller answers 503 and the user tries
+    /// again. By default, network errors and timeouts.
+    fn is_unavailable(&self, e: &io::Error) -> bool {
+        use io::ErrorKind as K;
+        matches!(
+            e.kind(),
+            K::TimedOut
+                | K::ConnectionRefused
+                | K::ConnectionReset
+                | K::ConnectionAborted
+                | K::NotConnected
+                | K::BrokenPipe
+                | K::HostUnreachable
+                | K::NetworkUnreachable
+                | K::NetworkDown
+        )
+    }
 }
 
 /// Whether a storage error means there is no room left (the disk or a quota is
@@ -107,17 +125,31 @@ impl LocalStorage {
     /// The file behind `name`, or `None` for a name that could leave the root.
     #[must_use]
     pub fn path(&self, name: &str) -> Option<PathBuf> {
-        let safe = !name.is_empty()
-            && name.split('/').all(|part| {
-                !part.is_empty()
-                    && part != "."
-                    && part != ".."
-                    && part
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-            });
-        safe.then(|| self.root.join(name))
+        is_safe_name(name).then(|| self.root.join(name))
     }
+}
+
+/// Whether `name` is one a store may hold: `/`-separated parts of ASCII letters,
+/// digits, `-`, `_` and `.`, none empty, `.` or `..`. Every [`Storage`] checks it, so
+/// no name can leave the store's root (a folder, a bucket's prefix).
+///
+/// ```
+/// use napiatke_images::pipeline::is_safe_name;
+/// assert!(is_safe_name("ab/abcd/t64-00000000.webp"));
+/// assert!(!is_safe_name("ab/../secret"));
+/// assert!(!is_safe_name("/etc/passwd"));
+/// ```
+#[must_use]
+pub fn is_safe_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.split('/').all(|part| {
+            !part.is_empty()
+                && part != "."
+                && part != ".."
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        })
 }
 
 impl LocalStorage {

@@ -130,6 +130,10 @@ pub enum ServiceError {
         /// When trying again may succeed.
         retry_after: std::time::Duration,
     },
+    /// Media storage cannot be reached now (a bucket that does not answer): nothing
+    /// was saved; try again later (HTTP 503 with Retry-After).
+    #[error("media storage unavailable")]
+    StorageUnavailable(#[source] std::io::Error),
     /// Media storage has no room left (the disk, or the free space it keeps):
     /// nothing was written (HTTP 507).
     #[error("media storage is full")]
@@ -154,7 +158,9 @@ impl ServiceError {
     #[must_use]
     pub fn is_unavailable(&self) -> bool {
         match self.kind() {
-            ServiceError::Unavailable(_) | ServiceError::UploadsOff => true,
+            ServiceError::Unavailable(_)
+            | ServiceError::UploadsOff
+            | ServiceError::StorageUnavailable(_) => true,
             ServiceError::Task(e) => !e.is_panic(),
             _ => false,
         }

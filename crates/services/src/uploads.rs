@@ -39,8 +39,11 @@ use crate::{ServiceError, ServiceResult, Services};
 /// IMAGE_USER_BYTES, IMAGE_GC_GRACE).
 #[derive(Debug, Clone)]
 pub struct ImageConfig {
-    /// Where originals and variants are stored.
+    /// Where originals and variants are stored, when `storage` is `None`.
     pub media_root: PathBuf,
+    /// Another store for originals and variants (MEDIA_STORAGE=s3: a bucket shared
+    /// by every machine); `None`: files under `media_root`, keeping `keep_free`.
+    pub storage: Option<Arc<dyn Storage>>,
     /// What an upload may be.
     pub limits: Limits,
     /// Which variants, at what quality.
@@ -79,6 +82,7 @@ impl ImageConfig {
         let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
         ImageConfig {
             media_root: media_root.into(),
+            storage: None,
             limits: Limits::default(),
             options: Options::default(),
             workers: cores,
@@ -93,7 +97,7 @@ impl ImageConfig {
 }
 
 pub(crate) struct Uploads {
-    storage: LocalStorage,
+    storage: Arc<dyn Storage>,
     limits: Limits,
     options: Options,
     pool: WorkerPool,
@@ -111,7 +115,9 @@ pub(crate) struct Uploads {
 impl Uploads {
     pub(crate) fn new(config: &ImageConfig) -> Uploads {
         Uploads {
-            storage: LocalStorage::new(&config.media_root).keeping_free(config.keep_free),
+            storage: config.storage.clone().unwrap_or_else(|| {
+                Arc::new(LocalStorage::new(&config.media_root).keeping_free(config.keep_free))
+            }),
             limits: config.limits,
             options: config.options.clone(),
             pool: WorkerPool::new(config.workers, config.queue),
@@ -201,10 +207,13 @@ fn megabytes(bytes: u64) -> String {
     format!("{:.1} MB", bytes as f64 / 1_000_000.0)
 }
 
-fn storage_error(path: &str, source: std::io::Error) -> ServiceError {
+fn storage_error(storage: &dyn Storage, path: &str, source: std::io::Error) -> ServiceError {
     if pipeline::is_full(&source) {
         tracing::error!(path, error = %source, "media storage is full: upload refused");
         ServiceError::StorageFull(source)
+    } else if storage.is_unavailable(&source) {
+        tracing::error!(path, error = %source, "media storage unavailable: upload refused");
+        ServiceError::StorageUnavailable(source)
     } else {
         ServiceError::Storage {
             path: path.to_owned(),
@@ -418,7 +427,7 @@ impl Services {
                     uploads
                         .storage
                         .put(&original, &bytes)
-                        .map_err(|e| storage_error(&original, e))?;
+                        .map_err(|e| storage_error(&*uploads.storage, &original, e))?;
                     let now = s.now();
                     let image = image_rows::create(
                         &mut *s.conn()?,
@@ -529,7 +538,7 @@ impl Services {
                         &prepared,
                         &uploads.options,
                         phase,
-                        &uploads.storage,
+                        &*uploads.storage,
                         &earlier,
                     )?;
                     outcome.reused += phase_made.reused;
@@ -589,6 +598,15 @@ impl Services {
             record(&made, status, Some(&e));
             outcome.error = Some(e);
         }
+        // Every phase is recorded: no process is to take this job up again. (Until
+        // here a READY image whose AVIF phase was cut off with its process is still
+        // claimable: see `resume_images`.)
+        let finished = self
+            .conn()
+            .and_then(|mut c| Ok(leases::finish_image(&mut c, id)?));
+        if let Err(e) = finished {
+            tracing::error!(image = %id, error = %e, "ending the image job's lease failed");
+        }
         outcome
     }
 
@@ -640,8 +658,10 @@ impl Services {
     }
 
     /// Claims and queues the image jobs no live process holds: those a stopped
-    /// process left PROCESSING (their jobs lived in its memory), once their lease has
-    /// run out. One claim per free place in the queue, so what is left waits for the
+    /// process left unfinished (their jobs lived in its memory: PROCESSING, or READY
+    /// with the AVIF phase cut off), once their lease has run out. A job taken up
+    /// again reuses every variant already stored, so what shows does not change
+    /// until the missing phase is recorded. One claim per free place in the queue, so what is left waits for the
     /// next call; in a cluster each job is claimed by one process
     /// ([`leases::claim_images`]). Call at start and then every third of the lease,
     /// after [`Services::renew_image_leases`].
@@ -663,24 +683,30 @@ impl Services {
                     Ok(leases::claim_images(&mut *s.conn()?, lease, now, 1)?)
                 })
                 .await?;
-            let Some((id, original)) = claimed.into_iter().next() else {
+            let Some(job) = claimed.into_iter().next() else {
                 break;
             };
-            tracing::info!(image = %id, "image job claimed");
+            let (id, status) = (job.id, job.status);
+            tracing::info!(image = %id, %status, "image job claimed");
             let held = uploads.hold(id);
-            match self.stored_source(id, original).await? {
+            match self.stored_source(id, job.original).await? {
                 (None, _) => {
-                    // Replaced meanwhile: nothing shows it, nothing to make.
+                    // Replaced meanwhile: nothing shows it, nothing to make. A READY
+                    // one keeps what it has (the collector removes it).
                     self.blocking(move |s| {
                         let now = s.now();
-                        Ok(image_rows::set_variants(
-                            &mut *s.conn()?,
-                            id,
-                            &[],
-                            ImageStatus::Failed,
-                            Some("replaced"),
-                            now,
-                        )?)
+                        let mut conn = s.conn()?;
+                        if status == ImageStatus::Processing {
+                            image_rows::set_variants(
+                                &mut conn,
+                                id,
+                                &[],
+                                ImageStatus::Failed,
+                                Some("replaced"),
+                                now,
+                            )?;
+                        }
+                        Ok(leases::finish_image(&mut conn, id)?)
                     })
                     .await?;
                 }

@@ -5,6 +5,6 @@ mod files;
 mod pages;
 mod uploads;
 
-pub use files::media;
+pub use files::{media, MediaFiles};
 pub use pages::{profile, rooms};
 pub use uploads::{avatar, image_status, room_photo};

@@ -14,7 +14,7 @@ use napiatke_db::Engine;
 const BOUNDARY: &str = "----napiatke-test-boundary";
 
 /// A PNG of `w`×`h` with a gradient (so encoders have something to do).
-fn png(w: u32, h: u32) -> Vec<u8> {
+pub(crate) fn png(w: u32, h: u32) -> Vec<u8> {
     let img = image::RgbaImage::from_fn(w, h, |x, y| {
         image::Rgba([
             (x * 255 / w.max(1)) as u8,
@@ -30,7 +30,7 @@ fn png(w: u32, h: u32) -> Vec<u8> {
     out
 }
 
-fn jpeg(w: u32, h: u32) -> Vec<u8> {
+pub(crate) fn jpeg(w: u32, h: u32) -> Vec<u8> {
     let img = image::RgbImage::from_fn(w, h, |x, y| {
         image::Rgb([(x % 256) as u8, (y % 256) as u8, 60])
     });
@@ -101,7 +101,13 @@ fn upload_request(
     r
 }
 
-async fn upload<S, B>(app: &S, who: &Browser, path: &str, bytes: &[u8], htmx: bool) -> Page
+pub(crate) async fn upload<S, B>(
+    app: &S,
+    who: &Browser,
+    path: &str,
+    bytes: &[u8],
+    htmx: bool,
+) -> Page
 where
     S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
     B: actix_web::body::MessageBody,
@@ -114,7 +120,7 @@ where
 }
 
 /// Every `/media/...` URL in `body`, in order, without duplicates.
-fn media_urls(body: &str) -> Vec<String> {
+pub(crate) fn media_urls(body: &str) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for part in body.split("/media/").skip(1) {
         let end = part.find(['"', ' ', ',']).unwrap_or(part.len());
@@ -126,7 +132,7 @@ fn media_urls(body: &str) -> Vec<String> {
     out
 }
 
-async fn settle(state: &actix_web::web::Data<napiatke_web::AppState>) {
+pub(crate) async fn settle(state: &actix_web::web::Data<napiatke_web::AppState>) {
     assert!(
         state.services.images_idle(Duration::from_secs(120)).await,
         "image workers did not finish"
@@ -162,7 +168,7 @@ fn later(
         t.db.clone(),
         napiatke_services::FixedClock(now() + chrono::Duration::from_std(after).unwrap()),
     )
-    .with_images(&napiatke_web::app::image_config(&settings))
+    .with_images(&napiatke_web::app::image_config(&settings).unwrap())
 }
 
 async fn user(state: &napiatke_web::AppState, email: &str) -> napiatke_domain::User {
@@ -862,7 +868,7 @@ async fn bad_uploads(engine: Engine) {
 }
 
 /// Every file under `dir`, relative.
-fn walk(dir: &std::path::Path) -> Vec<String> {
+pub(crate) fn walk(dir: &std::path::Path) -> Vec<String> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -1149,12 +1155,9 @@ async fn cluster_jobs(engine: Engine) {
         .into_iter()
         .find(|p| p.starts_with("originals/"))
         .unwrap_or_else(|| panic!("no original"));
-    let stuck = {
+    // An avatar job of `user`'s held by `owner`, a process that stopped.
+    let leased = |user: i64, owner: &str| {
         let mut conn = t.db.get().unwrap();
-        let lease = Lease {
-            owner: "stopped:1:1",
-            until: now() + chrono::Duration::seconds(60),
-        };
         let new = NewImage {
             source: original.rsplit('/').next().unwrap_or_default(),
             original: &original,
@@ -1164,12 +1167,16 @@ async fn cluster_jobs(engine: Engine) {
             placeholder: "data:image/webp;base64,UklGRg==",
             uploaded_by: None,
             bytes: 0,
-            lease: Some(lease),
+            lease: Some(Lease {
+                owner,
+                until: now() + chrono::Duration::seconds(60),
+            }),
         };
-        rows::create(&mut conn, &new, Owner::User(UserId(4)), now())
+        rows::create(&mut conn, &new, Owner::User(UserId(user)), now())
             .unwrap()
             .id
     };
+    let stuck = leased(4, "stopped:1:1");
     assert_eq!(
         b.resume_images().await.unwrap(),
         0,
@@ -1194,6 +1201,40 @@ async fn cluster_jobs(engine: Engine) {
                 .any(|v| v.format == napiatke_domain::ImageFormat::WebP),
         "both phases made: {:?}",
         done.variants
+    );
+    assert_eq!(
+        c.resume_images().await.unwrap(),
+        0,
+        "finished: nothing left to take"
+    );
+
+    // A process that stopped between the phases: READY with WebP and JPEG shown, its
+    // AVIF never made. Another takes the job up once the lease runs out, shows the
+    // same WebP and JPEG throughout and adds the AVIF, once.
+    let cut = {
+        let id = leased(5, "stopped:2:2");
+        let mut conn = t.db.get().unwrap();
+        let first_phase: Vec<_> = done
+            .variants
+            .iter()
+            .filter(|v| v.format != napiatke_domain::ImageFormat::Avif)
+            .cloned()
+            .collect();
+        rows::set_variants(&mut conn, id, &first_phase, ImageStatus::Ready, None, now()).unwrap();
+        id
+    };
+    assert_eq!(b.resume_images().await.unwrap(), 0, "taken while leased");
+    assert_eq!(
+        c.resume_images().await.unwrap(),
+        1,
+        "a job cut off after its first phase was not taken up again"
+    );
+    assert!(c.images_idle(Duration::from_secs(120)).await);
+    let resumed = rows::get(&mut t.db.get().unwrap(), cut).unwrap();
+    assert_eq!(resumed.status, ImageStatus::Ready);
+    assert_eq!(
+        resumed.variants, done.variants,
+        "the same variants, the AVIF ones added"
     );
     assert_eq!(
         c.resume_images().await.unwrap(),

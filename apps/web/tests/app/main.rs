@@ -19,6 +19,7 @@ mod http;
 mod images;
 mod lists;
 mod login;
+mod media_bucket;
 mod pages;
 mod roles;
 mod static_files;

@@ -31,18 +31,34 @@ struct Claimed {
     id: i64,
     #[diesel(sql_type = Text)]
     original: String,
+    #[diesel(sql_type = Text)]
+    status: String,
 }
 
-/// Claims up to `limit` PROCESSING images whose lease ran out by `now` (or that never
-/// had one), oldest first, for `lease.owner` until `lease.until`. Returns each with its
-/// original's storage name. One statement.
+/// An image job taken over by [`claim_images`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimedImage {
+    /// The image.
+    pub id: ImageId,
+    /// Its original's storage name.
+    pub original: String,
+    /// PROCESSING (nothing shown yet), or READY (its first phase recorded, a later
+    /// one cut off).
+    pub status: ImageStatus,
+}
+
+/// Claims up to `limit` unfinished image jobs whose lease ran out by `now` (or that
+/// never had one), oldest first, for `lease.owner` until `lease.until`. Unfinished:
+/// PROCESSING, or with its lease still held (a READY image whose later phase, AVIF,
+/// was cut off with its process; [`finish_image`] clears the lease when a job ends).
+/// One statement.
 ///
 /// ```no_run
 /// # fn f(conn: &mut napiatke_db::DbConn, now: chrono::NaiveDateTime) -> napiatke_db::DbResult<()> {
 /// use napiatke_db::queries::leases::{claim_images, Lease};
 /// let until = now + chrono::Duration::seconds(60);
-/// for (id, original) in claim_images(conn, Lease { owner: "web-1:4242:0", until }, now, 4)? {
-///     println!("job {id} from {original} is ours until {until}");
+/// for job in claim_images(conn, Lease { owner: "web-1:4242:0", until }, now, 4)? {
+///     println!("job {} from {} is ours until {until}", job.id, job.original);
 /// }
 /// # Ok(()) }
 /// ```
@@ -51,16 +67,16 @@ pub fn claim_images(
     lease: Lease<'_>,
     now: NaiveDateTime,
     limit: i64,
-) -> DbResult<Vec<(ImageId, String)>> {
+) -> DbResult<Vec<ClaimedImage>> {
     let lock = match conn.engine() {
         Engine::Postgres => " FOR UPDATE SKIP LOCKED",
         Engine::Sqlite => "",
     };
     let sql = format!(
         "UPDATE images SET lease_owner = ?, lease_until = ? WHERE id IN \
-         (SELECT id FROM images WHERE status = '{processing}' \
+         (SELECT id FROM images WHERE (status = '{processing}' OR lease_owner IS NOT NULL) \
           AND (lease_until IS NULL OR lease_until <= ?) ORDER BY id LIMIT ?{lock}) \
-         RETURNING id, original",
+         RETURNING id, original, status",
         processing = ImageStatus::Processing.as_str(),
     );
     let mut rows: Vec<Claimed> = diesel::sql_query(placeholders(conn.engine(), &sql))
@@ -70,15 +86,33 @@ pub fn claim_images(
         .bind::<BigInt, _>(limit)
         .load(conn)?;
     rows.sort_by_key(|r| r.id);
-    Ok(rows
-        .into_iter()
-        .map(|r| (ImageId(r.id), r.original))
-        .collect())
+    rows.into_iter()
+        .map(|r| {
+            let status: ImageStatus = r.status.parse()?;
+            Ok(ClaimedImage {
+                id: ImageId(r.id),
+                original: r.original,
+                status,
+            })
+        })
+        .collect()
 }
 
-/// Extends `lease.owner`'s leases on `ids` that are still PROCESSING to `lease.until`.
-/// Returns how many were extended (a job another process claimed, or one that
-/// finished, is not). One statement.
+/// Ends `id`'s job: its lease is cleared, so no process claims it again. One
+/// statement.
+pub fn finish_image(conn: &mut DbConn, id: ImageId) -> DbResult<()> {
+    diesel::update(images::table.find(id.get()))
+        .set((
+            images::lease_owner.eq(None::<String>),
+            images::lease_until.eq(None::<NaiveDateTime>),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Extends `lease.owner`'s leases on `ids` to `lease.until`. Returns how many were
+/// extended (a job another process claimed, or one that finished, is not). One
+/// statement.
 pub fn renew_images(conn: &mut DbConn, lease: Lease<'_>, ids: &[ImageId]) -> DbResult<usize> {
     if ids.is_empty() {
         return Ok(0);
@@ -87,8 +121,7 @@ pub fn renew_images(conn: &mut DbConn, lease: Lease<'_>, ids: &[ImageId]) -> DbR
     Ok(diesel::update(
         images::table
             .filter(images::id.eq_any(ids))
-            .filter(images::lease_owner.eq(lease.owner))
-            .filter(images::status.eq(ImageStatus::Processing.as_str())),
+            .filter(images::lease_owner.eq(lease.owner)),
     )
     .set(images::lease_until.eq(lease.until))
     .execute(conn)?)
