@@ -279,11 +279,23 @@ impl Settings {
         };
         let redis_url = match get("REDIS_URL") {
             None => None,
-            Some(v) if v.starts_with("redis://") || v.starts_with("rediss://") => Some(Secret(v)),
+            Some(v) if v.starts_with("redis://") => Some(Secret(v)),
+            // The Redis client is built without TLS: such a URL would only ever fail to
+            // connect, and the process would run on its in-process cache alone,
+            // deaf to the others' invalidations. Refused at start instead.
+            Some(v) if v.starts_with("rediss://") => {
+                return Err(ConfigError {
+                    var: "REDIS_URL",
+                    reason: "rediss:// (TLS) is not supported by this build's Redis client: \
+                             reach Redis over a private network, or through a TLS tunnel \
+                             (stunnel, spiped) beside each process, with redis://"
+                        .to_owned(),
+                })
+            }
             Some(_) => {
                 return Err(ConfigError {
                     var: "REDIS_URL",
-                    reason: "expected redis://HOST:PORT or rediss://... (value not shown: it may hold a password)".to_owned(),
+                    reason: "expected redis://[:PASSWORD@]HOST:PORT[/DB] (value not shown: it may hold a password)".to_owned(),
                 })
             }
         };
@@ -773,6 +785,7 @@ mod tests {
             ("DATABASE_STATEMENT_TIMEOUT", "0"),
             ("WORKERS", "all"),
             ("REDIS_URL", "localhost:6379"),
+            ("REDIS_URL", "rediss://:secret@redis.example:6380"),
             ("SLOW_REQUEST_THRESHOLD", "fast"),
             ("TIME_ZONE", "Europe/Gdansk"),
             ("SLOW_STATEMENT_THRESHOLD", "1s"),

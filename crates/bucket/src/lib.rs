@@ -156,6 +156,10 @@ impl Bucket {
     /// # Errors
     /// [`BucketError`] when the settings cannot make a client.
     pub fn new(config: &BucketConfig) -> Result<Bucket, BucketError> {
+        // reqwest is built without a crypto provider of its own (see Cargo.toml): the
+        // process's default is ring's, installed here once (an error means one is
+        // installed already, which is as good).
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let mut builder = AmazonS3Builder::from_env()
             .with_bucket_name(&config.bucket)
             .with_client_options(

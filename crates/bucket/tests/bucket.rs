@@ -185,3 +185,25 @@ fn a_closed_port_is_an_outage() {
     let e = bucket.check().unwrap_err();
     assert!(bucket.is_unavailable(&e), "{e}");
 }
+
+#[test]
+fn an_https_endpoint_gets_a_tls_client_and_a_clear_outage() {
+    // Nothing listens there: what matters is that the TLS stack (rustls on ring,
+    // installed by `Bucket::new`) is there to try, instead of a panic for want of a
+    // crypto provider.
+    let port = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let bucket = Bucket::new(&BucketConfig {
+        endpoint: Some(format!("https://127.0.0.1:{port}")),
+        region: Some("eu-central-1".to_owned()),
+        access_key_id: Some("test".to_owned()),
+        secret_access_key: Some("test".to_owned()),
+        timeout: Duration::from_secs(2),
+        ..BucketConfig::new("tls")
+    })
+    .unwrap();
+    let e = bucket.put(VARIANT, b"x").unwrap_err();
+    assert!(bucket.is_unavailable(&e), "{e}");
+}
