@@ -42,19 +42,17 @@ import os
 import random
 import re
 import signal
-import struct
 import subprocess
 import sys
 import time
 import urllib.parse
 import urllib.request
 import xml.etree.ElementTree as ET
-import zlib
 
 sys.dont_write_bytecode = True  # no __pycache__ beside the scripts
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cores  # noqa: E402  (its admin login)
-from loadgen import Load, summary  # noqa: E402
+from loadgen import Load, png, summary  # noqa: E402
 
 NGINX = 8400
 DATABASE = "napiatke_cluster"
@@ -133,18 +131,6 @@ def image_row(image_id):
     row = json.loads(out)
     row["variants"] = json.loads(row["variants"] or "[]")
     return row
-
-
-def png(w, h, seed):
-    """A PNG of noise (slow to encode, like drills.py's)."""
-    rng = random.Random(seed)
-    raw = b"".join(b"\x00" + bytes(rng.getrandbits(8) for _ in range(w * 3)) for _ in range(h))
-
-    def chunk(kind, data):
-        c = kind + data
-        return struct.pack(">I", len(data)) + c + struct.pack(">I", zlib.crc32(c))
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(raw, 1)) + chunk(b"IEND", b""))
 
 
 # ---------------------------------------------------------------- the processes

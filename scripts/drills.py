@@ -35,18 +35,16 @@ import random
 import re
 import shutil
 import socket
-import struct
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import zlib
 
 sys.dont_write_bytecode = True  # no __pycache__ beside the scripts
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cores  # noqa: E402  (its admin login)
-from loadgen import Load as _Load, quantile, summary  # noqa: E402
+from loadgen import Load as _Load, png, quantile, summary  # noqa: E402
 
 PG_PORT = 5439
 REDIS_PORT = 6391
@@ -319,17 +317,6 @@ def drill_pool(parts, cookie, short):
         if r[2] != 200:
             print(f"  late {r[2]} at {r[0] - t_free:.2f} s after the lock, {r[1] * 1000:.0f} ms: {r[4]}")
     check(late and all(r[2] == 200 for r in late), "only 200s from 1.5 s after the lock went")
-
-
-def png(w, h, seed):
-    rng = random.Random(seed)
-    raw = b"".join(b"\x00" + bytes(rng.getrandbits(8) for _ in range(w * 3)) for _ in range(h))
-
-    def chunk(kind, data):
-        c = kind + data
-        return struct.pack(">I", len(data)) + c + struct.pack(">I", zlib.crc32(c))
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(raw, 1)) + chunk(b"IEND", b""))
 
 
 def upload(cookie, path, data):

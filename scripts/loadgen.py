@@ -1,11 +1,14 @@
-"""A load generator for the drills (scripts/drills.py, scripts/cluster_drill.py):
-client threads on keep-alive connections, each answer recorded with its timing.
-Python's standard library only."""
+"""What the drills (scripts/drills.py, scripts/cluster_drill.py) share: a load
+generator (client threads on keep-alive connections, each answer recorded with its
+timing) and uploads to make. Python's standard library only."""
 
 import http.client
+import random
 import re
+import struct
 import threading
 import time
+import zlib
 
 
 def quantile(values, q):
@@ -87,3 +90,15 @@ def summary(rows):
     for r in rows:
         counts[r[2]] = counts.get(r[2], 0) + 1
     return ", ".join(f"{k or 'conn error'}: {v}" for k, v in sorted(counts.items())) or "none"
+
+
+def png(w, h, seed):
+    """A PNG of noise (slow to encode, the same for a seed)."""
+    rng = random.Random(seed)
+    raw = b"".join(b"\x00" + bytes(rng.getrandbits(8) for _ in range(w * 3)) for _ in range(h))
+
+    def chunk(kind, data):
+        c = kind + data
+        return struct.pack(">I", len(data)) + c + struct.pack(">I", zlib.crc32(c))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(raw, 1)) + chunk(b"IEND", b""))

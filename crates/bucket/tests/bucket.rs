@@ -21,6 +21,26 @@ fn bucket(prefix: &str) -> (Bucket, String) {
     (Bucket::new(&config).unwrap(), config.bucket)
 }
 
+/// A client of bucket `name` at `endpoint` (a local address of a test's own), with
+/// test credentials and `timeout`.
+fn at(endpoint: String, name: &str, timeout: Duration) -> Bucket {
+    Bucket::new(&BucketConfig {
+        endpoint: Some(endpoint),
+        region: Some("us-east-1".to_owned()),
+        access_key_id: Some("test".to_owned()),
+        secret_access_key: Some("test".to_owned()),
+        timeout,
+        ..BucketConfig::new(name)
+    })
+    .unwrap()
+}
+
+/// A port nothing listens on.
+fn closed_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
 /// Another client of bucket `name`, keys under `prefix`.
 fn client(name: &str, prefix: &str) -> Bucket {
     Bucket::new(&BucketConfig {
@@ -142,15 +162,7 @@ fn a_server_that_never_answers_is_an_outage_after_the_deadline_not_a_hang() {
             held.push(stream);
         }
     });
-    let bucket = Bucket::new(&BucketConfig {
-        endpoint: Some(format!("http://{addr}")),
-        region: Some("us-east-1".to_owned()),
-        access_key_id: Some("test".to_owned()),
-        secret_access_key: Some("test".to_owned()),
-        timeout: Duration::from_secs(1),
-        ..BucketConfig::new("silent")
-    })
-    .unwrap();
+    let bucket = at(format!("http://{addr}"), "silent", Duration::from_secs(1));
     let started = Instant::now();
     let e = bucket.put(VARIANT, b"x").unwrap_err();
     assert!(bucket.is_unavailable(&e), "{e}");
@@ -167,19 +179,12 @@ fn a_server_that_never_answers_is_an_outage_after_the_deadline_not_a_hang() {
 
 #[test]
 fn a_closed_port_is_an_outage() {
-    let port = {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let bucket = Bucket::new(&BucketConfig {
-        endpoint: Some(format!("http://127.0.0.1:{port}")),
-        region: Some("us-east-1".to_owned()),
-        access_key_id: Some("test".to_owned()),
-        secret_access_key: Some("test".to_owned()),
-        timeout: Duration::from_secs(2),
-        ..BucketConfig::new("nowhere")
-    })
-    .unwrap();
+    let port = closed_port();
+    let bucket = at(
+        format!("http://127.0.0.1:{port}"),
+        "nowhere",
+        Duration::from_secs(2),
+    );
     let e = bucket.get(VARIANT).unwrap_err();
     assert!(bucket.is_unavailable(&e), "{e}");
     let e = bucket.check().unwrap_err();
@@ -191,19 +196,12 @@ fn an_https_endpoint_gets_a_tls_client_and_a_clear_outage() {
     // Nothing listens there: what matters is that the TLS stack (rustls on ring,
     // installed by `Bucket::new`) is there to try, instead of a panic for want of a
     // crypto provider.
-    let port = {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let bucket = Bucket::new(&BucketConfig {
-        endpoint: Some(format!("https://127.0.0.1:{port}")),
-        region: Some("eu-central-1".to_owned()),
-        access_key_id: Some("test".to_owned()),
-        secret_access_key: Some("test".to_owned()),
-        timeout: Duration::from_secs(2),
-        ..BucketConfig::new("tls")
-    })
-    .unwrap();
+    let port = closed_port();
+    let bucket = at(
+        format!("https://127.0.0.1:{port}"),
+        "tls",
+        Duration::from_secs(2),
+    );
     let e = bucket.put(VARIANT, b"x").unwrap_err();
     assert!(bucket.is_unavailable(&e), "{e}");
 }
