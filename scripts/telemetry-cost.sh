@@ -22,7 +22,7 @@ server_cpu=() client_cpu=() threads=2
 if [ "${PIN:-0}" = 1 ]; then server_cpu=(taskset -c 1) client_cpu=(taskset -c 0) threads=1; fi
 env -u RUST_LOG $a BIND=127.0.0.1:8401 "${server_cpu[@]}" target/release/napiatke serve > target/prof/a.log 2>&1 & p1=$!
 # shellcheck disable=SC2086
-env -u RUST_LOG $b BIND=127.0.0.1:8402 "${server_cpu[@]}" target/release/napiatke serve > target/prof/b.log 2>&1 & p2=$!
+env -u RUST_LOG $b BIND=127.0.0.1:8402 "${server_cpu[@]}" target/release/napiatke serve > "${B_LOG:-target/prof/b.log}" 2>&1 & p2=$!
 trap 'kill $p1 $p2' EXIT
 for port in 8401 8402; do for _ in $(seq 1 100); do curl -sf http://127.0.0.1:$port/healthz >/dev/null && break; sleep 0.2; done; done
 login() { local jar=target/prof/jar-$1 token; rm -f "$jar"
@@ -52,4 +52,4 @@ for page in "${pages[@]}"; do
       printf "%s round %s: A %d req/s %.1f us, B %d req/s %.1f us, B/A req/s %.3f, CPU %.3f\n", page, r, xr, xc, yr, yc, yr / xr, yc / xc }'
   done
 done
-echo "A wrote $(wc -l < target/prof/a.log) lines, B $(wc -l < target/prof/b.log)"
+echo "A wrote $(wc -l < target/prof/a.log) lines, B $( [ -f "${B_LOG:-target/prof/b.log}" ] && wc -l < "${B_LOG:-target/prof/b.log}" || echo "(to ${B_LOG})")"

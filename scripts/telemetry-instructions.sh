@@ -10,6 +10,7 @@
 #
 #   bash scripts/telemetry-instructions.sh            # lines off, lines on, lines + OTel off-path
 #   N=2000 PAGES="/lessons/100/ /dashboard/" bash scripts/telemetry-instructions.sh
+#   EMAIL=tutor1@napiatke.local PASSWORD=tutor bash scripts/telemetry-instructions.sh
 #
 # Each configuration is a list of NAME=value words (CONFIGS overrides, separated by
 # ";"). Prints instructions per request per page and configuration, the ratio to the
@@ -45,7 +46,7 @@ PY
 }
 login() { local jar=target/prof/jar-ir token; rm -f "$jar"
   token=$(curl -s -c "$jar" -b "$jar" "http://127.0.0.1:$port/login" | sed -n 's/.*name="csrf_token" value="\([0-9a-f]*\)".*/\1/p' | head -n 1)
-  curl -s -c "$jar" -b "$jar" -o /dev/null -d "csrf_token=$token&email=admin@napiatke.local&password=admin&next=/dashboard/" "http://127.0.0.1:$port/login"
+  curl -s -c "$jar" -b "$jar" -o /dev/null -d "csrf_token=$token&email=${EMAIL:-admin@napiatke.local}&password=${PASSWORD:-admin}&next=/dashboard/" "http://127.0.0.1:$port/login"
   awk '$6 == "napiatke_session" {print $7}' "$jar"; }
 results=target/prof/ir-results.txt
 : >"$results"

@@ -36,6 +36,9 @@ pub struct AppState {
     pub slow_request_threshold: Duration,
     /// Weeks with at least this many lessons are streamed on a miss.
     pub calendar_stream_from: usize,
+    /// Per-request telemetry (TELEMETRY): the request's span, accounting, log line,
+    /// metrics and timing headers. Off only to measure what they cost.
+    pub telemetry: bool,
     /// Request durations, in flight, statements per request (GET /metrics).
     pub metrics: Arc<napiatke_telemetry::metrics::HttpMetrics>,
     /// Where `/media/` finds uploaded images' variants (MEDIA_ROOT, the bucket, or
@@ -132,6 +135,7 @@ pub fn build_state(
         static_files,
         secure_cookies: settings.environment == Environment::Production,
         expose_query_count: settings.expose_query_count,
+        telemetry: settings.telemetry,
         slow_request_threshold: settings.slow_request_threshold,
         metrics: Arc::new(napiatke_telemetry::metrics::HttpMetrics::default()),
         calendar_stream_from: settings.calendar_stream_from,
@@ -400,6 +404,7 @@ pub fn init_reporting(
     settings
         .sentry_dsn
         .as_ref()
+        .filter(|_| settings.telemetry)
         .map(|dsn| {
             napiatke_telemetry::report::init(&napiatke_telemetry::report::SentryOptions {
                 dsn: dsn.expose().to_owned(),
@@ -438,13 +443,16 @@ pub fn init_logging(
     napiatke_telemetry::init(napiatke_telemetry::Options {
         format: settings.log_format,
         default_filter: format!("warn,{}=info", crate::middleware::REQUEST_LOG_TARGET),
-        otlp: settings.otlp_endpoint.as_ref().map(|endpoint| {
-            napiatke_telemetry::otel::OtlpOptions {
+        accounting: settings.telemetry,
+        otlp: settings
+            .otlp_endpoint
+            .as_ref()
+            .filter(|_| settings.telemetry)
+            .map(|endpoint| napiatke_telemetry::otel::OtlpOptions {
                 endpoint: endpoint.clone(),
                 service_name: "napiatke".to_owned(),
                 service_version: env!("CARGO_PKG_VERSION").to_owned(),
                 environment: environment_name(settings).to_owned(),
-            }
-        }),
+            }),
     })
 }

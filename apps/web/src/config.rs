@@ -147,6 +147,11 @@ pub struct Settings {
     /// SLOW_STATEMENT_THRESHOLD (milliseconds): statements slower than this are logged
     /// with their SQL.
     pub slow_statement_threshold: Duration,
+    /// TELEMETRY (on | off, default on): off leaves out every request's span,
+    /// accounting, log line, metrics and timing headers, and SENTRY_DSN and
+    /// OTEL_EXPORTER_OTLP_ENDPOINT are ignored; warnings and errors are still logged.
+    /// It is the baseline telemetry's cost is measured against, not a production mode.
+    pub telemetry: bool,
     /// LOG_FORMAT (human | json): JSON lines by default in production.
     pub log_format: napiatke_telemetry::Format,
     /// METRICS_BIND: a listener with a worker of its own for a private network:
@@ -318,6 +323,11 @@ impl Settings {
         };
         let slow_request_threshold = millis("SLOW_REQUEST_THRESHOLD", 1000)?;
         let slow_statement_threshold = millis("SLOW_STATEMENT_THRESHOLD", 100)?;
+        let telemetry = match get("TELEMETRY").as_deref().map(str::trim) {
+            None | Some("on") => true,
+            Some("off") => false,
+            Some(v) => return Err(bad("TELEMETRY", v, "expected on or off")),
+        };
         let log_format = match get("LOG_FORMAT").as_deref().map(str::trim) {
             None if environment == Environment::Production => napiatke_telemetry::Format::Json,
             None | Some("human") => napiatke_telemetry::Format::Human,
@@ -569,6 +579,7 @@ impl Settings {
             slow_statement_threshold,
             calendar_stream_from: usize::try_from(calendar_stream_from).unwrap_or(usize::MAX),
             sentry_traces_sample_rate,
+            telemetry,
             log_format,
             metrics_bind,
             cache_ttls: CacheTtls {
@@ -646,6 +657,7 @@ impl Settings {
                 "SLOW_STATEMENT_THRESHOLD={}",
                 self.slow_statement_threshold.as_millis()
             ),
+            format!("TELEMETRY={}", if self.telemetry { "on" } else { "off" }),
             format!(
                 "LOG_FORMAT={}",
                 match self.log_format {
@@ -750,6 +762,8 @@ mod tests {
         assert_eq!(s.slow_statement_threshold, Duration::from_millis(100));
         assert_eq!(s.log_format, napiatke_telemetry::Format::Human);
         assert!(s.metrics_bind.is_none());
+        assert!(s.telemetry);
+        assert!(!with(&[("TELEMETRY", "off")]).unwrap().telemetry);
         let production = with(&[("NAPIATKE_ENV", "production")]).unwrap();
         assert_eq!(production.log_format, napiatke_telemetry::Format::Json);
     }
@@ -790,6 +804,7 @@ mod tests {
             ("TIME_ZONE", "Europe/Gdansk"),
             ("SLOW_STATEMENT_THRESHOLD", "1s"),
             ("LOG_FORMAT", "xml"),
+            ("TELEMETRY", "no"),
             ("METRICS_BIND", "9100"),
             ("CACHE_TTL_USER", "-5"),
             ("CACHE_TTL_CALENDAR", "0"),
@@ -829,7 +844,7 @@ mod tests {
         let lines = s.describe();
         assert!(lines.contains(&"SENTRY_DSN=(set, hidden)".to_owned()));
         assert!(lines.iter().all(|l| !l.contains("key@")));
-        assert_eq!(lines.len(), 45);
+        assert_eq!(lines.len(), 46);
     }
 
     #[test]

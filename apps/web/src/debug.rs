@@ -14,7 +14,7 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
-use napiatke_telemetry::record::{attach_recording, Recording};
+use napiatke_telemetry::record::Recording;
 use napiatke_telemetry::RequestCost;
 use napiatke_toolbar::{shown_header, Entry, HtmxInfo, Timings, Toolbar};
 
@@ -37,11 +37,10 @@ pub(crate) struct Debugging {
 }
 
 impl Debugging {
-    /// Starts recording into the request's span when the toolbar is on and the
+    /// Starts recording the request's events when the toolbar is on and the
     /// request is not the toolbar's own.
     pub(crate) fn start(
         req: &ServiceRequest,
-        span: &tracing::Span,
         cost: &RequestCost,
         hx: napiatke_htmx::Hx,
     ) -> Option<Debugging> {
@@ -50,7 +49,7 @@ impl Debugging {
             return None;
         }
         let recording = Recording::default();
-        attach_recording(span, recording.clone());
+        cost.record_into(recording.clone());
         let headers = req.headers();
         let text = |name: &str| {
             headers

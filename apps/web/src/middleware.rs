@@ -11,7 +11,7 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{web, HttpMessage, HttpResponse};
-use napiatke_telemetry::{attach, RequestCost};
+use napiatke_telemetry::RequestCost;
 use tracing::Instrument;
 
 use crate::{AppError, AppState};
@@ -20,8 +20,16 @@ use crate::{AppError, AppState};
 /// probably looping over rows.
 pub const STATEMENT_WARNING: u64 = 20;
 
+// Made at compile time: `from_static` at run time compares the name with every
+// standard header's first (about 170 instructions each).
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
+const X_QUERY_COUNT: HeaderName = HeaderName::from_static("x-query-count");
+const X_RESPONSE_TIME: HeaderName = HeaderName::from_static("x-response-time");
+const X_N_PLUS_ONE: HeaderName = HeaderName::from_static("x-n-plus-one");
+
 /// The target of the one line logged per request (INFO).
-pub const REQUEST_LOG_TARGET: &str = "napiatke::request";
+pub const REQUEST_LOG_TARGET: &str = napiatke_telemetry::REQUEST_TARGET;
 
 /// Who made the request, put in its extensions by the `Auth` extractor.
 #[derive(Debug, Clone, Copy)]
@@ -51,8 +59,17 @@ pub async fn front(
     };
 
     let hx = napiatke_htmx::Hx::from_headers(req.headers());
-    let accounting = Accounting::start(&req, hx);
-    let debugging = crate::debug::Debugging::start(&req, &accounting.span, &accounting.cost, hx);
+    let state = req.app_data::<web::Data<AppState>>().cloned();
+    let request_id = request_id(req.headers());
+    // TELEMETRY=off: no span, accounting, line, metrics or timing headers (the
+    // baseline telemetry's cost is measured against, docs/performance.md).
+    let accounting = match &state {
+        Some(s) if !s.telemetry => None,
+        _ => Some(Accounting::start(&req, hx, state.clone(), &request_id)),
+    };
+    let debugging = accounting
+        .as_ref()
+        .and_then(|a| crate::debug::Debugging::start(&req, &a.cost, hx));
     // HEAD is GET without the body: routed and answered as GET (every GET route
     // answers HEAD with the same headers, Content-Length included); the
     // connection, which parsed the request as HEAD, sends no body. Logged as HEAD.
@@ -65,21 +82,25 @@ pub async fn front(
     let mut res = if let Some(refused) = refused {
         let (req, _) = req.into_parts();
         ServiceResponse::new(req, refused)
+    } else if let Some(a) = &accounting {
+        a.call(next, req).await?
     } else {
-        // Handlers and extractors are created inside `call`: enter the span for that too.
-        let fut = {
-            let _entered = accounting.span.enter();
-            next.call(req)
-        };
-        fut.instrument(accounting.span.clone())
-            .await?
-            .map_into_boxed_body()
+        next.call(req).await?.map_into_boxed_body()
     };
-    let request_id = accounting.request_id.clone();
-    let production = accounting.state.as_ref().is_some_and(|s| s.secure_cookies);
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        res.headers_mut().insert(X_REQUEST_ID, v);
+    }
+    let production = state.as_ref().is_some_and(|s| s.secure_cookies);
     strict_transport(&mut res, production);
     // Before the body is rebuilt: reports read the error attached to the response.
-    accounting.finish(&mut res);
+    match accounting {
+        Some(a) => a.finish(&mut res),
+        // The HTML cache's entry would say what others looked at; with the
+        // telemetry off nobody is shown timings.
+        None => {
+            res.headers_mut().remove(SERVER_TIMING);
+        }
+    }
     let res = show_error(hx, res, &request_id);
     Ok(match debugging {
         Some(d) => d.finish(&request_id, res).await,
@@ -161,13 +182,15 @@ fn request_id(headers: &actix_web::http::header::HeaderMap) -> String {
     )
 }
 
-/// A request's span, the cost its statements and cache lookups add up in it, and
-/// when it started.
+/// A request's cost (its statements, cache lookups and renders, added up while its
+/// future is polled in the cost's scope), when it started, and its span when spans
+/// are exported.
 struct Accounting {
-    span: tracing::Span,
+    /// Only when spans leave the process (OTEL_EXPORTER_OTLP_ENDPOINT): the
+    /// accounting needs none.
+    span: Option<tracing::Span>,
     /// As the client sent it (HEAD is routed as GET).
     method: actix_web::http::Method,
-    request_id: String,
     /// The request as Sentry sees it (when SENTRY_DSN is set).
     watch: Option<napiatke_telemetry::report::Watch>,
     cost: RequestCost,
@@ -180,14 +203,17 @@ struct Accounting {
 }
 
 impl Accounting {
-    fn start(req: &ServiceRequest, hx: napiatke_htmx::Hx) -> Accounting {
-        let state = req.app_data::<web::Data<AppState>>().cloned();
+    fn start(
+        req: &ServiceRequest,
+        hx: napiatke_htmx::Hx,
+        state: Option<web::Data<AppState>>,
+        request_id: &str,
+    ) -> Accounting {
         let (expose, slow) = state
             .as_ref()
             .map_or((false, std::time::Duration::MAX), |s| {
                 (s.expose_query_count, s.slow_request_threshold)
             });
-        let request_id = request_id(req.headers());
         // Named and attributed by OpenTelemetry's HTTP conventions for trace
         // exporters, "METHOD /route/{param}", as Sentry names transactions. An
         // exported span's name is fixed once it starts (before routing), so the
@@ -203,45 +229,44 @@ impl Accounting {
                 .match_pattern(req.path())
                 .unwrap_or_else(|| "(unmatched)".to_owned())
         });
-        let name = match &route {
-            Some(route) => format!("{} {route}", req.method()),
-            None => req.method().to_string(),
-        };
         let watch = match (&route, reported) {
             (Some(route), true) => Some(napiatke_telemetry::report::watch(
                 req.method().as_str(),
                 route,
-                &request_id,
+                request_id,
             )),
             _ => None,
         };
-        let span = tracing::info_span!(
-            "request",
-            method = %req.method(),
-            path = %req.path(),
-            status = tracing::field::Empty,
-            request_id = %request_id,
-            otel.name = %name,
-            otel.kind = "server",
-            otel.status_code = tracing::field::Empty,
-            http.request.method = %req.method(),
-            http.route = tracing::field::Empty,
-            http.response.status_code = tracing::field::Empty,
-        );
-        let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
-        napiatke_telemetry::otel::continue_trace(
-            &span,
-            header("traceparent"),
-            header("tracestate"),
-        );
-        let cost = RequestCost::default();
-        attach(&span, cost.clone());
+        let span = match &route {
+            Some(route) if exported => {
+                let span = tracing::info_span!(
+                    "request",
+                    method = %req.method(),
+                    path = %req.path(),
+                    status = tracing::field::Empty,
+                    request_id = %request_id,
+                    otel.name = %format_args!("{} {route}", req.method()),
+                    otel.kind = "server",
+                    otel.status_code = tracing::field::Empty,
+                    http.request.method = %req.method(),
+                    http.route = tracing::field::Empty,
+                    http.response.status_code = tracing::field::Empty,
+                );
+                let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+                napiatke_telemetry::otel::continue_trace(
+                    &span,
+                    header("traceparent"),
+                    header("tracestate"),
+                );
+                Some(span)
+            }
+            _ => None,
+        };
         Accounting {
             span,
             method: req.method().clone(),
-            request_id,
             watch,
-            cost,
+            cost: RequestCost::new(request_id),
             started: Instant::now(),
             expose,
             slow,
@@ -251,68 +276,83 @@ impl Accounting {
         }
     }
 
+    /// Calls the app for `req` in the request's scope (and inside its span when
+    /// there is one): handlers and extractors are made inside `call`, so that runs
+    /// in the scope too.
+    async fn call<B: MessageBody + 'static>(
+        &self,
+        next: Next<B>,
+        req: ServiceRequest,
+    ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+        let res = match &self.span {
+            Some(span) => {
+                let fut = self.cost.in_scope(|| span.in_scope(|| next.call(req)));
+                self.cost.scope(fut.instrument(span.clone())).await
+            }
+            None => {
+                let fut = self.cost.in_scope(|| next.call(req));
+                self.cost.scope(fut).await
+            }
+        };
+        Ok(res?.map_into_boxed_body())
+    }
+
     /// The request's log line and metrics; warnings for heavy, slow or N+1
     /// requests; `X-Query-Count`, `Server-Timing` and `X-Response-Time` when exposed
     /// (EXPOSE_QUERY_COUNT, on in development) or for an admin (never to others:
     /// timings tell an outsider what is cached).
     fn finish(mut self, res: &mut ServiceResponse<BoxBody>) {
         let elapsed = self.started.elapsed();
-        if let Ok(v) = HeaderValue::from_str(&self.request_id) {
-            res.headers_mut()
-                .insert(HeaderName::from_static("x-request-id"), v);
-        }
-        let span = &self.span;
         let cost = &self.cost;
+        let request_id = cost.request_id();
         let statements = cost.statements();
         let status = res.status().as_u16();
-        span.record("status", status);
         let route = res
             .request()
             .match_pattern()
             .unwrap_or_else(|| "(unmatched)".to_owned());
-        span.record("http.route", route.as_str());
-        span.record("http.response.status_code", i64::from(status));
-        if status >= 500 {
-            span.record("otel.status_code", "ERROR");
+        if let Some(span) = &self.span {
+            span.record("status", status);
+            span.record("http.route", route.as_str());
+            span.record("http.response.status_code", i64::from(status));
+            if status >= 500 {
+                span.record("otel.status_code", "ERROR");
+            }
         }
         let viewer = res.request().extensions().get::<Viewer>().copied();
-        let c = cost.cache();
-        let (renders, render_micros) = cost.render();
-        let bytes = match res.response().body().size() {
-            actix_web::body::BodySize::Sized(n) => Some(n),
-            _ => None,
-        };
-        tracing::info!(
-            target: REQUEST_LOG_TARGET,
-            parent: span,
-            method = %self.method,
-            route = %route,
-            path = res.request().path(),
+        napiatke_telemetry::log_request(&napiatke_telemetry::RequestLine {
+            method: self.method.as_str(),
+            route: &route,
+            path: res.request().path(),
             status,
-            request_id = %self.request_id,
-            // From whole microseconds, so the JSON reads 0.014, not 0.01381999....
-            duration_ms = elapsed.as_micros() as f64 / 1000.0,
-            user_id = viewer.map(|v| v.id),
-            role = viewer.map(|v| v.role.as_str()),
-            htmx = self.htmx,
+            request_id,
+            duration: elapsed,
+            user_id: viewer.map(|v| v.id),
+            role: viewer.map(|v| v.role.as_str()),
+            htmx: self.htmx,
             statements,
-            db_ms = cost.db_micros() as f64 / 1000.0,
-            l1_hits = c.l1_hits,
-            l1_misses = c.l1_misses,
-            l2_hits = c.l2_hits,
-            l2_misses = c.l2_misses,
-            render_ms = render_micros as f64 / 1000.0,
-            bytes,
-        );
+            db_micros: cost.db_micros(),
+            cache: cost.cache(),
+            render_micros: cost.render().1,
+            bytes: match res.response().body().size() {
+                actix_web::body::BodySize::Sized(n) => Some(n),
+                _ => None,
+            },
+        });
         if statements > STATEMENT_WARNING {
-            tracing::warn!(parent: span, route = %route, statements, "request ran more than {STATEMENT_WARNING} statements");
+            tracing::warn!(route = %route, statements, request_id, "request ran more than {STATEMENT_WARNING} statements");
         }
         if elapsed > self.slow {
-            tracing::warn!(parent: span, route = %route, elapsed_ms = elapsed.as_millis() as u64, statements, "slow request");
+            tracing::warn!(route = %route, elapsed_ms = elapsed.as_millis() as u64, statements, request_id, "slow request");
         }
-        let repeated = cost.repeated_statements(napiatke_telemetry::N_PLUS_ONE);
+        // A shape must have run N_PLUS_ONE times: fewer statements cannot hold one.
+        let repeated = if statements >= u64::from(napiatke_telemetry::N_PLUS_ONE) {
+            cost.repeated_statements(napiatke_telemetry::N_PLUS_ONE)
+        } else {
+            Vec::new()
+        };
         for (sql, times) in &repeated {
-            tracing::warn!(parent: span, route = %route, times, sql = %sql, "N+1: one statement ran once per row");
+            tracing::warn!(route = %route, times, sql = %sql, request_id, "N+1: one statement ran once per row");
         }
         if let Some(watch) = self.watch.take() {
             let cause = res.response().error().map(ToString::to_string);
@@ -333,18 +373,26 @@ impl Accounting {
         let admin = viewer.is_some_and(|v| v.role == napiatke_domain::Role::Admin);
         if !(self.expose || admin) {
             // The HTML cache's entry too: a hit or miss tells what others looked at.
-            res.headers_mut()
-                .remove(HeaderName::from_static("server-timing"));
+            res.headers_mut().remove(SERVER_TIMING);
             return;
         }
         let headers = res.headers_mut();
         headers.insert(
-            HeaderName::from_static("x-query-count"),
-            HeaderValue::from(statements),
+            X_QUERY_COUNT,
+            if statements == 0 {
+                HeaderValue::from_static("0")
+            } else {
+                HeaderValue::from(statements)
+            },
         );
-        let total_ms = elapsed.as_secs_f64() * 1000.0;
-        if let Ok(v) = HeaderValue::from_str(&format!("{total_ms:.3}ms")) {
-            headers.insert(HeaderName::from_static("x-response-time"), v);
+        let mut text = Vec::with_capacity(16);
+        napiatke_telemetry::push_millis(
+            &mut text,
+            u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+        );
+        text.extend_from_slice(b"ms");
+        if let Ok(v) = HeaderValue::from_maybe_shared(web::Bytes::from(text)) {
+            headers.insert(X_RESPONSE_TIME, v);
         }
         // The worst N+1, for developers and the page tests (tests/app/common.rs fails
         // any page that has one).
@@ -355,31 +403,18 @@ impl Accounting {
                 .take(300)
                 .collect();
             if let Ok(v) = HeaderValue::from_str(&text) {
-                headers.insert(HeaderName::from_static("x-n-plus-one"), v);
+                headers.insert(X_N_PLUS_ONE, v);
             }
         }
-        let timing = format!(
-            "db;dur={:.3};desc=\"{statements} statements\", cache;dur={:.3};desc=\"L1 {}/{} L2 {}/{} (hits/lookups)\", render;dur={:.3};desc=\"{renders} templates\", total;dur={total_ms:.3};desc=\"whole request\"",
-            cost.db_micros() as f64 / 1000.0,
-            c.l2_micros as f64 / 1000.0,
-            c.l1_hits,
-            c.l1_hits + c.l1_misses,
-            c.l2_hits,
-            c.l2_hits + c.l2_misses,
-            render_micros as f64 / 1000.0,
-        );
         // One field, after any entries the handler set (the HTML cache's).
-        let name = HeaderName::from_static("server-timing");
-        let earlier: Vec<String> = headers
-            .get_all(&name)
-            .filter_map(|v| v.to_str().ok().map(str::to_owned))
-            .collect();
-        let timing = earlier
-            .into_iter()
-            .chain([timing])
-            .collect::<Vec<_>>()
-            .join(", ");
-        if let Ok(v) = HeaderValue::from_str(&timing) {
+        let name = SERVER_TIMING;
+        let mut timing = Vec::with_capacity(256);
+        for earlier in headers.get_all(&name) {
+            timing.extend_from_slice(earlier.as_bytes());
+            timing.extend_from_slice(b", ");
+        }
+        cost.server_timing(elapsed, &mut timing);
+        if let Ok(v) = HeaderValue::from_maybe_shared(web::Bytes::from(timing)) {
             headers.insert(name, v);
         }
     }

@@ -195,7 +195,8 @@ async fn spans_exported(engine: Engine) {
         }
         false
     };
-    // request > service call > statement / Redis command.
+    // request > service call > (work moved to a database slot >) statement / Redis
+    // command.
     assert!(
         children.iter().any(|s| s.name == "service.lesson_page"),
         "the service call is the request's child: {children:#?}"
@@ -214,8 +215,10 @@ async fn spans_exported(engine: Engine) {
         .collect();
     assert_eq!(statements.len() as u64, page.queries(), "{spans:#?}");
     for s in &statements {
-        let parent = parent_of(s).map(|p| p.name.as_str()).unwrap_or_default();
-        assert!(parent.starts_with("service."), "a statement under {parent}");
+        let work = parent_of(s).unwrap_or_else(|| panic!("no parent of {s:#?}"));
+        assert_eq!(work.name, "work", "a statement runs in a service's work");
+        let service = parent_of(work).map(|p| p.name.as_str()).unwrap_or_default();
+        assert!(service.starts_with("service."), "work under {service}");
     }
     assert!(
         spans

@@ -47,7 +47,7 @@ impl Services {
         self.checked_subjects(filter.subject).await?;
         let (tx, rx) = mpsc::channel(BUFFERED_CHUNKS);
         let this = self.clone();
-        let span = tracing::Span::current();
+        let span = crate::work_span();
         tokio::spawn(tracing::Instrument::instrument(
             async move {
                 if tx.send(Ok(EXPORT_HEADER.to_owned())).await.is_err() {

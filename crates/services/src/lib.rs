@@ -42,6 +42,16 @@ pub use cached::{CacheReport, CacheTtls, NamespaceLine};
 /// Statements slower than this are logged as warnings (SLOW_STATEMENT_THRESHOLD).
 pub use napiatke_db::set_slow_statement_threshold;
 
+/// The target of the span work runs in when it leaves the request's task (a
+/// blocking slot, a task of its own): the telemetry gives that span the request
+/// it was made for, so the statements run inside it count for that request.
+pub const WORK_TARGET: &str = "napiatke::work";
+
+/// A span for work leaving the current task, a child of the current span.
+pub(crate) fn work_span() -> tracing::Span {
+    tracing::info_span!(target: WORK_TARGET, "work")
+}
+
 pub use accounts::MIN_PASSWORD_CHARS;
 pub use auth::{random_token, DbSessionStore, NewSession, Session, SessionStore, SESSION_TTL};
 pub use export::{EXPORT_CHUNK, EXPORT_HEADER};
@@ -398,7 +408,7 @@ impl Services {
 
     /// Runs a write and its invalidation as a task of its own, so that a request
     /// dropped half-way (the client went away) cannot commit the write and skip the
-    /// invalidation. Keeps the caller's span.
+    /// invalidation. Runs in a [`work_span`], so its statements count for the request.
     pub(crate) async fn detached<T, F, Fut>(&self, f: F) -> ServiceResult<T>
     where
         F: FnOnce(Services) -> Fut,
@@ -406,7 +416,7 @@ impl Services {
         T: Send + 'static,
     {
         use tracing::Instrument;
-        let task = f(self.clone()).instrument(tracing::Span::current());
+        let task = f(self.clone()).instrument(work_span());
         tokio::spawn(task).await.map_err(ServiceError::Task)?
     }
 
@@ -420,7 +430,7 @@ impl Services {
     }
 
     /// Runs blocking work (database, argon2) in a slot of the [`work::WorkPool`]
-    /// inside the current span, so the statements it runs are counted for this
+    /// inside a [`work_span`], so the statements it runs are counted for this
     /// request. No free slot within the connection-checkout timeout is
     /// [`ServiceError::Busy`] (503 with Retry-After).
     pub(crate) async fn blocking<T, F>(&self, f: F) -> ServiceResult<T>
@@ -428,7 +438,7 @@ impl Services {
         F: FnOnce(&Services) -> ServiceResult<T> + Send + 'static,
         T: Send + 'static,
     {
-        let span = tracing::Span::current();
+        let span = work_span();
         let this = self.clone();
         self.work
             .run(move || span.in_scope(|| f(&this)))

@@ -5,10 +5,18 @@
 //! request span records four), and parses it again for every line that shows the
 //! span. At tens of thousands of requests a second that was most of what the
 //! request log line cost (docs/performance.md). Here a span keeps only its
-//! `request_id` (already escaped, written once when the span starts) and a line is
-//! the event's own fields, flattened, plus that id when the event has none.
+//! `request_id` (kept once when the span starts) and a line is
+//! the event's own fields, flattened, plus its request's id when the event has none.
+//!
+//! The per-request line ([`RequestLine`]) does not go through `tracing` at all in
+//! production: [`log_request`] formats it straight into the line writer's buffer
+//! (numbers by hand, the timestamp's date and time of day kept per second), which
+//! is a small part of what an event through the subscriber's layers and the
+//! formatter cost.
 
 use std::fmt::{self, Write};
+use std::sync::OnceLock;
+use std::time::Duration;
 
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
@@ -26,7 +34,7 @@ const REQUEST_ID: &str = "request_id";
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct JsonLine;
 
-/// Keeps, of a span's fields, only its request id (escaped for JSON).
+/// Keeps, of a span's fields, only its request id (as given; escaped when written).
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct RequestIdOnly;
 
@@ -59,13 +67,13 @@ struct RequestIdVisitor<'a, W: Write> {
 impl<W: Write> Visit for RequestIdVisitor<'_, W> {
     fn record_str(&mut self, field: &Field, value: &str) {
         if field.name() == REQUEST_ID {
-            self.result = Escaped(self.out).write_str(value);
+            self.result = self.out.write_str(value);
         }
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         if field.name() == REQUEST_ID {
-            self.result = write!(Escaped(self.out), "{value:?}");
+            self.result = write!(self.out, "{value:?}");
         }
     }
 }
@@ -97,23 +105,38 @@ where
         event.record(&mut fields);
         fields.result?;
         if !fields.has_request_id {
-            if let Some(scope) = ctx.event_scope() {
-                for span in scope {
-                    let extensions = span.extensions();
-                    let Some(id) = extensions.get::<FormattedFields<N>>() else {
-                        continue;
-                    };
-                    if !id.fields.is_empty() {
-                        writer.write_str(",\"request_id\":\"")?;
-                        writer.write_str(&id.fields)?;
-                        writer.write_char('"')?;
-                        break;
-                    }
-                }
+            if let Some(id) = request_id(ctx) {
+                writer.write_str(",\"request_id\":\"")?;
+                Escaped(&mut writer).write_str(&id)?;
+                writer.write_char('"')?;
             }
         }
         writer.write_str("}\n")
     }
+}
+
+/// The id of the request an event belongs to: the request this thread is polling,
+/// else the request of the innermost span around the event that carries one (the
+/// work a service runs on a blocking thread), else a span's `request_id` field.
+pub(crate) fn request_id<S, N>(ctx: &FmtContext<'_, S, N>) -> Option<String>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    let current = crate::scope::with_current(|c| c.map(|c| c.request_id().to_owned()));
+    if let Some(id) = current.filter(|id| !id.is_empty()) {
+        return Some(id);
+    }
+    ctx.event_scope()?.find_map(|span| {
+        let extensions = span.extensions();
+        if let Some(cost) = extensions.get::<crate::RequestCost>() {
+            return Some(cost.request_id().to_owned()).filter(|id| !id.is_empty());
+        }
+        extensions
+            .get::<FormattedFields<N>>()
+            .filter(|f| !f.fields.is_empty())
+            .map(|f| f.fields.clone())
+    })
 }
 
 /// Writes each field as `,"name":value`.
@@ -221,6 +244,297 @@ impl<W: Write> Write for Escaped<'_, W> {
     }
 }
 
+/// The target of the one line logged per request (INFO).
+pub const REQUEST_TARGET: &str = "napiatke::request";
+
+/// What the per-request line says. `route` is the route template, never the raw
+/// path's parameters alone; `path` is the path as asked.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestLine<'a> {
+    /// As the client sent it (HEAD stays HEAD).
+    pub method: &'a str,
+    /// `/lessons/{id}/`, or `(unmatched)`.
+    pub route: &'a str,
+    /// The path asked for.
+    pub path: &'a str,
+    /// The answer's status.
+    pub status: u16,
+    /// The request's id (X-Request-Id).
+    pub request_id: &'a str,
+    /// From the first byte of work to the answer's head.
+    pub duration: Duration,
+    /// The logged-in user's id, if any.
+    pub user_id: Option<i64>,
+    /// Their role.
+    pub role: Option<&'a str>,
+    /// An htmx request.
+    pub htmx: bool,
+    /// Statements run.
+    pub statements: u64,
+    /// Time in them, microseconds.
+    pub db_micros: u64,
+    /// Cache lookups by tier.
+    pub cache: crate::CacheCounts,
+    /// Time rendering templates, microseconds.
+    pub render_micros: u64,
+    /// The body's length, when known before it is sent.
+    pub bytes: Option<u64>,
+}
+
+/// Where [`log_request`] writes JSON lines itself ([`crate::init`] with
+/// [`Format::Json`](crate::Format::Json), when RUST_LOG lets the request line through).
+static DIRECT: OnceLock<crate::LineWriter> = OnceLock::new();
+
+/// Sends this request's line straight to `writer` from now on (once per process).
+pub(crate) fn write_requests_to(writer: crate::LineWriter) {
+    let _ = DIRECT.set(writer);
+}
+
+/// Logs the request's line at INFO on [`REQUEST_TARGET`]. After [`crate::init`] in
+/// JSON, with the line enabled, it is formatted by hand into the line writer;
+/// otherwise it is a `tracing` event like any other (human-readable lines, tests'
+/// subscribers).
+///
+/// ```
+/// use std::time::Duration;
+/// use napiatke_telemetry::{log_request, CacheCounts, RequestLine};
+/// log_request(&RequestLine {
+///     method: "GET", route: "/lessons/{id}/", path: "/lessons/7/", status: 200,
+///     request_id: "r-1", duration: Duration::from_micros(1234), user_id: Some(3),
+///     role: Some("admin"), htmx: false, statements: 0, db_micros: 0,
+///     cache: CacheCounts::default(), render_micros: 0, bytes: Some(3230),
+/// });
+/// ```
+pub fn log_request(line: &RequestLine<'_>) {
+    if let Some(writer) = DIRECT.get() {
+        thread_local! {
+            static BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        BUFFER.with(|b| {
+            let Ok(mut out) = b.try_borrow_mut() else {
+                return;
+            };
+            out.clear();
+            line.write_json(&mut out, std::time::SystemTime::now());
+            writer.append(&out, false);
+        });
+        return;
+    }
+    let c = line.cache;
+    tracing::info!(
+        target: REQUEST_TARGET,
+        method = line.method,
+        route = line.route,
+        path = line.path,
+        status = line.status,
+        request_id = line.request_id,
+        duration_ms = millis(line.duration.as_micros()),
+        user_id = line.user_id,
+        role = line.role,
+        htmx = line.htmx,
+        statements = line.statements,
+        db_ms = millis(u128::from(line.db_micros)),
+        l1_hits = c.l1_hits,
+        l1_misses = c.l1_misses,
+        l2_hits = c.l2_hits,
+        l2_misses = c.l2_misses,
+        render_ms = millis(u128::from(line.render_micros)),
+        bytes = line.bytes,
+    );
+}
+
+/// Whole microseconds as milliseconds, so a line reads 0.014, not 0.01381999....
+#[allow(clippy::cast_precision_loss)]
+fn millis(micros: u128) -> f64 {
+    micros as f64 / 1000.0
+}
+
+impl RequestLine<'_> {
+    /// The line as JSON (one object and a newline), as the JSON log format writes
+    /// every event: timestamp, level, target, then the fields in order; `user_id`,
+    /// `role` and `bytes` only when known.
+    pub fn write_json(&self, out: &mut Vec<u8>, now: std::time::SystemTime) {
+        out.extend_from_slice(b"{\"timestamp\":\"");
+        timestamp(out, now);
+        out.extend_from_slice(
+            b"\",\"level\":\"INFO\",\"target\":\"napiatke::request\",\"method\":\"",
+        );
+        escaped(out, self.method);
+        out.extend_from_slice(b"\",\"route\":\"");
+        escaped(out, self.route);
+        out.extend_from_slice(b"\",\"path\":\"");
+        escaped(out, self.path);
+        out.extend_from_slice(b"\",\"status\":");
+        number(out, u64::from(self.status));
+        out.extend_from_slice(b",\"request_id\":\"");
+        escaped(out, self.request_id);
+        out.extend_from_slice(b"\",\"duration_ms\":");
+        decimal_millis(
+            out,
+            u64::try_from(self.duration.as_micros()).unwrap_or(u64::MAX),
+        );
+        if let Some(id) = self.user_id {
+            out.extend_from_slice(b",\"user_id\":");
+            if id < 0 {
+                out.push(b'-');
+            }
+            number(out, id.unsigned_abs());
+        }
+        if let Some(role) = self.role {
+            out.extend_from_slice(b",\"role\":\"");
+            escaped(out, role);
+            out.push(b'"');
+        }
+        out.extend_from_slice(if self.htmx {
+            b",\"htmx\":true,\"statements\":"
+        } else {
+            b",\"htmx\":false,\"statements\":"
+        });
+        number(out, self.statements);
+        out.extend_from_slice(b",\"db_ms\":");
+        decimal_millis(out, self.db_micros);
+        let c = self.cache;
+        for (key, n) in [
+            (&b",\"l1_hits\":"[..], c.l1_hits),
+            (b",\"l1_misses\":", c.l1_misses),
+            (b",\"l2_hits\":", c.l2_hits),
+            (b",\"l2_misses\":", c.l2_misses),
+        ] {
+            out.extend_from_slice(key);
+            number(out, n);
+        }
+        out.extend_from_slice(b",\"render_ms\":");
+        decimal_millis(out, self.render_micros);
+        if let Some(bytes) = self.bytes {
+            out.extend_from_slice(b",\"bytes\":");
+            number(out, bytes);
+        }
+        out.extend_from_slice(b"}\n");
+    }
+}
+
+/// `n` in decimal.
+pub(crate) fn number(out: &mut Vec<u8>, n: u64) {
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+}
+
+/// Microseconds as milliseconds the way Rust prints the `f64` `micros / 1000`:
+/// `12`, `1.5`, `0.014` (trailing zeros of the fraction left out).
+pub(crate) fn decimal_millis(out: &mut Vec<u8>, micros: u64) {
+    number(out, micros / 1000);
+    let fraction = micros % 1000;
+    if fraction == 0 {
+        return;
+    }
+    #[allow(clippy::cast_possible_truncation)]
+    let text = [
+        b'.',
+        b'0' + (fraction / 100) as u8,
+        b'0' + (fraction / 10 % 10) as u8,
+        b'0' + (fraction % 10) as u8,
+    ];
+    let mut keep = 4;
+    while text[keep - 1] == b'0' {
+        keep -= 1;
+    }
+    out.extend_from_slice(&text[..keep]);
+}
+
+/// Microseconds as milliseconds with three decimals, appended: `1.234`, `0.000`
+/// (the timing headers' figures).
+///
+/// ```
+/// let mut out = b"t=".to_vec();
+/// napiatke_telemetry::push_millis(&mut out, 12_045);
+/// assert_eq!(out, b"t=12.045");
+/// ```
+pub fn fixed_millis(out: &mut Vec<u8>, micros: u64) {
+    number(out, micros / 1000);
+    let fraction = micros % 1000;
+    #[allow(clippy::cast_possible_truncation)]
+    out.extend_from_slice(&[
+        b'.',
+        b'0' + (fraction / 100) as u8,
+        b'0' + (fraction / 10 % 10) as u8,
+        b'0' + (fraction % 10) as u8,
+    ]);
+}
+
+/// JSON string content: `"`, `\\` and control characters escaped.
+fn escaped(out: &mut Vec<u8>, s: &str) {
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.extend_from_slice(s.as_bytes());
+        return;
+    }
+    let mut text = String::new();
+    let _ = Escaped(&mut text).write_str(s);
+    out.extend_from_slice(text.as_bytes());
+}
+
+/// `2026-12-07T06:33:50.123456Z`, as tracing-subscriber's `SystemTime` writes it.
+/// The date and time of day are worked out once a second per thread.
+fn timestamp(out: &mut Vec<u8>, now: std::time::SystemTime) {
+    thread_local! {
+        static SECOND: std::cell::Cell<(u64, [u8; 19])> = const { std::cell::Cell::new((u64::MAX, [0; 19])) };
+    }
+    let since = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = since.as_secs();
+    let (cached, mut text) = SECOND.get();
+    if cached != secs {
+        text = civil(secs);
+        SECOND.set((secs, text));
+    }
+    out.extend_from_slice(&text);
+    out.push(b'.');
+    let micros = u64::from(since.subsec_micros());
+    let mut digits = [b'0'; 6];
+    let mut rest = micros;
+    for d in digits.iter_mut().rev() {
+        #[allow(clippy::cast_possible_truncation)]
+        {
+            *d = b'0' + (rest % 10) as u8;
+        }
+        rest /= 10;
+    }
+    out.extend_from_slice(&digits);
+    out.push(b'Z');
+}
+
+/// `YYYY-MM-DDTHH:MM:SS` of Unix time `secs` (UTC; years 1970–9999), by Howard
+/// Hinnant's days-to-civil algorithm.
+fn civil(secs: u64) -> [u8; 19] {
+    let days = secs / 86_400;
+    let of_day = secs % 86_400;
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = (yoe + era * 400 + u64::from(month <= 2)).min(9999);
+    let mut text = *b"0000-00-00T00:00:00";
+    let mut put = |at: usize, width: usize, mut v: u64| {
+        for i in (at..at + width).rev() {
+            #[allow(clippy::cast_possible_truncation)]
+            {
+                text[i] = b'0' + (v % 10) as u8;
+            }
+            v /= 10;
+        }
+    };
+    put(0, 4, year);
+    put(5, 2, month);
+    put(8, 2, day);
+    put(11, 2, of_day / 3600);
+    put(14, 2, of_day / 60 % 60);
+    put(17, 2, of_day % 60);
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -323,5 +637,148 @@ mod tests {
         let none = lines(|| tracing::error!(code = 7u64, "no span"));
         assert!(none[0].get("request_id").is_none());
         assert_eq!(none[0]["level"], "ERROR");
+    }
+
+    fn sample(bytes: Option<u64>, user: Option<i64>) -> RequestLine<'static> {
+        RequestLine {
+            method: "GET",
+            route: "/lessons/{id}/",
+            path: "/lessons/7/\"q",
+            status: 200,
+            request_id: "r-9",
+            duration: Duration::from_micros(1_230),
+            user_id: user,
+            role: user.map(|_| "tutor"),
+            htmx: true,
+            statements: 3,
+            db_micros: 14,
+            cache: crate::CacheCounts {
+                l1_hits: 2,
+                l1_misses: 1,
+                l2_hits: 1,
+                l2_misses: 0,
+                l2_micros: 90,
+            },
+            render_micros: 120_000,
+            bytes,
+        }
+    }
+
+    #[test]
+    fn the_request_line_by_hand_says_what_the_event_would() {
+        for (bytes, user) in [(Some(3230), Some(4)), (None, None)] {
+            let line = sample(bytes, user);
+            let mut out = Vec::new();
+            line.write_json(&mut out, std::time::SystemTime::now());
+            let text = String::from_utf8(out).unwrap();
+            assert_eq!(text.matches('\n').count(), 1);
+            assert!(text.ends_with('\n'));
+            let mut by_hand: serde_json::Value = serde_json::from_str(&text).unwrap();
+            // No DIRECT writer in this process: the same line as a tracing event.
+            let mut event = lines(|| log_request(&line)).remove(0);
+            let stamp = by_hand["timestamp"].as_str().unwrap().to_owned();
+            assert_eq!(stamp.len(), 27, "{stamp}");
+            assert!(
+                stamp.ends_with('Z') && stamp.as_bytes()[10] == b'T',
+                "{stamp}"
+            );
+            by_hand["timestamp"] = serde_json::Value::Null;
+            event["timestamp"] = serde_json::Value::Null;
+            assert_eq!(by_hand, event);
+            assert_eq!(by_hand["path"], "/lessons/7/\"q");
+            assert_eq!(by_hand["duration_ms"], 1.23);
+            assert_eq!(by_hand["db_ms"], 0.014);
+            assert_eq!(by_hand["render_ms"], 120);
+            assert_eq!(by_hand["l1_misses"], 1);
+            assert_eq!(by_hand.get("bytes").is_some(), bytes.is_some());
+            assert_eq!(by_hand.get("user_id").is_some(), user.is_some());
+        }
+    }
+
+    #[test]
+    fn milliseconds_and_dates_are_written_as_rust_and_tracing_write_them() {
+        for micros in [
+            0u64,
+            1,
+            10,
+            14,
+            100,
+            999,
+            1000,
+            1001,
+            1230,
+            12_000,
+            123_456_789,
+        ] {
+            let mut out = Vec::new();
+            decimal_millis(&mut out, micros);
+            #[allow(clippy::cast_precision_loss)]
+            let expected = (micros as f64 / 1000.0).to_string();
+            assert_eq!(String::from_utf8(out).unwrap(), expected, "{micros}");
+            let mut fixed = Vec::new();
+            fixed_millis(&mut fixed, micros);
+            assert_eq!(
+                String::from_utf8(fixed).unwrap(),
+                format!("{}.{:03}", micros / 1000, micros % 1000)
+            );
+        }
+        for (secs, text) in [
+            (0, "1970-01-01T00:00:00"),
+            (951_782_400, "2000-02-29T00:00:00"),
+            (1_796_600_096, "2026-12-06T23:34:56"),
+            (4_102_444_799, "2099-12-31T23:59:59"),
+            (4_107_542_400, "2100-03-01T00:00:00"),
+        ] {
+            assert_eq!(std::str::from_utf8(&civil(secs)).unwrap(), text, "{secs}");
+        }
+        let now = std::time::SystemTime::now();
+        let mut ours = Vec::new();
+        timestamp(&mut ours, now);
+        let micros = now
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_micros();
+        assert!(String::from_utf8(ours)
+            .unwrap()
+            .ends_with(&format!(".{micros:06}Z")));
+    }
+
+    #[test]
+    fn a_line_written_on_another_thread_for_a_request_names_it() {
+        let buffer = Buffer::default();
+        let out = buffer.clone();
+        let subscriber = tracing_subscriber::registry()
+            .with(crate::AccountingLayer::default())
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .event_format(JsonLine)
+                    .fmt_fields(RequestIdOnly)
+                    .with_writer(move || out.clone()),
+            );
+        tracing::subscriber::with_default(subscriber, || {
+            let cost = crate::RequestCost::new("req-7");
+            let work = cost.in_scope(|| {
+                tracing::warn!("in the request's own task");
+                tracing::info_span!(target: crate::WORK_TARGET, "work")
+            });
+            let dispatch = tracing::dispatcher::get_default(Clone::clone);
+            std::thread::spawn(move || {
+                tracing::dispatcher::with_default(&dispatch, || {
+                    work.in_scope(|| tracing::warn!("slow statement"));
+                });
+            })
+            .join()
+            .ok();
+            tracing::warn!("after it");
+        });
+        let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+        let got: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(got.len(), 3, "{text}");
+        assert_eq!(got[0]["request_id"], "req-7");
+        assert_eq!(got[1]["request_id"], "req-7");
+        assert!(got[2].get("request_id").is_none(), "{text}");
     }
 }

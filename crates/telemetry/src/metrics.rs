@@ -102,18 +102,21 @@ impl Histogram {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct RequestLabels {
-    route: String,
+/// One route's durations for one method and status.
+#[derive(Debug)]
+struct Series {
     method: String,
     status: u16,
+    histogram: Histogram,
 }
 
 /// What the HTTP layer records per request: its duration by route, method and status,
 /// the requests in flight, and the statements each ran.
 #[derive(Debug)]
 pub struct HttpMetrics {
-    durations: RwLock<HashMap<RequestLabels, Arc<Histogram>>>,
+    /// By route, then a short list by method and status: a request finds its series
+    /// by borrowed strings, with no key to allocate.
+    durations: RwLock<HashMap<String, Vec<Series>>>,
     active: Arc<AtomicI64>,
     statements: Histogram,
 }
@@ -159,28 +162,33 @@ impl HttpMetrics {
     ) {
         let micros = u64::try_from(duration.as_micros()).unwrap_or(u64::MAX);
         self.statements.observe_units(statements);
-        let labels = RequestLabels {
-            route: route.to_owned(),
-            method: method.to_owned(),
-            status,
-        };
-        let found = self
-            .durations
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&labels)
-            .cloned();
-        let histogram = found.unwrap_or_else(|| {
-            let mut map = self
+        let matches = |s: &Series| s.status == status && s.method == method;
+        {
+            let map = self
                 .durations
-                .write()
+                .read()
                 .unwrap_or_else(PoisonError::into_inner);
-            Arc::clone(
-                map.entry(labels)
-                    .or_insert_with(|| Arc::new(Histogram::new(DURATION_BUCKETS, 1e6))),
-            )
-        });
-        histogram.observe_units(micros);
+            if let Some(series) = map.get(route).and_then(|v| v.iter().find(|s| matches(s))) {
+                series.histogram.observe_units(micros);
+                return;
+            }
+        }
+        let mut map = self
+            .durations
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let list = map.entry(route.to_owned()).or_default();
+        if let Some(series) = list.iter().find(|s| matches(s)) {
+            series.histogram.observe_units(micros);
+        } else {
+            let histogram = Histogram::new(DURATION_BUCKETS, 1e6);
+            histogram.observe_units(micros);
+            list.push(Series {
+                method: method.to_owned(),
+                status,
+                histogram,
+            });
+        }
     }
 
     /// Writes the HTTP figures.
@@ -194,16 +202,19 @@ impl HttpMetrics {
             .durations
             .read()
             .unwrap_or_else(PoisonError::into_inner);
-        let mut series: Vec<_> = map.iter().collect();
-        series.sort_by(|a, b| a.0.route.cmp(&b.0.route).then(a.0.status.cmp(&b.0.status)));
-        for (labels, histogram) in series {
-            let status = labels.status.to_string();
-            histogram.write(
+        let mut all: Vec<(&String, &Series)> = map
+            .iter()
+            .flat_map(|(route, list)| list.iter().map(move |s| (route, s)))
+            .collect();
+        all.sort_by(|a, b| (a.0, a.1.status, &a.1.method).cmp(&(b.0, b.1.status, &b.1.method)));
+        for (route, series) in all {
+            let status = series.status.to_string();
+            series.histogram.write(
                 out,
                 "http_server_request_duration_seconds",
                 &[
-                    ("http_route", &labels.route),
-                    ("http_request_method", &labels.method),
+                    ("http_route", route),
+                    ("http_request_method", &series.method),
                     ("http_response_status_code", &status),
                 ],
             );

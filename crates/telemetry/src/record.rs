@@ -1,21 +1,19 @@
 //! A request's statements, cache lookups and renders one by one, for the
 //! development debug toolbar. [`RequestCost`](crate::RequestCost) only adds them up;
 //! a [`Recording`] keeps each with its text and when it happened. It costs nothing
-//! unless attached: the [`AccountingLayer`](crate::AccountingLayer) looks for it on
-//! the span where it already found the request's cost.
+//! unless a request's cost is given one ([`RequestCost::record_into`](crate::RequestCost::record_into)).
 //!
 //! ```
-//! use napiatke_telemetry::record::{attach_recording, Recording};
-//! use napiatke_telemetry::{attach, AccountingLayer, RequestCost, STATEMENT_TARGET};
+//! use napiatke_telemetry::record::Recording;
+//! use napiatke_telemetry::{AccountingLayer, RequestCost, STATEMENT_TARGET};
 //! use tracing_subscriber::layer::SubscriberExt;
 //!
 //! let subscriber = tracing_subscriber::registry().with(AccountingLayer::default());
 //! tracing::subscriber::with_default(subscriber, || {
-//!     let span = tracing::info_span!("request");
-//!     attach(&span, RequestCost::default());
+//!     let cost = RequestCost::new("r-1");
 //!     let recording = Recording::default();
-//!     attach_recording(&span, recording.clone());
-//!     span.in_scope(|| {
+//!     cost.record_into(recording.clone());
+//!     cost.in_scope(|| {
 //!         tracing::debug!(target: STATEMENT_TARGET, sql = "SELECT 1", duration_us = 40u64);
 //!     });
 //!     let taken = recording.take();
@@ -28,7 +26,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use tracing::field::{Field, Visit};
-use tracing_subscriber::registry::LookupSpan;
 
 /// One statement as db reported it: its SQL without bind values.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -177,18 +174,6 @@ impl Recording {
             });
         }
     }
-}
-
-/// Makes `span` (a request's, the one [`crate::attach`] gave its cost) record into
-/// `recording`. Does nothing without a span registry.
-pub fn attach_recording(span: &tracing::Span, recording: Recording) {
-    span.with_subscriber(|(id, dispatch)| {
-        if let Some(registry) = dispatch.downcast_ref::<tracing_subscriber::Registry>() {
-            if let Some(span) = registry.span(id) {
-                span.extensions_mut().insert(recording);
-            }
-        }
-    });
 }
 
 #[derive(Default)]

@@ -2,12 +2,19 @@
 //! (sees statement, cache and render events whatever the log filter says) and the log
 //! lines, filtered by RUST_LOG, human-readable or JSON.
 
-use tracing_subscriber::filter::{filter_fn, EnvFilter};
-use tracing_subscriber::layer::SubscriberExt;
+use std::fmt;
+
+use tracing::subscriber::Interest;
+use tracing::{Event, Metadata, Subscriber};
+use tracing_subscriber::filter::{EnvFilter, FilterExt, LevelFilter, Targets};
+use tracing_subscriber::fmt::format::{Format as Formatter, Writer};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::layer::{Context, Filter, SubscriberExt};
+use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::Layer;
 
-use crate::{AccountingLayer, CACHE_TARGET, RENDER_TARGET, STATEMENT_TARGET};
+use crate::{AccountingLayer, CACHE_TARGET, RENDER_TARGET, STATEMENT_TARGET, WORK_TARGET};
 
 /// How log lines are written to stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,6 +35,10 @@ pub struct Options {
     pub default_filter: String,
     /// Export spans to an OpenTelemetry collector (OTEL_EXPORTER_OTLP_ENDPOINT).
     pub otlp: Option<crate::otel::OtlpOptions>,
+    /// Install the [`AccountingLayer`] (per-request statement, cache and render
+    /// figures). Off, only the log lines remain: the baseline telemetry's cost is
+    /// measured against.
+    pub accounting: bool,
 }
 
 impl Default for Options {
@@ -36,6 +47,7 @@ impl Default for Options {
             format: Format::Human,
             default_filter: "warn".to_owned(),
             otlp: None,
+            accounting: true,
         }
     }
 }
@@ -88,36 +100,54 @@ pub fn init(options: Options) -> Result<Option<LogGuard>, crate::otel::OtelError
         .map(crate::otel::provider)
         .transpose()?;
     let otel = spans.as_ref().map(|p| {
-        // Only napiatke's own spans: request, statement, render, image work.
-        crate::otel::layer(p).with_filter(filter_fn(|m| {
+        // Only napiatke's own spans: request, service calls, statements, renders,
+        // image work.
+        crate::otel::layer(p).with_filter(Static(LevelFilter::TRACE, |m| {
             m.is_span() && m.target().starts_with("napiatke")
         }))
     });
     let (writer, guard) = crate::writer::LineWriter::spawn(std::io::stderr(), options.format);
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(&options.default_filter));
-    // Every span, whatever its level: accounting walks up to the request's span.
-    // Leaving TRACE spans out here (they are for trace exporters) lost statement
-    // events that followed a span no layer wanted (tracing-subscriber's per-layer
-    // filter state), so the server-timing and monitoring tests failed: kept.
-    let accounting = AccountingLayer::default().with_filter(filter_fn(|m| {
-        m.is_span()
-            || m.target() == STATEMENT_TARGET
-            || m.target() == CACHE_TARGET
-            || m.target() == RENDER_TARGET
+    let directives = std::env::var(EnvFilter::DEFAULT_ENV)
+        .ok()
+        .filter(|d| EnvFilter::try_new(d).is_ok())
+        .unwrap_or_else(|| options.default_filter.clone());
+    let filter = EnvFilter::new(&directives);
+    // The events it adds up, and the spans that carry a request's cost to other
+    // threads; nothing else, so that no other span is made for it (a span nobody
+    // wants is never made: each is a slot in the span slab and a call through every
+    // layer on enter, exit and close).
+    let accounting = options.accounting.then(|| {
+        // Its events are DEBUG, work spans INFO.
+        AccountingLayer::default().with_filter(Static(LevelFilter::DEBUG, |m| {
+            if m.is_span() {
+                m.target() == WORK_TARGET
+            } else {
+                let t = m.target();
+                t == STATEMENT_TARGET || t == CACHE_TARGET || t == RENDER_TARGET
+            }
+        }))
+    });
+    // The work spans too, whatever RUST_LOG says: a line written on a blocking
+    // thread finds its request's id through them.
+    let filter = filter.or(Static(LevelFilter::INFO, |m| {
+        m.is_span() && m.target() == WORK_TARGET
     }));
     let lines = match options.format {
         // Colours only on a terminal: the writer thread hides it from the formatter,
         // and escape codes in a log file are noise.
-        Format::Human => tracing_subscriber::fmt::layer()
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .with_writer(writer)
-            .with_filter(filter)
-            .boxed(),
+        Format::Human => {
+            let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+            tracing_subscriber::fmt::layer()
+                .with_ansi(ansi)
+                .event_format(HumanLine::default())
+                .with_writer(writer.clone())
+                .with_filter(filter)
+                .boxed()
+        }
         Format::Json => tracing_subscriber::fmt::layer()
             .event_format(crate::line::JsonLine)
             .fmt_fields(crate::line::RequestIdOnly)
-            .with_writer(writer)
+            .with_writer(writer.clone())
             .with_filter(filter)
             .boxed(),
     };
@@ -127,8 +157,79 @@ pub fn init(options: Options) -> Result<Option<LogGuard>, crate::otel::OtelError
         .with(lines)
         .try_init()
         .is_ok();
+    // Decided once (RUST_LOG is read at start and never reloaded), from directives
+    // by target and level; with span or field directives, the line stays a
+    // `tracing` event for the filter to judge.
+    let request_lines = directives
+        .parse::<Targets>()
+        .is_ok_and(|t| t.would_enable(crate::REQUEST_TARGET, &tracing::Level::INFO));
+    if installed && options.format == Format::Json && request_lines {
+        crate::line::write_requests_to(writer);
+    }
     Ok(installed.then_some(LogGuard {
         _lines: guard,
         spans,
     }))
+}
+
+/// A per-layer filter decided by the callsite alone, so that `tracing` caches the
+/// answer per callsite, with the most verbose level it lets through. (`filter_fn`
+/// is asked again at every event: every `trace!` in actix-http and tokio went
+/// through each layer's filter, about 3,000 instructions per cached page; and with
+/// no level hint, every span and event below WARN got as far as that question.)
+struct Static(LevelFilter, fn(&Metadata<'_>) -> bool);
+
+impl<S> Filter<S> for Static {
+    fn enabled(&self, meta: &Metadata<'_>, _: &Context<'_, S>) -> bool {
+        self.0 >= *meta.level() && (self.1)(meta)
+    }
+
+    fn callsite_enabled(&self, meta: &'static Metadata<'static>) -> Interest {
+        if self.0 >= *meta.level() && (self.1)(meta) {
+            Interest::always()
+        } else {
+            Interest::never()
+        }
+    }
+
+    fn max_level_hint(&self) -> Option<LevelFilter> {
+        Some(self.0)
+    }
+}
+
+/// tracing-subscriber's readable line, with ` request_id=…` at its end when the
+/// event belongs to a request and does not name one itself.
+#[derive(Default)]
+struct HumanLine {
+    plain: Formatter,
+}
+
+impl<S, N> FormatEvent<S, N> for HumanLine
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let named = event.metadata().fields().field("request_id").is_some();
+        let id = if named {
+            None
+        } else {
+            crate::line::request_id(ctx)
+        };
+        let Some(id) = id else {
+            return self.plain.format_event(ctx, writer, event);
+        };
+        let mut line = String::new();
+        self.plain
+            .clone()
+            .with_ansi(writer.has_ansi_escapes())
+            .format_event(ctx, Writer::new(&mut line), event)?;
+        let body = line.strip_suffix('\n').unwrap_or(&line);
+        writeln!(writer, "{body} request_id={id}")
+    }
 }

@@ -149,6 +149,18 @@ impl LineWriter {
     }
 }
 
+impl LineWriter {
+    /// Appends finished lines to the buffer, as the fmt layer's writer does (dropped
+    /// and counted past the cap; `urgent` wakes the writer thread at once).
+    pub(crate) fn append(&self, lines: &[u8], urgent: bool) {
+        let _ = Line {
+            shared: &self.shared,
+            urgent,
+        }
+        .write(lines);
+    }
+}
+
 fn dropped_line(format: Format, n: u64) -> String {
     let message = format!("{n} log lines dropped: the log writer fell behind");
     match format {

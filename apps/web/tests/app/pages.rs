@@ -360,6 +360,11 @@ fn telemetry_listens_on_the_target_db_reports_on() {
         napiatke_telemetry::RENDER_TARGET,
         napiatke_htmx::RENDER_TARGET
     );
+    assert_eq!(napiatke_telemetry::CACHE_TARGET, napiatke_cache::OP_TARGET);
+    assert_eq!(
+        napiatke_telemetry::WORK_TARGET,
+        napiatke_services::WORK_TARGET
+    );
 }
 
 /// TEMPLATES_DIR replaces the built-in templates (development: edit, restart).

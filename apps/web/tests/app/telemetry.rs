@@ -160,6 +160,31 @@ async fn server_timing(engine: Engine) {
         ),
         (None, None, None)
     );
+
+    // TELEMETRY=off (the baseline its cost is measured against): nothing counted or
+    // shown, even to an admin; the request id stays (error pages quote it).
+    let off = test::init_service(napiatke_web::app::app(
+        state_tweaked(&t, true, &cache_prefix(), None, |s| s.telemetry = false).await,
+    ))
+    .await;
+    let (_, admin) = login(&off, "admin@napiatke.local", FIXTURE_PASSWORD).await;
+    let page = send(&off, admin.get("/lessons/")).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert_eq!(
+        (
+            page.header("server-timing"),
+            page.header("x-response-time"),
+            page.header("x-query-count")
+        ),
+        (None, None, None)
+    );
+    assert_eq!(page.header("x-request-id").map(str::len), Some(16));
+    let m = send(&off, admin.get("/metrics")).await;
+    assert!(
+        !m.body.contains("http_route=\"/lessons/\""),
+        "no request was measured: {}",
+        m.body
+    );
 }
 
 /// A route that loads `n` lessons one by one, as a careless handler would.
