@@ -8,7 +8,7 @@
 # what it measures (user-space instructions; not cache misses, not the kernel's time
 # for write(2), which the writer batches every 25 ms).
 #
-#   bash scripts/telemetry-instructions.sh            # lines off, lines on, lines + OTel off-path
+#   bash scripts/telemetry-instructions.sh   # off, lines off, lines on (the default), + Sentry unreachable
 #   N=2000 PAGES="/lessons/100/ /dashboard/" bash scripts/telemetry-instructions.sh
 #   EMAIL=tutor1@napiatke.local PASSWORD=tutor bash scripts/telemetry-instructions.sh
 #
@@ -25,7 +25,7 @@ cargo build --release -q -p napiatke-web --bin napiatke
 mkdir -p target/prof
 n=${N:-1000}
 read -r -a pages <<<"${PAGES:-/lessons/100/ /dashboard/ /lessons/?page=3}"
-IFS=';' read -r -a configs <<<"${CONFIGS:-RUST_LOG=warn;LOG_FORMAT=json;LOG_FORMAT=json SENTRY_DSN=http://public@127.0.0.1:9/1}"
+IFS=';' read -r -a configs <<<"${CONFIGS:-TELEMETRY=off;RUST_LOG=warn;LOG_FORMAT=json;LOG_FORMAT=json SENTRY_DSN=http://public@127.0.0.1:9/1}"
 export DATABASE_URL=sqlite://target/prof/ir.sqlite3 NAPIATKE_ENV=production NAPIATKE_DEMO=1
 rm -f target/prof/ir.sqlite3*
 target/release/napiatke demo >/dev/null 2>&1

@@ -39,6 +39,8 @@ pub struct AppState {
     /// Per-request telemetry (TELEMETRY): the request's span, accounting, log line,
     /// metrics and timing headers. Off only to measure what they cost.
     pub telemetry: bool,
+    /// One in this many requests that went well is logged (REQUEST_LOG_EVERY).
+    pub request_log_every: u64,
     /// Request durations, in flight, statements per request (GET /metrics).
     pub metrics: Arc<napiatke_telemetry::metrics::HttpMetrics>,
     /// Where `/media/` finds uploaded images' variants (MEDIA_ROOT, the bucket, or
@@ -136,6 +138,7 @@ pub fn build_state(
         secure_cookies: settings.environment == Environment::Production,
         expose_query_count: settings.expose_query_count,
         telemetry: settings.telemetry,
+        request_log_every: settings.request_log_every,
         slow_request_threshold: settings.slow_request_threshold,
         metrics: Arc::new(napiatke_telemetry::metrics::HttpMetrics::default()),
         calendar_stream_from: settings.calendar_stream_from,

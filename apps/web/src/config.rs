@@ -152,6 +152,10 @@ pub struct Settings {
     /// OTEL_EXPORTER_OTLP_ENDPOINT are ignored; warnings and errors are still logged.
     /// It is the baseline telemetry's cost is measured against, not a production mode.
     pub telemetry: bool,
+    /// REQUEST_LOG_EVERY (default 1): of the requests that went well (GET or HEAD,
+    /// below 400, not slow, no N+1), one in this many gets its log line; the others
+    /// still count in the metrics. Errors, writes and slow requests are always logged.
+    pub request_log_every: u64,
     /// LOG_FORMAT (human | json): JSON lines by default in production.
     pub log_format: napiatke_telemetry::Format,
     /// METRICS_BIND: a listener with a worker of its own for a private network:
@@ -417,6 +421,7 @@ impl Settings {
         let image_workers = count("IMAGE_WORKERS", cores, 256)?;
         let image_queue = count("IMAGE_QUEUE", image_workers * 2, 100_000)?;
         let calendar_stream_from = count("CALENDAR_STREAM_FROM", 2000, 1_000_000_000)?;
+        let request_log_every = count("REQUEST_LOG_EVERY", 1, 1_000_000)?;
         let sentry_traces_sample_rate = match get("SENTRY_TRACES_SAMPLE_RATE") {
             None => 0.1,
             Some(v) => v
@@ -580,6 +585,7 @@ impl Settings {
             calendar_stream_from: usize::try_from(calendar_stream_from).unwrap_or(usize::MAX),
             sentry_traces_sample_rate,
             telemetry,
+            request_log_every,
             log_format,
             metrics_bind,
             cache_ttls: CacheTtls {
@@ -658,6 +664,7 @@ impl Settings {
                 self.slow_statement_threshold.as_millis()
             ),
             format!("TELEMETRY={}", if self.telemetry { "on" } else { "off" }),
+            format!("REQUEST_LOG_EVERY={}", self.request_log_every),
             format!(
                 "LOG_FORMAT={}",
                 match self.log_format {
@@ -764,6 +771,7 @@ mod tests {
         assert!(s.metrics_bind.is_none());
         assert!(s.telemetry);
         assert!(!with(&[("TELEMETRY", "off")]).unwrap().telemetry);
+        assert_eq!(s.request_log_every, 1);
         let production = with(&[("NAPIATKE_ENV", "production")]).unwrap();
         assert_eq!(production.log_format, napiatke_telemetry::Format::Json);
     }
@@ -805,6 +813,7 @@ mod tests {
             ("SLOW_STATEMENT_THRESHOLD", "1s"),
             ("LOG_FORMAT", "xml"),
             ("TELEMETRY", "no"),
+            ("REQUEST_LOG_EVERY", "0"),
             ("METRICS_BIND", "9100"),
             ("CACHE_TTL_USER", "-5"),
             ("CACHE_TTL_CALENDAR", "0"),
@@ -844,7 +853,7 @@ mod tests {
         let lines = s.describe();
         assert!(lines.contains(&"SENTRY_DSN=(set, hidden)".to_owned()));
         assert!(lines.iter().all(|l| !l.contains("key@")));
-        assert_eq!(lines.len(), 46);
+        assert_eq!(lines.len(), 47);
     }
 
     #[test]

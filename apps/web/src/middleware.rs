@@ -320,37 +320,44 @@ impl Accounting {
             }
         }
         let viewer = res.request().extensions().get::<Viewer>().copied();
-        napiatke_telemetry::log_request(&napiatke_telemetry::RequestLine {
-            method: self.method.as_str(),
-            route: &route,
-            path: res.request().path(),
-            status,
-            request_id,
-            duration: elapsed,
-            user_id: viewer.map(|v| v.id),
-            role: viewer.map(|v| v.role.as_str()),
-            htmx: self.htmx,
-            statements,
-            db_micros: cost.db_micros(),
-            cache: cost.cache(),
-            render_micros: cost.render().1,
-            bytes: match res.response().body().size() {
-                actix_web::body::BodySize::Sized(n) => Some(n),
-                _ => None,
-            },
-        });
-        if statements > STATEMENT_WARNING {
-            tracing::warn!(route = %route, statements, request_id, "request ran more than {STATEMENT_WARNING} statements");
-        }
-        if elapsed > self.slow {
-            tracing::warn!(route = %route, elapsed_ms = elapsed.as_millis() as u64, statements, request_id, "slow request");
-        }
         // A shape must have run N_PLUS_ONE times: fewer statements cannot hold one.
         let repeated = if statements >= u64::from(napiatke_telemetry::N_PLUS_ONE) {
             cost.repeated_statements(napiatke_telemetry::N_PLUS_ONE)
         } else {
             Vec::new()
         };
+        let every = self.state.as_ref().map_or(1, |s| s.request_log_every);
+        let went_well = status < 400
+            && matches!(self.method.as_str(), "GET" | "HEAD")
+            && elapsed <= self.slow
+            && repeated.is_empty();
+        if every <= 1 || !went_well || sampled(every) {
+            napiatke_telemetry::log_request(&napiatke_telemetry::RequestLine {
+                method: self.method.as_str(),
+                route: &route,
+                path: res.request().path(),
+                status,
+                request_id,
+                duration: elapsed,
+                user_id: viewer.map(|v| v.id),
+                role: viewer.map(|v| v.role.as_str()),
+                htmx: self.htmx,
+                statements,
+                db_micros: cost.db_micros(),
+                cache: cost.cache(),
+                render_micros: cost.render().1,
+                bytes: match res.response().body().size() {
+                    actix_web::body::BodySize::Sized(n) => Some(n),
+                    _ => None,
+                },
+            });
+        }
+        if statements > STATEMENT_WARNING {
+            tracing::warn!(route = %route, statements, request_id, "request ran more than {STATEMENT_WARNING} statements");
+        }
+        if elapsed > self.slow {
+            tracing::warn!(route = %route, elapsed_ms = elapsed.as_millis() as u64, statements, request_id, "slow request");
+        }
         for (sql, times) in &repeated {
             tracing::warn!(route = %route, times, sql = %sql, request_id, "N+1: one statement ran once per row");
         }
@@ -420,6 +427,14 @@ impl Accounting {
     }
 }
 
+/// One call in `every` is true (a counter per process: the kept lines are spread
+/// evenly, whatever the mix of routes).
+fn sampled(every: u64) -> bool {
+    use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+    static SEEN: AtomicU64 = AtomicU64::new(0);
+    SEEN.fetch_add(1, Relaxed).is_multiple_of(every)
+}
+
 /// WhiteNoise-style: `/static/` is answered first, from memory, before routing,
 /// accounting and extractors, since it is the hottest path and needs none of them.
 /// The request comes back when it is not for a static file.
@@ -480,4 +495,15 @@ fn show_error(
             .apply(&mut fresh);
     }
     ServiceResponse::new(req, fresh)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn one_in_every_is_kept_evenly() {
+        let kept: Vec<bool> = (0..12).map(|_| super::sampled(4)).collect();
+        assert_eq!(kept.iter().filter(|k| **k).count(), 3, "{kept:?}");
+        // Evenly: never two kept in a row.
+        assert!(kept.windows(2).all(|w| !(w[0] && w[1])), "{kept:?}");
+    }
 }
