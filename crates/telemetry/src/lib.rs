@@ -283,13 +283,12 @@ impl<S> Layer<S> for AccountingLayer
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
-    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+    fn on_new_span(&self, _attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
         let Some(span) = ctx.span(id) else { return };
         let inherited = scope::with_current(|c| c.cloned()).or_else(|| {
             span.parent()
                 .and_then(|p| p.extensions().get::<RequestCost>().cloned())
         });
-        let _ = attrs;
         if let Some(cost) = inherited {
             let mut ext = span.extensions_mut();
             if ext.get_mut::<RequestCost>().is_none() {

@@ -22,7 +22,6 @@ use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
 use tracing_subscriber::field::RecordFields;
 use tracing_subscriber::fmt::format::Writer;
-use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
 use tracing_subscriber::registry::LookupSpan;
 
@@ -91,7 +90,10 @@ where
     ) -> fmt::Result {
         let meta = event.metadata();
         writer.write_str("{\"timestamp\":\"")?;
-        SystemTime.format_time(&mut writer)?;
+        // The same stamp as the request line's (one formatter for both).
+        let mut stamp = Vec::with_capacity(27);
+        timestamp(&mut stamp, std::time::SystemTime::now());
+        writer.write_str(std::str::from_utf8(&stamp).map_err(|_| fmt::Error)?)?;
         writer.write_str("\",\"level\":\"")?;
         writer.write_str(meta.level().as_str())?;
         writer.write_str("\",\"target\":\"")?;
@@ -471,7 +473,8 @@ fn escaped(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(text.as_bytes());
 }
 
-/// `2026-12-07T06:33:50.123456Z`, as tracing-subscriber's `SystemTime` writes it.
+/// `2026-12-07T06:33:50.123456Z` (the format of tracing-subscriber's `SystemTime`),
+/// for every JSON line.
 /// The date and time of day are worked out once a second per thread.
 fn timestamp(out: &mut Vec<u8>, now: std::time::SystemTime) {
     thread_local! {

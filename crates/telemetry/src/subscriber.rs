@@ -107,11 +107,16 @@ pub fn init(options: Options) -> Result<Option<LogGuard>, crate::otel::OtelError
         }))
     });
     let (writer, guard) = crate::writer::LineWriter::spawn(std::io::stderr(), options.format);
-    let directives = std::env::var(EnvFilter::DEFAULT_ENV)
+    // RUST_LOG when it parses, else the default; the text is kept for the request
+    // line's decision below.
+    let (directives, filter) = std::env::var(EnvFilter::DEFAULT_ENV)
         .ok()
-        .filter(|d| EnvFilter::try_new(d).is_ok())
-        .unwrap_or_else(|| options.default_filter.clone());
-    let filter = EnvFilter::new(&directives);
+        .and_then(|d| EnvFilter::try_new(&d).ok().map(|f| (d, f)))
+        .unwrap_or_else(|| {
+            let d = options.default_filter.clone();
+            let f = EnvFilter::new(&d);
+            (d, f)
+        });
     // The events it adds up, and the spans that carry a request's cost to other
     // threads; nothing else, so that no other span is made for it (a span nobody
     // wants is never made: each is a slot in the span slab and a call through every
