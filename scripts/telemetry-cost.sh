@@ -3,6 +3,9 @@
 # its own extra environment, measured alternately on cached pages (docs/performance.md):
 #   A="RUST_LOG=warn" B="RUST_LOG=warn OTEL_EXPORTER_OTLP_ENDPOINT=http://10.255.255.1:4318" \
 #     bash scripts/telemetry-cost.sh
+# A_BIN and B_BIN (default the release build) compare two builds, e.g. the last
+# commit's binary copied aside against the working tree's:
+#   A_BIN=target/prof/napiatke-head A="" B="" bash scripts/telemetry-cost.sh
 # ROUNDS (3) rounds of DURATION (5s) per page; PAGES overrides the page list. PIN=1
 # puts both servers on CPU 1 and wrk (one thread) on CPU 0, so wrk and the server do
 # not take each other's time: the ratio is then the server's CPU per request.
@@ -11,7 +14,8 @@ cd "$(dirname "$0")/.."
 command -v wrk >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
 cargo build --release -q -p napiatke-web --bin napiatke
 mkdir -p target/prof
-a=${A:-RUST_LOG=warn} b=${B:?set B to the second server\'s environment}
+a=${A-RUST_LOG=warn} b=${B?set B to the second server\'s environment}
+a_bin=${A_BIN:-target/release/napiatke} b_bin=${B_BIN:-target/release/napiatke}
 rounds=${ROUNDS:-3} duration=${DURATION:-5s}
 export DATABASE_URL=sqlite://target/prof/cost.sqlite3 NAPIATKE_ENV=production NAPIATKE_DEMO=1
 rm -f target/prof/cost.sqlite3*
@@ -20,9 +24,9 @@ target/release/napiatke collectstatic >/dev/null 2>&1
 # shellcheck disable=SC2086 # A and B are lists of NAME=value words
 server_cpu=() client_cpu=() threads=2
 if [ "${PIN:-0}" = 1 ]; then server_cpu=(taskset -c 1) client_cpu=(taskset -c 0) threads=1; fi
-env -u RUST_LOG $a BIND=127.0.0.1:8401 "${server_cpu[@]}" target/release/napiatke serve > target/prof/a.log 2>&1 & p1=$!
+env -u RUST_LOG $a BIND=127.0.0.1:8401 "${server_cpu[@]}" "$a_bin" serve > target/prof/a.log 2>&1 & p1=$!
 # shellcheck disable=SC2086
-env -u RUST_LOG $b BIND=127.0.0.1:8402 "${server_cpu[@]}" target/release/napiatke serve > "${B_LOG:-target/prof/b.log}" 2>&1 & p2=$!
+env -u RUST_LOG $b BIND=127.0.0.1:8402 "${server_cpu[@]}" "$b_bin" serve > "${B_LOG:-target/prof/b.log}" 2>&1 & p2=$!
 trap 'kill $p1 $p2' EXIT
 for port in 8401 8402; do for _ in $(seq 1 100); do curl -sf http://127.0.0.1:$port/healthz >/dev/null && break; sleep 0.2; done; done
 login() { local jar=target/prof/jar-$1 token; rm -f "$jar"
@@ -40,7 +44,7 @@ measure() { # pid session url
   echo "$(awk '/Requests\/sec/ {printf "%.0f", $2}' <<<"$out") $(awk '/requests in/ {print $1}' <<<"$out") $(( $(ticks "$1") - t0 ))"
 }
 hz=$(getconf CLK_TCK)
-echo "A: $a"; echo "B: $b"
+echo "A: $a_bin $a"; echo "B: $b_bin $b"
 echo "(req/s, and the server's CPU per request in microseconds, user + system, all threads)"
 read -r -a pages <<<"${PAGES:-/lessons/100/ /dashboard/ /lessons/?page=3}"
 for page in "${pages[@]}"; do

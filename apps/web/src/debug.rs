@@ -113,10 +113,7 @@ impl Debugging {
             time: self.time,
             method: self.method,
             path: self.path,
-            route: res
-                .request()
-                .match_pattern()
-                .unwrap_or_else(|| "(unmatched)".to_owned()),
+            route: crate::routing::route_of(res.request()).into_owned(),
             status: res.status().as_u16(),
             htmx,
             request_headers: self.request_headers,

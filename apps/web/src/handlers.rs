@@ -147,7 +147,7 @@ fn page_key<'a>(
     (scope, version): (&str, &str),
     params: &[(&str, Option<String>)],
 ) -> (&'a HtmlCache, FragmentKey, String) {
-    let route = req.match_pattern().unwrap_or_else(|| req.path().to_owned());
+    let route = crate::routing::route_of(req);
     let (cache, key, name) = match block {
         Some(block) if hx.wants_fragment() => {
             // The target is part of the key only when it is the one the page uses:

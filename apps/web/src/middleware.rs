@@ -60,12 +60,14 @@ pub async fn front(
 
     let hx = napiatke_htmx::Hx::from_headers(req.headers());
     let state = req.app_data::<web::Data<AppState>>().cloned();
+    let production = state.as_ref().is_some_and(|s| s.secure_cookies);
     let request_id = request_id(req.headers());
     // TELEMETRY=off: no span, accounting, line, metrics or timing headers (the
     // baseline telemetry's cost is measured against, docs/performance.md).
-    let accounting = match &state {
+    let accounting = match state {
         Some(s) if !s.telemetry => None,
-        _ => Some(Accounting::start(&req, hx, state.clone(), &request_id)),
+        // The state moves in: a clone is an atomic add, and another to drop it.
+        state => Some(Accounting::start(&req, hx, state, &request_id)),
     };
     let debugging = accounting
         .as_ref()
@@ -90,7 +92,6 @@ pub async fn front(
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         res.headers_mut().insert(X_REQUEST_ID, v);
     }
-    let production = state.as_ref().is_some_and(|s| s.secure_cookies);
     strict_transport(&mut res, production);
     // Before the body is rebuilt: reports read the error attached to the response.
     match accounting {
@@ -201,8 +202,17 @@ struct Accounting {
     expose: bool,
     slow: std::time::Duration,
     htmx: bool,
+    /// Also what counts the request in flight, from `start` until this is dropped
+    /// (a cancelled request included).
     state: Option<web::Data<AppState>>,
-    _in_flight: Option<napiatke_telemetry::metrics::InFlight>,
+}
+
+impl Drop for Accounting {
+    fn drop(&mut self) {
+        if let Some(s) = &self.state {
+            s.metrics.leave();
+        }
+    }
 }
 
 impl Accounting {
@@ -274,8 +284,7 @@ impl Accounting {
             expose,
             slow,
             htmx: hx.request,
-            _in_flight: state.as_ref().map(|s| s.metrics.start()),
-            state,
+            state: state.inspect(|s| s.metrics.enter()),
         }
     }
 
@@ -292,10 +301,7 @@ impl Accounting {
                 let fut = self.cost.in_scope(|| span.in_scope(|| next.call(req)));
                 self.cost.scope(fut.instrument(span.clone())).await
             }
-            None => {
-                let fut = self.cost.in_scope(|| next.call(req));
-                self.cost.scope(fut).await
-            }
+            None => self.cost.scope_with(|| next.call(req)).await,
         };
         Ok(res?.map_into_boxed_body())
     }
@@ -310,13 +316,10 @@ impl Accounting {
         let request_id = cost.request_id();
         let statements = cost.statements();
         let status = res.status().as_u16();
-        let route = res
-            .request()
-            .match_pattern()
-            .unwrap_or_else(|| "(unmatched)".to_owned());
+        let route = crate::routing::route_of(res.request());
         if let Some(span) = &self.span {
             span.record("status", status);
-            span.record("http.route", route.as_str());
+            span.record("http.route", &*route);
             span.record("http.response.status_code", i64::from(status));
             if status >= 500 {
                 span.record("otel.status_code", "ERROR");

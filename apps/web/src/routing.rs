@@ -15,6 +15,27 @@ use actix_web::{web, FromRequest, Handler, HttpRequest, HttpResponse, Responder}
 
 use crate::AppError;
 
+/// The template a request was routed by (`/lessons/{id}/`), put on each resource
+/// [`Table`] registers, so telemetry reads it back as a `&'static str` instead of
+/// walking the routes again and allocating the name (actix's `match_pattern`, about
+/// 150 ns a request: docs/performance.md).
+#[derive(Debug, Clone, Copy)]
+pub struct RouteTemplate(pub &'static str);
+
+/// The route template of a routed request: [`RouteTemplate`] where [`Table`]
+/// registered the route, else actix's own walk of the routes (other listeners'
+/// routes), else `(unmatched)`.
+#[must_use]
+pub fn route_of(req: &HttpRequest) -> std::borrow::Cow<'static, str> {
+    match req.app_data::<RouteTemplate>() {
+        Some(t) => std::borrow::Cow::Borrowed(t.0),
+        None => std::borrow::Cow::Owned(
+            req.match_pattern()
+                .unwrap_or_else(|| "(unmatched)".to_owned()),
+        ),
+    }
+}
+
 /// The known paths and the methods each takes.
 #[derive(Debug, Default)]
 pub struct Known {
@@ -79,14 +100,21 @@ impl<'a> Table<'a> {
         }
     }
 
-    fn add<F, Args>(&mut self, method: Method, path: &str, handler: F) -> &mut Self
+    fn add<F, Args>(&mut self, method: Method, path: &'static str, handler: F) -> &mut Self
     where
         F: Handler<Args>,
         Args: FromRequest + 'static,
         F::Output: Responder + 'static,
     {
-        self.cfg
-            .route(path, web::method(method.clone()).to(handler));
+        // The method guard on the resource, as `ServiceConfig::route` puts it: a
+        // resource whose route refuses the method would answer 405 itself instead of
+        // letting the path's other resources (GET and POST /login) try.
+        self.cfg.service(
+            web::resource(path)
+                .guard(actix_web::guard::Method(method.clone()))
+                .app_data(RouteTemplate(path))
+                .route(web::method(method.clone()).to(handler)),
+        );
         match self
             .known
             .routes
@@ -103,7 +131,7 @@ impl<'a> Table<'a> {
     }
 
     /// A GET route (HEAD too).
-    pub fn get<F, Args>(&mut self, path: &str, handler: F) -> &mut Self
+    pub fn get<F, Args>(&mut self, path: &'static str, handler: F) -> &mut Self
     where
         F: Handler<Args>,
         Args: FromRequest + 'static,
@@ -113,7 +141,7 @@ impl<'a> Table<'a> {
     }
 
     /// A POST route.
-    pub fn post<F, Args>(&mut self, path: &str, handler: F) -> &mut Self
+    pub fn post<F, Args>(&mut self, path: &'static str, handler: F) -> &mut Self
     where
         F: Handler<Args>,
         Args: FromRequest + 'static,
@@ -123,13 +151,17 @@ impl<'a> Table<'a> {
     }
 
     /// A route whose handler answers every method itself (static and media files).
-    pub fn any<F, Args>(&mut self, path: &str, handler: F) -> &mut Self
+    pub fn any<F, Args>(&mut self, path: &'static str, handler: F) -> &mut Self
     where
         F: Handler<Args>,
         Args: FromRequest + 'static,
         F::Output: Responder + 'static,
     {
-        self.cfg.route(path, web::to(handler));
+        self.cfg.service(
+            web::resource(path)
+                .app_data(RouteTemplate(path))
+                .route(web::to(handler)),
+        );
         self
     }
 

@@ -95,7 +95,6 @@ impl Cache {
         ns: &Namespace,
         full: &str,
     ) -> Option<Arc<T>> {
-        let started = Instant::now();
         let hit = self
             .inner
             .l1
@@ -103,7 +102,7 @@ impl Cache {
             .await
             .and_then(|e| e.value.clone().downcast::<T>().ok());
         ns.state.counters.l1.record(hit.is_some());
-        Cache::trace(ns, "l1", hit.is_some(), started);
+        Cache::trace_l1(ns, hit.is_some());
         hit
     }
 }

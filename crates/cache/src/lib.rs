@@ -83,7 +83,8 @@ use read::Store;
 use stats::NsCounters;
 
 /// The target of the per-lookup `tracing` events (fields `ns`, `tier` = "l1" | "l2",
-/// `hit`, `duration_us`), which napiatke-telemetry adds up per request.
+/// `hit`, and `duration_us` for L2 only: an L1 lookup is not timed), which
+/// napiatke-telemetry adds up per request.
 pub const OP_TARGET: &str = "napiatke_cache::op";
 
 /// The longest a Redis operation may take before the request goes on without it.

@@ -57,7 +57,7 @@ use tracing_subscriber::Layer;
 pub const STATEMENT_TARGET: &str = "napiatke_db::statement";
 
 /// The target of the cache's per-lookup events (fields `tier` = "l1" | "l2", `hit`,
-/// `duration_us`); kept equal to what napiatke-cache emits, checked by a test in
+/// `duration_us` for L2: L1 lookups are untimed, 0); kept equal to what napiatke-cache emits, checked by a test in
 /// apps/web.
 pub const CACHE_TARGET: &str = "napiatke_cache::op";
 

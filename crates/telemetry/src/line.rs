@@ -415,8 +415,14 @@ impl RequestLine<'_> {
     }
 }
 
-/// `n` in decimal.
+/// `n` in decimal. Most of a line's counts are one digit (statements, cache
+/// lookups): those skip itoa's buffer.
 pub(crate) fn number(out: &mut Vec<u8>, n: u64) {
+    if n < 10 {
+        #[allow(clippy::cast_possible_truncation)]
+        out.push(b'0' + n as u8);
+        return;
+    }
     out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
 }
 
@@ -464,13 +470,44 @@ pub fn fixed_millis(out: &mut Vec<u8>, micros: u64) {
 
 /// JSON string content: `"`, `\\` and control characters escaped.
 fn escaped(out: &mut Vec<u8>, s: &str) {
-    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+    if plain(s.as_bytes()) {
         out.extend_from_slice(s.as_bytes());
         return;
     }
     let mut text = String::new();
     let _ = Escaped(&mut text).write_str(s);
     out.extend_from_slice(text.as_bytes());
+}
+
+/// Whether `s` has nothing JSON escapes (no `"`, `\\` or control character),
+/// looked at eight bytes at a time: a byte at a time took about ten instructions a
+/// byte, a fifth of the whole line's cost. A word may be flagged that holds none
+/// (the bit tricks are exact only for "any"): then the caller escapes, which is
+/// still right.
+fn plain(s: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // A byte of `w` is zero, or below `n` (n <= 128), where the high bit comes out
+    // set (Hacker's Delight, 6-1).
+    let below = |w: u64, n: u64| w.wrapping_sub(ONES * n) & !w & HIGH;
+    let mut words = s.chunks_exact(8);
+    for word in &mut words {
+        let Ok(bytes) = <[u8; 8]>::try_from(word) else {
+            return false;
+        };
+        let w = u64::from_le_bytes(bytes);
+        if below(w, 0x20)
+            | below(w ^ (ONES * u64::from(b'"')), 1)
+            | below(w ^ (ONES * u64::from(b'\\')), 1)
+            != 0
+        {
+            return false;
+        }
+    }
+    words
+        .remainder()
+        .iter()
+        .all(|&b| b >= 0x20 && b != b'"' && b != b'\\')
 }
 
 /// `2026-12-07T06:33:50.123456Z` (the format of tracing-subscriber's `SystemTime`),
@@ -696,6 +733,38 @@ mod tests {
             assert_eq!(by_hand.get("bytes").is_some(), bytes.is_some());
             assert_eq!(by_hand.get("user_id").is_some(), user.is_some());
         }
+    }
+
+    #[test]
+    fn a_string_is_plain_exactly_when_json_escapes_nothing_in_it() {
+        let slow = |s: &[u8]| s.iter().all(|&b| b >= 0x20 && b != b'"' && b != b'\\');
+        // Every special byte (and its neighbours) at every place of strings of 0 to
+        // 24 bytes, around plain ASCII and two-byte UTF-8.
+        let specials = [
+            0u8, 0x1f, 0x20, b'"', b'\\', 0x21, 0x5b, 0x5d, 0x7f, 0x80, 0xc4, 0xff,
+        ];
+        let mut checked = 0;
+        for len in 0..24 {
+            for fill in [b'a', 0x85] {
+                let base = vec![fill; len];
+                assert_eq!(super::plain(&base), slow(&base), "{base:?}");
+                for at in 0..len {
+                    for &b in &specials {
+                        let mut s = base.clone();
+                        s[at] = b;
+                        assert_eq!(super::plain(&s), slow(&s), "{s:?}");
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        assert!(checked > 5000);
+        let mut out = Vec::new();
+        super::escaped(&mut out, "/lessons/?q=\"x\"");
+        assert_eq!(out, br#"/lessons/?q=\"x\""#);
+        out.clear();
+        super::escaped(&mut out, "/zażółć/");
+        assert_eq!(String::from_utf8(out).unwrap(), "/zażółć/");
     }
 
     #[test]

@@ -70,7 +70,9 @@ pub fn init(options: &SentryOptions) -> Result<ClientGuard, ReportError> {
     client.release = Some(Cow::Owned(options.release.clone()));
     client.environment = Some(Cow::Owned(options.environment.clone()));
     client.before_send = Some(std::sync::Arc::new(|event| Some(scrub(event))));
-    Ok(sentry::init(client))
+    let guard = sentry::init(client);
+    BOUND.store(true, Relaxed);
+    Ok(guard)
 }
 
 /// Sends what is queued now, waiting at most `timeout` (tests).
@@ -80,12 +82,18 @@ pub fn flush(timeout: Duration) -> bool {
         .is_some_and(|c| c.flush(Some(timeout)))
 }
 
+/// Set once [`init`] has bound a client in this process: until then [`enabled`]
+/// answers without Sentry's hub (a thread-local and two reference counts per call,
+/// for every request).
+static BOUND: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Whether a Sentry client is bound (callers skip work only Sentry uses).
 #[must_use]
 pub fn enabled() -> bool {
-    sentry::Hub::current()
-        .client()
-        .is_some_and(|c| c.is_enabled())
+    BOUND.load(Relaxed)
+        && sentry::Hub::current()
+            .client()
+            .is_some_and(|c| c.is_enabled())
 }
 
 /// SENTRY_TRACES_SAMPLE_RATE in thousandths.

@@ -81,6 +81,45 @@ impl RequestCost {
         f()
     }
 
+    /// The future `make` returns, made and then polled as part of this request:
+    /// [`RequestCost::in_scope`] and [`RequestCost::scope`] in one, with one
+    /// reference count taken instead of two.
+    ///
+    /// ```
+    /// use std::future::Future;
+    /// use std::task::{Context, Poll, Waker};
+    /// use napiatke_telemetry::{AccountingLayer, RequestCost, CACHE_TARGET};
+    /// use tracing_subscriber::layer::SubscriberExt;
+    ///
+    /// let lookup = || tracing::debug!(target: CACHE_TARGET, ns = "html", tier = "l1", hit = true);
+    /// let subscriber = tracing_subscriber::registry().with(AccountingLayer::default());
+    /// tracing::subscriber::with_default(subscriber, || {
+    ///     let cost = RequestCost::new("r-1");
+    ///     let mut fut = std::pin::pin!(cost.scope_with(|| {
+    ///         lookup(); // while the future is made
+    ///         async move {
+    ///             lookup(); // and while it is polled
+    ///             42
+    ///         }
+    ///     }));
+    ///     let mut cx = Context::from_waker(Waker::noop());
+    ///     assert_eq!(fut.as_mut().poll(&mut cx), Poll::Ready(42));
+    ///     lookup(); // outside
+    ///     assert_eq!(cost.cache().l1_hits, 2);
+    /// });
+    /// ```
+    pub fn scope_with<F: Future>(&self, make: impl FnOnce() -> F) -> Scoped<F> {
+        let mut cost = Some(self.clone());
+        let fut = {
+            let _back = Restore {
+                previous: CURRENT.with(|c| c.replace(cost.take())),
+                back: &mut cost,
+            };
+            make()
+        };
+        Scoped { cost, fut }
+    }
+
     /// `fut`, polled as part of this request (see [`RequestCost::in_scope`]).
     pub fn scope<F: Future>(&self, fut: F) -> Scoped<F> {
         Scoped {

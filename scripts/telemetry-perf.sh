@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Where telemetry's time goes, by symbol, kernel included (docs/performance.md,
+# "where the time goes"): the release build pinned to CPU 1, wrk on CPU 0, perf's
+# cpu-clock sampled at 4999 Hz during 4 s of load, once per configuration; then the
+# server's microseconds per request by part (kernel, telemetry code, the rest of the
+# binary, libc, vDSO) and the symbols whose time per request grew most, B against A.
+#
+#   bash scripts/telemetry-perf.sh                       # /lessons/100/, admin
+#   PAGE=/lessons/ EMAIL=tutor1@napiatke.local PASSWORD=tutor bash scripts/telemetry-perf.sh
+#   A="TELEMETRY=off" B="LOG_FORMAT=json" TOP=40 bash scripts/telemetry-perf.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+command -v perf >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq linux-perf >/dev/null; }
+command -v wrk >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
+cargo build --release -q -p napiatke-web --bin napiatke
+mkdir -p target/prof
+export DATABASE_URL=sqlite://target/prof/perf.sqlite3 NAPIATKE_ENV=production NAPIATKE_DEMO=1
+rm -f target/prof/perf.sqlite3*
+target/release/napiatke demo >/dev/null 2>&1
+target/release/napiatke collectstatic >/dev/null 2>&1
+page=${PAGE:-/lessons/100/} port=8421
+login() { local jar=target/prof/jar-perf token; rm -f "$jar"
+  token=$(curl -s -c "$jar" -b "$jar" "http://127.0.0.1:$port/login" | sed -n 's/.*name="csrf_token" value="\([0-9a-f]*\)".*/\1/p' | head -n 1)
+  curl -s -c "$jar" -b "$jar" -o /dev/null -d "csrf_token=$token&email=${EMAIL:-admin@napiatke.local}&password=${PASSWORD:-admin}&next=/dashboard/" "http://127.0.0.1:$port/login"
+  awk '$6 == "napiatke_session" {print $7}' "$jar"; }
+for side in a b; do
+  if [ $side = a ]; then config=${A-TELEMETRY=off}; else config=${B-LOG_FORMAT=json}; fi
+  # shellcheck disable=SC2086 # a configuration is a list of NAME=value words
+  env -u RUST_LOG $config BIND=127.0.0.1:$port taskset -c 1 target/release/napiatke serve >target/prof/perf-$side.log 2>&1 &
+  pid=$!
+  for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.2; done
+  session=$(login)
+  load() { taskset -c 0 wrk -t1 -c32 -d"$1" -H "Cookie: napiatke_session=$session" -H "Accept-Encoding: br" "http://127.0.0.1:$port$page"; }
+  load 2s >/dev/null
+  perf record -q -e cpu-clock -F 4999 -p "$pid" -o target/prof/perf-$side.data 2>/dev/null &
+  rec=$!
+  out=$(load 4s)
+  kill -INT $rec; wait $rec || true
+  awk '/requests in/ {print $1}' <<<"$out" >target/prof/perf-$side.n
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+  echo "$side: $config: $(cat target/prof/perf-$side.n) requests"
+done
+python3 - "${TOP:-25}" <<'PY'
+import collections, re, subprocess, sys
+top = int(sys.argv[1])
+us = 1e6 / 4999  # one sample, microseconds
+def load(side):
+    n = int(open(f"target/prof/perf-{side}.n").read())
+    out = subprocess.run(["perf", "report", "-i", f"target/prof/perf-{side}.data", "--no-children",
+                          "-n", "--sort", "dso,sym", "--stdio", "-F", "sample,dso,sym"],
+                         capture_output=True, text=True).stdout
+    d = collections.Counter()
+    for line in out.splitlines():
+        parts = line.split(None, 2)
+        if line.startswith("#") or len(parts) < 3 or not parts[0].isdigit():
+            continue
+        d[(parts[1], parts[2].strip())] += int(parts[0]) * us * 1000 / n  # ns per request
+    return d
+a, b = load("a"), load("b")
+telemetry = re.compile(r"telemetry|tracing|sharded_slab|itoa|HeaderValue::from_shared|Accounting|metrics|sentry")
+def part(key):
+    dso, sym = key
+    if "kernel" in dso: return "kernel"
+    if telemetry.search(sym): return "telemetry code"
+    return dso
+parts_a, parts_b = collections.Counter(), collections.Counter()
+for k, v in a.items(): parts_a[part(k)] += v
+for k, v in b.items(): parts_b[part(k)] += v
+print(f"ns per request: A {sum(a.values()):.0f}, B {sum(b.values()):.0f} ({sum(b.values()) / sum(a.values()):.3f})")
+for p in sorted(set(parts_a) | set(parts_b), key=lambda p: parts_a[p] - parts_b[p]):
+    print(f"  {p:16s} A {parts_a[p]:7.0f}  B {parts_b[p]:7.0f}  B-A {parts_b[p] - parts_a[p]:+6.0f}")
+print("symbols whose time per request grew most (ns, B-A, A):")
+rows = sorted(((b[k] - a[k], a[k], k) for k in set(a) | set(b)), reverse=True)
+for d, was, (dso, sym) in rows[:top]:
+    print(f"  {d:+6.0f} {was:7.0f}  {sym[:110]}")
+PY
