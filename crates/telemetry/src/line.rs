@@ -318,7 +318,7 @@ pub fn log_request(line: &RequestLine<'_>) {
             };
             out.clear();
             line.write_json(&mut out, std::time::SystemTime::now());
-            writer.append_line(&out);
+            writer.append(&out, false);
         });
         return;
     }
