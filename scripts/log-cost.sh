@@ -5,21 +5,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v wrk >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
-cargo build --release -q -p napiatke-web --bin napiatke
-mkdir -p target/prof
-export DATABASE_URL=sqlite://target/prof/l.sqlite3 NAPIATKE_ENV=production NAPIATKE_DEMO=1
-rm -f target/prof/l.sqlite3*
-target/release/napiatke demo >/dev/null 2>&1
-target/release/napiatke collectstatic >/dev/null 2>&1
+. scripts/prof-lib.sh
+prof_prepare l
 RUST_LOG=warn BIND=127.0.0.1:8401 target/release/napiatke serve > target/prof/off.log 2>&1 & p1=$!
 env -u RUST_LOG BIND=127.0.0.1:8402 target/release/napiatke serve > target/prof/on.log 2>&1 & p2=$!
 trap 'kill $p1 $p2' EXIT
 for port in 8401 8402; do for _ in $(seq 1 100); do curl -sf http://127.0.0.1:$port/healthz >/dev/null && break; sleep 0.2; done; done
-login() { jar=target/prof/jar-$1; rm -f $jar
-  token=$(curl -s -c "$jar" -b "$jar" "http://127.0.0.1:$1/login" | sed -n 's/.*name="csrf_token" value="\([0-9a-f]*\)".*/\1/p' | head -n 1)
-  curl -s -c "$jar" -b "$jar" -o /dev/null -d "csrf_token=$token&email=admin@napiatke.local&password=admin&next=/dashboard/" "http://127.0.0.1:$1/login"
-  awk '$6 == "napiatke_session" {print $7}' "$jar"; }
-s1=$(login 8401); s2=$(login 8402)
+s1=$(prof_login 8401); s2=$(prof_login 8402)
 for page in /lessons/100/ /dashboard/ "/lessons/?page=3"; do
   for r in 1 2 3; do
     a=$(wrk -t2 -c32 -d5s -H "Cookie: napiatke_session=$s1" -H "Accept-Encoding: br" "http://127.0.0.1:8401$page" | awk '/Requests\/sec/ {printf "%.0f", $2}')

@@ -12,15 +12,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v wrk >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
-cargo build --release -q -p napiatke-web --bin napiatke
-mkdir -p target/prof
+. scripts/prof-lib.sh
+prof_prepare cost
 a=${A-RUST_LOG=warn} b=${B?set B to the second server\'s environment}
 a_bin=${A_BIN:-target/release/napiatke} b_bin=${B_BIN:-target/release/napiatke}
 rounds=${ROUNDS:-3} duration=${DURATION:-5s}
-export DATABASE_URL=sqlite://target/prof/cost.sqlite3 NAPIATKE_ENV=production NAPIATKE_DEMO=1
-rm -f target/prof/cost.sqlite3*
-target/release/napiatke demo >/dev/null 2>&1
-target/release/napiatke collectstatic >/dev/null 2>&1
 # shellcheck disable=SC2086 # A and B are lists of NAME=value words
 server_cpu=() client_cpu=() threads=2
 if [ "${PIN:-0}" = 1 ]; then server_cpu=(taskset -c 1) client_cpu=(taskset -c 0) threads=1; fi
@@ -29,11 +25,7 @@ env -u RUST_LOG $a BIND=127.0.0.1:8401 "${server_cpu[@]}" "$a_bin" serve > targe
 env -u RUST_LOG $b BIND=127.0.0.1:8402 "${server_cpu[@]}" "$b_bin" serve > "${B_LOG:-target/prof/b.log}" 2>&1 & p2=$!
 trap 'kill $p1 $p2' EXIT
 for port in 8401 8402; do for _ in $(seq 1 100); do curl -sf http://127.0.0.1:$port/healthz >/dev/null && break; sleep 0.2; done; done
-login() { local jar=target/prof/jar-$1 token; rm -f "$jar"
-  token=$(curl -s -c "$jar" -b "$jar" "http://127.0.0.1:$1/login" | sed -n 's/.*name="csrf_token" value="\([0-9a-f]*\)".*/\1/p' | head -n 1)
-  curl -s -c "$jar" -b "$jar" -o /dev/null -d "csrf_token=$token&email=${EMAIL:-admin@napiatke.local}&password=${PASSWORD:-admin}&next=/dashboard/" "http://127.0.0.1:$1/login"
-  awk '$6 == "napiatke_session" {print $7}' "$jar"; }
-s1=$(login 8401); s2=$(login 8402)
+s1=$(prof_login 8401); s2=$(prof_login 8402)
 # CPU ticks (user + system, every thread) the server process has used so far.
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 # One wrk run: "req/s requests ticks" (ticks the server used during the run).

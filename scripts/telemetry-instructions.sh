@@ -21,14 +21,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v valgrind >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq valgrind >/dev/null; }
 command -v curl >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq curl >/dev/null; }
-cargo build --release -q -p napiatke-web --bin napiatke
-mkdir -p target/prof
+. scripts/prof-lib.sh
+prof_prepare ir
 n=${N:-1000}
 read -r -a pages <<<"${PAGES:-/lessons/100/ /dashboard/ /lessons/?page=3}"
 IFS=';' read -r -a configs <<<"${CONFIGS:-TELEMETRY=off;RUST_LOG=warn;LOG_FORMAT=json;LOG_FORMAT=json SENTRY_DSN=http://public@127.0.0.1:9/1}"
-export DATABASE_URL=sqlite://target/prof/ir.sqlite3 NAPIATKE_ENV=production NAPIATKE_DEMO=1
-rm -f target/prof/ir.sqlite3*
-target/release/napiatke demo >/dev/null 2>&1
 port=8431
 # N keep-alive GETs of `page` with the session cookie (Python: one connection).
 hit() { # port session page count
@@ -44,10 +41,6 @@ for _ in range(count):
         sys.exit(f"{page}: {r.status}")
 PY
 }
-login() { local jar=target/prof/jar-ir token; rm -f "$jar"
-  token=$(curl -s -c "$jar" -b "$jar" "http://127.0.0.1:$port/login" | sed -n 's/.*name="csrf_token" value="\([0-9a-f]*\)".*/\1/p' | head -n 1)
-  curl -s -c "$jar" -b "$jar" -o /dev/null -d "csrf_token=$token&email=${EMAIL:-admin@napiatke.local}&password=${PASSWORD:-admin}&next=/dashboard/" "http://127.0.0.1:$port/login"
-  awk '$6 == "napiatke_session" {print $7}' "$jar"; }
 results=target/prof/ir-results.txt
 : >"$results"
 i=0
@@ -62,7 +55,7 @@ for config in "${configs[@]}"; do
     >target/prof/ir-$i.log 2>&1 &
   pid=$!
   for _ in $(seq 1 600); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.2; done
-  session=$(login)
+  session=$(prof_login $port)
   for page in "${pages[@]}"; do
     hit $port "$session" "$page" 50
     callgrind_control -z "$pid" >/dev/null

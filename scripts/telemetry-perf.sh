@@ -12,24 +12,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v perf >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq linux-perf >/dev/null; }
 command -v wrk >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
-cargo build --release -q -p napiatke-web --bin napiatke
-mkdir -p target/prof
-export DATABASE_URL=sqlite://target/prof/perf.sqlite3 NAPIATKE_ENV=production NAPIATKE_DEMO=1
-rm -f target/prof/perf.sqlite3*
-target/release/napiatke demo >/dev/null 2>&1
-target/release/napiatke collectstatic >/dev/null 2>&1
+. scripts/prof-lib.sh
+prof_prepare perf
 page=${PAGE:-/lessons/100/} port=8421
-login() { local jar=target/prof/jar-perf token; rm -f "$jar"
-  token=$(curl -s -c "$jar" -b "$jar" "http://127.0.0.1:$port/login" | sed -n 's/.*name="csrf_token" value="\([0-9a-f]*\)".*/\1/p' | head -n 1)
-  curl -s -c "$jar" -b "$jar" -o /dev/null -d "csrf_token=$token&email=${EMAIL:-admin@napiatke.local}&password=${PASSWORD:-admin}&next=/dashboard/" "http://127.0.0.1:$port/login"
-  awk '$6 == "napiatke_session" {print $7}' "$jar"; }
 for side in a b; do
   if [ $side = a ]; then config=${A-TELEMETRY=off}; else config=${B-LOG_FORMAT=json}; fi
   # shellcheck disable=SC2086 # a configuration is a list of NAME=value words
   env -u RUST_LOG $config BIND=127.0.0.1:$port taskset -c 1 target/release/napiatke serve >target/prof/perf-$side.log 2>&1 &
   pid=$!
   for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.2; done
-  session=$(login)
+  session=$(prof_login $port)
   load() { taskset -c 0 wrk -t1 -c32 -d"$1" -H "Cookie: napiatke_session=$session" -H "Accept-Encoding: br" "http://127.0.0.1:$port$page"; }
   load 2s >/dev/null
   perf record -q -e cpu-clock -F 4999 -p "$pid" -o target/prof/perf-$side.data 2>/dev/null &

@@ -179,11 +179,10 @@ fn request_id(headers: &actix_web::http::header::HeaderMap) -> String {
     // 16 hex digits written by hand: `format!` of the same cost every request about
     // 1,100 instructions (docs/performance.md).
     let id = ((prefix & 0xffff_ffff) << 32) | (NEXT.fetch_add(1, Relaxed) & 0xffff_ffff);
-    let digits: String = (0..16)
+    (0..16)
         .rev()
         .map(|i| char::from(b"0123456789abcdef"[usize::from(((id >> (i * 4)) & 0xf) as u8)]))
-        .collect();
-    digits
+        .collect()
 }
 
 /// A request's cost (its statements, cache lookups and renders, added up while its

@@ -48,11 +48,12 @@ pub(crate) fn unreachable_loader<T>() -> T {
 }
 
 impl Cache {
-    pub(crate) fn trace(ns: &Namespace, tier: &'static str, hit: bool, started: Instant) {
+    /// An L2 (Redis) lookup, timed from `started`.
+    pub(crate) fn trace_l2(ns: &Namespace, hit: bool, started: Instant) {
         tracing::debug!(
             target: OP_TARGET,
             ns = %ns.state.name,
-            tier,
+            tier = "l2",
             hit,
             duration_us = micros(started.elapsed()),
         );
@@ -164,7 +165,7 @@ impl Cache {
             .as_deref()
             .and_then(|b| Cache::entry_from_redis::<T>(ns, b, fresh));
         ns.state.counters.l2.record(entry.is_some());
-        Cache::trace(ns, "l2", entry.is_some(), started);
+        Cache::trace_l2(ns, entry.is_some(), started);
         entry
     }
 
@@ -368,7 +369,7 @@ impl Cache {
                     .filter(|_| !recovered)
                     .and_then(|b| Cache::entry_from_redis::<T>(ns, b, fresh));
                 ns.state.counters.l2.record(entry.is_some());
-                Cache::trace(ns, "l2", entry.is_some(), started);
+                Cache::trace_l2(ns, entry.is_some(), started);
                 match entry {
                     Some(entry) => {
                         out[i] = entry.value.clone().downcast::<T>().ok();

@@ -57,8 +57,8 @@ use tracing_subscriber::Layer;
 pub const STATEMENT_TARGET: &str = "napiatke_db::statement";
 
 /// The target of the cache's per-lookup events (fields `tier` = "l1" | "l2", `hit`,
-/// `duration_us` for L2: L1 lookups are untimed, 0); kept equal to what napiatke-cache emits, checked by a test in
-/// apps/web.
+/// and `duration_us` for L2: L1 lookups are untimed, 0); kept equal to what
+/// napiatke-cache emits, checked by a test in apps/web.
 pub const CACHE_TARGET: &str = "napiatke_cache::op";
 
 /// The target of the template renderer's per-render events (fields `template`,

@@ -68,12 +68,18 @@ impl Histogram {
         }
     }
 
+    /// The bucket `units` falls in (buckets are stored non-cumulative; the writer
+    /// adds them up); none above the last bound (only `+Inf`, the count).
+    fn bucket(&self, units: u64) -> Option<&AtomicU64> {
+        let value = units as f64 / self.scale;
+        let i = self.bounds.iter().position(|b| value <= *b)?;
+        self.buckets.get(i)
+    }
+
     /// Adds one observation of `units` (in `1 / scale` of the exposed unit).
     pub fn observe_units(&self, units: u64) {
-        let value = units as f64 / self.scale;
-        // Buckets are stored non-cumulative; the writer adds them up.
-        if let Some(i) = self.bounds.iter().position(|b| value <= *b) {
-            self.buckets[i].fetch_add(1, Relaxed);
+        if let Some(bucket) = self.bucket(units) {
+            bucket.fetch_add(1, Relaxed);
         }
         self.count.fetch_add(1, Relaxed);
         self.sum.fetch_add(units, Relaxed);
@@ -83,9 +89,8 @@ impl Histogram {
     /// loads and stores, no atomic add (see [`HttpMetrics`]). Another thread
     /// writing it at the same time would lose counts.
     pub fn observe_owned(&self, units: u64) {
-        let value = units as f64 / self.scale;
-        if let Some(i) = self.bounds.iter().position(|b| value <= *b) {
-            bump(&self.buckets[i], 1);
+        if let Some(bucket) = self.bucket(units) {
+            bump(bucket, 1);
         }
         bump(&self.count, 1);
         bump(&self.sum, units);
@@ -93,42 +98,66 @@ impl Histogram {
 
     /// Writes the histogram's samples (`_bucket`, `_sum`, `_count`) as `name`.
     pub fn write(&self, out: &mut Exposition, name: &str, labels: &[(&str, &str)]) {
-        let buckets: Vec<u64> = self.buckets.iter().map(|b| b.load(Relaxed)).collect();
-        write_histogram(
-            out,
-            name,
-            labels,
-            self.bounds,
-            &buckets,
-            self.count.load(Relaxed),
-            self.sum.load(Relaxed) as f64 / self.scale,
-        );
+        let mut counts = Counts::of(self);
+        counts.add(self);
+        counts.write(out, name, labels);
     }
 }
 
-/// A histogram's samples from its non-cumulative bucket counts.
-fn write_histogram(
-    out: &mut Exposition,
-    name: &str,
-    labels: &[(&str, &str)],
-    bounds: &[f64],
-    buckets: &[u64],
+/// Histograms' figures read and added up: one histogram's, or every shard's of one
+/// series.
+#[derive(Debug)]
+struct Counts {
+    bounds: &'static [f64],
+    scale: f64,
+    buckets: Vec<u64>,
     count: u64,
-    sum: f64,
-) {
-    let mut cumulative = 0;
-    for (bound, bucket) in bounds.iter().zip(buckets) {
-        cumulative += bucket;
-        let le = format_float(*bound);
-        let mut with_le = labels.to_vec();
-        with_le.push(("le", &le));
-        out.sample(&format!("{name}_bucket"), &with_le, cumulative as f64);
+    sum: u64,
+}
+
+impl Counts {
+    /// Zero, over `bounds`, sums in `1 / scale` (as [`Histogram::new`]).
+    fn new(bounds: &'static [f64], scale: f64) -> Counts {
+        Counts {
+            bounds,
+            scale,
+            buckets: vec![0; bounds.len()],
+            count: 0,
+            sum: 0,
+        }
     }
-    let mut with_le = labels.to_vec();
-    with_le.push(("le", "+Inf"));
-    out.sample(&format!("{name}_bucket"), &with_le, count as f64);
-    out.sample(&format!("{name}_sum"), labels, sum);
-    out.sample(&format!("{name}_count"), labels, count as f64);
+
+    /// Zero, over `like`'s bounds and scale.
+    fn of(like: &Histogram) -> Counts {
+        Counts::new(like.bounds, like.scale)
+    }
+
+    fn add(&mut self, h: &Histogram) {
+        for (total, b) in self.buckets.iter_mut().zip(h.buckets.iter()) {
+            *total = total.wrapping_add(b.load(Relaxed));
+        }
+        self.count = self.count.wrapping_add(h.count.load(Relaxed));
+        self.sum = self.sum.wrapping_add(h.sum.load(Relaxed));
+    }
+
+    /// The samples, from the non-cumulative bucket counts.
+    fn write(&self, out: &mut Exposition, name: &str, labels: &[(&str, &str)]) {
+        let (bounds, count) = (self.bounds, self.count);
+        let sum = self.sum as f64 / self.scale;
+        let mut cumulative = 0;
+        for (bound, bucket) in bounds.iter().zip(&self.buckets) {
+            cumulative += bucket;
+            let le = format_float(*bound);
+            let mut with_le = labels.to_vec();
+            with_le.push(("le", &le));
+            out.sample(&format!("{name}_bucket"), &with_le, cumulative as f64);
+        }
+        let mut with_le = labels.to_vec();
+        with_le.push(("le", "+Inf"));
+        out.sample(&format!("{name}_bucket"), &with_le, count as f64);
+        out.sample(&format!("{name}_sum"), labels, sum);
+        out.sample(&format!("{name}_count"), labels, count as f64);
+    }
 }
 
 /// One route's durations for one method and status.
@@ -144,10 +173,9 @@ struct Series {
 ///
 /// Sharded by thread: each thread that records gets a shard of its own, which only
 /// it writes, with plain loads and stores; a scrape adds the shards up. A shared
-/// counter's atomic add (`lock xadd`) waits for every store before it to drain, and
-/// with the request's response just written that cost a cached page about 3 % of
-/// its req/s for a dozen adds (docs/performance.md); a lock to find the series
-/// cost two more.
+/// counter's atomic add (`lock xadd`) waits for every store before it to drain;
+/// with a dozen such adds and a lock to find the series, switching the metrics off
+/// gave a cached page 2.9 % more req/s (docs/performance.md).
 ///
 /// ```
 /// use std::time::Duration;
@@ -323,11 +351,9 @@ impl HttpMetrics {
             .clone();
         let mut merged: std::collections::BTreeMap<(String, u16, String), Counts> =
             std::collections::BTreeMap::new();
-        let mut statements = Counts::new(STATEMENT_BUCKETS.len());
+        let mut statements = Counts::new(STATEMENT_BUCKETS, 1.0);
         let (mut started, mut finished) = (0u64, 0u64);
         for shard in &shards {
-            // Finished first: a request counted there was counted as started
-            // before, so the gauge read this way never goes below zero.
             finished = finished.wrapping_add(shard.finished.load(Relaxed));
             started = started.wrapping_add(shard.started.load(Relaxed));
             statements.add(&shard.statements);
@@ -338,7 +364,7 @@ impl HttpMetrics {
             for (route, series) in durations.iter() {
                 merged
                     .entry((route.clone(), series.status, series.method.clone()))
-                    .or_insert_with(|| Counts::new(DURATION_BUCKETS.len()))
+                    .or_insert_with(|| Counts::of(&series.histogram))
                     .add(&series.histogram);
             }
         }
@@ -347,8 +373,6 @@ impl HttpMetrics {
             counts.write(
                 out,
                 "http_server_request_duration_seconds",
-                DURATION_BUCKETS,
-                1e6,
                 &[
                     ("http_route", route),
                     ("http_request_method", method),
@@ -356,6 +380,8 @@ impl HttpMetrics {
                 ],
             );
         }
+        // Shards are read one after another while requests go on, so a request
+        // that ended may be counted where its start was not: never below zero.
         #[allow(clippy::cast_possible_wrap)]
         let active = started.wrapping_sub(finished) as i64;
         out.gauge(
@@ -368,58 +394,7 @@ impl HttpMetrics {
             "histogram",
             "SQL statements run per HTTP request.",
         );
-        statements.write(
-            out,
-            "napiatke_request_statements",
-            STATEMENT_BUCKETS,
-            1.0,
-            &[],
-        );
-    }
-}
-
-/// Histograms' figures read and added up (shards of one series).
-#[derive(Debug)]
-struct Counts {
-    buckets: Vec<u64>,
-    count: u64,
-    sum: u64,
-}
-
-impl Counts {
-    fn new(buckets: usize) -> Counts {
-        Counts {
-            buckets: vec![0; buckets],
-            count: 0,
-            sum: 0,
-        }
-    }
-
-    fn add(&mut self, h: &Histogram) {
-        for (total, b) in self.buckets.iter_mut().zip(h.buckets.iter()) {
-            *total = total.wrapping_add(b.load(Relaxed));
-        }
-        self.count = self.count.wrapping_add(h.count.load(Relaxed));
-        self.sum = self.sum.wrapping_add(h.sum.load(Relaxed));
-    }
-
-    fn write(
-        &self,
-        out: &mut Exposition,
-        name: &str,
-        bounds: &[f64],
-        scale: f64,
-        labels: &[(&str, &str)],
-    ) {
-        write_histogram(
-            out,
-            name,
-            labels,
-            bounds,
-            &self.buckets,
-            self.count,
-            self.sum as f64 / scale,
-        );
+        statements.write(out, "napiatke_request_statements", &[]);
     }
 }
 
