@@ -6,7 +6,8 @@
 # A_BIN and B_BIN (default the release build) compare two builds, e.g. the last
 # commit's binary copied aside against the working tree's:
 #   A_BIN=target/prof/napiatke-head A="" B="" bash scripts/telemetry-cost.sh
-# ROUNDS (3) rounds of DURATION (5s) per page; PAGES overrides the page list. PIN=1
+# ROUNDS (3) rounds of DURATION (5s) per page; PAGES overrides the page list;
+# RESTART=1 starts both servers anew each round (recommended: see start). PIN=1
 # puts both servers on CPU 1 and wrk (one thread) on CPU 0, so wrk and the server do
 # not take each other's time: the ratio is then the server's CPU per request.
 set -euo pipefail
@@ -20,12 +21,26 @@ rounds=${ROUNDS:-3} duration=${DURATION:-5s}
 # shellcheck disable=SC2086 # A and B are lists of NAME=value words
 server_cpu=() client_cpu=() threads=2
 if [ "${PIN:-0}" = 1 ]; then server_cpu=(taskset -c 1) client_cpu=(taskset -c 0) threads=1; fi
-env -u RUST_LOG $a BIND=127.0.0.1:8401 "${server_cpu[@]}" "$a_bin" serve > target/prof/a.log 2>&1 & p1=$!
-# shellcheck disable=SC2086
-env -u RUST_LOG $b BIND=127.0.0.1:8402 "${server_cpu[@]}" "$b_bin" serve > "${B_LOG:-target/prof/b.log}" 2>&1 & p2=$!
-trap 'kill $p1 $p2' EXIT
-for port in 8401 8402; do for _ in $(seq 1 100); do curl -sf http://127.0.0.1:$port/healthz >/dev/null && break; sleep 0.2; done; done
-s1=$(prof_login 8401); s2=$(prof_login 8402)
+p1='' p2=''
+: >target/prof/a.log
+[ -n "${B_LOG:-}" ] || : >target/prof/b.log
+# Both servers started (their sessions in s1 and s2): once, or with RESTART=1 anew
+# each round, so that neither side keeps a lucky or unlucky process (its memory
+# layout, its pages) for every round; an A/A run showed one pair of processes
+# favoured by 5 % throughout.
+start() {
+  # shellcheck disable=SC2086 # A and B are lists of NAME=value words
+  env -u RUST_LOG $a BIND=127.0.0.1:8401 "${server_cpu[@]}" "$a_bin" serve >> target/prof/a.log 2>&1 & p1=$!
+  # shellcheck disable=SC2086
+  env -u RUST_LOG $b BIND=127.0.0.1:8402 "${server_cpu[@]}" "$b_bin" serve >> "${B_LOG:-target/prof/b.log}" 2>&1 & p2=$!
+  for port in 8401 8402; do for _ in $(seq 1 100); do curl -sf http://127.0.0.1:$port/healthz >/dev/null && break; sleep 0.2; done; done
+  s1=$(prof_login 8401); s2=$(prof_login 8402)
+}
+stop() {
+  [ -z "$p1" ] || { kill $p1 $p2 2>/dev/null || true; wait $p1 $p2 2>/dev/null || true; }
+  p1='' p2=''
+}
+trap stop EXIT
 # CPU ticks (user + system, every thread) the server process has used so far.
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 # One wrk run: "req/s requests ticks" (ticks the server used during the run).
@@ -39,13 +54,40 @@ hz=$(getconf CLK_TCK)
 echo "A: $a_bin $a"; echo "B: $b_bin $b"
 echo "(req/s, and the server's CPU per request in microseconds, user + system, all threads)"
 read -r -a pages <<<"${PAGES:-/lessons/100/ /dashboard/ /lessons/?page=3}"
+: >target/prof/cost-rounds
 for page in "${pages[@]}"; do
   for r in $(seq 1 "$rounds"); do
-    read -r xr xn xt <<<"$(measure $p1 "$s1" "http://127.0.0.1:8401$page")"
-    read -r yr yn yt <<<"$(measure $p2 "$s2" "http://127.0.0.1:8402$page")"
+    if [ -z "$p1" ] || [ "${RESTART:-0}" = 1 ]; then
+      stop; start
+      # The page cached and the connections' first costs paid, on both sides.
+      for port in 8401 8402; do
+        sess=$s1; [ $port = 8402 ] && sess=$s2
+        "${client_cpu[@]}" wrk -t1 -c32 -d1s -H "Cookie: napiatke_session=$sess" -H "Accept-Encoding: br" "http://127.0.0.1:$port$page" >/dev/null
+      done
+    fi
+    # A then B in odd rounds, B then A in even ones: whatever favours the first
+    # (or second) run of a pair falls on each side equally.
+    if [ $((r % 2)) = 1 ]; then
+      read -r xr xn xt <<<"$(measure $p1 "$s1" "http://127.0.0.1:8401$page")"
+      read -r yr yn yt <<<"$(measure $p2 "$s2" "http://127.0.0.1:8402$page")"
+    else
+      read -r yr yn yt <<<"$(measure $p2 "$s2" "http://127.0.0.1:8402$page")"
+      read -r xr xn xt <<<"$(measure $p1 "$s1" "http://127.0.0.1:8401$page")"
+    fi
     awk -v page="$page" -v r="$r" -v xr="$xr" -v xn="$xn" -v xt="$xt" -v yr="$yr" -v yn="$yn" -v yt="$yt" -v hz="$hz" 'BEGIN {
       xc = xt / hz * 1e6 / xn; yc = yt / hz * 1e6 / yn
-      printf "%s round %s: A %d req/s %.1f us, B %d req/s %.1f us, B/A req/s %.3f, CPU %.3f\n", page, r, xr, xc, yr, yc, yr / xr, yc / xc }'
+      printf "%s round %s: A %d req/s %.1f us, B %d req/s %.1f us, B/A req/s %.3f, CPU %.3f\n", page, r, xr, xc, yr, yc, yr / xr, yc / xc }' | tee -a target/prof/cost-rounds
   done
 done
+# Medians per page: one round's ratio swings by several per cent on this machine.
+python3 - <<'PY'
+import collections, re, statistics
+by = collections.defaultdict(lambda: ([], []))
+for line in open("target/prof/cost-rounds"):
+    m = re.match(r"(\S+) round \d+: .*B/A req/s ([\d.]+), CPU ([\d.]+)", line)
+    if m:
+        by[m[1]][0].append(float(m[2])); by[m[1]][1].append(float(m[3]))
+for page, (rps, cpu) in by.items():
+    print(f"{page}: median of {len(rps)}: B/A req/s {statistics.median(rps):.3f}, CPU per request {statistics.median(cpu):.3f}")
+PY
 echo "A wrote $(wc -l < target/prof/a.log) lines, B $( [ -f "${B_LOG:-target/prof/b.log}" ] && wc -l < "${B_LOG:-target/prof/b.log}" || echo "(to ${B_LOG})")"

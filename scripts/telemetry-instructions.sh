@@ -60,9 +60,18 @@ for config in "${configs[@]}"; do
     hit $port "$session" "$page" 50
     callgrind_control -z "$pid" >/dev/null
     hit $port "$session" "$page" "$n"
+    rm -f "$out.$pid".*
     callgrind_control -d "$pid" >/dev/null
-    dump=$(ls -t "$out".* | head -n 1)
-    ir=$(callgrind_annotate "$dump" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1; exit}')
+    # This server's latest dump ("$out.$pid.N"), once written: callgrind_control
+    # returns before the file is there.
+    dump=
+    for _ in $(seq 1 300); do
+      dump=$(ls -t "$out.$pid".* 2>/dev/null | head -n 1)
+      [ -n "$dump" ] && [ -s "$dump" ] && break
+      sleep 0.2
+    done
+    # awk reads to the end: exiting early would fail the pipe (SIGPIPE, pipefail).
+    ir=$(callgrind_annotate "$dump" 2>/dev/null | awk '/PROGRAM TOTALS/ && !ir {ir = $1; gsub(",", "", ir)} END {print ir}')
     echo "$i $page $ir $dump" >>"$results"
   done
   kill "$pid"; wait "$pid" 2>/dev/null || true

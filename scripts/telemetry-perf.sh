@@ -7,47 +7,56 @@
 #
 #   bash scripts/telemetry-perf.sh                       # /lessons/100/, admin
 #   PAGE=/lessons/ EMAIL=tutor1@napiatke.local PASSWORD=tutor bash scripts/telemetry-perf.sh
-#   A="TELEMETRY=off" B="LOG_FORMAT=json" TOP=40 bash scripts/telemetry-perf.sh
+#   A="TELEMETRY=off" B="LOG_FORMAT=json" TOP=40 ROUNDS=6 bash scripts/telemetry-perf.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v perf >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq linux-perf >/dev/null; }
 command -v wrk >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
 . scripts/prof-lib.sh
 prof_prepare perf
-page=${PAGE:-/lessons/100/} port=8421
-for side in a b; do
-  if [ $side = a ]; then config=${A-TELEMETRY=off}; else config=${B-LOG_FORMAT=json}; fi
-  # shellcheck disable=SC2086 # a configuration is a list of NAME=value words
-  env -u RUST_LOG $config BIND=127.0.0.1:$port taskset -c 1 target/release/napiatke serve >target/prof/perf-$side.log 2>&1 &
-  pid=$!
-  for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.2; done
-  session=$(prof_login $port)
-  load() { taskset -c 0 wrk -t1 -c32 -d"$1" -H "Cookie: napiatke_session=$session" -H "Accept-Encoding: br" "http://127.0.0.1:$port$page"; }
-  load 2s >/dev/null
-  perf record -q -e cpu-clock -F 4999 -p "$pid" -o target/prof/perf-$side.data 2>/dev/null &
-  rec=$!
-  out=$(load 4s)
-  kill -INT $rec; wait $rec || true
-  awk '/requests in/ {print $1}' <<<"$out" >target/prof/perf-$side.n
-  kill "$pid"; wait "$pid" 2>/dev/null || true
-  echo "$side: $config: $(cat target/prof/perf-$side.n) requests"
+page=${PAGE:-/lessons/100/} port=8421 rounds=${ROUNDS:-1}
+# Each round starts both servers anew (B first in even rounds): one process can be
+# several per cent faster or slower than another of the same build for its whole
+# life (its memory layout), so a single pair says little; rounds add up.
+rm -f target/prof/perf-*.data target/prof/perf-*.n
+for r in $(seq 1 "$rounds"); do
+  sides="a b"; [ $((r % 2)) = 0 ] && sides="b a"
+  for side in $sides; do
+    if [ $side = a ]; then config=${A-TELEMETRY=off}; else config=${B-LOG_FORMAT=json}; fi
+    # shellcheck disable=SC2086 # a configuration is a list of NAME=value words
+    env -u RUST_LOG $config BIND=127.0.0.1:$port taskset -c 1 target/release/napiatke serve >target/prof/perf-$side.log 2>&1 &
+    pid=$!
+    for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.2; done
+    session=$(prof_login $port)
+    load() { taskset -c 0 wrk -t1 -c32 -d"$1" -H "Cookie: napiatke_session=$session" -H "Accept-Encoding: br" "http://127.0.0.1:$port$page"; }
+    load 2s >/dev/null
+    perf record -q -e cpu-clock -F 4999 -p "$pid" -o target/prof/perf-$side-$r.data 2>/dev/null &
+    rec=$!
+    out=$(load 4s)
+    kill -INT $rec; wait $rec || true
+    awk '/requests in/ {print $1}' <<<"$out" >target/prof/perf-$side-$r.n
+    kill "$pid"; wait "$pid" 2>/dev/null || true
+    echo "round $r, $side: $config: $(cat target/prof/perf-$side-$r.n) requests"
+  done
 done
-python3 - "${TOP:-25}" <<'PY'
+python3 - "${TOP:-25}" "$rounds" <<'PY'
 import collections, re, subprocess, sys
-top = int(sys.argv[1])
+top, rounds = int(sys.argv[1]), int(sys.argv[2])
 us = 1e6 / 4999  # one sample, microseconds
 def load(side):
-    n = int(open(f"target/prof/perf-{side}.n").read())
-    out = subprocess.run(["perf", "report", "-i", f"target/prof/perf-{side}.data", "--no-children",
-                          "-n", "--sort", "dso,sym", "--stdio", "-F", "sample,dso,sym"],
-                         capture_output=True, text=True).stdout
-    d = collections.Counter()
-    for line in out.splitlines():
-        parts = line.split(None, 2)
-        if line.startswith("#") or len(parts) < 3 or not parts[0].isdigit():
-            continue
-        d[(parts[1], parts[2].strip())] += int(parts[0]) * us * 1000 / n  # ns per request
-    return d
+    # Samples of every round over requests of every round.
+    samples, n = collections.Counter(), 0
+    for r in range(1, rounds + 1):
+        n += int(open(f"target/prof/perf-{side}-{r}.n").read())
+        out = subprocess.run(["perf", "report", "-i", f"target/prof/perf-{side}-{r}.data", "--no-children",
+                              "-n", "--sort", "dso,sym", "--stdio", "-F", "sample,dso,sym"],
+                             capture_output=True, text=True).stdout
+        for line in out.splitlines():
+            parts = line.split(None, 2)
+            if line.startswith("#") or len(parts) < 3 or not parts[0].isdigit():
+                continue
+            samples[(parts[1], parts[2].strip())] += int(parts[0])
+    return collections.Counter({k: v * us * 1000 / n for k, v in samples.items()})  # ns per request
 a, b = load("a"), load("b")
 telemetry = re.compile(r"telemetry|tracing|sharded_slab|itoa|HeaderValue::from_shared|Accounting|metrics|sentry")
 def part(key):
