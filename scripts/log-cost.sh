@@ -10,7 +10,7 @@ prof_prepare l
 RUST_LOG=warn BIND=127.0.0.1:8401 target/release/napiatke serve > target/prof/off.log 2>&1 & p1=$!
 env -u RUST_LOG BIND=127.0.0.1:8402 target/release/napiatke serve > target/prof/on.log 2>&1 & p2=$!
 trap 'kill $p1 $p2' EXIT
-for port in 8401 8402; do for _ in $(seq 1 100); do curl -sf http://127.0.0.1:$port/healthz >/dev/null && break; sleep 0.2; done; done
+prof_wait 8401; prof_wait 8402
 s1=$(prof_login 8401); s2=$(prof_login 8402)
 for page in /lessons/100/ /dashboard/ "/lessons/?page=3"; do
   for r in 1 2 3; do

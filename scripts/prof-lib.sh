@@ -15,6 +15,12 @@ prof_prepare() {
   target/release/napiatke collectstatic >/dev/null 2>&1
 }
 
+# prof_wait PORT [TRIES]: until the server at 127.0.0.1:PORT answers /healthz (at
+# most TRIES times 0.2 s, default 100; a server under valgrind needs more).
+prof_wait() {
+  for _ in $(seq 1 "${2:-100}"); do curl -sf "http://127.0.0.1:$1/healthz" >/dev/null && return; sleep 0.2; done
+}
+
 # prof_login PORT: logs in on the server at 127.0.0.1:PORT as EMAIL and PASSWORD
 # (default the demo admin) and prints the session cookie's value.
 prof_login() {

@@ -33,7 +33,7 @@ start() {
   env -u RUST_LOG $a BIND=127.0.0.1:8401 "${server_cpu[@]}" "$a_bin" serve >> target/prof/a.log 2>&1 & p1=$!
   # shellcheck disable=SC2086
   env -u RUST_LOG $b BIND=127.0.0.1:8402 "${server_cpu[@]}" "$b_bin" serve >> "${B_LOG:-target/prof/b.log}" 2>&1 & p2=$!
-  for port in 8401 8402; do for _ in $(seq 1 100); do curl -sf http://127.0.0.1:$port/healthz >/dev/null && break; sleep 0.2; done; done
+  prof_wait 8401; prof_wait 8402
   s1=$(prof_login 8401); s2=$(prof_login 8402)
 }
 stop() {
@@ -43,11 +43,15 @@ stop() {
 trap stop EXIT
 # CPU ticks (user + system, every thread) the server process has used so far.
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# wrk on `url` as `session` for `duration`, from the client's CPU.
+load() { # session duration url
+  "${client_cpu[@]}" wrk -t"$threads" -c32 -d"$2" -H "Cookie: napiatke_session=$1" -H "Accept-Encoding: br" "$3"
+}
 # One wrk run: "req/s requests ticks" (ticks the server used during the run).
 measure() { # pid session url
   local t0 out
   t0=$(ticks "$1")
-  out=$("${client_cpu[@]}" wrk -t"$threads" -c32 -d"$duration" -H "Cookie: napiatke_session=$2" -H "Accept-Encoding: br" "$3")
+  out=$(load "$2" "$duration" "$3")
   echo "$(awk '/Requests\/sec/ {printf "%.0f", $2}' <<<"$out") $(awk '/requests in/ {print $1}' <<<"$out") $(( $(ticks "$1") - t0 ))"
 }
 hz=$(getconf CLK_TCK)
@@ -60,10 +64,8 @@ for page in "${pages[@]}"; do
     if [ -z "$p1" ] || [ "${RESTART:-0}" = 1 ]; then
       stop; start
       # The page cached and the connections' first costs paid, on both sides.
-      for port in 8401 8402; do
-        sess=$s1; [ $port = 8402 ] && sess=$s2
-        "${client_cpu[@]}" wrk -t1 -c32 -d1s -H "Cookie: napiatke_session=$sess" -H "Accept-Encoding: br" "http://127.0.0.1:$port$page" >/dev/null
-      done
+      load "$s1" 1s "http://127.0.0.1:8401$page" >/dev/null
+      load "$s2" 1s "http://127.0.0.1:8402$page" >/dev/null
     fi
     # A then B in odd rounds, B then A in even ones: whatever favours the first
     # (or second) run of a pair falls on each side equally.

@@ -54,7 +54,7 @@ for config in "${configs[@]}"; do
     --callgrind-out-file="$out.%p" target/release/napiatke serve \
     >target/prof/ir-$i.log 2>&1 &
   pid=$!
-  for _ in $(seq 1 600); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.2; done
+  prof_wait $port 600
   session=$(prof_login $port)
   for page in "${pages[@]}"; do
     hit $port "$session" "$page" 50

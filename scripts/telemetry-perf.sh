@@ -26,7 +26,7 @@ for r in $(seq 1 "$rounds"); do
     # shellcheck disable=SC2086 # a configuration is a list of NAME=value words
     env -u RUST_LOG $config BIND=127.0.0.1:$port taskset -c 1 target/release/napiatke serve >target/prof/perf-$side.log 2>&1 &
     pid=$!
-    for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.2; done
+    prof_wait $port
     session=$(prof_login $port)
     load() { taskset -c 0 wrk -t1 -c32 -d"$1" -H "Cookie: napiatke_session=$session" -H "Accept-Encoding: br" "http://127.0.0.1:$port$page"; }
     load 2s >/dev/null
