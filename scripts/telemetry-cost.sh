@@ -10,6 +10,11 @@
 # RESTART=1 starts both servers anew each round (recommended: see start). PIN=1
 # puts both servers on CPU 1 and wrk (one thread) on CPU 0, so wrk and the server do
 # not take each other's time: the ratio is then the server's CPU per request.
+# HALT_POLL=NS (root, a guest with cpuidle-haltpoll) has idle vCPUs poll NS
+# nanoseconds before halting while the script runs, and restores the setting at
+# exit: on this VM a response that wakes wrk's halted vCPU costs the server a trip
+# through the hypervisor, a cost a client on another machine does not put on it
+# (docs/performance.md, "Telemetry cost").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v wrk >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
@@ -40,7 +45,17 @@ stop() {
   [ -z "$p1" ] || { kill $p1 $p2 2>/dev/null || true; wait $p1 $p2 2>/dev/null || true; }
   p1='' p2=''
 }
-trap stop EXIT
+halt_poll=/sys/module/haltpoll/parameters/guest_halt_poll_ns halt_poll_was=''
+finish() {
+  stop
+  [ -z "$halt_poll_was" ] || echo "$halt_poll_was" >"$halt_poll"
+}
+trap finish EXIT
+if [ -n "${HALT_POLL:-}" ]; then
+  halt_poll_was=$(cat "$halt_poll")
+  echo "$HALT_POLL" >"$halt_poll"
+  echo "idle vCPUs poll $(cat "$halt_poll") ns before halting (was $halt_poll_was)"
+fi
 # CPU ticks (user + system, every thread) the server process has used so far.
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 # wrk on `url` as `session` for `duration`, from the client's CPU.
@@ -90,6 +105,8 @@ for line in open("target/prof/cost-rounds"):
     if m:
         by[m[1]][0].append(float(m[2])); by[m[1]][1].append(float(m[3]))
 for page, (rps, cpu) in by.items():
-    print(f"{page}: median of {len(rps)}: B/A req/s {statistics.median(rps):.3f}, CPU per request {statistics.median(cpu):.3f}")
+    q = lambda xs: statistics.quantiles(xs, n=4) if len(xs) > 1 else [xs[0], xs[0], xs[0]]
+    print(f"{page}: median of {len(rps)}: B/A req/s {statistics.median(rps):.3f} (quartiles {q(rps)[0]:.3f}-{q(rps)[2]:.3f}), "
+          f"CPU per request {statistics.median(cpu):.3f} ({q(cpu)[0]:.3f}-{q(cpu)[2]:.3f})")
 PY
 echo "A wrote $(wc -l < target/prof/a.log) lines, B $( [ -f "${B_LOG:-target/prof/b.log}" ] && wc -l < "${B_LOG:-target/prof/b.log}" || echo "(to ${B_LOG})")"

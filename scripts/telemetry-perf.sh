@@ -8,6 +8,8 @@
 #   bash scripts/telemetry-perf.sh                       # /lessons/100/, admin
 #   PAGE=/lessons/ EMAIL=tutor1@napiatke.local PASSWORD=tutor bash scripts/telemetry-perf.sh
 #   A="TELEMETRY=off" B="LOG_FORMAT=json" TOP=40 ROUNDS=6 bash scripts/telemetry-perf.sh
+# A_BIN and B_BIN (default the release build) compare two builds, as in
+# telemetry-cost.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v perf >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq linux-perf >/dev/null; }
@@ -22,9 +24,10 @@ rm -f target/prof/perf-*.data target/prof/perf-*.n
 for r in $(seq 1 "$rounds"); do
   sides="a b"; [ $((r % 2)) = 0 ] && sides="b a"
   for side in $sides; do
-    if [ $side = a ]; then config=${A-TELEMETRY=off}; else config=${B-LOG_FORMAT=json}; fi
+    if [ $side = a ]; then config=${A-TELEMETRY=off} bin=${A_BIN:-target/release/napiatke}
+    else config=${B-LOG_FORMAT=json} bin=${B_BIN:-target/release/napiatke}; fi
     # shellcheck disable=SC2086 # a configuration is a list of NAME=value words
-    env -u RUST_LOG $config BIND=127.0.0.1:$port taskset -c 1 target/release/napiatke serve >target/prof/perf-$side.log 2>&1 &
+    env -u RUST_LOG $config BIND=127.0.0.1:$port taskset -c 1 "$bin" serve >target/prof/perf-$side.log 2>&1 &
     pid=$!
     prof_wait $port
     session=$(prof_login $port)

@@ -831,3 +831,49 @@ pub fn metrics_text(state: &AppState) -> String {
     }
     out.finish()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::FromRequest;
+
+    fn future_size<F: actix_web::Handler<Args>, Args>(_: &F) -> usize {
+        std::mem::size_of::<F::Future>()
+    }
+
+    /// A request's future is moved, and boxed, whole on its way through actix, so
+    /// every byte of it is copied on every request, hit or miss: lesson-list and
+    /// student-list futures of 30 KB (the cache's and the memo's miss paths inline)
+    /// made a cached page copy about 76 KB a request (docs/performance.md, "Futures
+    /// kept small").
+    const LIMIT: usize = 4096;
+
+    #[test]
+    fn the_futures_every_request_moves_stay_small() {
+        let sizes = [
+            ("index", future_size(&index)),
+            ("healthz", future_size(&healthz)),
+            ("login_form", future_size(&login_form)),
+            ("login", future_size(&login)),
+            ("logout", future_size(&logout)),
+            ("dashboard", future_size(&dashboard)),
+            ("lessons", future_size(&lessons)),
+            ("lessons_export", future_size(&lessons_export)),
+            ("lesson", future_size(&lesson)),
+            ("attendance", future_size(&attendance)),
+            ("calendar", future_size(&calendar)),
+            ("students", future_size(&students)),
+            ("cache_stats", future_size(&cache_stats)),
+            ("static_file", future_size(&static_file)),
+            ("metrics", future_size(&metrics)),
+            ("metrics_scrape", future_size(&metrics_scrape)),
+            (
+                "Auth extractor",
+                std::mem::size_of::<<Auth as FromRequest>::Future>(),
+            ),
+        ];
+        eprintln!("{sizes:?}");
+        let large: Vec<_> = sizes.iter().filter(|(_, n)| *n > LIMIT).collect();
+        assert!(large.is_empty(), "futures over {LIMIT} bytes: {large:?}");
+    }
+}

@@ -126,9 +126,13 @@ impl Cache {
         if let Some(v) = self.l1_get::<T>(ns, &full).await {
             return Some(v);
         }
-        let entry = self.l2_get::<T>(ns, &full).await?;
-        self.inner.l1.insert(full, Arc::clone(&entry)).await;
-        entry.value.clone().downcast::<T>().ok()
+        // Boxed: see get_or_compute.
+        Box::pin(async move {
+            let entry = self.l2_get::<T>(ns, &full).await?;
+            self.inner.l1.insert(full, Arc::clone(&entry)).await;
+            entry.value.clone().downcast::<T>().ok()
+        })
+        .await
     }
 
     pub(crate) async fn l2_get<T>(&self, ns: &Namespace, full: &str) -> Option<Arc<L1Entry>>
@@ -214,6 +218,13 @@ impl Cache {
     /// of one key in this process run the loader once; the others wait for it. A
     /// loader error is returned to every waiter, shared as an `Arc` (as moka's
     /// `try_get_with` does, so errors need not be `Clone`), and nothing is stored.
+    ///
+    /// Only the L1 hit is awaited in place. Everything past it (Redis, moka's single
+    /// flight, the loader) is a boxed future of its own: inline it made this future
+    /// 6 to 15 KB, and every caller's, up to the request's, that much larger, copied
+    /// whole whenever a request's future was moved or boxed, hit or miss (a cached
+    /// page's request copied about 76 KB; docs/performance.md, "Futures kept small").
+    /// A miss pays one allocation for it.
     pub async fn get_or_compute<T, E, F, Fut>(
         &self,
         ns: &Namespace,
@@ -229,7 +240,9 @@ impl Cache {
         if self.inner.off {
             // Not even single flight: this mode is the uncached baseline.
             ns.state.counters.l1.record(false);
-            let (value, _) = self.timed_load(ns, loader).await.map_err(Arc::new)?;
+            let (value, _) = Box::pin(self.timed_load(ns, loader))
+                .await
+                .map_err(Arc::new)?;
             return Ok(value);
         }
         self.sync_generation(ns).await;
@@ -245,24 +258,44 @@ impl Cache {
                         .is_ok()
                 {
                     ns.state.counters.early_refreshes.fetch_add(1, Relaxed);
-                    return match self.compute(ns, &full, loader).await {
-                        Ok((fresh, entry)) => {
-                            self.inner.l1.insert(full, entry).await;
-                            Ok(fresh)
+                    return Box::pin(async move {
+                        match self.compute(ns, &full, loader).await {
+                            Ok((fresh, entry)) => {
+                                self.inner.l1.insert(full, entry).await;
+                                Ok(fresh)
+                            }
+                            // The old value is still valid: serve it and let a later
+                            // request try again.
+                            Err(_) => {
+                                entry.refreshing.store(false, Relaxed);
+                                Ok(value)
+                            }
                         }
-                        // The old value is still valid: serve it and let a later
-                        // request try again.
-                        Err(_) => {
-                            entry.refreshing.store(false, Relaxed);
-                            Ok(value)
-                        }
-                    };
+                    })
+                    .await;
                 }
                 return Ok(value);
             }
         }
         ns.state.counters.l1.record(false);
         Cache::trace_l1(ns, false);
+        Box::pin(self.fill(ns, full, loader)).await
+    }
+
+    /// [`Cache::get_or_compute`] past an L1 miss: Redis, else the loader, once per
+    /// key in this process at a time.
+    async fn fill<T, E, F, Fut>(
+        &self,
+        ns: &Namespace,
+        full: String,
+        loader: F,
+    ) -> Result<Arc<T>, Arc<E>>
+    where
+        T: Serialize + DeserializeOwned + Send + Sync + 'static,
+        E: Send + Sync + 'static,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
         // The loader stays here so that, should another type sit under this key (a
         // caller bug), it can still answer uncached instead of failing the request.
         let mut loader = Some(loader);
@@ -342,79 +375,87 @@ impl Cache {
                 self.l1_get::<T>(ns, f).await
             });
         }
-        let epoch = self.inner.epoch.load(Relaxed);
         let mut missing: Vec<usize> = (0..keys.len()).filter(|&i| out[i].is_none()).collect();
-        if let (Some(l2), false) = (&self.inner.l2, missing.is_empty()) {
-            let started = Instant::now();
-            let wanted: Vec<String> = missing.iter().map(|&i| full[i].clone()).collect();
-            let got = l2
-                .run("mget", |mut c| async move {
-                    redis::cmd("MGET")
-                        .arg(&wanted)
-                        .query_async::<Vec<Option<Vec<u8>>>>(&mut c)
-                        .await
-                })
-                .await;
-            let (found, recovered) = match got {
-                Ok((found, recovered)) => (found, recovered),
-                Err(_) => (Vec::new(), false),
-            };
-            self.after_success(recovered).await;
-            let fresh = !recovered && self.inner.epoch.load(Relaxed) == epoch;
-            let mut still = Vec::new();
-            for (n, &i) in missing.iter().enumerate() {
-                let entry = found
-                    .get(n)
-                    .and_then(Option::as_deref)
-                    .filter(|_| !recovered)
-                    .and_then(|b| Cache::entry_from_redis::<T>(ns, b, fresh));
-                ns.state.counters.l2.record(entry.is_some());
-                Cache::trace_l2(ns, entry.is_some(), started);
-                match entry {
-                    Some(entry) => {
-                        out[i] = entry.value.clone().downcast::<T>().ok();
-                        if fresh {
-                            self.inner.l1.insert(full[i].clone(), entry).await;
-                        }
-                    }
-                    None => still.push(i),
-                }
-            }
-            missing = still;
+        if missing.is_empty() {
+            return Ok(out);
         }
-        if !missing.is_empty() {
+        // Boxed: see get_or_compute.
+        Box::pin(async move {
             let epoch = self.inner.epoch.load(Relaxed);
-            let started = Instant::now();
-            let values = loader(missing.clone()).await?;
-            let delta = started.elapsed();
-            Cache::record_load(ns, delta);
-            let keep = !self.inner.off && self.inner.epoch.load(Relaxed) == epoch;
-            let mut fills = redis::pipe();
-            let mut filled = 0;
-            for (&i, v) in missing.iter().zip(values) {
-                let v = Arc::new(v);
-                if let (true, Some(bytes)) = (keep, Cache::encode_entry(ns, v.as_ref(), delta)) {
-                    let entry = Cache::l1_entry(Arc::clone(&v), bytes.len(), ns.ttl, delta);
-                    self.inner.l1.insert(full[i].clone(), entry).await;
-                    fills
-                        .add_command(guarded_set(&full[i], bytes, px(ns.ttl)))
-                        .ignore();
-                    filled += 1;
-                }
-                out[i] = Some(v);
-            }
-            if let (Some(l2), true) = (&self.inner.l2, filled > 0) {
-                let outcome = l2
-                    .run("fill many", |mut c| async move {
-                        fills.query_async::<()>(&mut c).await
+            if let (Some(l2), false) = (&self.inner.l2, missing.is_empty()) {
+                let started = Instant::now();
+                let wanted: Vec<String> = missing.iter().map(|&i| full[i].clone()).collect();
+                let got = l2
+                    .run("mget", |mut c| async move {
+                        redis::cmd("MGET")
+                            .arg(&wanted)
+                            .query_async::<Vec<Option<Vec<u8>>>>(&mut c)
+                            .await
                     })
                     .await;
-                if let Ok(((), recovered)) = outcome {
-                    self.after_success(recovered).await;
+                let (found, recovered) = match got {
+                    Ok((found, recovered)) => (found, recovered),
+                    Err(_) => (Vec::new(), false),
+                };
+                self.after_success(recovered).await;
+                let fresh = !recovered && self.inner.epoch.load(Relaxed) == epoch;
+                let mut still = Vec::new();
+                for (n, &i) in missing.iter().enumerate() {
+                    let entry = found
+                        .get(n)
+                        .and_then(Option::as_deref)
+                        .filter(|_| !recovered)
+                        .and_then(|b| Cache::entry_from_redis::<T>(ns, b, fresh));
+                    ns.state.counters.l2.record(entry.is_some());
+                    Cache::trace_l2(ns, entry.is_some(), started);
+                    match entry {
+                        Some(entry) => {
+                            out[i] = entry.value.clone().downcast::<T>().ok();
+                            if fresh {
+                                self.inner.l1.insert(full[i].clone(), entry).await;
+                            }
+                        }
+                        None => still.push(i),
+                    }
+                }
+                missing = still;
+            }
+            if !missing.is_empty() {
+                let epoch = self.inner.epoch.load(Relaxed);
+                let started = Instant::now();
+                let values = loader(missing.clone()).await?;
+                let delta = started.elapsed();
+                Cache::record_load(ns, delta);
+                let keep = !self.inner.off && self.inner.epoch.load(Relaxed) == epoch;
+                let mut fills = redis::pipe();
+                let mut filled = 0;
+                for (&i, v) in missing.iter().zip(values) {
+                    let v = Arc::new(v);
+                    if let (true, Some(bytes)) = (keep, Cache::encode_entry(ns, v.as_ref(), delta))
+                    {
+                        let entry = Cache::l1_entry(Arc::clone(&v), bytes.len(), ns.ttl, delta);
+                        self.inner.l1.insert(full[i].clone(), entry).await;
+                        fills
+                            .add_command(guarded_set(&full[i], bytes, px(ns.ttl)))
+                            .ignore();
+                        filled += 1;
+                    }
+                    out[i] = Some(v);
+                }
+                if let (Some(l2), true) = (&self.inner.l2, filled > 0) {
+                    let outcome = l2
+                        .run("fill many", |mut c| async move {
+                            fills.query_async::<()>(&mut c).await
+                        })
+                        .await;
+                    if let Ok(((), recovered)) = outcome {
+                        self.after_success(recovered).await;
+                    }
                 }
             }
-        }
-        Ok(out)
+            Ok(out)
+        })
+        .await
     }
 
     pub(crate) async fn timed_load<T, E, F, Fut>(

@@ -176,11 +176,9 @@ impl Services {
         let key = lesson_page_key(&filter, request.number);
         self.ns
             .lesson_pages
-            .get_or_build(
-                self.cache.epoch(),
-                &key,
-                self.assemble_lessons(filter, request, &key),
-            )
+            .get_or_build(self.cache.epoch(), &key, || {
+                self.assemble_lessons(filter, request, &key)
+            })
             .await
     }
 
@@ -322,11 +320,9 @@ impl Services {
         let key = student_page_key(&term, request.number);
         self.ns
             .student_pages
-            .get_or_build(
-                self.cache.epoch(),
-                &key,
-                self.assemble_students(term, request, &key),
-            )
+            .get_or_build(self.cache.epoch(), &key, || {
+                self.assemble_students(term, request, &key)
+            })
             .await
     }
 

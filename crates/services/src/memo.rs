@@ -32,19 +32,29 @@ impl<T> Memo<T> {
         }
     }
 
-    /// The value kept under `key` at `epoch`, or `build`'s, kept at `epoch` (read by
-    /// the caller before `build` starts, so a change while it runs leaves an entry
-    /// that no later epoch matches). No epoch (the cache is off): nothing is kept.
-    pub async fn get_or_build<E>(
+    /// The value kept under `key` at `epoch`, or that of the future `build` makes,
+    /// kept at `epoch` (read by the caller before `build` starts, so a change while
+    /// it runs leaves an entry that no later epoch matches). No epoch (the cache is
+    /// off): nothing is kept.
+    ///
+    /// `build` is called, and its future boxed, only on a miss: assembling a page
+    /// awaits cache and database futures several kilobytes large (a lesson list's
+    /// came to 30 KB), and inline they made every request's handler future that
+    /// large, copied whole each time the request's future was moved or boxed, hit or
+    /// miss (docs/performance.md, "Futures kept small").
+    pub async fn get_or_build<E, F>(
         &self,
         epoch: Option<u64>,
         key: &str,
-        build: impl std::future::Future<Output = Result<T, E>>,
-    ) -> Result<Arc<T>, E> {
+        build: impl FnOnce() -> F,
+    ) -> Result<Arc<T>, E>
+    where
+        F: std::future::Future<Output = Result<T, E>>,
+    {
         if let Some(hit) = epoch.and_then(|e| self.get(key, e)) {
             return Ok(hit);
         }
-        let value = Arc::new(build.await?);
+        let value = Arc::new(Box::pin(build()).await?);
         if let Some(e) = epoch {
             self.put(key.to_owned(), e, Arc::clone(&value));
         }

@@ -268,7 +268,7 @@ impl Services {
         let key = format!("{}:{}", user.id, self.today());
         self.ns
             .dashboard_pages
-            .get_or_build(self.cache.epoch(), &key, self.dashboard_now(user))
+            .get_or_build(self.cache.epoch(), &key, || self.dashboard_now(user))
             .await
     }
 
@@ -409,7 +409,7 @@ impl Services {
         let key = format!("{}:{id}", viewer.user.id);
         self.ns
             .lesson_views
-            .get_or_build(self.cache.epoch(), &key, async {
+            .get_or_build(self.cache.epoch(), &key, || async {
                 let view = self.lesson(&viewer.user, id).await?;
                 self.present(viewer, view.detail, &view.version).await
             })

@@ -309,17 +309,8 @@ pub(crate) fn write_requests_to(writer: crate::LineWriter) {
 /// ```
 pub fn log_request(line: &RequestLine<'_>) {
     if let Some(writer) = DIRECT.get() {
-        thread_local! {
-            static BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-        }
-        BUFFER.with(|b| {
-            let Ok(mut out) = b.try_borrow_mut() else {
-                return;
-            };
-            out.clear();
-            line.write_json(&mut out, std::time::SystemTime::now());
-            writer.append(&out, false);
-        });
+        let now = std::time::SystemTime::now();
+        writer.append_with(|out| line.write_json(out, now));
         return;
     }
     let c = line.cache;
