@@ -42,9 +42,12 @@ for r in $(seq 1 "$rounds"); do
     echo "round $r, $side: $config: $(cat target/prof/perf-$side-$r.n) requests"
   done
 done
-python3 - "${TOP:-25}" "$rounds" <<'PY'
-import collections, re, subprocess, sys
+python3 - "${TOP:-25}" "$rounds" "${A_BIN:-target/release/napiatke}" "${B_BIN:-target/release/napiatke}" <<'PY'
+import collections, os, re, subprocess, sys
 top, rounds = int(sys.argv[1]), int(sys.argv[2])
+# Two builds have two file names: each side's binary is "napiatke", so that the same
+# symbol is compared across them.
+binaries = {os.path.basename(b) for b in sys.argv[3:5]}
 us = 1e6 / 4999  # one sample, microseconds
 def load(side):
     # Samples of every round over requests of every round.
@@ -58,7 +61,8 @@ def load(side):
             parts = line.split(None, 2)
             if line.startswith("#") or len(parts) < 3 or not parts[0].isdigit():
                 continue
-            samples[(parts[1], parts[2].strip())] += int(parts[0])
+            dso = "napiatke" if parts[1] in binaries else parts[1]
+            samples[(dso, parts[2].strip())] += int(parts[0])
     return collections.Counter({k: v * us * 1000 / n for k, v in samples.items()})  # ns per request
 a, b = load("a"), load("b")
 telemetry = re.compile(r"telemetry|tracing|sharded_slab|itoa|HeaderValue::from_shared|Accounting|metrics|sentry")

@@ -382,7 +382,7 @@ impl Cache {
         // Boxed: see get_or_compute.
         Box::pin(async move {
             let epoch = self.inner.epoch.load(Relaxed);
-            if let (Some(l2), false) = (&self.inner.l2, missing.is_empty()) {
+            if let Some(l2) = &self.inner.l2 {
                 let started = Instant::now();
                 let wanted: Vec<String> = missing.iter().map(|&i| full[i].clone()).collect();
                 let got = l2

@@ -63,6 +63,27 @@ impl Shared {
             t.unpark();
         }
     }
+
+    /// Puts a line in the buffer with `write`, under the buffer's lock; past the cap
+    /// it is taken back out whole and counted as dropped. Wakes the writer thread
+    /// when the line is `urgent` or crossed the high-water mark.
+    fn push(&self, urgent: bool, write: impl FnOnce(&mut Vec<u8>)) {
+        let limits = self.limits;
+        let mut lines = self.lines();
+        let before = lines.len();
+        write(&mut lines);
+        if lines.len() > limits.cap {
+            lines.truncate(before);
+            drop(lines);
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let crossed = before < limits.high_water && lines.len() >= limits.high_water;
+        drop(lines);
+        if urgent || crossed {
+            self.wake();
+        }
+    }
 }
 
 /// The [`MakeWriter`] for tracing-subscriber's fmt layer; clones share one buffer.
@@ -160,22 +181,7 @@ impl LineWriter {
     /// about 200 ns, the buffer's memory being cold after a cycle). Past the cap the
     /// line is taken back out and counted as dropped.
     pub(crate) fn append_with(&self, write: impl FnOnce(&mut Vec<u8>)) {
-        let shared = &*self.shared;
-        let limits = shared.limits;
-        let mut lines = shared.lines();
-        let before = lines.len();
-        write(&mut lines);
-        if lines.len() > limits.cap {
-            lines.truncate(before);
-            drop(lines);
-            shared.dropped.fetch_add(1, Ordering::Relaxed);
-            return;
-        }
-        let crossed = before < limits.high_water && lines.len() >= limits.high_water;
-        drop(lines);
-        if crossed {
-            shared.wake();
-        }
+        self.shared.push(false, write);
     }
 }
 
@@ -210,20 +216,8 @@ pub struct Line<'a> {
 
 impl Write for Line<'_> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let limits = self.shared.limits;
-        let mut lines = self.shared.lines();
-        let before = lines.len();
-        if before + buf.len() > limits.cap {
-            drop(lines);
-            self.shared.dropped.fetch_add(1, Ordering::Relaxed);
-            return Ok(buf.len());
-        }
-        lines.extend_from_slice(buf);
-        let crossed = before < limits.high_water && lines.len() >= limits.high_water;
-        drop(lines);
-        if self.urgent || crossed {
-            self.shared.wake();
-        }
+        self.shared
+            .push(self.urgent, |lines| lines.extend_from_slice(buf));
         Ok(buf.len())
     }
 
