@@ -69,9 +69,9 @@ pub async fn front(
         // The state moves in: a clone is an atomic add, and another to drop it.
         state => Some(Accounting::start(&req, hx, state, &request_id)),
     };
-    let debugging = accounting
-        .as_ref()
-        .and_then(|a| crate::debug::Debugging::start(&req, &a.cost, hx));
+    let debugging = accounting.as_ref().and_then(|a| {
+        crate::debug::Debugging::start(&req, a.state.as_ref().map(|s| s.get_ref()), &a.cost, hx)
+    });
     // HEAD is GET without the body: routed and answered as GET (every GET route
     // answers HEAD with the same headers, Content-Length included); the
     // connection, which parsed the request as HEAD, sends no body. Logged as HEAD.

@@ -25,6 +25,7 @@
 //! });
 //! ```
 
+mod accounted;
 mod line;
 pub mod metrics;
 pub mod otel;
@@ -298,14 +299,7 @@ where
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
-        let target = event.metadata().target();
-        let kind = if target == STATEMENT_TARGET {
-            Kind::Statement
-        } else if target == CACHE_TARGET {
-            Kind::Cache
-        } else if target == RENDER_TARGET {
-            Kind::Render
-        } else {
+        let Some(kind) = Kind::of(event.metadata()) else {
             return;
         };
         // The request this thread is polling: no span to look up.
@@ -326,6 +320,22 @@ enum Kind {
     Statement,
     Cache,
     Render,
+}
+
+impl Kind {
+    /// What an event adds to its request's cost, by its target; `None` for any
+    /// other event, and for any span.
+    fn of(meta: &tracing::Metadata<'_>) -> Option<Kind> {
+        if !meta.is_event() {
+            return None;
+        }
+        match meta.target() {
+            STATEMENT_TARGET => Some(Kind::Statement),
+            CACHE_TARGET => Some(Kind::Cache),
+            RENDER_TARGET => Some(Kind::Render),
+            _ => None,
+        }
+    }
 }
 
 impl RequestCost {

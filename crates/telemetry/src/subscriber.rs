@@ -121,16 +121,27 @@ pub fn init(options: Options) -> Result<Option<LogGuard>, crate::otel::OtelError
     // threads; nothing else, so that no other span is made for it (a span nobody
     // wants is never made: each is a slot in the span slab and a call through every
     // layer on enter, exit and close).
+    // With no span export, its events go straight to the request's cost from a
+    // subscriber in front of the registry ([`crate::accounted`]); the layer then
+    // sees only the work spans.
+    let front = options.accounting && otel.is_none();
     let accounting = options.accounting.then(|| {
-        // Its events are DEBUG, work spans INFO.
-        AccountingLayer::default().with_filter(Static(LevelFilter::DEBUG, |m| {
-            if m.is_span() {
-                m.target() == WORK_TARGET
-            } else {
-                let t = m.target();
-                t == STATEMENT_TARGET || t == CACHE_TARGET || t == RENDER_TARGET
-            }
-        }))
+        // Its events are DEBUG, work spans INFO. In front mode, INFO: a DEBUG hint
+        // would have the front offer every event to the layers below as well.
+        if front {
+            AccountingLayer::default().with_filter(Static(LevelFilter::INFO, |m| {
+                m.is_span() && m.target() == WORK_TARGET
+            }))
+        } else {
+            AccountingLayer::default().with_filter(Static(LevelFilter::DEBUG, |m| {
+                if m.is_span() {
+                    m.target() == WORK_TARGET
+                } else {
+                    let t = m.target();
+                    t == STATEMENT_TARGET || t == CACHE_TARGET || t == RENDER_TARGET
+                }
+            }))
+        }
     });
     // The work spans too, whatever RUST_LOG says: a line written on a blocking
     // thread finds its request's id through them.
@@ -156,12 +167,15 @@ pub fn init(options: Options) -> Result<Option<LogGuard>, crate::otel::OtelError
             .with_filter(filter)
             .boxed(),
     };
-    let installed = tracing_subscriber::registry()
+    let stack = tracing_subscriber::registry()
         .with(accounting)
         .with(otel)
-        .with(lines)
-        .try_init()
-        .is_ok();
+        .with(lines);
+    let installed = if front {
+        crate::accounted::Accounted::new(stack).try_init().is_ok()
+    } else {
+        stack.try_init().is_ok()
+    };
     // Decided once (RUST_LOG is read at start and never reloaded), from directives
     // by target and level; with span or field directives, the line stays a
     // `tracing` event for the filter to judge.
@@ -182,7 +196,7 @@ pub fn init(options: Options) -> Result<Option<LogGuard>, crate::otel::OtelError
 /// is asked again at every event: every `trace!` in actix-http and tokio went
 /// through each layer's filter, about 3,000 instructions per cached page; and with
 /// no level hint, every span and event below WARN got as far as that question.)
-struct Static(LevelFilter, fn(&Metadata<'_>) -> bool);
+pub(crate) struct Static(pub(crate) LevelFilter, pub(crate) fn(&Metadata<'_>) -> bool);
 
 impl<S> Filter<S> for Static {
     fn enabled(&self, meta: &Metadata<'_>, _: &Context<'_, S>) -> bool {

@@ -246,7 +246,7 @@ impl<'a> MakeWriter<'a> for LineWriter {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
@@ -255,7 +255,7 @@ mod tests {
 
     /// A sink the test can read, shared with the writer thread.
     #[derive(Clone, Default)]
-    struct Sink(Arc<Mutex<Vec<u8>>>);
+    pub(crate) struct Sink(Arc<Mutex<Vec<u8>>>);
 
     impl Write for Sink {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -268,7 +268,7 @@ mod tests {
     }
 
     impl Sink {
-        fn text(&self) -> String {
+        pub(crate) fn text(&self) -> String {
             String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
         }
         fn wait_for(&self, needle: &str) -> bool {
