@@ -136,6 +136,15 @@ async fn cached_page(
     .await
 }
 
+/// `u{id}`, the scope of a page cached per user (by hand: every such request
+/// makes one).
+fn user_scope(id: i64) -> String {
+    let mut scope = String::with_capacity(21);
+    scope.push('u');
+    scope.push_str(itoa::Buffer::new().format(id));
+    scope
+}
+
 /// Which HTML cache a page goes in, its key there, and the template (or block) that
 /// renders it (see [`cached_page`]).
 fn page_key<'a>(
@@ -166,7 +175,7 @@ fn page_key<'a>(
         }
         _ => (
             &state.user_pages,
-            FragmentKey::new(&route, &format!("u{}", auth.user().id), None, version),
+            FragmentKey::new(&route, &user_scope(auth.user().id.get()), None, version),
             template.to_owned(),
         ),
     };
