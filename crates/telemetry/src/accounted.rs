@@ -19,25 +19,36 @@ use tracing::span::{Attributes, Id, Record};
 use tracing::subscriber::Interest;
 use tracing::{Event, Metadata, Subscriber};
 use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::Registry;
 
 use crate::{scope, Kind, RequestCost};
 
 /// `inner` (the registry and its layers), with the accounting's events taken off
-/// the top.
-pub(crate) struct Accounted<S> {
-    inner: S,
+/// the top. Not generic, so that [`crate::attach`] can find it by downcasting the
+/// dispatcher (a generic one would need the stack's full type named).
+pub(crate) struct Accounted {
+    inner: Box<dyn Subscriber + Send + Sync>,
     /// Whether the layers below may want DEBUG events too (RUST_LOG at debug for
     /// some target): then each accounting event is also offered to them, with the
     /// usual questions.
     inner_debug: bool,
 }
 
-impl<S: Subscriber> Accounted<S> {
-    pub(crate) fn new(inner: S) -> Accounted<S> {
+impl Accounted {
+    pub(crate) fn new(inner: impl Subscriber + Send + Sync) -> Accounted {
         let inner_debug = inner
             .max_level_hint()
             .is_none_or(|l| l >= LevelFilter::DEBUG);
-        Accounted { inner, inner_debug }
+        Accounted {
+            inner: Box::new(inner),
+            inner_debug,
+        }
+    }
+
+    /// The span registry at the bottom of the stack, for span lookups.
+    pub(crate) fn registry(&self) -> Option<&Registry> {
+        let inner: &dyn Subscriber = &*self.inner;
+        inner.downcast_ref::<Registry>()
     }
 }
 
@@ -49,10 +60,7 @@ fn accounted(meta: &Metadata<'_>) -> Option<Kind> {
     Kind::of(meta)
 }
 
-impl<S> Accounted<S>
-where
-    S: Subscriber + for<'a> LookupSpan<'a>,
-{
+impl Accounted {
     /// Adds `event` to the request this thread is polling, else to the cost of the
     /// innermost span around it that has one (work moved to another thread).
     fn count(&self, kind: Kind, event: &Event<'_>) {
@@ -64,8 +72,8 @@ where
         } else {
             event.parent().cloned()
         };
-        let cost = id.and_then(|id| {
-            self.inner.span(&id).and_then(|span| {
+        let cost = id.zip(self.registry()).and_then(|(id, registry)| {
+            registry.span(&id).and_then(|span| {
                 span.scope()
                     .find_map(|s| s.extensions().get::<RequestCost>().cloned())
             })
@@ -76,10 +84,7 @@ where
     }
 }
 
-impl<S> Subscriber for Accounted<S>
-where
-    S: Subscriber + for<'a> LookupSpan<'a>,
-{
+impl Subscriber for Accounted {
     fn on_register_dispatch(&self, subscriber: &tracing::Dispatch) {
         self.inner.on_register_dispatch(subscriber);
     }
@@ -161,8 +166,6 @@ mod tests {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::Layer;
 
-    use tracing_subscriber::registry::LookupSpan;
-
     use super::Accounted;
     use crate::subscriber::Static;
     use crate::writer::tests::Sink as Lines;
@@ -170,10 +173,7 @@ mod tests {
 
     /// As `init` sets it up with no span export: the layer for work spans only,
     /// lines filtered by `filter`.
-    fn subscriber(
-        filter: &str,
-        lines: &Lines,
-    ) -> Accounted<impl tracing::Subscriber + for<'a> LookupSpan<'a> + Send + Sync> {
+    fn subscriber(filter: &str, lines: &Lines) -> Accounted {
         let lines = lines.clone();
         Accounted::new(
             tracing_subscriber::registry()
@@ -228,6 +228,19 @@ mod tests {
         assert_eq!(cost.cache().l1_hits, 1);
         let text = lines.text();
         assert_eq!(text.matches("ns=\"html\"").count(), 1, "{text}");
+    }
+
+    #[test]
+    fn attach_finds_the_registry_behind_the_front() {
+        let lines = Lines::default();
+        let cost = RequestCost::new("r-4");
+        tracing::subscriber::with_default(subscriber("warn", &lines), || {
+            // Made outside any request: it has no cost until attached.
+            let span = tracing::info_span!(target: WORK_TARGET, "work");
+            crate::attach(&span, cost.clone());
+            span.in_scope(|| lookup(true));
+        });
+        assert_eq!(cost.cache().l1_hits, 1);
     }
 
     #[test]

@@ -258,7 +258,10 @@ impl RequestCost {
 /// span registry (then nothing is counted, and nothing breaks).
 pub fn attach(span: &tracing::Span, cost: RequestCost) {
     span.with_subscriber(|(id, dispatch)| {
-        if let Some(registry) = dispatch.downcast_ref::<tracing_subscriber::Registry>() {
+        let registry = dispatch
+            .downcast_ref::<tracing_subscriber::Registry>()
+            .or_else(|| dispatch.downcast_ref::<accounted::Accounted>()?.registry());
+        if let Some(registry) = registry {
             if let Some(span) = registry.span(id) {
                 span.extensions_mut().insert(cost);
             }
