@@ -140,6 +140,21 @@ async fn security_headers(engine: Engine) {
             production.then_some("max-age=63072000; includeSubDomains"),
             "HSTS over HTTPS in production only"
         );
+        // RFC 7239's header says the same; a proxy that says http gets none.
+        for (forwarded, hsts) in [("for=1.2.3.4;proto=https", true), ("proto=http", false)] {
+            let page = send(
+                &app,
+                TestRequest::get()
+                    .uri("/login")
+                    .insert_header(("Forwarded", forwarded)),
+            )
+            .await;
+            assert_eq!(
+                page.header("strict-transport-security"),
+                (production && hsts).then_some("max-age=63072000; includeSubDomains"),
+                "Forwarded: {forwarded}"
+            );
+        }
     }
     // A student in production sees no statement counts or timings; an admin does.
     let quiet = state_tweaked(&t, true, &cache_prefix(), Some(redis_url()), |s| {
