@@ -100,13 +100,9 @@ impl Cache {
         let mut full = String::with_capacity(
             prefix.len() + name.len() + version.len() + generation.len() + key.len() + 4,
         );
-        for (i, part) in [prefix, name, version, generation, key]
-            .into_iter()
-            .enumerate()
-        {
-            if i > 0 {
-                full.push(':');
-            }
+        full.push_str(prefix);
+        for part in [name, version, generation, key] {
+            full.push(':');
             full.push_str(part);
         }
         full

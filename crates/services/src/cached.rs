@@ -115,17 +115,13 @@ pub(crate) fn scope_key(scope: Scope) -> String {
 /// The keys a cached page's request makes are built by hand: `format!` (nested,
 /// for a lesson page's key) cost about 150 ns a request.
 fn push_scope(key: &mut String, scope: Scope) {
-    match scope {
-        Scope::All => key.push_str("all"),
-        Scope::Tutor(id) => {
-            key.push('t');
-            key.push_str(itoa::Buffer::new().format(id.get()));
-        }
-        Scope::Student(id) => {
-            key.push('s');
-            key.push_str(itoa::Buffer::new().format(id.get()));
-        }
-    }
+    let (tag, id) = match scope {
+        Scope::All => return key.push_str("all"),
+        Scope::Tutor(id) => ('t', id),
+        Scope::Student(id) => ('s', id),
+    };
+    key.push(tag);
+    key.push_str(itoa::Buffer::new().format(id.get()));
 }
 
 pub(crate) fn admin_dashboard_key(today: NaiveDate) -> String {

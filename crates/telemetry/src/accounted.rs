@@ -50,17 +50,7 @@ impl Accounted {
         let inner: &dyn Subscriber = &*self.inner;
         inner.downcast_ref::<Registry>()
     }
-}
 
-/// Accounting events are DEBUG (TRACE ones are not counted).
-fn accounted(meta: &Metadata<'_>) -> Option<Kind> {
-    if *meta.level() > tracing::Level::DEBUG {
-        return None;
-    }
-    Kind::of(meta)
-}
-
-impl Accounted {
     /// Adds `event` to the request this thread is polling, else to the cost of the
     /// innermost span around it that has one (work moved to another thread).
     fn count(&self, kind: Kind, event: &Event<'_>) {
@@ -82,6 +72,14 @@ impl Accounted {
             cost.add(kind, event);
         }
     }
+}
+
+/// Accounting events are DEBUG (TRACE ones are not counted).
+fn accounted(meta: &Metadata<'_>) -> Option<Kind> {
+    if *meta.level() > tracing::Level::DEBUG {
+        return None;
+    }
+    Kind::of(meta)
 }
 
 impl Subscriber for Accounted {
@@ -178,9 +176,8 @@ mod tests {
         Accounted::new(
             tracing_subscriber::registry()
                 .with(
-                    AccountingLayer::default().with_filter(Static(LevelFilter::INFO, |m| {
-                        m.is_span() && m.target() == WORK_TARGET
-                    })),
+                    AccountingLayer::default()
+                        .with_filter(Static(LevelFilter::INFO, crate::subscriber::work_span)),
                 )
                 .with(
                     tracing_subscriber::fmt::layer()

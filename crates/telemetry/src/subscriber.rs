@@ -14,7 +14,7 @@ use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::Layer;
 
-use crate::{AccountingLayer, CACHE_TARGET, RENDER_TARGET, STATEMENT_TARGET, WORK_TARGET};
+use crate::{AccountingLayer, WORK_TARGET};
 
 /// How log lines are written to stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,25 +129,16 @@ pub fn init(options: Options) -> Result<Option<LogGuard>, crate::otel::OtelError
         // Its events are DEBUG, work spans INFO. In front mode, INFO: a DEBUG hint
         // would have the front offer every event to the layers below as well.
         if front {
-            AccountingLayer::default().with_filter(Static(LevelFilter::INFO, |m| {
-                m.is_span() && m.target() == WORK_TARGET
-            }))
+            AccountingLayer::default().with_filter(Static(LevelFilter::INFO, work_span))
         } else {
             AccountingLayer::default().with_filter(Static(LevelFilter::DEBUG, |m| {
-                if m.is_span() {
-                    m.target() == WORK_TARGET
-                } else {
-                    let t = m.target();
-                    t == STATEMENT_TARGET || t == CACHE_TARGET || t == RENDER_TARGET
-                }
+                work_span(m) || crate::Kind::of(m).is_some()
             }))
         }
     });
     // The work spans too, whatever RUST_LOG says: a line written on a blocking
     // thread finds its request's id through them.
-    let filter = filter.or(Static(LevelFilter::INFO, |m| {
-        m.is_span() && m.target() == WORK_TARGET
-    }));
+    let filter = filter.or(Static(LevelFilter::INFO, work_span));
     let lines = match options.format {
         // Colours only on a terminal: the writer thread hides it from the formatter,
         // and escape codes in a log file are noise.
@@ -189,6 +180,11 @@ pub fn init(options: Options) -> Result<Option<LogGuard>, crate::otel::OtelError
         _lines: guard,
         spans,
     }))
+}
+
+/// A span that carries a request's cost to another thread ([`WORK_TARGET`]).
+pub(crate) fn work_span(m: &Metadata<'_>) -> bool {
+    m.is_span() && m.target() == WORK_TARGET
 }
 
 /// A per-layer filter decided by the callsite alone, so that `tracing` caches the
