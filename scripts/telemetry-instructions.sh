@@ -7,6 +7,11 @@
 # req/s on this 2-core VM, do not move with the neighbours: the A/B ratio is exact for
 # what it measures (user-space instructions; not cache misses, not the kernel's time
 # for write(2), which the writer batches every 25 ms).
+# Valgrind's CPU lacks SHA extensions (the session token's hash takes sha2's
+# portable path, about 6,900 instructions) and counts each byte of a `rep stosb` or
+# `rep movsb` as an instruction (actix-http zeroes 3 KB twice a request): the page's
+# count is inflated by about 13,000, so telemetry's share of the real work is larger
+# than the printed ratio says (docs/performance.md, "what the instruction counts hid").
 #
 #   bash scripts/telemetry-instructions.sh   # off, lines off, lines on (the default), + Sentry unreachable
 #   N=2000 PAGES="/lessons/100/ /dashboard/" bash scripts/telemetry-instructions.sh

@@ -173,7 +173,7 @@ fn request_id(headers: &actix_web::http::header::HeaderMap) -> String {
     static PREFIX: OnceLock<u64> = OnceLock::new();
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let given = headers
-        .get("x-request-id")
+        .get(&X_REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .filter(|v| {
             (1..=64).contains(&v.len())
@@ -330,12 +330,7 @@ impl Accounting {
         let status = res.status().as_u16();
         let route = crate::routing::route_of(res.request());
         if let Some(span) = &self.span {
-            span.record("status", status);
-            span.record("http.route", &*route);
-            span.record("http.response.status_code", i64::from(status));
-            if status >= 500 {
-                span.record("otel.status_code", "ERROR");
-            }
+            record_outcome(span, status, &route);
         }
         let viewer = res.request().extensions().get::<Viewer>().copied();
         // A shape must have run N_PLUS_ONE times: fewer statements cannot hold one.
@@ -370,78 +365,138 @@ impl Accounting {
                 },
             });
         }
-        if statements > STATEMENT_WARNING {
-            tracing::warn!(route = %route, statements, request_id, "request ran more than {STATEMENT_WARNING} statements");
-        }
-        if elapsed > self.slow {
-            tracing::warn!(route = %route, elapsed_ms = elapsed.as_millis() as u64, statements, request_id, "slow request");
-        }
-        for (sql, times) in &repeated {
-            tracing::warn!(route = %route, times, sql = %sql, request_id, "N+1: one statement ran once per row");
-        }
-        if let Some(watch) = self.watch.take() {
-            let cause = res.response().error().map(ToString::to_string);
-            watch.finish(
-                status,
-                viewer.map(|v| napiatke_telemetry::report::Viewer {
-                    id: v.id,
-                    role: v.role.as_str(),
-                }),
-                cause.as_deref(),
+        if statements > STATEMENT_WARNING || elapsed > self.slow || !repeated.is_empty() {
+            warn_heavy(
+                &route, request_id, statements, elapsed, self.slow, &repeated,
             );
         }
-        if let Some(state) = &self.state {
+        if let Some(watch) = self.watch.take() {
+            report(watch, res, status, viewer);
+        }
+        // Taken: counted as finished here, so the drop has nothing left to do.
+        if let Some(state) = self.state.take() {
             state
                 .metrics
-                .observe(&route, self.method.as_str(), status, elapsed, statements);
+                .finish(&route, self.method.as_str(), status, elapsed, statements);
         }
         let admin = viewer.is_some_and(|v| v.role == napiatke_domain::Role::Admin);
-        if !(self.expose || admin) {
+        if self.expose || admin {
+            expose_cost(res, cost, elapsed, statements, &repeated);
+        } else {
             // The HTML cache's entry too: a hit or miss tells what others looked at.
             res.headers_mut().remove(SERVER_TIMING);
-            return;
         }
-        let headers = res.headers_mut();
-        headers.insert(
-            X_QUERY_COUNT,
-            if statements == 0 {
-                HeaderValue::from_static("0")
-            } else {
-                HeaderValue::from(statements)
-            },
-        );
-        let mut text = Vec::with_capacity(16);
-        napiatke_telemetry::push_millis(
-            &mut text,
-            u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
-        );
-        text.extend_from_slice(b"ms");
-        if let Ok(v) = HeaderValue::from_maybe_shared(web::Bytes::from(text)) {
-            headers.insert(X_RESPONSE_TIME, v);
+    }
+}
+
+/// The request's outcome on its exported span.
+#[cold]
+#[inline(never)]
+fn record_outcome(span: &tracing::Span, status: u16, route: &str) {
+    span.record("status", status);
+    span.record("http.route", route);
+    span.record("http.response.status_code", i64::from(status));
+    if status >= 500 {
+        span.record("otel.status_code", "ERROR");
+    }
+}
+
+/// Warnings for a request over the statement count or the slow threshold, or with
+/// an N+1. Out of line, like the other rare paths of [`Accounting::finish`]: the
+/// warnings' macros are most of the function's code, and a request that needs none
+/// of them should not fetch it (telemetry's code runs once a request, from L2;
+/// docs/performance.md).
+#[cold]
+#[inline(never)]
+fn warn_heavy(
+    route: &str,
+    request_id: &str,
+    statements: u64,
+    elapsed: std::time::Duration,
+    slow: std::time::Duration,
+    repeated: &[(String, u32)],
+) {
+    if statements > STATEMENT_WARNING {
+        tracing::warn!(route = %route, statements, request_id, "request ran more than {STATEMENT_WARNING} statements");
+    }
+    if elapsed > slow {
+        tracing::warn!(route = %route, elapsed_ms = elapsed.as_millis() as u64, statements, request_id, "slow request");
+    }
+    for (sql, times) in repeated {
+        tracing::warn!(route = %route, times, sql = %sql, request_id, "N+1: one statement ran once per row");
+    }
+}
+
+/// The request to Sentry: a 5xx as an error event with its cause.
+#[cold]
+#[inline(never)]
+fn report(
+    watch: napiatke_telemetry::report::Watch,
+    res: &ServiceResponse<BoxBody>,
+    status: u16,
+    viewer: Option<Viewer>,
+) {
+    let cause = res.response().error().map(ToString::to_string);
+    watch.finish(
+        status,
+        viewer.map(|v| napiatke_telemetry::report::Viewer {
+            id: v.id,
+            role: v.role.as_str(),
+        }),
+        cause.as_deref(),
+    );
+}
+
+/// `X-Query-Count`, `X-Response-Time`, `X-N-Plus-One` and `Server-Timing`, for
+/// developers and admins.
+#[inline(never)]
+fn expose_cost(
+    res: &mut ServiceResponse<BoxBody>,
+    cost: &RequestCost,
+    elapsed: std::time::Duration,
+    statements: u64,
+    repeated: &[(String, u32)],
+) {
+    let headers = res.headers_mut();
+    headers.insert(
+        X_QUERY_COUNT,
+        if statements == 0 {
+            HeaderValue::from_static("0")
+        } else {
+            HeaderValue::from(statements)
+        },
+    );
+    let mut text = Vec::with_capacity(16);
+    napiatke_telemetry::push_millis(
+        &mut text,
+        u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+    );
+    text.extend_from_slice(b"ms");
+    if let Ok(v) = HeaderValue::from_maybe_shared(web::Bytes::from(text)) {
+        headers.insert(X_RESPONSE_TIME, v);
+    }
+    // The worst N+1, for developers and the page tests (tests/app/common.rs fails
+    // any page that has one).
+    if let Some((sql, times)) = repeated.first() {
+        let text: String = format!("{times}x {sql}")
+            .chars()
+            .filter(|c| c.is_ascii() && !c.is_ascii_control())
+            .take(300)
+            .collect();
+        if let Ok(v) = HeaderValue::from_str(&text) {
+            headers.insert(X_N_PLUS_ONE, v);
         }
-        // The worst N+1, for developers and the page tests (tests/app/common.rs fails
-        // any page that has one).
-        if let Some((sql, times)) = repeated.first() {
-            let text: String = format!("{times}x {sql}")
-                .chars()
-                .filter(|c| c.is_ascii() && !c.is_ascii_control())
-                .take(300)
-                .collect();
-            if let Ok(v) = HeaderValue::from_str(&text) {
-                headers.insert(X_N_PLUS_ONE, v);
-            }
-        }
-        // One field, after any entries the handler set (the HTML cache's).
-        let name = SERVER_TIMING;
-        let mut timing = Vec::with_capacity(256);
-        for earlier in headers.get_all(&name) {
-            timing.extend_from_slice(earlier.as_bytes());
-            timing.extend_from_slice(b", ");
-        }
-        cost.server_timing(elapsed, &mut timing);
-        if let Ok(v) = HeaderValue::from_maybe_shared(web::Bytes::from(timing)) {
-            headers.insert(name, v);
-        }
+    }
+    // One field, after any entries the handler set (the HTML cache's).
+    let name = SERVER_TIMING;
+    let mut timing = Vec::with_capacity(256);
+    for earlier in headers.get_all(&name) {
+        timing.extend_from_slice(earlier.as_bytes());
+        timing.extend_from_slice(b", ");
+    }
+    cost.server_timing(elapsed, &mut timing);
+    if let Ok(v) = HeaderValue::from_maybe_shared(web::Bytes::from(timing)) {
+        headers.insert(name, v);
     }
 }
 

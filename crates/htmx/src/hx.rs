@@ -1,9 +1,14 @@
 //! The htmx side of a request (its `HX-*` headers) and the HTML responses that vary
 //! on it.
 
-use actix_web::http::header::{self, HeaderMap, HeaderValue};
+use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::HttpResponse;
+
+static HX_REQUEST: HeaderName = HeaderName::from_static("hx-request");
+static HX_HISTORY_RESTORE_REQUEST: HeaderName =
+    HeaderName::from_static("hx-history-restore-request");
+static HX_BOOSTED: HeaderName = HeaderName::from_static("hx-boosted");
 
 /// The htmx headers of a request that matter for rendering.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -21,16 +26,19 @@ impl Hx {
     /// Reads the headers.
     #[must_use]
     pub fn from_headers(headers: &HeaderMap) -> Self {
-        let flag = |name: &str| {
+        // Looked up by `HeaderName`s made at compile time: a `&str` key is parsed
+        // into a name on every lookup (about 500 instructions for these three,
+        // each, on every request; docs/performance.md).
+        let flag = |name: &HeaderName| {
             headers
                 .get(name)
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|v| v.eq_ignore_ascii_case("true"))
         };
         Hx {
-            request: flag("hx-request"),
-            history_restore: flag("hx-history-restore-request"),
-            boosted: flag("hx-boosted"),
+            request: flag(&HX_REQUEST),
+            history_restore: flag(&HX_HISTORY_RESTORE_REQUEST),
+            boosted: flag(&HX_BOOSTED),
         }
     }
 
@@ -72,7 +80,6 @@ pub fn html(status: StatusCode, body: String) -> HttpResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use actix_web::http::header::HeaderName;
 
     /// Fuzz target (napiatke-fuzzing): any bytes in the `HX-*` headers, one or
     /// several of each: never a panic, and a flag is set only by a readable "true".

@@ -228,6 +228,39 @@ struct Local {
     series: foldhash::HashMap<String, Vec<Arc<Series>>>,
 }
 
+/// A finished request into this thread's shard.
+fn record(
+    l: &mut Local,
+    route: &str,
+    method: &str,
+    status: u16,
+    duration: Duration,
+    statements: u64,
+) {
+    let micros = u64::try_from(duration.as_micros()).unwrap_or(u64::MAX);
+    l.shard.statements.observe_owned(statements);
+    let matches = |s: &&Arc<Series>| s.status == status && s.method == method;
+    if let Some(series) = l.series.get(route).and_then(|v| v.iter().find(matches)) {
+        series.histogram.observe_owned(micros);
+        return;
+    }
+    let series = Arc::new(Series {
+        method: method.to_owned(),
+        status,
+        histogram: Histogram::new(DURATION_BUCKETS, 1e6),
+    });
+    series.histogram.observe_owned(micros);
+    l.series
+        .entry(route.to_owned())
+        .or_default()
+        .push(Arc::clone(&series));
+    l.shard
+        .durations
+        .write()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push((route.to_owned(), series));
+}
+
 thread_local! {
     static LOCAL: std::cell::RefCell<Vec<Local>> = const { std::cell::RefCell::new(Vec::new()) };
 }
@@ -311,29 +344,37 @@ impl HttpMetrics {
         duration: Duration,
         statements: u64,
     ) {
-        let micros = u64::try_from(duration.as_micros()).unwrap_or(u64::MAX);
+        self.local(|l| record(l, route, method, status, duration, statements));
+    }
+
+    /// [`HttpMetrics::observe`] and [`HttpMetrics::leave`] in one: a request
+    /// started with [`HttpMetrics::enter`] has ended. (One visit to the thread's
+    /// shard instead of two, on every request.)
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use napiatke_telemetry::metrics::{Exposition, HttpMetrics};
+    ///
+    /// let http = HttpMetrics::default();
+    /// http.enter();
+    /// http.finish("/healthz", "GET", 200, Duration::from_micros(90), 1);
+    /// let mut out = Exposition::default();
+    /// http.write(&mut out);
+    /// let text = out.finish();
+    /// assert!(text.contains("http_server_active_requests 0"), "{text}");
+    /// assert!(text.contains("http_server_request_duration_seconds_count{http_route=\"/healthz\",http_request_method=\"GET\",http_response_status_code=\"200\"} 1"));
+    /// ```
+    pub fn finish(
+        &self,
+        route: &str,
+        method: &str,
+        status: u16,
+        duration: Duration,
+        statements: u64,
+    ) {
         self.local(|l| {
-            l.shard.statements.observe_owned(statements);
-            let matches = |s: &&Arc<Series>| s.status == status && s.method == method;
-            if let Some(series) = l.series.get(route).and_then(|v| v.iter().find(matches)) {
-                series.histogram.observe_owned(micros);
-                return;
-            }
-            let series = Arc::new(Series {
-                method: method.to_owned(),
-                status,
-                histogram: Histogram::new(DURATION_BUCKETS, 1e6),
-            });
-            series.histogram.observe_owned(micros);
-            l.series
-                .entry(route.to_owned())
-                .or_default()
-                .push(Arc::clone(&series));
-            l.shard
-                .durations
-                .write()
-                .unwrap_or_else(PoisonError::into_inner)
-                .push((route.to_owned(), series));
+            bump(&l.shard.finished, 1);
+            record(l, route, method, status, duration, statements);
         });
     }
 
