@@ -49,6 +49,32 @@ pub fn tokens_match(sent: &str, expected: &str) -> bool {
     !expected.is_empty() && bool::from(sent.as_bytes().ct_eq(expected.as_bytes()))
 }
 
+/// The value of the first cookie called `name` in the request's `Cookie` headers,
+/// as sent (quotes around it taken off; no percent-decoding: our tokens are hex).
+///
+/// `HttpRequest::cookie` parses and percent-decodes every cookie of the request
+/// into a list kept in its extensions: about 4,000 instructions, on every page, to
+/// read one value (docs/performance.md).
+pub fn cookie_value<'a>(
+    headers: &'a actix_web::http::header::HeaderMap,
+    name: &str,
+) -> Option<&'a str> {
+    headers
+        .get_all(actix_web::http::header::COOKIE)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|pair| {
+            let (n, value) = pair.split_once('=')?;
+            (n.trim() == name).then(|| {
+                let value = value.trim();
+                value
+                    .strip_prefix('"')
+                    .and_then(|v| v.strip_suffix('"'))
+                    .unwrap_or(value)
+            })
+        })
+}
+
 impl FromRequest for Auth {
     type Error = AppError;
     type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self, AppError>>>>;
@@ -64,13 +90,12 @@ impl FromRequest for Auth {
                     .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned()),
                 htmx: napiatke_htmx::Hx::from_headers(req.headers()).request,
             };
-            let (Some(state), Some(cookie)) = (
+            let (Some(state), Some(token)) = (
                 req.app_data::<web::Data<AppState>>(),
-                req.cookie(SESSION_COOKIE),
+                cookie_value(req.headers(), SESSION_COOKIE),
             ) else {
                 return Err(login_required());
             };
-            let token = cookie.value();
             match state.services.session(token).await? {
                 Some(session) => {
                     // For the request log and who may see timings (middleware).
@@ -162,6 +187,49 @@ pub fn safe_next(next: Option<&str>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cookie_is_found_by_its_exact_name_in_any_cookie_header() {
+        use actix_web::http::header::{HeaderMap, HeaderValue, COOKIE};
+        let headers = |values: &[&str]| {
+            let mut h = HeaderMap::new();
+            for v in values {
+                h.append(
+                    COOKIE,
+                    HeaderValue::from_str(v).unwrap_or_else(|e| panic!("{e}")),
+                );
+            }
+            h
+        };
+        let h = headers(&["a=1; napiatke_session=abc; b=2"]);
+        assert_eq!(cookie_value(&h, SESSION_COOKIE), Some("abc"));
+        let h = headers(&[
+            "xnapiatke_session=no;napiatke_session_old=no",
+            "napiatke_session = \"q\" ",
+        ]);
+        assert_eq!(cookie_value(&h, SESSION_COOKIE), Some("q"));
+        let h = headers(&["napiatke_session=first; napiatke_session=second"]);
+        assert_eq!(cookie_value(&h, SESSION_COOKIE), Some("first"));
+        let h = headers(&["napiatke_session=a=b"]);
+        assert_eq!(
+            cookie_value(&h, SESSION_COOKIE),
+            Some("a=b"),
+            "the value runs to the next ;"
+        );
+        let h = headers(&["napiatke_session"]);
+        assert_eq!(cookie_value(&h, SESSION_COOKIE), None);
+        assert_eq!(cookie_value(&headers(&[]), SESSION_COOKIE), None);
+        // The same answers as actix's parser, where both can read the value.
+        let req = actix_web::test::TestRequest::default()
+            .insert_header((COOKIE, "a=1; napiatke_session=abc; b=2"))
+            .to_http_request();
+        assert_eq!(
+            req.cookie(SESSION_COOKIE)
+                .map(|c| c.value().to_owned())
+                .as_deref(),
+            cookie_value(req.headers(), SESSION_COOKIE)
+        );
+    }
 
     #[test]
     fn next_never_leaves_the_site() {
