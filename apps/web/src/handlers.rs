@@ -259,7 +259,8 @@ pub async fn login_form(
     q: Params<LoginPage>,
 ) -> Result<HttpResponse, AppError> {
     let next = safe_next(q.next());
-    let existing = req.cookie(LOGIN_CSRF_COOKIE).map(|c| c.value().to_owned());
+    let existing =
+        crate::session::cookie_value(req.headers(), LOGIN_CSRF_COOKIE).map(str::to_owned);
     let csrf = match existing.filter(|t| t.len() == 64) {
         Some(t) => t,
         None => napiatke_services::random_token()?,
@@ -283,7 +284,7 @@ pub async fn login(
     let Some((email, password)) = form.credentials() else {
         return again(StatusCode::BAD_REQUEST, "Enter your e-mail and password.");
     };
-    let previous = req.cookie(SESSION_COOKIE).map(|c| c.value().to_owned());
+    let previous = crate::session::cookie_value(req.headers(), SESSION_COOKIE).map(str::to_owned);
     let client = req.peer_addr().map(|a| a.ip().to_string());
     let outcome = state
         .services

@@ -217,11 +217,14 @@ struct Accounting {
     expose: bool,
     slow: std::time::Duration,
     htmx: bool,
-    /// Also what counts the request in flight, from `start` until this is dropped
-    /// (a cancelled request included).
+    /// Also what counts the request in flight, from `start` until `finish` takes
+    /// it (and counts the request finished), or until the drop when `finish` never
+    /// ran (an error from the app, a cancelled request).
     state: Option<web::Data<AppState>>,
 }
 
+/// A request that never reached [`Accounting::finish`] leaves the in-flight count
+/// here.
 impl Drop for Accounting {
     fn drop(&mut self) {
         if let Some(s) = &self.state {
@@ -392,8 +395,8 @@ impl Accounting {
     }
 }
 
-/// The request's outcome on its exported span.
-#[cold]
+/// The request's outcome on its exported span (out of line: only with an OTLP
+/// endpoint).
 #[inline(never)]
 fn record_outcome(span: &tracing::Span, status: u16, route: &str) {
     span.record("status", status);
@@ -430,8 +433,8 @@ fn warn_heavy(
     }
 }
 
-/// The request to Sentry: a 5xx as an error event with its cause.
-#[cold]
+/// The request to Sentry: a 5xx as an error event with its cause (out of line:
+/// only with a DSN).
 #[inline(never)]
 fn report(
     watch: napiatke_telemetry::report::Watch,

@@ -36,8 +36,8 @@ impl Auth {
 /// The login form's double-submit check: the form's token must be the one in the
 /// pre-login cookie (returned, for the form shown again). 403 otherwise.
 pub fn check_login_csrf(req: &HttpRequest, sent: &str) -> Result<String, AppError> {
-    match req.cookie(LOGIN_CSRF_COOKIE) {
-        Some(c) if tokens_match(sent, c.value()) => Ok(c.value().to_owned()),
+    match cookie_value(req.headers(), LOGIN_CSRF_COOKIE) {
+        Some(c) if tokens_match(sent, c) => Ok(c.to_owned()),
         _ => Err(AppError::Forbidden(
             "the login form's security token is missing or out of date; reload the page and try again".to_owned(),
         )),
@@ -50,7 +50,9 @@ pub fn tokens_match(sent: &str, expected: &str) -> bool {
 }
 
 /// The value of the first cookie called `name` in the request's `Cookie` headers,
-/// as sent (quotes around it taken off; no percent-decoding: our tokens are hex).
+/// trimmed, with quotes around it taken off (no percent-decoding: our tokens are
+/// hex). Other cookies are not read: one that is not UTF-8 (a script's raw
+/// `zażółć`) does not hide ours.
 ///
 /// `HttpRequest::cookie` parses and percent-decodes every cookie of the request
 /// into a list kept in its extensions: about 4,000 instructions, on every page, to
@@ -61,17 +63,20 @@ pub fn cookie_value<'a>(
 ) -> Option<&'a str> {
     headers
         .get_all(actix_web::http::header::COOKIE)
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
+        .flat_map(|v| v.as_bytes().split(|&b| b == b';'))
         .find_map(|pair| {
-            let (n, value) = pair.split_once('=')?;
-            (n.trim() == name).then(|| {
-                let value = value.trim();
+            let at = pair.iter().position(|&b| b == b'=')?;
+            let (n, value) = (&pair[..at], &pair[at + 1..]);
+            if n.trim_ascii() != name.as_bytes() {
+                return None;
+            }
+            let value = std::str::from_utf8(value).ok()?.trim();
+            Some(
                 value
                     .strip_prefix('"')
                     .and_then(|v| v.strip_suffix('"'))
-                    .unwrap_or(value)
-            })
+                    .map_or(value, str::trim),
+            )
         })
 }
 
@@ -191,44 +196,76 @@ mod tests {
     #[test]
     fn a_cookie_is_found_by_its_exact_name_in_any_cookie_header() {
         use actix_web::http::header::{HeaderMap, HeaderValue, COOKIE};
-        let headers = |values: &[&str]| {
+        let headers = |values: &[&[u8]]| {
             let mut h = HeaderMap::new();
             for v in values {
                 h.append(
                     COOKIE,
-                    HeaderValue::from_str(v).unwrap_or_else(|e| panic!("{e}")),
+                    HeaderValue::from_bytes(v).unwrap_or_else(|e| panic!("{e}")),
                 );
             }
             h
         };
-        let h = headers(&["a=1; napiatke_session=abc; b=2"]);
-        assert_eq!(cookie_value(&h, SESSION_COOKIE), Some("abc"));
-        let h = headers(&[
-            "xnapiatke_session=no;napiatke_session_old=no",
-            "napiatke_session = \"q\" ",
-        ]);
-        assert_eq!(cookie_value(&h, SESSION_COOKIE), Some("q"));
-        let h = headers(&["napiatke_session=first; napiatke_session=second"]);
-        assert_eq!(cookie_value(&h, SESSION_COOKIE), Some("first"));
-        let h = headers(&["napiatke_session=a=b"]);
+        let found =
+            |values: &[&[u8]]| cookie_value(&headers(values), SESSION_COOKIE).map(str::to_owned);
         assert_eq!(
-            cookie_value(&h, SESSION_COOKIE),
+            found(&[b"a=1; napiatke_session=abc; b=2"]).as_deref(),
+            Some("abc")
+        );
+        assert_eq!(
+            found(&[
+                b"xnapiatke_session=no;napiatke_session_old=no",
+                b"napiatke_session = \"q\" "
+            ])
+            .as_deref(),
+            Some("q")
+        );
+        assert_eq!(
+            found(&[b"napiatke_session=\" q \""]).as_deref(),
+            Some("q"),
+            "trimmed inside quotes too, as the cookie crate does"
+        );
+        assert_eq!(
+            found(&[b"napiatke_session=first; napiatke_session=second"]).as_deref(),
+            Some("first")
+        );
+        assert_eq!(
+            found(&[b"napiatke_session=a=b"]).as_deref(),
             Some("a=b"),
             "the value runs to the next ;"
         );
-        let h = headers(&["napiatke_session"]);
-        assert_eq!(cookie_value(&h, SESSION_COOKIE), None);
-        assert_eq!(cookie_value(&headers(&[]), SESSION_COOKIE), None);
-        // The same answers as actix's parser, where both can read the value.
-        let req = actix_web::test::TestRequest::default()
-            .insert_header((COOKIE, "a=1; napiatke_session=abc; b=2"))
-            .to_http_request();
+        assert_eq!(found(&[b"napiatke_session"]), None);
+        assert_eq!(found(&[]), None);
+        // Another cookie that is not UTF-8 does not hide ours (actix's parser drops
+        // the whole header then, and the user would be logged out).
         assert_eq!(
-            req.cookie(SESSION_COOKIE)
-                .map(|c| c.value().to_owned())
-                .as_deref(),
-            cookie_value(req.headers(), SESSION_COOKIE)
+            found(&["pref=zażółć; napiatke_session=abc".as_bytes()]).as_deref(),
+            Some("abc")
         );
+        assert_eq!(
+            found(&[b"napiatke_session=\xff\xfe"]),
+            None,
+            "our own value must be UTF-8"
+        );
+        // The same answers as actix's parser where both read the value.
+        for header in [
+            "a=1; napiatke_session=abc; b=2",
+            " napiatke_session = abc ",
+            "napiatke_session=\"abc\"",
+            "napiatke_session=; b=2",
+            "b=2",
+        ] {
+            let req = actix_web::test::TestRequest::default()
+                .insert_header((COOKIE, header))
+                .to_http_request();
+            assert_eq!(
+                req.cookie(SESSION_COOKIE)
+                    .map(|c| c.value().to_owned())
+                    .as_deref(),
+                cookie_value(req.headers(), SESSION_COOKIE),
+                "{header}"
+            );
+        }
     }
 
     #[test]

@@ -3,8 +3,8 @@
 //! scrape time (pool, cache, image jobs).
 //!
 //! Hand-written rather than a client crate: the app needs three instruments and a
-//! writer, the hot path is a read lock and a few relaxed atomic adds, and nothing
-//! else is pulled into the build. Names and units follow the OpenTelemetry HTTP
+//! writer, the hot path is the calling thread's own shard (plain loads and stores,
+//! see [`HttpMetrics`]), and nothing else is pulled into the build. Names and units follow the OpenTelemetry HTTP
 //! semantic conventions as Prometheus spells them (`http.server.request.duration` in
 //! seconds becomes `http_server_request_duration_seconds`).
 //!
@@ -660,10 +660,13 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("http_server_active_requests 4\n"), "{text}");
+        // Ended here with `finish`: counted finished and observed in one go.
         for _ in 0..4 {
-            http.leave();
+            http.finish("/healthz", "GET", 200, Duration::from_micros(50), 1);
         }
-        assert!(scrape().contains("http_server_active_requests 0\n"));
+        let text = scrape();
+        assert!(text.contains("http_server_active_requests 0\n"), "{text}");
+        assert!(text.contains("http_server_request_duration_seconds_count{http_route=\"/healthz\",http_request_method=\"GET\",http_response_status_code=\"200\"} 4\n"), "{text}");
     }
 
     #[test]
