@@ -189,16 +189,10 @@ fn request_id(headers: &actix_web::http::header::HeaderMap) -> String {
         h.write_u32(std::process::id());
         h.finish()
     });
-    // 16 hex digits written by hand: `format!` of the same cost every request about
-    // 1,100 instructions (docs/performance.md).
+    // 16 hex digits: `format!` of the same cost every request about 1,100
+    // instructions (docs/performance.md).
     let id = ((prefix & 0xffff_ffff) << 32) | (NEXT.fetch_add(1, Relaxed) & 0xffff_ffff);
-    // Bytes, then one UTF-8 check: collecting `char`s into a `String` cost about
-    // 330 instructions a request.
-    let digits: Vec<u8> = (0..16)
-        .rev()
-        .map(|i| b"0123456789abcdef"[usize::from(((id >> (i * 4)) & 0xf) as u8)])
-        .collect();
-    String::from_utf8(digits).unwrap_or_default()
+    napiatke_cache::hex(&id.to_be_bytes())
 }
 
 /// A request's cost (its statements, cache lookups and renders, added up while its

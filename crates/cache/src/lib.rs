@@ -67,7 +67,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 pub use config::{CacheConfig, CacheError};
-pub use keys::Namespace;
+pub use keys::{hex, push_hex, Namespace};
 pub use l2::{KeyCounts, L2Error, RedisInfo};
 pub use stats::{CacheStats, LatencyStats, NamespaceStats, TierStats};
 

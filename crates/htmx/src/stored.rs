@@ -362,10 +362,7 @@ impl HtmlCache {
     pub(crate) fn full_key(&self, templates: &crate::Templates, key: &FragmentKey) -> String {
         let key = key.as_str();
         let mut full = String::with_capacity(17 + key.len());
-        let fingerprint = templates.fingerprint();
-        full.extend((0..16).rev().map(|i| {
-            char::from(b"0123456789abcdef"[usize::from(((fingerprint >> (i * 4)) & 0xf) as u8)])
-        }));
+        napiatke_cache::push_hex(&mut full, &templates.fingerprint().to_be_bytes());
         full.push('|');
         full.push_str(key);
         full

@@ -72,21 +72,7 @@ impl DbSessionStore {
 pub fn random_token() -> ServiceResult<String> {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).map_err(ServiceError::Random)?;
-    Ok(hex(&bytes))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    // Bytes by table, then one UTF-8 check of the whole: `String::push` of each
-    // digit as a `char` cost about 700 instructions for a session key, on every
-    // request (docs/performance.md).
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut digits = vec![0u8; bytes.len() * 2];
-    for (pair, b) in digits.chunks_exact_mut(2).zip(bytes) {
-        pair[0] = DIGITS[usize::from(b >> 4)];
-        pair[1] = DIGITS[usize::from(b & 0x0f)];
-    }
-    // Always ASCII; the fallback is never taken.
-    String::from_utf8(digits).unwrap_or_default()
+    Ok(napiatke_cache::hex(&bytes))
 }
 
 /// A cookie that cannot be one of ours is not looked up at all.
@@ -104,7 +90,7 @@ const fn is_hex(b: u8) -> bool {
 
 /// What the database stores for a token.
 pub(crate) fn token_hash(token: &str) -> String {
-    hex(&Sha256::digest(token.as_bytes()))
+    napiatke_cache::hex(&Sha256::digest(token.as_bytes()))
 }
 
 impl SessionStore for DbSessionStore {
@@ -326,7 +312,6 @@ mod tests {
         assert!(!looks_like_token(&"é".repeat(32)), "64 bytes, not hex");
         assert!(!looks_like_token(&"a".repeat(63)));
         assert!(!looks_like_token(&"a".repeat(65)));
-        assert_eq!(hex(&[0x00, 0x9f, 0xa0, 0xff]), "009fa0ff");
     }
 
     #[test]
